@@ -1,0 +1,37 @@
+//! The errors of every stage-2 operation. An operation that returns one
+//! has changed nothing.
+
+use core::fmt;
+
+/// Why a stage-2 operation was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Error {
+    /// An address or size is not aligned to the granule (or to the block
+    /// size asked for).
+    Unaligned,
+    /// An address range wraps, is empty, or leaves the IPA or PA space.
+    OutOfRange,
+    /// The range is already mapped (to something else) and the operation
+    /// does not replace mappings.
+    AlreadyMapped,
+    /// The page allocator ran out of table pages.
+    OutOfMemory,
+    /// Attributes that cannot be encoded or make no sense (executable device
+    /// memory, split XN without FEAT_XNX, software bits out of range).
+    BadAttributes,
+    /// An unsupported regime: IPA or PA size, VMID width.
+    BadConfig,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Unaligned => "address or size not aligned",
+            Error::OutOfRange => "address range out of bounds",
+            Error::AlreadyMapped => "range already mapped",
+            Error::OutOfMemory => "out of table memory",
+            Error::BadAttributes => "invalid stage-2 attributes",
+            Error::BadConfig => "unsupported stage-2 configuration",
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! Stage-2 translation tables for an AArch64 and ARM32 hypervisor.
+//!
+//! Portable and `no_std`: the formats (VMSAv8-64 and ARMv7 LPAE, 4 KiB
+//! granule), one generic walker, Linux's `pte_offset_map` accessors with
+//! their contract in types, split and single page-table locks, RCU for
+//! lockless walkers, and the TLB-maintenance policy. Memory, TLB and CPU
+//! specifics come in through traits ([`TableMemory`], [`TlbMaintenance`]),
+//! so everything here is tested on the host.
+//!
+//! Start with [`Stage2`] (an address space), then [`pgtable`] (the
+//! accessors) and `docs/ARCHITECTURE.md` for the locking and RCU rules.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod addr;
+pub mod desc;
+mod dump;
+pub mod error;
+pub mod geometry;
+pub mod memory;
+mod ops;
+pub mod pgtable;
+pub mod rcu;
+mod stage2;
+pub mod sync;
+pub mod tlb;
+mod walk;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
+pub use desc::{pmd_same, pte_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareability};
+pub use error::Error;
+pub use geometry::{Arch, Features, Geometry, Level};
+pub use memory::{PtDesc, TableMemory};
+pub use ops::{Granularity, Translation};
+pub use rcu::{Rcu, RcuReadGuard};
+pub use stage2::{LockMode, Stage2, Stats};
+pub use tlb::{TlbBatch, TlbMaintenance};

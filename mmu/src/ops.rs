@@ -1,0 +1,412 @@
+//! The address-space operations: map, unmap, protect, translate.
+//!
+//! Each runs in two phases on the generic walker. *Prepare* walks
+//! read-only: it checks for conflicts and counts the table pages the
+//! change needs (new tables, block splits); those pages are then allocated
+//! up front, so running out of memory is found before anything changes.
+//! *Commit* walks again and makes the change from the prepared pages.
+//! Only a concurrent writer racing on the same range can make commit need
+//! more; it then allocates, and if that fails, map rolls back what it
+//! installed.
+
+use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
+use crate::desc::{Attrs, Desc};
+use crate::error::Error;
+use crate::geometry::Level;
+use crate::memory::TableMemory;
+use crate::stage2::{Stage2, TableList};
+use crate::tlb::TlbMaintenance;
+use crate::walk::{count_new_tables, Cursor, Step, TableCache, Visit, Visitor, WalkError};
+
+/// Which leaf sizes `map` may use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Granularity {
+    /// The largest block that alignment and size allow (1 GiB, 2 MiB).
+    #[default]
+    Largest,
+    /// At most 2 MiB blocks.
+    Max2M,
+    /// 4 KiB pages only.
+    Pages,
+}
+
+/// What an IPA translates to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Translation {
+    /// The output address of the IPA (offset within the page included).
+    pub pa: PhysAddr,
+    /// Level of the leaf: 1 (1 GiB), 2 (2 MiB) or 3 (4 KiB).
+    pub level: Level,
+    /// The leaf's attributes.
+    pub attrs: Attrs,
+    /// The raw leaf descriptor.
+    pub desc: Desc,
+}
+
+/// The mapping `map` builds: `ipa0..` to `pa0..` with fixed attributes.
+#[derive(Clone, Copy)]
+struct Target {
+    ipa0: u64,
+    pa0: u64,
+    gran: Granularity,
+    /// Attribute bits of a page (level 3) and of a block (levels 1-2).
+    page_bits: u64,
+    block_bits: u64,
+}
+
+impl Target {
+    fn pa_for(&self, ipa: u64) -> u64 {
+        self.pa0 + (ipa - self.ipa0)
+    }
+
+    /// Whether entry `v` can be one leaf of the mapping.
+    fn leaf_fits<M: TableMemory, T: TlbMaintenance>(
+        &self,
+        s2: &Stage2<'_, M, T>,
+        v: &Visit,
+    ) -> bool {
+        let allowed = matches!(
+            (v.level, self.gran),
+            (3, _) | (2, Granularity::Largest | Granularity::Max2M) | (1, Granularity::Largest)
+        );
+        allowed
+            && s2.geo.leaf_allowed(v.level)
+            && v.covers()
+            && self.pa_for(v.base).is_multiple_of(v.size())
+    }
+
+    fn leaf(&self, v: &Visit) -> Desc {
+        let bits = if v.level == 3 {
+            self.page_bits
+        } else {
+            self.block_bits
+        };
+        Desc::from_bits(self.pa_for(v.base) | bits)
+    }
+
+    /// Whether the existing leaf `v.old` already maps `v`'s range the way
+    /// this mapping would.
+    fn same_as_existing(&self, v: &Visit) -> bool {
+        let bits = if v.level == 3 {
+            self.page_bits
+        } else {
+            self.block_bits
+        };
+        let existing_pa = v.old.addr().get() + (v.start - v.base);
+        existing_pa == self.pa_for(v.start) && v.old.bits() & !0x0000_ffff_ffff_f000 == bits
+    }
+}
+
+/// Map, phase 1: conflicts and the number of tables needed.
+struct MapPrepare<'t> {
+    t: &'t Target,
+    needed: usize,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapPrepare<'_> {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if v.old.is_valid() {
+            return if v.old.is_leaf(v.level) && self.t.same_as_existing(v) {
+                Ok(Step::Next)
+            } else {
+                Err(WalkError::Fail(Error::AlreadyMapped))
+            };
+        }
+        if !self.t.leaf_fits(cx.s2, v) {
+            let needs = |w: &Visit| !self.t.leaf_fits(cx.s2, w);
+            self.needed += 1 + count_new_tables(v.level + 1, v.start, v.end, &needs);
+        }
+        Ok(Step::Next)
+    }
+}
+
+/// Map, phase 2: install tables and leaves.
+struct MapCommit<'t> {
+    t: &'t Target,
+    cache: TableCache,
+    /// Everything below this IPA has been mapped by this call.
+    done: u64,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if v.old.is_valid() {
+            return if v.old.is_leaf(v.level) && self.t.same_as_existing(v) {
+                self.done = v.end;
+                Ok(Step::Next)
+            } else {
+                Err(WalkError::Fail(Error::AlreadyMapped))
+            };
+        }
+        if self.t.leaf_fits(cx.s2, v) {
+            cx.write(v.old, self.t.leaf(v))?;
+            self.done = v.end;
+            return Ok(Step::Next);
+        }
+        let table = self
+            .cache
+            .take(cx.s2, v.level + 1)
+            .ok_or(WalkError::Fail(Error::OutOfMemory))?;
+        if let Err(e) = cx.write(v.old, Desc::table(table)) {
+            self.cache.put(cx.s2, table);
+            return Err(e);
+        }
+        Ok(Step::Descend)
+    }
+}
+
+/// Undoes a failed map: removes the leaves it installed and the tables
+/// that leaves empty.
+struct MapRollback<'t> {
+    t: &'t Target,
+    detached: TableList,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapRollback<'_> {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if v.old.is_leaf(v.level) && v.covers() && self.t.same_as_existing(v) {
+            cx.write(v.old, Desc::INVALID)?;
+        }
+        Ok(Step::Next)
+    }
+
+    fn post(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<(), WalkError> {
+        cx.free_if_empty(v.old, &mut self.detached)
+    }
+}
+
+/// Unmap and protect, phase 1: blocks the range cuts need splitting.
+struct SplitPrepare {
+    needed: usize,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitPrepare {
+    fn pre(&mut self, _cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if v.old.is_leaf(v.level) && !v.covers() {
+            let partial = |w: &Visit| !w.covers();
+            self.needed += 1 + count_new_tables(v.level + 1, v.start, v.end, &partial);
+        }
+        Ok(Step::Next)
+    }
+}
+
+/// Unmap, phase 2.
+struct UnmapCommit {
+    cache: TableCache,
+    detached: TableList,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if !v.old.is_valid() {
+            return Ok(Step::Next);
+        }
+        if v.covers() {
+            cx.write(v.old, Desc::INVALID)?;
+            return Ok(Step::Next);
+        }
+        cx.split(v.old, &mut self.cache)?;
+        Ok(Step::Descend)
+    }
+
+    fn post(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<(), WalkError> {
+        cx.free_if_empty(v.old, &mut self.detached)
+    }
+}
+
+/// Protect, phase 2.
+struct ProtectCommit<'a> {
+    attrs: &'a Attrs,
+    cache: TableCache,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for ProtectCommit<'_> {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        if !v.old.is_leaf(v.level) {
+            return Ok(Step::Next);
+        }
+        if v.covers() {
+            let new = v.old.with_attrs(&cx.s2.geo, self.attrs);
+            cx.write(v.old, new)?;
+            return Ok(Step::Next);
+        }
+        cx.split(v.old, &mut self.cache)?;
+        Ok(Step::Descend)
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
+    /// Checks an IPA range (page aligned, non-empty, inside the IPA space)
+    /// and returns its end.
+    fn check_range(&self, ipa: Ipa, size: u64) -> Result<u64, Error> {
+        if !ipa.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::Unaligned);
+        }
+        match ipa.get().checked_add(size) {
+            Some(end) if size != 0 && end <= self.geo.ipa_limit() => Ok(end),
+            _ => Err(Error::OutOfRange),
+        }
+    }
+
+    /// Maps `[ipa, ipa + size)` to `[pa, pa + size)` with `attrs`, using the
+    /// largest leaves `gran`, alignment and size allow. Entries already
+    /// mapping the same way are left alone; any other existing mapping in
+    /// the range is `AlreadyMapped`. No TLB invalidation is needed: only
+    /// invalid entries are written.
+    ///
+    /// The contiguous hint is not managed by this layer yet and is refused.
+    pub fn map(
+        &self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: &Attrs,
+        gran: Granularity,
+    ) -> Result<(), Error> {
+        let end = self.check_range(ipa, size)?;
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(Error::Unaligned);
+        }
+        match pa.get().checked_add(size) {
+            Some(pend) if pend - 1 <= self.geo.oa_mask() | (PAGE_SIZE - 1) => {}
+            _ => return Err(Error::OutOfRange),
+        }
+        attrs.validate(&self.geo)?;
+        if attrs.contiguous {
+            return Err(Error::BadAttributes);
+        }
+        let t = Target {
+            ipa0: ipa.get(),
+            pa0: pa.get(),
+            gran,
+            page_bits: Desc::leaf(&self.geo, 3, PhysAddr(0), attrs).bits(),
+            block_bits: Desc::leaf(&self.geo, 2, PhysAddr(0), attrs).bits(),
+        };
+        let mut batch = self.tlb_batch();
+
+        let mut prep = MapPrepare { t: &t, needed: 0 };
+        self.walk(ipa.get(), end, &mut prep, &mut batch)?;
+        let cache = TableCache::fill(self, prep.needed)?;
+
+        let mut commit = MapCommit {
+            t: &t,
+            cache,
+            done: ipa.get(),
+        };
+        let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
+        commit.cache.release(self);
+        if result.is_err() && commit.done > ipa.get() {
+            let mut undo = MapRollback {
+                t: &t,
+                detached: TableList::default(),
+            };
+            // Removing leaves allocates nothing, so this cannot fail.
+            let _ = self.walk(ipa.get(), commit.done, &mut undo, &mut batch);
+            batch.flush();
+            self.defer_free(&mut undo.detached);
+        }
+        // Let table walks see the new entries before the guest retries.
+        self.tlb.sync_tables();
+        drop(batch);
+        self.reclaim();
+        result
+    }
+
+    /// Unmaps `[ipa, ipa + size)`, splitting blocks the range cuts, and
+    /// frees tables left empty (after a grace period). Unmapped holes are
+    /// skipped. On return every removed entry has been invalidated in the
+    /// TLBs, so the caller may reuse the pages.
+    pub fn unmap(&self, ipa: Ipa, size: u64) -> Result<(), Error> {
+        let end = self.check_range(ipa, size)?;
+        let mut batch = self.tlb_batch();
+        let mut prep = SplitPrepare { needed: 0 };
+        self.walk(ipa.get(), end, &mut prep, &mut batch)?;
+        let cache = TableCache::fill(self, prep.needed)?;
+
+        let mut commit = UnmapCommit {
+            cache,
+            detached: TableList::default(),
+        };
+        let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
+        commit.cache.release(self);
+        // Invalidate before the detached tables can be freed and reused.
+        batch.flush();
+        self.defer_free(&mut commit.detached);
+        drop(batch);
+        self.reclaim();
+        result
+    }
+
+    /// Sets the attributes of every mapped leaf in `[ipa, ipa + size)` to
+    /// `attrs`, splitting blocks the range cuts. Permission-only changes are
+    /// made in place; memory-type or shareability changes use
+    /// break-before-make. Unmapped holes are skipped.
+    pub fn protect(&self, ipa: Ipa, size: u64, attrs: &Attrs) -> Result<(), Error> {
+        let end = self.check_range(ipa, size)?;
+        attrs.validate(&self.geo)?;
+        if attrs.contiguous {
+            return Err(Error::BadAttributes);
+        }
+        let mut batch = self.tlb_batch();
+        let mut prep = SplitPrepare { needed: 0 };
+        self.walk(ipa.get(), end, &mut prep, &mut batch)?;
+        let cache = TableCache::fill(self, prep.needed)?;
+
+        let mut commit = ProtectCommit { attrs, cache };
+        let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
+        commit.cache.release(self);
+        batch.flush();
+        drop(batch);
+        self.reclaim();
+        result
+    }
+
+    /// Translates `ipa` by walking the tables locklessly, as the hardware
+    /// would (ignoring permissions). `None` if it is not mapped.
+    pub fn translate(&self, ipa: Ipa) -> Option<Translation> {
+        if ipa.get() >= self.geo.ipa_limit() {
+            return None;
+        }
+        let _rcu = self.rcu.read_lock();
+        let mut table = self.root;
+        let mut level = self.geo.start_level();
+        loop {
+            let (slot, _) = self.slot(table, self.geo.index(level, ipa.get()));
+            let d = Desc::from_bits(slot.load(crate::sync::Ordering::Acquire));
+            if d.is_table(level) {
+                table = d.addr();
+                level += 1;
+                continue;
+            }
+            if !d.is_leaf(level) {
+                return None;
+            }
+            let off = ipa.get() & (crate::geometry::level_size(level) - 1);
+            let attrs = d.attrs(&self.geo);
+            return Some(Translation {
+                pa: PhysAddr(d.addr().get() + off),
+                level,
+                attrs,
+                desc: d,
+            });
+        }
+    }
+}

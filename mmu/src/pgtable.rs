@@ -1,0 +1,448 @@
+//! The `pte_offset_map` family: Linux's page-table accessors, with their
+//! contract expressed in types.
+//!
+//! | Linux                          | here                                   |
+//! |--------------------------------|----------------------------------------|
+//! | `pgd_offset(mm, addr)`         | [`Stage2::pgd_offset`]                 |
+//! | `p4d/pud/pmd_offset(e, addr)`  | [`Stage2::p4d_offset`] ... (folded levels return their input) |
+//! | `pte_offset_map(pmd, addr)`    | [`Stage2::pte_offset_map`] → [`PteMap`]: read-only, lockless |
+//! | `pte_offset_map_lock(...)`     | [`Stage2::pte_offset_map_lock`] → [`PteMapLock`]: the write capability |
+//! | `pte_offset_map_ro_nolock(...)`| [`Stage2::pte_offset_map_ro_nolock`] → [`PteRoNoLock`]: no write method at all |
+//! | `pte_offset_map_rw_nolock(...)`| [`Stage2::pte_offset_map_rw_nolock`] → [`PteRwNoLock`]: writes only after [`PteRwNoLock::lock`] rechecks `pmd_same` |
+//! | `pte_unmap[_unlock]()`         | dropping the guard                     |
+//! | `pte_lockptr`, `pmd_lock`      | [`Stage2::pte_lockptr`], [`Stage2::pmd_lock`] |
+//!
+//! Every guard holds an RCU read-side section for its lifetime, so the
+//! level-3 table it points into stays valid memory even if it is detached
+//! meanwhile (then it is "a valid though empty and disconnected table":
+//! reads may be stale, and nothing can write to it, because every write
+//! path has rechecked the pmd under the table's lock).
+//!
+//! A `pmd` given to these functions is an [`EntryRef`] reached through
+//! `pmd_offset` inside the caller's own RCU section (Jann Horn's "case 3"
+//! in the seeds): the section keeps the level-2 table alive while we read
+//! the entry once, locklessly.
+
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
+use crate::desc::{pmd_same, Desc, Pmd, Pte};
+use crate::error::Error;
+use crate::geometry::{level_shift, Level};
+use crate::memory::TableMemory;
+use crate::rcu::RcuReadGuard;
+use crate::stage2::{EntrySlot, Stage2};
+use crate::sync::{lock, AtomicU64, Ordering, PtLock, PtLockGuard};
+use crate::tlb::{TlbBatch, TlbMaintenance};
+
+/// A reference to one entry of a live table: what Linux passes around as
+/// `pgd_t *`, `pud_t *` or `pmd_t *`. It cannot outlive the RCU section
+/// (`'g`) it was reached in.
+#[derive(Clone, Copy)]
+pub struct EntryRef<'g> {
+    slot: &'g AtomicU64,
+    page: PhysAddr,
+    level: Level,
+    ipa: Ipa,
+}
+
+impl EntryRef<'_> {
+    /// Reads the entry once, locklessly (Linux's `pmdp_get_lockless`).
+    #[inline]
+    pub fn read(&self) -> Desc {
+        Desc::from_bits(self.slot.load(Ordering::Acquire))
+    }
+    /// The level of the table holding the entry.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+    /// The IPA the entry was looked up for.
+    pub fn ipa(&self) -> Ipa {
+        self.ipa
+    }
+    /// The table page holding the entry.
+    pub fn table(&self) -> PhysAddr {
+        self.page
+    }
+}
+
+/// The level-3 table a guard points into, and the entry for its IPA.
+struct PteTable<'a> {
+    entries: &'a [AtomicU64; ENTRIES_PER_TABLE],
+    pa: PhysAddr,
+    ipa: Ipa,
+}
+
+impl PteTable<'_> {
+    fn index(&self, ipa: Ipa) -> Result<usize, Error> {
+        // The table maps one 2 MiB-aligned span; other IPAs are not in it.
+        if ipa.get() >> level_shift(2) != self.ipa.get() >> level_shift(2) {
+            return Err(Error::OutOfRange);
+        }
+        Ok(((ipa.get() >> level_shift(3)) as usize) % ENTRIES_PER_TABLE)
+    }
+
+    fn get(&self, ipa: Ipa) -> Result<Pte, Error> {
+        Ok(Desc::from_bits(
+            self.entries[self.index(ipa)?].load(Ordering::Acquire),
+        ))
+    }
+}
+
+/// Result of [`Stage2::pte_offset_map`]: a lockless, read-only view of a
+/// level-3 table. Reads may be stale; the memory stays valid until drop.
+#[must_use = "dropping the guard is pte_unmap()"]
+pub struct PteMap<'a> {
+    table: PteTable<'a>,
+    pmdval: Pmd,
+    _rcu: RcuReadGuard<'a>,
+}
+
+impl PteMap<'_> {
+    /// The entry for the IPA the table was mapped for.
+    pub fn get(&self) -> Pte {
+        self.get_at(self.table.ipa).unwrap_or_default()
+    }
+    /// The entry for another IPA in the same table's 2 MiB span.
+    pub fn get_at(&self, ipa: Ipa) -> Result<Pte, Error> {
+        self.table.get(ipa)
+    }
+    /// The pmd value this table was reached through.
+    pub fn pmdval(&self) -> Pmd {
+        self.pmdval
+    }
+    /// The table's physical address.
+    pub fn table(&self) -> PhysAddr {
+        self.table.pa
+    }
+}
+
+/// Result of [`Stage2::pte_offset_map_lock`]: the table is locked and was
+/// attached to the pmd when the lock was taken (and stays so until drop,
+/// because detaching it needs this lock). The only way to write entries.
+#[must_use = "dropping the guard is pte_unmap_unlock()"]
+pub struct PteMapLock<'a, M: TableMemory, T: TlbMaintenance> {
+    map: PteMap<'a>,
+    ptl: &'a PtLock,
+    _guard: PtLockGuard<'a>,
+    s2: &'a Stage2<'a, M, T>,
+}
+
+impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
+    /// The (stable) entry for the guard's IPA.
+    pub fn get(&self) -> Pte {
+        self.map.get()
+    }
+    /// The (stable) entry for another IPA of the same table.
+    pub fn get_at(&self, ipa: Ipa) -> Result<Pte, Error> {
+        self.map.get_at(ipa)
+    }
+    /// The pmd value, rechecked when the lock was taken.
+    pub fn pmdval(&self) -> Pmd {
+        self.map.pmdval
+    }
+    /// The lock held (to compare with another table's, as `adjust_pte`
+    /// does).
+    pub fn ptl(&self) -> &'a PtLock {
+        self.ptl
+    }
+    /// The table's physical address.
+    pub fn table(&self) -> PhysAddr {
+        self.map.table.pa
+    }
+
+    /// Replaces the entry for `ipa` (in this table) with `new`, doing the
+    /// maintenance the change needs: none for a new mapping, a gathered
+    /// invalidation for a removal or permission change, break-before-make
+    /// otherwise. Returns the old entry.
+    pub fn set(&mut self, ipa: Ipa, new: Pte, batch: &mut TlbBatch<'_, T>) -> Result<Pte, Error> {
+        if new.is_valid() && !new.is_leaf(3) {
+            return Err(Error::BadAttributes);
+        }
+        if new.is_valid() && new.addr().get() & !self.s2.geo.oa_mask() != 0 {
+            return Err(Error::OutOfRange);
+        }
+        let idx = self.map.table.index(ipa)?;
+        let slot = &self.map.table.entries[idx];
+        let old = Desc::from_bits(slot.load(Ordering::Relaxed));
+        let ipa = ipa.align_down(1 << level_shift(3));
+        let at = EntrySlot {
+            slot,
+            page: self.map.table.pa,
+            level: 3,
+            ipa,
+        };
+        self.s2.write_entry(at, old, new, batch);
+        Ok(old)
+    }
+
+    /// Maps `ipa` with `new` only if its entry is invalid (the fault-path
+    /// install: no invalidation needed). Returns the entry found otherwise.
+    pub fn install(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
+        let cur = self.get_at(ipa).map_err(|_| Pte::INVALID)?;
+        if cur.is_valid() {
+            return Err(cur);
+        }
+        let mut batch = self.s2.tlb_batch();
+        self.set(ipa, new, &mut batch).map_err(|_| cur)?;
+        debug_assert!(batch.is_empty());
+        Ok(())
+    }
+}
+
+/// Result of [`Stage2::pte_offset_map_ro_nolock`]: the table and the lock
+/// it would use, unlocked. It has no method that writes.
+#[must_use = "dropping the guard is pte_unmap()"]
+pub struct PteRoNoLock<'a> {
+    map: PteMap<'a>,
+    ptl: &'a PtLock,
+}
+
+impl<'a> PteRoNoLock<'a> {
+    /// The entry, read locklessly.
+    pub fn get(&self) -> Pte {
+        self.map.get()
+    }
+    /// Another entry of the same table, read locklessly.
+    pub fn get_at(&self, ipa: Ipa) -> Result<Pte, Error> {
+        self.map.get_at(ipa)
+    }
+    /// The lock that protects this table.
+    pub fn ptl(&self) -> &'a PtLock {
+        self.ptl
+    }
+    /// Takes the lock to read stable entries. Still read-only.
+    pub fn lock(self) -> PteRoLocked<'a> {
+        let guard = lock(self.ptl);
+        PteRoLocked {
+            map: self.map,
+            _guard: guard,
+        }
+    }
+}
+
+/// A [`PteRoNoLock`] with its lock held: stable reads, no writes.
+#[must_use = "dropping the guard unlocks and unmaps"]
+pub struct PteRoLocked<'a> {
+    map: PteMap<'a>,
+    _guard: PtLockGuard<'a>,
+}
+
+impl PteRoLocked<'_> {
+    /// The entry.
+    pub fn get(&self) -> Pte {
+        self.map.get()
+    }
+    /// Another entry of the same table.
+    pub fn get_at(&self, ipa: Ipa) -> Result<Pte, Error> {
+        self.map.get_at(ipa)
+    }
+}
+
+/// The table changed under a [`PteRwNoLock`] (`!pmd_same`): it was detached
+/// or replaced before the lock was taken. Walk again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PmdChanged {
+    /// What the pmd holds now.
+    pub now: Pmd,
+}
+
+/// Result of [`Stage2::pte_offset_map_rw_nolock`]: the table, its lock
+/// (not taken) and the pmd value read. Writing needs [`PteRwNoLock::lock`],
+/// which takes the lock and rechecks `pmd_same(pmdval, *pmd)`.
+#[must_use = "dropping the guard is pte_unmap()"]
+pub struct PteRwNoLock<'a, M: TableMemory, T: TlbMaintenance> {
+    map: PteMap<'a>,
+    ptl: &'a PtLock,
+    pmd: EntryRef<'a>,
+    s2: &'a Stage2<'a, M, T>,
+}
+
+impl<'a, M: TableMemory, T: TlbMaintenance> PteRwNoLock<'a, M, T> {
+    /// The entry, read locklessly.
+    pub fn get(&self) -> Pte {
+        self.map.get()
+    }
+    /// The pmd value the table was reached through.
+    pub fn pmdval(&self) -> Pmd {
+        self.map.pmdval
+    }
+    /// The lock that protects this table.
+    pub fn ptl(&self) -> &'a PtLock {
+        self.ptl
+    }
+
+    /// Takes the table's lock and rechecks that the pmd still points at
+    /// this table; only then is writing allowed.
+    pub fn lock(self) -> Result<PteMapLock<'a, M, T>, PmdChanged> {
+        let guard = lock(self.ptl);
+        let now = self.pmd.read();
+        if !pmd_same(self.map.pmdval, now) {
+            return Err(PmdChanged { now });
+        }
+        Ok(PteMapLock {
+            map: self.map,
+            ptl: self.ptl,
+            _guard: guard,
+            s2: self.s2,
+        })
+    }
+}
+
+/// Result of [`Stage2::pmd_lock`]: the lock protecting a level-2 entry,
+/// held. The entry is stable while it is held.
+#[must_use = "dropping the guard unlocks"]
+pub struct PmdLocked<'a> {
+    pmd: EntryRef<'a>,
+    _guard: PtLockGuard<'a>,
+}
+
+impl PmdLocked<'_> {
+    /// The (stable) pmd value.
+    pub fn get(&self) -> Pmd {
+        self.pmd.read()
+    }
+}
+
+impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
+    fn entry_at<'g>(&'g self, table: PhysAddr, level: Level, ipa: Ipa) -> EntryRef<'g> {
+        let (slot, page) = self.slot(table, self.geo.index(level, ipa.get()));
+        EntryRef {
+            slot,
+            page,
+            level,
+            ipa,
+        }
+    }
+
+    /// Follows `e` down to `level` while the levels in between are folded
+    /// or tables; `None` at the first entry that is not a table.
+    fn descend<'g>(&'g self, mut e: EntryRef<'g>, level: Level) -> Option<EntryRef<'g>> {
+        while e.level < level {
+            let d = e.read();
+            if !d.is_table(e.level) {
+                return None;
+            }
+            e = self.entry_at(d.addr(), e.level + 1, e.ipa);
+        }
+        Some(e)
+    }
+
+    /// The root entry for `ipa` (Linux's `pgd_offset`), or `None` if `ipa`
+    /// is outside the IPA space. The guard keeps what it leads to alive.
+    pub fn pgd_offset<'g>(&'g self, _rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
+        (ipa.get() < self.geo.ipa_limit())
+            .then(|| self.entry_at(self.root, self.geo.start_level(), ipa))
+    }
+
+    /// Always folded with the 4 KiB stage-2 layout: returns `pgd`.
+    pub fn p4d_offset<'g>(&'g self, pgd: EntryRef<'g>) -> EntryRef<'g> {
+        pgd
+    }
+
+    /// The level-1 entry under `p4d` (itself, when the walk starts at level
+    /// 1 or 2 and the level is folded), or `None` if `p4d` holds no table.
+    pub fn pud_offset<'g>(&'g self, p4d: EntryRef<'g>) -> Option<EntryRef<'g>> {
+        self.descend(p4d, 1)
+    }
+
+    /// The level-2 entry under `pud`, or `None` if `pud` holds no table (it
+    /// is invalid or a 1 GiB block).
+    pub fn pmd_offset<'g>(&'g self, pud: EntryRef<'g>) -> Option<EntryRef<'g>> {
+        self.descend(pud, 2)
+    }
+
+    /// pgd → p4d → pud → pmd for `ipa` in one call.
+    pub fn pmd_lookup<'g>(&'g self, rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
+        let pgd = self.pgd_offset(rcu, ipa)?;
+        let pud = self.pud_offset(self.p4d_offset(pgd))?;
+        self.pmd_offset(pud)
+    }
+
+    /// Linux's `pte_offset_map`: enters an RCU read-side section, reads
+    /// the pmd once and returns the level-3 table for `pmd.ipa()`, or
+    /// `None` if the pmd holds no table (invalid, a block, or bad).
+    pub fn pte_offset_map<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteMap<'a>> {
+        if pmd.level != 2 {
+            return None;
+        }
+        let rcu = self.rcu.read_lock();
+        let pmdval = pmd.read();
+        if !pmdval.is_table(2) {
+            return None;
+        }
+        let ptr = self.mem.entries(pmdval.addr());
+        // SAFETY: `pmdval` was read inside `rcu` from a live level-2 entry
+        // and points at a level-3 table page; `TableMemory` makes `ptr`
+        // point at its 512 entries, and RCU keeps the page allocated until
+        // `rcu`, stored in the returned guard next to this reference,
+        // drops. The guard never hands the reference out.
+        let entries = unsafe { &*(ptr as *const [AtomicU64; ENTRIES_PER_TABLE]) };
+        Some(PteMap {
+            table: PteTable {
+                entries,
+                pa: pmdval.addr(),
+                ipa: pmd.ipa,
+            },
+            pmdval,
+            _rcu: rcu,
+        })
+    }
+
+    /// Linux's `pte_lockptr`: the lock for the level-3 table `pmdval`
+    /// points at (its split lock, or the address-space lock).
+    pub fn pte_lockptr(&self, pmdval: Pmd) -> &PtLock {
+        self.table_lock(pmdval.addr())
+    }
+
+    /// The lock protecting the level-2 entry `pmd` (Linux's
+    /// `pmd_lockptr`): the split lock of the table holding it, or the
+    /// address-space lock.
+    pub fn pmd_lockptr(&self, pmd: &EntryRef<'_>) -> &PtLock {
+        self.table_lock(pmd.page)
+    }
+
+    /// Linux's `pmd_lock`: takes the lock of the table holding `pmd`.
+    pub fn pmd_lock<'a>(&'a self, pmd: &EntryRef<'a>) -> PmdLocked<'a> {
+        PmdLocked {
+            pmd: *pmd,
+            _guard: lock(self.pmd_lockptr(pmd)),
+        }
+    }
+
+    /// Linux's `pte_offset_map_lock`: maps the level-3 table, takes its
+    /// lock, and rechecks the pmd; if the table was detached or replaced
+    /// meanwhile it retries, so on success the table is attached and
+    /// stays so until the guard drops. `None` if there is no table.
+    pub fn pte_offset_map_lock<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteMapLock<'a, M, T>> {
+        loop {
+            match self.pte_offset_map_rw_nolock(pmd)?.lock() {
+                Ok(locked) => return Some(locked),
+                Err(_) => crate::sync::spin_hint(),
+            }
+        }
+    }
+
+    /// Linux's `pte_offset_map_ro_nolock`: the table and its lock, not
+    /// taken. For reading only: the result has no write method.
+    pub fn pte_offset_map_ro_nolock<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteRoNoLock<'a>> {
+        let map = self.pte_offset_map(pmd)?;
+        let ptl = self.pte_lockptr(map.pmdval);
+        Some(PteRoNoLock { map, ptl })
+    }
+
+    /// Linux's `pte_offset_map_rw_nolock`: the table, its lock (not taken)
+    /// and the pmd value read. Writing requires [`PteRwNoLock::lock`],
+    /// which rechecks `pmd_same` under the lock.
+    pub fn pte_offset_map_rw_nolock<'a>(
+        &'a self,
+        pmd: &EntryRef<'a>,
+    ) -> Option<PteRwNoLock<'a, M, T>> {
+        let map = self.pte_offset_map(pmd)?;
+        let ptl = self.pte_lockptr(map.pmdval);
+        Some(PteRwNoLock {
+            map,
+            ptl,
+            pmd: *pmd,
+            s2: self,
+        })
+    }
+}

@@ -1,0 +1,432 @@
+//! One guest's stage-2 address space: its root, VMID, lock mode, and the
+//! primitives every operation is built from (reaching a table, writing an
+//! entry, allocating and freeing tables).
+
+use core::fmt;
+
+use crate::addr::{Ipa, PhysAddr, Vmid, ENTRIES_PER_TABLE, PAGE_SIZE};
+use crate::desc::Desc;
+use crate::error::Error;
+use crate::geometry::{Geometry, Level};
+use crate::memory::{table_of, PtDesc, TableMemory};
+use crate::rcu::{GpCookie, Rcu};
+use crate::sync::{lock, new_lock, AtomicU64, Mutex, Ordering, PtLock};
+use crate::tlb::{TlbBatch, TlbMaintenance, TlbStats};
+
+/// How the entries of an address space's tables are locked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LockMode {
+    /// Split page-table locks: each table page has its own lock, in its
+    /// [`PtDesc`] (Linux with `USE_SPLIT_PTE_PTLOCKS`).
+    Split,
+    /// One lock for the whole address space (Linux's
+    /// `mm->page_table_lock`).
+    Single,
+}
+
+/// Counters of table memory, per address space.
+#[derive(Default)]
+pub struct TableStats {
+    /// Table pages allocated, roots included.
+    pub allocated: AtomicU64,
+    /// Table pages returned to the allocator.
+    pub freed: AtomicU64,
+    /// Tables detached and waiting for a grace period.
+    pub deferred: AtomicU64,
+    /// Blocks split into tables.
+    pub splits: AtomicU64,
+}
+
+/// A snapshot of an address space's counters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Stats {
+    /// Table pages in use now (allocated, not yet freed), roots included.
+    pub tables_live: u64,
+    /// Table pages allocated so far.
+    pub tables_allocated: u64,
+    /// Table pages freed so far.
+    pub tables_freed: u64,
+    /// Tables detached, still waiting for a grace period.
+    pub tables_pending: u64,
+    /// Blocks split into tables.
+    pub splits: u64,
+    /// Per-entry invalidations by IPA.
+    pub tlbi_ipa: u64,
+    /// Range invalidations by IPA.
+    pub tlbi_range: u64,
+    /// Whole-VMID invalidations.
+    pub tlbi_vmid: u64,
+    /// Stage-1 invalidations that followed IPA invalidations.
+    pub tlbi_stage1: u64,
+}
+
+/// An intrusive singly linked list of table pages, linked through their
+/// [`PtDesc::free_next`] (bit 0 marks "has a next").
+#[derive(Default)]
+pub(crate) struct TableList {
+    head: Option<PhysAddr>,
+    tail: Option<PhysAddr>,
+    len: usize,
+}
+
+impl TableList {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn push<M: TableMemory>(&mut self, mem: &M, pa: PhysAddr) {
+        mem.ptdesc(pa).free_next.store(0, Ordering::Relaxed);
+        match self.tail {
+            Some(t) => mem
+                .ptdesc(t)
+                .free_next
+                .store(pa.get() | 1, Ordering::Relaxed),
+            None => self.head = Some(pa),
+        }
+        self.tail = Some(pa);
+        self.len += 1;
+    }
+
+    pub(crate) fn peek(&self) -> Option<PhysAddr> {
+        self.head
+    }
+
+    pub(crate) fn pop<M: TableMemory>(&mut self, mem: &M) -> Option<PhysAddr> {
+        let pa = self.head?;
+        let next = mem.ptdesc(pa).free_next.load(Ordering::Relaxed);
+        self.head = (next & 1 != 0).then_some(PhysAddr(next & !1));
+        if self.head.is_none() {
+            self.tail = None;
+        }
+        self.len -= 1;
+        Some(pa)
+    }
+}
+
+/// Where an entry lives: its slot, the table page holding it, its level
+/// and the IPA its span starts at.
+#[derive(Clone, Copy)]
+pub(crate) struct EntrySlot<'a> {
+    pub slot: &'a AtomicU64,
+    pub page: PhysAddr,
+    pub level: Level,
+    pub ipa: Ipa,
+}
+
+/// A stage-2 address space (one VM's tables).
+///
+/// Concurrency: every method takes `&self`; lockless readers are protected
+/// by RCU and writers by the page-table locks of [`LockMode`] (see
+/// `docs/ARCHITECTURE.md`). Leaf pages belong to the caller: unmapping
+/// returns only after their invalidation, so the caller may reuse them.
+pub struct Stage2<'a, M: TableMemory, T: TlbMaintenance> {
+    pub(crate) geo: Geometry,
+    pub(crate) vmid: Vmid,
+    pub(crate) mode: LockMode,
+    pub(crate) root: PhysAddr,
+    pub(crate) mem: &'a M,
+    pub(crate) tlb: &'a T,
+    pub(crate) rcu: &'a Rcu,
+    /// The single lock of [`LockMode::Single`].
+    pub(crate) page_table_lock: PtLock,
+    /// Detached tables waiting for their grace period, oldest first.
+    pending: Mutex<TableList>,
+    pub(crate) tstats: TableStats,
+    pub(crate) tlb_stats: TlbStats,
+}
+
+impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
+    /// An empty address space: allocates the (concatenated) root.
+    pub fn new(
+        geo: Geometry,
+        vmid: Vmid,
+        mode: LockMode,
+        mem: &'a M,
+        tlb: &'a T,
+        rcu: &'a Rcu,
+    ) -> Result<Self, Error> {
+        let n = geo.root_tables();
+        let root = mem.alloc_tables(n).ok_or(Error::OutOfMemory)?;
+        let s2 = Self {
+            geo,
+            vmid,
+            mode,
+            root,
+            mem,
+            tlb,
+            rcu,
+            page_table_lock: new_lock(),
+            pending: Mutex::new(TableList::default()),
+            tstats: TableStats::default(),
+            tlb_stats: TlbStats::default(),
+        };
+        s2.tstats.allocated.fetch_add(n as u64, Ordering::Relaxed);
+        for i in 0..n {
+            mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE))
+                .init(geo.start_level());
+        }
+        // Checks the root's alignment and the VMID width once, up front.
+        s2.geo.vttbr(root, vmid)?;
+        Ok(s2)
+    }
+
+    /// The regime's geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+    /// The VMID.
+    pub fn vmid(&self) -> Vmid {
+        self.vmid
+    }
+    /// The lock mode.
+    pub fn lock_mode(&self) -> LockMode {
+        self.mode
+    }
+    /// Physical address of the root table(s).
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+    /// The RCU domain lockless walkers use.
+    pub fn rcu(&self) -> &'a Rcu {
+        self.rcu
+    }
+    /// The value to load into `VTTBR_EL2`/`VTTBR` for this guest.
+    pub fn vttbr(&self) -> u64 {
+        // Checked in `new`.
+        self.geo.vttbr(self.root, self.vmid).unwrap_or(0)
+    }
+    /// The value to load into `VTCR_EL2`/`VTCR`.
+    pub fn vtcr(&self) -> u64 {
+        self.geo.vtcr()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (alloc, freed) = (r(&self.tstats.allocated), r(&self.tstats.freed));
+        Stats {
+            tables_live: alloc - freed,
+            tables_allocated: alloc,
+            tables_freed: freed,
+            tables_pending: r(&self.tstats.deferred),
+            splits: r(&self.tstats.splits),
+            tlbi_ipa: r(&self.tlb_stats.by_ipa),
+            tlbi_range: r(&self.tlb_stats.by_range),
+            tlbi_vmid: r(&self.tlb_stats.whole_vmid),
+            tlbi_stage1: r(&self.tlb_stats.stage1),
+        }
+    }
+
+    /// A TLB batch for this address space's VMID.
+    pub fn tlb_batch(&self) -> TlbBatch<'_, T> {
+        TlbBatch::new(self.tlb, &self.tlb_stats, self.vmid)
+    }
+
+    // ---- table access -------------------------------------------------
+
+    /// The entry slot `index` of the table starting at `table` (a root may
+    /// span several pages). The caller keeps the table alive: it is the
+    /// root, or was reached inside an RCU read-side section or under a
+    /// lock that prevents its freeing.
+    #[inline]
+    pub(crate) fn slot(&self, table: PhysAddr, index: usize) -> (&AtomicU64, PhysAddr) {
+        let page = PhysAddr(table.get() + (index / ENTRIES_PER_TABLE) as u64 * PAGE_SIZE);
+        let ptr = self.mem.entries(page);
+        // SAFETY: `TableMemory` guarantees `entries` points at 512 entries
+        // of an allocated table page; `index % 512` stays inside them. The
+        // page is live by this function's contract, and the reference does
+        // not outlive `&self`, which the RCU guard or lock the caller holds
+        // also borrows.
+        let slot = unsafe { &*ptr.add(index % ENTRIES_PER_TABLE) };
+        (slot, page)
+    }
+
+    /// The metadata of the table page holding an entry.
+    #[inline]
+    pub(crate) fn ptdesc_of(&self, page: PhysAddr) -> &PtDesc {
+        self.mem.ptdesc(table_of(page))
+    }
+
+    /// The lock protecting the entries of table page `page`.
+    #[inline]
+    pub(crate) fn table_lock(&self, page: PhysAddr) -> &PtLock {
+        match self.mode {
+            LockMode::Split => &self.ptdesc_of(page).lock,
+            LockMode::Single => &self.page_table_lock,
+        }
+    }
+
+    /// Writes `new` over `old` in the entry `at`, with the maintenance the architecture requires.
+    /// The caller holds the page's lock and has checked the slot still
+    /// holds `old`.
+    ///
+    /// - invalid to valid: a plain store, no invalidation;
+    /// - valid to invalid: a store and a gathered invalidation;
+    /// - leaf to leaf differing only in permissions: in place, gathered;
+    /// - anything else: break-before-make, with the break invalidated and
+    ///   waited for before the make.
+    ///
+    /// Stores are Release so a walker that reads a new table descriptor
+    /// also sees the table's contents.
+    pub(crate) fn write_entry(
+        &self,
+        at: EntrySlot<'_>,
+        old: Desc,
+        new: Desc,
+        batch: &mut TlbBatch<'_, T>,
+    ) {
+        let EntrySlot {
+            slot,
+            page,
+            level,
+            ipa,
+        } = at;
+        if old == new {
+            return;
+        }
+        let pd = self.ptdesc_of(page);
+        if !old.is_valid() {
+            slot.store(new.bits(), Ordering::Release);
+            if new.is_valid() {
+                pd.add_valid(1);
+            }
+            return;
+        }
+        let old_leaf = old.is_leaf(level);
+        if !new.is_valid() {
+            slot.store(0, Ordering::Release);
+            pd.add_valid(-1);
+            batch.add(ipa, level, old_leaf);
+        } else if old_leaf && new.is_leaf(level) && old.only_permissions_differ(new) {
+            slot.store(new.bits(), Ordering::Release);
+            batch.add(ipa, level, true);
+        } else {
+            slot.store(0, Ordering::Release);
+            batch.add(ipa, level, old_leaf);
+            batch.flush();
+            slot.store(new.bits(), Ordering::Release);
+        }
+    }
+
+    // ---- table pages --------------------------------------------------
+
+    /// Allocates one zeroed table page for `level`.
+    pub(crate) fn alloc_table(&self, level: Level) -> Option<PhysAddr> {
+        let pa = self.mem.alloc_tables(1)?;
+        self.mem.ptdesc(pa).init(level);
+        self.tstats.allocated.fetch_add(1, Ordering::Relaxed);
+        Some(pa)
+    }
+
+    /// Returns a table page that was never made reachable, or whose grace
+    /// period has elapsed.
+    pub(crate) fn free_table_now(&self, pa: PhysAddr) {
+        // SAFETY: the page came from `alloc_tables(1)` in `alloc_table`;
+        // callers pass pages that no walker can reach any more (never
+        // published, or detached and past a grace period) and free each
+        // once, because it is removed from the list that held it.
+        unsafe { self.mem.free_tables(pa, 1) };
+        self.tstats.freed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns the pages of `list` at once (never-published tables).
+    pub(crate) fn free_list_now(&self, list: &mut TableList) {
+        while let Some(pa) = list.pop(self.mem) {
+            self.free_table_now(pa);
+        }
+    }
+
+    /// Queues detached tables to be freed after a grace period. Their
+    /// detachment has already been invalidated in the TLBs: the caller
+    /// flushed its batch first, so that no walk cache can still reach them
+    /// when the grace period ends.
+    pub(crate) fn defer_free(&self, detached: &mut TableList) {
+        if detached.len() == 0 {
+            return;
+        }
+        let cookie: GpCookie = self.rcu.get_state();
+        let mut pending = lock(&self.pending);
+        while let Some(pa) = detached.pop(self.mem) {
+            self.mem
+                .ptdesc(pa)
+                .free_after
+                .store(cookie.0, Ordering::Relaxed);
+            pending.push(self.mem, pa);
+            self.tstats.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees the detached tables whose grace period has elapsed; returns
+    /// how many. Called at the end of every operation; the hypervisor may
+    /// also call it when idle.
+    pub fn reclaim(&self) -> usize {
+        let mut done = TableList::default();
+        {
+            let mut pending = lock(&self.pending);
+            while let Some(pa) = pending.peek() {
+                let cookie = GpCookie(self.mem.ptdesc(pa).free_after.load(Ordering::Relaxed));
+                if !self.rcu.poll_state(cookie) {
+                    break;
+                }
+                pending.pop(self.mem);
+                done.push(self.mem, pa);
+            }
+        }
+        let n = done.len();
+        self.tstats.deferred.fetch_sub(n as u64, Ordering::Relaxed);
+        self.free_list_now(&mut done);
+        n
+    }
+
+    /// Waits for a grace period and frees every detached table. Must not
+    /// be called inside an RCU read-side section.
+    pub fn rcu_barrier(&self) {
+        self.rcu.synchronize();
+        self.reclaim();
+    }
+
+    /// Frees every table of the subtree under table `table` at `level`.
+    /// Only for teardown: nothing may reach the tables any more.
+    fn free_subtree(&self, table: PhysAddr, level: Level, entries: usize) {
+        for i in 0..entries {
+            let (slot, _) = self.slot(table, i);
+            let d = Desc::from_bits(slot.load(Ordering::Relaxed));
+            if d.is_table(level) {
+                self.free_subtree(d.addr(), level + 1, ENTRIES_PER_TABLE);
+                self.free_table_now(d.addr());
+            }
+        }
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<'_, M, T> {
+    /// Tears the address space down: the whole VMID is invalidated first,
+    /// then every table is freed (no reader can hold `&self` any more).
+    fn drop(&mut self) {
+        let t = self.tlb;
+        t.sync_tables();
+        t.invalidate_vmid(self.vmid);
+        t.complete();
+        self.tlb_stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
+        self.free_subtree(self.root, self.geo.start_level(), self.geo.root_entries());
+        let mut pending = core::mem::take(&mut *lock(&self.pending));
+        self.free_list_now(&mut pending);
+        // SAFETY: the root came from `alloc_tables(root_tables())` in `new`
+        // and nothing refers to it now.
+        unsafe { self.mem.free_tables(self.root, self.geo.root_tables()) };
+        self.tstats
+            .freed
+            .fetch_add(self.geo.root_tables() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> fmt::Debug for Stage2<'_, M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage2")
+            .field("geometry", &self.geo)
+            .field("vmid", &self.vmid)
+            .field("mode", &self.mode)
+            .field("root", &self.root)
+            .finish()
+    }
+}

@@ -1,0 +1,282 @@
+//! Host-side fakes for tests and benchmarks (feature `testing`): a pool of
+//! table pages that counts them, detects double frees, poisons freed
+//! pages and fails on demand; and a TLB that records every call.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::sync::Mutex;
+use std::vec;
+use std::vec::Vec;
+
+use crate::addr::{Ipa, PhysAddr, Vmid, ENTRIES_PER_TABLE, PAGE_SIZE};
+use crate::geometry::Level;
+use crate::memory::{PtDesc, TableMemory};
+use crate::sync::{AtomicU64, Ordering};
+use crate::tlb::TlbMaintenance;
+
+/// The value written over every entry of a freed page.
+pub const POISON: u64 = 0xdead_0000_dead_0000;
+
+#[repr(C, align(4096))]
+struct Page([AtomicU64; ENTRIES_PER_TABLE]);
+
+struct PoolState {
+    in_use: Vec<bool>,
+    live: usize,
+    peak: usize,
+    allocations: u64,
+    fail_at: Option<u64>,
+    next: usize,
+}
+
+/// A pool of host pages posing as physical memory at `base`.
+pub struct HostMemory {
+    base: u64,
+    pages: Box<[Page]>,
+    descs: Box<[PtDesc]>,
+    state: Mutex<PoolState>,
+}
+
+impl HostMemory {
+    /// Physical address of the first page of every pool (fits 40-bit PAs).
+    pub const BASE: u64 = 0x40_0000_0000;
+
+    /// A pool of `pages` table pages.
+    pub fn new(pages: usize) -> Self {
+        let pages_v: Vec<Page> = (0..pages)
+            .map(|_| Page([const { AtomicU64::new(0) }; ENTRIES_PER_TABLE]))
+            .collect();
+        let descs: Vec<PtDesc> = (0..pages).map(|_| PtDesc::new()).collect();
+        Self {
+            base: Self::BASE,
+            pages: pages_v.into_boxed_slice(),
+            descs: descs.into_boxed_slice(),
+            state: Mutex::new(PoolState {
+                in_use: vec![false; pages],
+                live: 0,
+                peak: 0,
+                allocations: 0,
+                fail_at: None,
+                next: 0,
+            }),
+        }
+    }
+
+    fn index(&self, pa: PhysAddr) -> usize {
+        let off = pa.get().checked_sub(self.base).expect("PA below the pool");
+        assert!(off.is_multiple_of(PAGE_SIZE), "unaligned table PA {pa:?}");
+        let i = (off / PAGE_SIZE) as usize;
+        assert!(i < self.pages.len(), "PA {pa:?} outside the pool");
+        i
+    }
+
+    /// Pages allocated now.
+    pub fn live(&self) -> usize {
+        self.state.lock().unwrap().live
+    }
+    /// Most pages allocated at once.
+    pub fn peak(&self) -> usize {
+        self.state.lock().unwrap().peak
+    }
+    /// Allocation calls so far (successful or not).
+    pub fn allocations(&self) -> u64 {
+        self.state.lock().unwrap().allocations
+    }
+    /// Makes the `n`-th allocation call from now (1-based) fail, and every
+    /// one after it until [`HostMemory::clear_failure`].
+    pub fn fail_after(&self, n: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.fail_at = Some(s.allocations + n);
+    }
+    /// Lets allocations succeed again.
+    pub fn clear_failure(&self) {
+        self.state.lock().unwrap().fail_at = None;
+    }
+    /// Whether a page is allocated.
+    pub fn is_allocated(&self, pa: PhysAddr) -> bool {
+        self.state.lock().unwrap().in_use[self.index(pa)]
+    }
+    /// Reads the descriptor at `pa` (8-byte aligned) as the hardware would,
+    /// for the reference walker. Panics on pages that are not allocated.
+    pub fn read_phys(&self, pa: u64) -> u64 {
+        let page = PhysAddr(pa & !(PAGE_SIZE - 1));
+        assert!(self.is_allocated(page), "walk touched free page {page:?}");
+        self.pages[self.index(page)].0[((pa % PAGE_SIZE) / 8) as usize].load(Ordering::Acquire)
+    }
+}
+
+// SAFETY: pages are handed out once (tracked by `in_use`), zeroed, aligned
+// to the request (indices aligned to `count` from an aligned base), and
+// `entries`/`ptdesc` point into boxed slices that live as long as `self`.
+unsafe impl TableMemory for HostMemory {
+    fn alloc_tables(&self, count: usize) -> Option<PhysAddr> {
+        assert!(count.is_power_of_two() && count <= 16);
+        let mut s = self.state.lock().unwrap();
+        s.allocations += 1;
+        if s.fail_at.is_some_and(|f| s.allocations >= f) {
+            return None;
+        }
+        let n = s.in_use.len();
+        let start = s.next;
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| i % count == 0 && i + count <= n)
+            .find(|&i| s.in_use[i..i + count].iter().all(|u| !u))?;
+        for i in found..found + count {
+            s.in_use[i] = true;
+            for e in &self.pages[i].0 {
+                e.store(0, Ordering::Relaxed);
+            }
+        }
+        s.live += count;
+        s.peak = s.peak.max(s.live);
+        s.next = (found + count) % n;
+        Some(PhysAddr(self.base + found as u64 * PAGE_SIZE))
+    }
+
+    unsafe fn free_tables(&self, pa: PhysAddr, count: usize) {
+        let first = self.index(pa);
+        let mut s = self.state.lock().unwrap();
+        for i in first..first + count {
+            assert!(
+                s.in_use[i],
+                "double free of table page {:#x}",
+                self.base + i as u64 * PAGE_SIZE
+            );
+            s.in_use[i] = false;
+            for e in &self.pages[i].0 {
+                e.store(POISON, Ordering::Relaxed);
+            }
+        }
+        s.live -= count;
+    }
+
+    fn entries(&self, pa: PhysAddr) -> *const AtomicU64 {
+        self.pages[self.index(pa)].0.as_ptr()
+    }
+
+    fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {
+        &self.descs[self.index(pa)]
+    }
+}
+
+/// One recorded TLB maintenance call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TlbOp {
+    /// `DSB ISHST`.
+    SyncTables,
+    /// `TLBI IPAS2E1IS` (or `IPAS2LE1IS` when `last_level`).
+    Ipa {
+        /// VMID.
+        vmid: Vmid,
+        /// IPA invalidated.
+        ipa: Ipa,
+        /// TTL hint.
+        level: Option<Level>,
+        /// Last-level only.
+        last_level: bool,
+    },
+    /// `TLBI RIPAS2E1IS`.
+    Range {
+        /// VMID.
+        vmid: Vmid,
+        /// First IPA.
+        ipa: Ipa,
+        /// 4 KiB pages covered.
+        pages: u64,
+        /// TTL hint.
+        level: Option<Level>,
+    },
+    /// `TLBI VMALLE1IS`.
+    Stage1(Vmid),
+    /// `TLBI VMALLS12E1IS`.
+    Vmid(Vmid),
+    /// `DSB ISH; ISB`.
+    Complete,
+}
+
+/// A TLB that records what it is asked to do.
+pub struct RecordingTlb {
+    ops: Mutex<Vec<TlbOp>>,
+    ipa: bool,
+    range: bool,
+    record: bool,
+}
+
+impl RecordingTlb {
+    /// An AArch64 CPU without FEAT_TLBIRANGE.
+    pub fn new() -> Self {
+        Self::with_caps(true, false)
+    }
+    /// A CPU with the given capabilities (`ipa = false` models ARMv7).
+    pub fn with_caps(ipa: bool, range: bool) -> Self {
+        Self {
+            ops: Mutex::new(Vec::new()),
+            ipa,
+            range,
+            record: true,
+        }
+    }
+    /// A TLB that counts nothing (for benchmarks).
+    pub fn silent() -> Self {
+        Self {
+            ops: Mutex::new(Vec::new()),
+            ipa: true,
+            range: false,
+            record: false,
+        }
+    }
+    /// Takes the recorded calls.
+    pub fn take(&self) -> Vec<TlbOp> {
+        core::mem::take(&mut *self.ops.lock().unwrap())
+    }
+    fn push(&self, op: TlbOp) {
+        if self.record {
+            self.ops.lock().unwrap().push(op);
+        }
+    }
+}
+
+impl Default for RecordingTlb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TlbMaintenance for RecordingTlb {
+    fn has_ipa_invalidation(&self) -> bool {
+        self.ipa
+    }
+    fn has_range_invalidation(&self) -> bool {
+        self.range
+    }
+    fn sync_tables(&self) {
+        self.push(TlbOp::SyncTables);
+    }
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
+        self.push(TlbOp::Ipa {
+            vmid,
+            ipa,
+            level,
+            last_level,
+        });
+    }
+    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
+        self.push(TlbOp::Range {
+            vmid,
+            ipa,
+            pages,
+            level,
+        });
+    }
+    fn invalidate_stage1(&self, vmid: Vmid) {
+        self.push(TlbOp::Stage1(vmid));
+    }
+    fn invalidate_vmid(&self, vmid: Vmid) {
+        self.push(TlbOp::Vmid(vmid));
+    }
+    fn complete(&self) {
+        self.push(TlbOp::Complete);
+    }
+}

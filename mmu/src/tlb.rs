@@ -1,0 +1,190 @@
+//! TLB maintenance: what to invalidate is decided here, how is the
+//! architecture's business (trait [`TlbMaintenance`], implemented in
+//! `arch` with TLBI/DSB/ISB and on the host by a recorder).
+//!
+//! Rules (Arm ARM, "TLB maintenance requirements"):
+//! - writing a valid entry over an invalid one needs no invalidation;
+//! - changing or removing a valid entry needs the entry's IPA invalidated
+//!   for the VMID, and afterwards the guest's stage-1 entries too, because
+//!   combined stage 1+2 entries are tagged by VA, not IPA;
+//! - break-before-make: an entry changing output address, memory type,
+//!   shareability or size is first made invalid and invalidated, and only
+//!   then written with its new value.
+//!
+//! A [`TlbBatch`] gathers the invalidations of one operation and issues
+//! them once: per-entry by IPA with a level hint; as ranges with
+//! FEAT_TLBIRANGE; the whole VMID when there are too many, or when the CPU
+//! cannot invalidate by IPA (ARMv7), so that case never reaches the walk.
+
+use crate::addr::{Ipa, Vmid, PAGE_SIZE};
+use crate::geometry::{level_size, Level};
+use crate::sync::{AtomicU64, Ordering};
+
+/// The TLB maintenance instructions, for one VMID at a time. `arch`
+/// switches the VMID in (VTTBR) and restores the previous value.
+pub trait TlbMaintenance {
+    /// Whether stage-2 entries can be invalidated by IPA (`TLBI IPAS2E1IS`;
+    /// absent on ARMv7).
+    fn has_ipa_invalidation(&self) -> bool;
+    /// Whether range invalidation by IPA exists (FEAT_TLBIRANGE).
+    fn has_range_invalidation(&self) -> bool;
+    /// Makes preceding table writes visible to table walks (`DSB ISHST`).
+    fn sync_tables(&self);
+    /// Invalidates stage-2 entries for one IPA (`TLBI IPAS2E1IS`, or
+    /// `IPAS2LE1IS` when `last_level`), `level` a TTL hint.
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool);
+    /// Invalidates stage-2 entries for `pages` 4 KiB pages from `ipa`
+    /// (`TLBI RIPAS2E1IS`); only called when ranges are supported.
+    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>);
+    /// Invalidates the guest's stage-1 (and combined) entries after IPA
+    /// invalidations (`DSB ISH; TLBI VMALLE1IS`).
+    fn invalidate_stage1(&self, vmid: Vmid);
+    /// Invalidates every entry of the VMID, both stages
+    /// (`TLBI VMALLS12E1IS`; ARMv7 `TLBIALLIS` with the VMID in VTTBR).
+    fn invalidate_vmid(&self, vmid: Vmid);
+    /// Waits for completion (`DSB ISH; ISB`).
+    fn complete(&self);
+}
+
+/// More per-entry invalidations than this in one batch become one
+/// whole-VMID invalidation (when ranges are not available).
+pub const MAX_PER_ENTRY_OPS: u64 = 64;
+/// Distinct runs a batch tracks before it gives up and flushes the VMID.
+const MAX_RUNS: usize = 8;
+
+/// Counters of TLB maintenance, per address space.
+#[derive(Default)]
+pub struct TlbStats {
+    /// `TLBI IPAS2(L)E1IS` issued.
+    pub by_ipa: AtomicU64,
+    /// `TLBI RIPAS2E1IS` issued.
+    pub by_range: AtomicU64,
+    /// Whole-VMID invalidations issued.
+    pub whole_vmid: AtomicU64,
+    /// Stage-1 invalidations following IPA invalidations.
+    pub stage1: AtomicU64,
+    /// Batches flushed.
+    pub flushes: AtomicU64,
+}
+
+/// A run of adjacent entries of one level and kind.
+#[derive(Clone, Copy)]
+struct Run {
+    start: u64,
+    count: u64,
+    level: Level,
+    last_level: bool,
+}
+
+/// Invalidations gathered for one operation on one VMID. Flushed by
+/// [`TlbBatch::flush`] or on drop, so nothing is ever left pending.
+pub struct TlbBatch<'a, T: TlbMaintenance> {
+    tlb: &'a T,
+    stats: &'a TlbStats,
+    vmid: Vmid,
+    runs: [Run; MAX_RUNS],
+    nruns: usize,
+    ops: u64,
+    whole: bool,
+}
+
+impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
+    /// An empty batch for `vmid`.
+    pub fn new(tlb: &'a T, stats: &'a TlbStats, vmid: Vmid) -> Self {
+        let empty = Run {
+            start: 0,
+            count: 0,
+            level: 0,
+            last_level: false,
+        };
+        Self {
+            tlb,
+            stats,
+            vmid,
+            runs: [empty; MAX_RUNS],
+            nruns: 0,
+            ops: 0,
+            whole: false,
+        }
+    }
+
+    /// Records that the valid entry at `level` for `ipa` was changed or
+    /// removed. `last_level` is false when a table entry was removed, so
+    /// cached walks through it go too.
+    pub fn add(&mut self, ipa: Ipa, level: Level, last_level: bool) {
+        self.ops += 1;
+        if self.whole {
+            return;
+        }
+        let size = level_size(level);
+        if let Some(r) = self.runs[..self.nruns].last_mut() {
+            if r.level == level
+                && r.last_level == last_level
+                && r.start + r.count * size == ipa.get()
+            {
+                r.count += 1;
+                return;
+            }
+        }
+        if self.nruns == MAX_RUNS {
+            self.whole = true;
+            return;
+        }
+        self.runs[self.nruns] = Run {
+            start: ipa.get(),
+            count: 1,
+            level,
+            last_level,
+        };
+        self.nruns += 1;
+    }
+
+    /// Whether anything is pending.
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Issues the gathered invalidations and waits for them.
+    pub fn flush(&mut self) {
+        if self.ops == 0 {
+            return;
+        }
+        let t = self.tlb;
+        let range = t.has_range_invalidation();
+        let whole =
+            self.whole || !t.has_ipa_invalidation() || (!range && self.ops > MAX_PER_ENTRY_OPS);
+        t.sync_tables();
+        if whole {
+            t.invalidate_vmid(self.vmid);
+            self.stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
+        } else {
+            for r in &self.runs[..self.nruns] {
+                let hint = Some(r.level);
+                if range && r.count > 1 {
+                    let pages = r.count * level_size(r.level) / PAGE_SIZE;
+                    t.invalidate_ipa_range(self.vmid, Ipa(r.start), pages, hint);
+                    self.stats.by_range.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    for i in 0..r.count {
+                        let ipa = Ipa(r.start + i * level_size(r.level));
+                        t.invalidate_ipa(self.vmid, ipa, hint, r.last_level);
+                    }
+                    self.stats.by_ipa.fetch_add(r.count, Ordering::Relaxed);
+                }
+            }
+            t.invalidate_stage1(self.vmid);
+            self.stats.stage1.fetch_add(1, Ordering::Relaxed);
+        }
+        t.complete();
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.nruns = 0;
+        self.ops = 0;
+        self.whole = false;
+    }
+}
+
+impl<T: TlbMaintenance> Drop for TlbBatch<'_, T> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

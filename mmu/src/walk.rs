@@ -1,0 +1,410 @@
+//! The one table walker every operation uses (KVM's walker shape: a
+//! visitor called for each entry before descending, and after the subtree
+//! of a table entry).
+//!
+//! Locking, the same at every level (see `docs/ARCHITECTURE.md`):
+//! - the walk descends locklessly inside one RCU read-side section;
+//! - an entry is written only under the lock of the table page holding
+//!   it, taken lazily by the [`Cursor`] and kept across consecutive writes
+//!   to that page; right after taking it the cursor rechecks that the
+//!   parent entry still points at the table (`pmd_same`), exactly as
+//!   `pte_offset_map_lock` does; if not, the table was detached and the
+//!   walk resumes from the root;
+//! - the lock is dropped before descending, so a walker holds one table
+//!   lock at a time, except when detaching a child, which takes the
+//!   parent's lock and then the child's (parent before child, always).
+//!
+//! A table is only ever detached when it holds no table entries (it is
+//! empty, or all leaves being collapsed), and detaching needs its lock.
+//! So holding a table's lock after a successful parent recheck pins the
+//! whole path above it.
+
+use crate::addr::{Ipa, PhysAddr};
+use crate::desc::Desc;
+use crate::error::Error;
+use crate::geometry::{level_size, Level};
+use crate::memory::TableMemory;
+use crate::stage2::{EntrySlot, Stage2, TableList};
+use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
+use crate::tlb::{TlbBatch, TlbMaintenance};
+
+/// Why a visit did not complete.
+pub(crate) enum WalkError {
+    /// The table being walked was detached: the parent re-reads its entry.
+    Retry,
+    /// The entry changed under the visitor: read it again and revisit.
+    Again,
+    /// The operation fails.
+    Fail(Error),
+}
+
+impl From<Error> for WalkError {
+    fn from(e: Error) -> Self {
+        WalkError::Fail(e)
+    }
+}
+
+/// One entry as the visitor sees it.
+#[derive(Clone, Copy)]
+pub(crate) struct Visit {
+    /// IPA mapped by the start of the entry.
+    pub base: u64,
+    /// The entry's level.
+    pub level: Level,
+    /// The value read (locklessly) before the visit.
+    pub old: Desc,
+    /// The part of the walk's range inside this entry: `[start, end)`.
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Visit {
+    /// Size mapped by the entry.
+    pub fn size(&self) -> u64 {
+        level_size(self.level)
+    }
+    /// Whether the walk's range covers the whole entry.
+    pub fn covers(&self) -> bool {
+        self.start == self.base && self.end - self.base == self.size()
+    }
+}
+
+/// What the walker does after a pre-visit.
+pub(crate) enum Step {
+    /// Go on with the next entry.
+    Next,
+    /// Walk the table the entry (now) points at.
+    Descend,
+}
+
+/// An operation expressed as a visitor.
+pub(crate) trait Visitor<M: TableMemory, T: TlbMaintenance> {
+    /// Called for every entry in range, top-down.
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError>;
+
+    /// Called after the subtree under a table entry (`v.old`) was walked.
+    fn post(&mut self, _cx: &mut Cursor<'_, '_, M, T>, _v: &Visit) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+/// The lock a walker holds on the table page it is writing, if any.
+type Held<'s> = Option<(PhysAddr, PtLockGuard<'s>)>;
+
+/// A visitor's handle on the entry being visited: the only way a visitor
+/// writes, so the locking rules are applied in one place.
+pub(crate) struct Cursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
+    pub s2: &'s Stage2<'s, M, T>,
+    slot: &'s AtomicU64,
+    page: PhysAddr,
+    parent: Option<(&'s AtomicU64, Desc)>,
+    held: &'w mut Held<'s>,
+    pub batch: &'w mut TlbBatch<'s, T>,
+    level: Level,
+    base: u64,
+}
+
+impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
+    fn at(&self) -> EntrySlot<'s> {
+        EntrySlot {
+            slot: self.slot,
+            page: self.page,
+            level: self.level,
+            ipa: Ipa(self.base),
+        }
+    }
+
+    /// Holds the lock of the entry's table page, with the table verified
+    /// attached to its parent entry.
+    fn lock(&mut self) -> Result<(), WalkError> {
+        if matches!(self.held, Some((p, _)) if *p == self.page) {
+            return Ok(());
+        }
+        *self.held = None;
+        let guard = lock(self.s2.table_lock(self.page));
+        if let Some((pslot, expected)) = self.parent {
+            if pslot.load(Ordering::Acquire) != expected.bits() {
+                return Err(WalkError::Retry);
+            }
+        }
+        *self.held = Some((self.page, guard));
+        Ok(())
+    }
+
+    /// Writes `new` if the entry still holds `old`, under its table's lock,
+    /// with the maintenance the change requires.
+    pub fn write(&mut self, old: Desc, new: Desc) -> Result<(), WalkError> {
+        self.lock()?;
+        if self.slot.load(Ordering::Relaxed) != old.bits() {
+            return Err(WalkError::Again);
+        }
+        self.s2.write_entry(self.at(), old, new, self.batch);
+        Ok(())
+    }
+
+    /// Replaces the block `old` by a table of the next level mapping the
+    /// same range with the same attributes. The table is complete before
+    /// it becomes visible, and the swap is break-before-make.
+    pub fn split(&mut self, old: Desc, cache: &mut TableCache) -> Result<(), WalkError> {
+        let child_level = self.level + 1;
+        let t = cache
+            .take(self.s2, child_level)
+            .ok_or(WalkError::Fail(Error::OutOfMemory))?;
+        let step = level_size(child_level);
+        let kind = if child_level == 3 { 0b11 } else { 0b01 };
+        let attrs = old.bits() & !(0x0000_ffff_ffff_f000 | 0b11);
+        for i in 0..crate::addr::ENTRIES_PER_TABLE {
+            let (slot, _) = self.s2.slot(t, i);
+            slot.store(
+                (old.addr().get() + i as u64 * step) | attrs | kind,
+                Ordering::Relaxed,
+            );
+        }
+        self.s2
+            .mem
+            .ptdesc(t)
+            .add_valid(crate::addr::ENTRIES_PER_TABLE as i32);
+        if let Err(e) = self.write(old, Desc::table(t)) {
+            // Never published: clear it and give it back.
+            for i in 0..crate::addr::ENTRIES_PER_TABLE {
+                self.s2.slot(t, i).0.store(0, Ordering::Relaxed);
+            }
+            self.s2.mem.ptdesc(t).init(child_level);
+            cache.put(self.s2, t);
+            return Err(e);
+        }
+        self.s2.tstats.splits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Detaches the child table `old` points at if it has no valid entry
+    /// left, and adds it to `detached` (to be freed after the TLB flush and
+    /// a grace period). Takes this table's lock, then the child's.
+    pub fn free_if_empty(&mut self, old: Desc, detached: &mut TableList) -> Result<(), WalkError> {
+        if self.s2.mem.ptdesc(old.addr()).valid_entries() != 0 {
+            return Ok(());
+        }
+        self.lock()?;
+        if self.slot.load(Ordering::Relaxed) != old.bits() {
+            return Ok(());
+        }
+        let child_lock = self.s2.table_lock(old.addr());
+        let same = core::ptr::eq(child_lock, self.s2.table_lock(self.page));
+        let _child = (!same).then(|| lock(child_lock));
+        if self.s2.mem.ptdesc(old.addr()).valid_entries() != 0 {
+            return Ok(());
+        }
+        self.s2
+            .write_entry(self.at(), old, Desc::INVALID, self.batch);
+        detached.push(self.s2.mem, old.addr());
+        Ok(())
+    }
+}
+
+/// Table pages allocated before an operation commits, so that running out
+/// of memory is found before anything changes (KVM's memcache).
+#[derive(Default)]
+pub(crate) struct TableCache {
+    list: TableList,
+}
+
+impl TableCache {
+    /// Allocates `n` pages, or none at all.
+    pub fn fill<M: TableMemory, T: TlbMaintenance>(
+        s2: &Stage2<'_, M, T>,
+        n: usize,
+    ) -> Result<Self, Error> {
+        let mut c = TableCache::default();
+        for _ in 0..n {
+            match s2.alloc_table(3) {
+                Some(pa) => c.list.push(s2.mem, pa),
+                None => {
+                    s2.free_list_now(&mut c.list);
+                    return Err(Error::OutOfMemory);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// A zeroed table for `level`: from the cache, else (only when a
+    /// concurrent change made the prepared count short) freshly allocated.
+    pub fn take<M: TableMemory, T: TlbMaintenance>(
+        &mut self,
+        s2: &Stage2<'_, M, T>,
+        level: Level,
+    ) -> Option<PhysAddr> {
+        match self.list.pop(s2.mem) {
+            Some(pa) => {
+                s2.mem.ptdesc(pa).init(level);
+                Some(pa)
+            }
+            None => s2.alloc_table(level),
+        }
+    }
+
+    /// Returns an unpublished, zeroed table.
+    pub fn put<M: TableMemory, T: TlbMaintenance>(&mut self, s2: &Stage2<'_, M, T>, pa: PhysAddr) {
+        self.list.push(s2.mem, pa);
+    }
+
+    /// Frees what was not used.
+    pub fn release<M: TableMemory, T: TlbMaintenance>(mut self, s2: &Stage2<'_, M, T>) {
+        s2.free_list_now(&mut self.list);
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
+    /// Walks `[start, end)` with `v`. Inside one RCU read-side section; a
+    /// detached table on the path restarts the walk from the root at the
+    /// point reached.
+    pub(crate) fn walk<'s, V: Visitor<M, T>>(
+        &'s self,
+        start: u64,
+        end: u64,
+        v: &mut V,
+        batch: &mut TlbBatch<'s, T>,
+    ) -> Result<(), Error> {
+        let _rcu = self.rcu.read_lock();
+        let mut progress = start;
+        loop {
+            let level = self.geo.start_level();
+            match self.walk_table(
+                self.root,
+                level,
+                None,
+                progress,
+                end,
+                v,
+                batch,
+                &mut progress,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(WalkError::Fail(e)) => return Err(e),
+                Err(_) => crate::sync::spin_hint(),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk_table<'s, V: Visitor<M, T>>(
+        &'s self,
+        table: PhysAddr,
+        level: Level,
+        parent: Option<(&'s AtomicU64, Desc)>,
+        start: u64,
+        end: u64,
+        v: &mut V,
+        batch: &mut TlbBatch<'s, T>,
+        progress: &mut u64,
+    ) -> Result<(), WalkError> {
+        let size = level_size(level);
+        let mut held: Held<'s> = None;
+        let mut ipa = start;
+        while ipa < end {
+            let (slot, page) = self.slot(table, self.geo.index(level, ipa));
+            let base = ipa & !(size - 1);
+            let vend = end.min(base + size);
+            let old = Desc::from_bits(slot.load(Ordering::Acquire));
+            let visit = Visit {
+                base,
+                level,
+                old,
+                start: ipa,
+                end: vend,
+            };
+            let mut cx = Cursor {
+                s2: self,
+                slot,
+                page,
+                parent,
+                held: &mut held,
+                batch,
+                level,
+                base,
+            };
+            match v.pre(&mut cx, &visit) {
+                Ok(Step::Next) => {
+                    ipa = vend;
+                    *progress = vend;
+                }
+                Ok(Step::Descend) => {
+                    let d = Desc::from_bits(slot.load(Ordering::Acquire));
+                    if !d.is_table(level) {
+                        continue;
+                    }
+                    held = None;
+                    let child = self.walk_table(
+                        d.addr(),
+                        level + 1,
+                        Some((slot, d)),
+                        ipa,
+                        vend,
+                        v,
+                        batch,
+                        progress,
+                    );
+                    match child {
+                        Ok(()) => {
+                            let visit = Visit { old: d, ..visit };
+                            let mut cx = Cursor {
+                                s2: self,
+                                slot,
+                                page,
+                                parent,
+                                held: &mut held,
+                                batch,
+                                level,
+                                base,
+                            };
+                            match v.post(&mut cx, &visit) {
+                                Ok(()) | Err(WalkError::Again) => {}
+                                Err(e) => return Err(e),
+                            }
+                            ipa = vend;
+                        }
+                        // Our entry changed under the child walk: re-read it
+                        // and carry on from where the child got to.
+                        Err(WalkError::Retry | WalkError::Again) => ipa = ipa.max(*progress),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(WalkError::Again) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tables needed to map `[start, end)` below a new table at `level` when
+/// `needs_table(level, visit)` says which entries need one of their own.
+pub(crate) fn count_new_tables(
+    level: Level,
+    start: u64,
+    end: u64,
+    needs_table: &dyn Fn(&Visit) -> bool,
+) -> usize {
+    if level >= 3 {
+        return 0;
+    }
+    let size = level_size(level);
+    let mut n = 0;
+    let mut ipa = start;
+    while ipa < end {
+        let base = ipa & !(size - 1);
+        let vend = end.min(base + size);
+        let v = Visit {
+            base,
+            level,
+            old: Desc::INVALID,
+            start: ipa,
+            end: vend,
+        };
+        if needs_table(&v) {
+            n += 1 + count_new_tables(level + 1, ipa, vend, needs_table);
+        }
+        ipa = vend;
+    }
+    n
+}
