@@ -22,6 +22,75 @@
 //! `pmd_offset` inside the caller's own RCU section (Jann Horn's "case 3"
 //! in the seeds): the section keeps the level-2 table alive while we read
 //! the entry once, locklessly.
+//!
+//! The type rules, checked by the compiler. This compiles: writing through
+//! an `rw_nolock` result after `lock()` has rechecked the pmd.
+//!
+//! ```no_run
+//! use mmu::{Desc, Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn clear<M: TableMemory, T: TlbMaintenance>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let rw = s2.pte_offset_map_rw_nolock(&pmd).unwrap();
+//!     let mut batch = s2.tlb_batch();
+//!     if let Ok(mut locked) = rw.lock() {
+//!         locked.set(ipa, Desc::INVALID, &mut batch).unwrap();
+//!     };
+//! }
+//! ```
+//!
+//! These do not: writing through `rw_nolock` without the lock and
+//! recheck,
+//!
+//! ```compile_fail
+//! use mmu::{Desc, Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn clear<M: TableMemory, T: TlbMaintenance>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let mut rw = s2.pte_offset_map_rw_nolock(&pmd).unwrap();
+//!     let mut batch = s2.tlb_batch();
+//!     rw.set(ipa, Desc::INVALID, &mut batch).unwrap();
+//! }
+//! ```
+//!
+//! writing through `ro_nolock`, even with its lock taken,
+//!
+//! ```compile_fail
+//! use mmu::{Desc, Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn clear<M: TableMemory, T: TlbMaintenance>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let mut ro = s2.pte_offset_map_ro_nolock(&pmd).unwrap().lock();
+//!     let mut batch = s2.tlb_batch();
+//!     ro.set(ipa, Desc::INVALID, &mut batch).unwrap();
+//! }
+//! ```
+//!
+//! writing through a lockless `pte_offset_map`,
+//!
+//! ```compile_fail
+//! use mmu::{Desc, Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn clear<M: TableMemory, T: TlbMaintenance>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let mut map = s2.pte_offset_map(&pmd).unwrap();
+//!     let mut batch = s2.tlb_batch();
+//!     map.set(ipa, Desc::INVALID, &mut batch).unwrap();
+//! }
+//! ```
+//!
+//! and keeping a table guard beyond the RCU section its pmd was found in.
+//!
+//! ```compile_fail
+//! use mmu::{Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn leak<M: TableMemory, T: TlbMaintenance>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let map = s2.pte_offset_map(&pmd).unwrap();
+//!     drop(g);
+//!     let _ = map.get();
+//! }
+//! ```
 
 use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
 use crate::desc::{pmd_same, Desc, Pmd, Pte};
