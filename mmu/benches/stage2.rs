@@ -1,1 +1,506 @@
-fn main() {}
+//! Stage-2 table benchmarks: `mmu` against the `aarch64-paging` crate.
+//!
+//! Both libraries build the same stage-2 tables on host memory: IPA
+//! `0x4000_0000..+1 GiB` to PA `0x8000_0000..` (the 2 MiB-block row uses PA
+//! `0x8020_0000..`, which is 2 MiB- but not 1 GiB-aligned, so that neither
+//! library may use a 1 GiB block), with guest-RAM attributes that give
+//! bit-identical descriptors (read/write, executable, Normal inner/outer
+//! write-back, Inner Shareable, AF set: `0x7ff` pages, `0x7fd` blocks).
+//!
+//! Rows, each for both libraries:
+//! 1. map 1 GiB as 4 KiB pages into an empty table, one call;
+//! 2. map 1 GiB page by page (262,144 calls of 4 KiB: the fault path);
+//! 3. map 1 GiB as 2 MiB blocks, one call;
+//! 4. unmap 1 GiB that was mapped as 4 KiB pages;
+//! 5. translate 1,000,000 random IPAs inside 1 GiB of 4 KiB pages.
+//!
+//! `aarch64-paging` runs twice: with its `Mapping` inactive (its fastest
+//! path: no break-before-make checks, no TLB maintenance, which is how it
+//! builds tables before they go live) and marked active (`mark_active`:
+//! what a stage-2 table of a running guest is; its TLBIs compile to nothing
+//! on a non-AArch64 host, but the walks that issue them remain). `mmu`
+//! always behaves as live.
+//!
+//! Setup (creating the empty table, pre-mapping for unmap and translate)
+//! and teardown are outside the timed region (`iter_custom`). The table
+//! memory each library uses is printed once, before the timings.
+//!
+//! Run: `cargo bench -p mmu` (results in `docs/PERFORMANCE.md`).
+
+use std::alloc::{dealloc, Layout};
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{
+    Constraints, MemoryRegion, PageTable, Stage2 as ApStage2, Translation as ApTranslation,
+};
+use aarch64_paging::Mapping;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
+use mmu::testing::{HostMemory, RecordingTlb};
+use mmu::{Attrs, Features, Geometry, Granularity, Ipa, LockMode, PhysAddr, Rcu, Stage2, Vmid};
+
+/// First IPA mapped.
+const IPA0: u64 = 0x4000_0000;
+/// PA the first IPA maps to (4 KiB pages).
+const PA0: u64 = 0x8000_0000;
+/// PA for the 2 MiB-block row: 2 MiB-aligned, not 1 GiB-aligned.
+const PA_2M: u64 = 0x8020_0000;
+/// Size mapped by every row.
+const GIB: u64 = 1 << 30;
+/// Granule.
+const PAGE: u64 = 4096;
+/// Pages in 1 GiB.
+const PAGES_PER_GIB: u64 = GIB / PAGE;
+/// Random translations per iteration of row 5.
+const LOOKUPS: usize = 1_000_000;
+/// Table pages in the `mmu` pool: 1 GiB of pages needs 515.
+const POOL_PAGES: usize = 1024;
+
+/// `aarch64-paging` attributes equal to `mmu`'s `Attrs::RAM`.
+const AP_RAM: Stage2Attributes = Stage2Attributes::VALID
+    .union(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+    .union(Stage2Attributes::MEMATTR_NORMAL_OUTER_WB)
+    .union(Stage2Attributes::S2AP_ACCESS_RW)
+    .union(Stage2Attributes::SH_INNER)
+    .union(Stage2Attributes::ACCESS_FLAG);
+
+// ---- mmu ----------------------------------------------------------------
+
+/// The host fakes one `mmu` address space needs.
+struct MmuEnv {
+    mem: HostMemory,
+    tlb: RecordingTlb,
+    rcu: Rcu,
+    geo: Geometry,
+}
+
+impl MmuEnv {
+    fn new() -> Self {
+        Self {
+            mem: HostMemory::new(POOL_PAGES),
+            tlb: RecordingTlb::silent(),
+            rcu: Rcu::new(),
+            geo: Geometry::aarch64(40, 48, Features::default()).unwrap(),
+        }
+    }
+
+    fn stage2(&self) -> Stage2<'_, HostMemory, RecordingTlb> {
+        Stage2::new(
+            self.geo,
+            Vmid(1),
+            LockMode::Split,
+            &self.mem,
+            &self.tlb,
+            &self.rcu,
+        )
+        .unwrap()
+    }
+}
+
+fn mmu_map_pages(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+    s2.map(Ipa(IPA0), PhysAddr(PA0), GIB, &Attrs::RAM, Granularity::Pages)
+        .unwrap();
+}
+
+fn mmu_map_page_by_page(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+    for i in 0..PAGES_PER_GIB {
+        let off = i * PAGE;
+        s2.map(
+            Ipa(IPA0 + off),
+            PhysAddr(PA0 + off),
+            PAGE,
+            &Attrs::RAM,
+            Granularity::Pages,
+        )
+        .unwrap();
+    }
+}
+
+fn mmu_map_blocks(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+    s2.map(
+        Ipa(IPA0),
+        PhysAddr(PA_2M),
+        GIB,
+        &Attrs::RAM,
+        Granularity::Largest,
+    )
+    .unwrap();
+}
+
+fn mmu_translate_all(s2: &Stage2<'_, HostMemory, RecordingTlb>, ipas: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &ipa in ipas {
+        let t = s2.translate(Ipa(black_box(ipa))).unwrap();
+        sum = sum.wrapping_add(t.pa.get());
+    }
+    sum
+}
+
+// ---- aarch64-paging -------------------------------------------------------
+
+/// Host tables for `aarch64-paging`: pages from the global allocator
+/// (`PageTable::new`, as its `IdTranslation` does), identity "physical"
+/// addresses, and counts of the pages in use.
+#[derive(Default)]
+struct CountingTranslation {
+    live: usize,
+    peak: usize,
+}
+
+impl ApTranslation<Stage2Attributes> for CountingTranslation {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<Stage2Attributes>>, PhysicalAddress) {
+        let table = PageTable::new();
+        self.live += 1;
+        self.peak = self.peak.max(self.live);
+        (table, PhysicalAddress(table.as_ptr() as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+        self.live -= 1;
+        // SAFETY: the caller passes a table from `allocate_table`, which got
+        // it from `PageTable::new`: the global allocator with the layout of
+        // `PageTable`. It is freed once.
+        unsafe { dealloc(table.as_ptr().cast(), Layout::new::<PageTable<Stage2Attributes>>()) };
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
+        NonNull::new(pa.0 as *mut PageTable<Stage2Attributes>).unwrap()
+    }
+}
+
+type ApMap = Mapping<CountingTranslation, ApStage2>;
+
+/// An empty `aarch64-paging` stage-2 table (root at level 1: 39-bit IPA,
+/// since it cannot concatenate root tables), live or not.
+fn ap_new(live: bool) -> ApMap {
+    let m = Mapping::new(CountingTranslation::default(), 1, ApStage2);
+    if live {
+        m.mark_active();
+    }
+    m
+}
+
+/// Drops a mapping made by [`ap_new`] (an active one may not be dropped).
+fn ap_drop(m: ApMap) {
+    if m.active() {
+        m.mark_inactive();
+    }
+    drop(m);
+}
+
+fn ap_region(ipa: u64, size: u64) -> MemoryRegion {
+    MemoryRegion::new(ipa as usize, (ipa + size) as usize)
+}
+
+fn ap_map_pages(m: &mut ApMap) {
+    m.map_range(
+        &ap_region(IPA0, GIB),
+        PhysicalAddress(PA0 as usize),
+        AP_RAM,
+        Constraints::NO_BLOCK_MAPPINGS,
+    )
+    .unwrap();
+}
+
+fn ap_map_page_by_page(m: &mut ApMap) {
+    for i in 0..PAGES_PER_GIB {
+        let off = i * PAGE;
+        m.map_range(
+            &ap_region(IPA0 + off, PAGE),
+            PhysicalAddress((PA0 + off) as usize),
+            AP_RAM,
+            Constraints::NO_BLOCK_MAPPINGS,
+        )
+        .unwrap();
+    }
+}
+
+fn ap_map_blocks(m: &mut ApMap) {
+    m.map_range(
+        &ap_region(IPA0, GIB),
+        PhysicalAddress(PA_2M as usize),
+        AP_RAM,
+        Constraints::empty(),
+    )
+    .unwrap();
+}
+
+/// Its unmap: `map_range` with flags lacking `VALID`. A range covering a
+/// whole table entry drops that entry and frees its subtree at once.
+fn ap_unmap(m: &mut ApMap) {
+    m.map_range(
+        &ap_region(IPA0, GIB),
+        PhysicalAddress(0),
+        Stage2Attributes::empty(),
+        Constraints::empty(),
+    )
+    .unwrap();
+}
+
+/// The leaf descriptor bits and output address for `ipa`, found with
+/// `walk_range` (the crate has no single-address lookup).
+fn ap_translate(m: &ApMap, ipa: u64) -> Option<(usize, u64)> {
+    let mut out = None;
+    m.walk_range(&ap_region(ipa, 1), &mut |_, d, level| {
+        if d.is_valid() {
+            let span = (PAGE as usize) << (9 * (3 - level));
+            out = Some((d.bits(), (d.output_address().0 + (ipa as usize & (span - 1))) as u64));
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn ap_translate_all(m: &ApMap, ipas: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &ipa in ipas {
+        let (_, pa) = ap_translate(m, black_box(ipa)).unwrap();
+        sum = sum.wrapping_add(pa);
+    }
+    sum
+}
+
+// ---- shared -----------------------------------------------------------------
+
+/// `n` IPAs inside `IPA0..IPA0 + 1 GiB`, from a fixed-seed xorshift64.
+fn random_ipas(n: usize) -> Vec<u64> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            IPA0 + (x % GIB)
+        })
+        .collect()
+}
+
+const KIB_PER_PAGE: u64 = PAGE / 1024;
+
+/// Prints the table memory of both libraries once, and checks that they
+/// build the same leaves.
+fn memory_report() {
+    let env = MmuEnv::new();
+    let mut lines = Vec::new();
+    let mut row = |what: &str, mmu_pages: u64, ap_pages: usize| {
+        lines.push(format!(
+            "  {what:<42} mmu {mmu_pages:>4} pages ({:>5} KiB)   aarch64-paging {ap_pages:>4} pages ({:>5} KiB)",
+            mmu_pages * KIB_PER_PAGE,
+            ap_pages as u64 * KIB_PER_PAGE
+        ));
+    };
+
+    let s2 = env.stage2();
+    let mut ap = ap_new(false);
+    row("empty table (root)", s2.stats().tables_live, ap.translation().live);
+
+    mmu_map_pages(&s2);
+    ap_map_pages(&mut ap);
+    let s = s2.stats();
+    assert_eq!(s.tables_live, env.mem.live() as u64);
+    row("1 GiB of 4 KiB pages", s.tables_live, ap.translation().live);
+    for ipa in random_ipas(4096) {
+        let t = s2.translate(Ipa(ipa)).unwrap();
+        let (bits, pa) = ap_translate(&ap, ipa).unwrap();
+        assert_eq!(t.desc.bits(), bits as u64, "descriptors differ at {ipa:#x}");
+        assert_eq!(t.pa.get(), pa);
+    }
+
+    s2.unmap(Ipa(IPA0), GIB).unwrap();
+    let before_barrier = s2.stats();
+    s2.rcu_barrier();
+    ap_unmap(&mut ap);
+    row(
+        "after unmap, before rcu_barrier",
+        before_barrier.tables_live,
+        ap.translation().live,
+    );
+    row(
+        "after unmap + rcu_barrier",
+        s2.stats().tables_live,
+        ap.translation().live,
+    );
+    assert_eq!(s2.stats().tables_live, env.mem.live() as u64);
+    let mmu_peak = env.mem.peak();
+    let ap_peak = ap.translation().peak;
+    drop(s2);
+    ap_drop(ap);
+
+    let s2 = env.stage2();
+    let mut ap = ap_new(false);
+    mmu_map_blocks(&s2);
+    ap_map_blocks(&mut ap);
+    for ipa in random_ipas(4096) {
+        let t = s2.translate(Ipa(ipa)).unwrap();
+        let (bits, pa) = ap_translate(&ap, ipa).unwrap();
+        assert_eq!(t.level, 2);
+        assert_eq!(t.desc.bits(), bits as u64, "descriptors differ at {ipa:#x}");
+        assert_eq!(t.pa.get(), pa);
+    }
+    row(
+        "1 GiB of 2 MiB blocks",
+        s2.stats().tables_live,
+        ap.translation().live,
+    );
+    drop(s2);
+    ap_drop(ap);
+    row("peak during the 4 KiB map/unmap", mmu_peak as u64, ap_peak);
+
+    eprintln!("table memory (4 KiB table pages; mmu root = 2 concatenated pages for 40-bit IPA):");
+    for l in lines {
+        eprintln!("{l}");
+    }
+    eprintln!("  descriptors of both libraries identical on 8192 sampled IPAs");
+}
+
+/// Times `op` on a fresh empty `mmu` table per iteration.
+fn time_mmu(iters: u64, env: &MmuEnv, op: fn(&Stage2<'_, HostMemory, RecordingTlb>)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let s2 = env.stage2();
+        let t = Instant::now();
+        op(black_box(&s2));
+        total += t.elapsed();
+        drop(s2);
+    }
+    total
+}
+
+/// Times `op` on a fresh empty `aarch64-paging` table per iteration.
+fn time_ap(iters: u64, live: bool, op: fn(&mut ApMap)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut m = ap_new(live);
+        let t = Instant::now();
+        op(black_box(&mut m));
+        total += t.elapsed();
+        ap_drop(m);
+    }
+    total
+}
+
+/// A group of one row: both libraries, flat sampling, 10 samples.
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    warm_up_ms: u64,
+    measure_ms: u64,
+) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(warm_up_ms))
+        .measurement_time(Duration::from_millis(measure_ms));
+    g
+}
+
+/// Benchmarks an "into an empty table" row for both libraries.
+fn map_row(
+    c: &mut Criterion,
+    name: &str,
+    (warm_up_ms, measure_ms): (u64, u64),
+    mmu_op: fn(&Stage2<'_, HostMemory, RecordingTlb>),
+    ap_op: fn(&mut ApMap),
+) {
+    let env = MmuEnv::new();
+    let mut g = group(c, name, warm_up_ms, measure_ms);
+    g.bench_function("mmu", |b| b.iter_custom(|n| time_mmu(n, &env, mmu_op)));
+    g.bench_function("aarch64-paging", |b| {
+        b.iter_custom(|n| time_ap(n, false, ap_op))
+    });
+    g.bench_function("aarch64-paging-live", |b| {
+        b.iter_custom(|n| time_ap(n, true, ap_op))
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    memory_report();
+
+    map_row(
+        c,
+        "map_1g_4k_one_call",
+        (300, 1500),
+        mmu_map_pages,
+        ap_map_pages,
+    );
+    map_row(
+        c,
+        "map_1g_4k_page_by_page",
+        (300, 3000),
+        mmu_map_page_by_page,
+        ap_map_page_by_page,
+    );
+    map_row(
+        c,
+        "map_1g_2m_blocks_one_call",
+        (100, 300),
+        mmu_map_blocks,
+        ap_map_blocks,
+    );
+
+    // Row 4: unmap 1 GiB of pages; mapping it again is setup.
+    {
+        let env = MmuEnv::new();
+        let mut g = group(c, "unmap_1g_4k", 100, 500);
+        g.bench_function("mmu", |b| {
+            b.iter_custom(|n| {
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    let s2 = env.stage2();
+                    mmu_map_pages(&s2);
+                    let t = Instant::now();
+                    black_box(&s2).unmap(Ipa(IPA0), GIB).unwrap();
+                    total += t.elapsed();
+                    s2.rcu_barrier();
+                    drop(s2);
+                }
+                total
+            })
+        });
+        for (id, live) in [("aarch64-paging", false), ("aarch64-paging-live", true)] {
+            g.bench_function(id, |b| {
+                b.iter_custom(|n| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..n {
+                        let mut m = ap_new(live);
+                        ap_map_pages(&mut m);
+                        let t = Instant::now();
+                        ap_unmap(black_box(&mut m));
+                        total += t.elapsed();
+                        ap_drop(m);
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
+
+    // Row 5: 1M random translations in 1 GiB of pages, mapped once.
+    {
+        let ipas = random_ipas(LOOKUPS);
+        let env = MmuEnv::new();
+        let s2 = env.stage2();
+        mmu_map_pages(&s2);
+        let mut ap = ap_new(false);
+        ap_map_pages(&mut ap);
+        assert_eq!(mmu_translate_all(&s2, &ipas), ap_translate_all(&ap, &ipas));
+
+        let mut g = group(c, "translate_1m_random", 500, 3000);
+        g.bench_function("mmu", |b| {
+            b.iter(|| mmu_translate_all(black_box(&s2), &ipas))
+        });
+        g.bench_function("aarch64-paging", |b| {
+            b.iter(|| ap_translate_all(black_box(&ap), &ipas))
+        });
+        g.finish();
+        ap_drop(ap);
+    }
+}
+
+criterion_group!(stage2, benches);
+criterion_main!(stage2);
