@@ -100,8 +100,14 @@ impl MmuEnv {
 }
 
 fn mmu_map_pages(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
-    s2.map(Ipa(IPA0), PhysAddr(PA0), GIB, &Attrs::RAM, Granularity::Pages)
-        .unwrap();
+    s2.map(
+        Ipa(IPA0),
+        PhysAddr(PA0),
+        GIB,
+        &Attrs::RAM,
+        Granularity::Pages,
+    )
+    .unwrap();
 }
 
 fn mmu_map_page_by_page(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
@@ -162,7 +168,12 @@ impl ApTranslation<Stage2Attributes> for CountingTranslation {
         // SAFETY: the caller passes a table from `allocate_table`, which got
         // it from `PageTable::new`: the global allocator with the layout of
         // `PageTable`. It is freed once.
-        unsafe { dealloc(table.as_ptr().cast(), Layout::new::<PageTable<Stage2Attributes>>()) };
+        unsafe {
+            dealloc(
+                table.as_ptr().cast(),
+                Layout::new::<PageTable<Stage2Attributes>>(),
+            )
+        };
     }
 
     fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
@@ -246,7 +257,10 @@ fn ap_translate(m: &ApMap, ipa: u64) -> Option<(usize, u64)> {
     m.walk_range(&ap_region(ipa, 1), &mut |_, d, level| {
         if d.is_valid() {
             let span = (PAGE as usize) << (9 * (3 - level));
-            out = Some((d.bits(), (d.output_address().0 + (ipa as usize & (span - 1))) as u64));
+            out = Some((
+                d.bits(),
+                (d.output_address().0 + (ipa as usize & (span - 1))) as u64,
+            ));
         }
         Ok(())
     })
@@ -295,7 +309,11 @@ fn memory_report() {
 
     let s2 = env.stage2();
     let mut ap = ap_new(false);
-    row("empty table (root)", s2.stats().tables_live, ap.translation().live);
+    row(
+        "empty table (root)",
+        s2.stats().tables_live,
+        ap.translation().live,
+    );
 
     mmu_map_pages(&s2);
     ap_map_pages(&mut ap);
