@@ -7,7 +7,9 @@
 //! *Commit* walks again and makes the change from the prepared pages.
 //! Only a concurrent writer racing on the same range can make commit need
 //! more; it then allocates, and if that fails, map rolls back what it
-//! installed.
+//! installed. A one-page map (the fault path) skips the prepare pass: its
+//! only possible failures come before its leaf is written, and the
+//! rollback frees the tables it installed.
 
 use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::desc::{Attrs, Desc};
@@ -161,10 +163,11 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
     }
 }
 
-/// Undoes a failed map: removes the leaves it installed and the tables
-/// that leaves empty.
+/// Undoes a failed map: removes the leaves it installed (below
+/// `clear_until`) and frees the tables left empty in the whole range.
 struct MapRollback<'t> {
     t: &'t Target,
+    clear_until: u64,
     detached: TableList,
 }
 
@@ -173,7 +176,8 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapRollback<'_> {
         if v.old.is_table(v.level) {
             return Ok(Step::Descend);
         }
-        if v.old.is_leaf(v.level) && v.covers() && self.t.same_as_existing(v) {
+        let ours = v.end <= self.clear_until && v.covers() && self.t.same_as_existing(v);
+        if v.old.is_leaf(v.level) && ours {
             cx.write(v.old, Desc::INVALID)?;
         }
         Ok(Step::Next)
@@ -302,9 +306,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         };
         let mut batch = self.tlb_batch();
 
-        let mut prep = MapPrepare { t: &t, needed: 0 };
-        self.walk(ipa.get(), end, &mut prep, &mut batch)?;
-        let cache = TableCache::fill(self, prep.needed)?;
+        // One leaf (the fault path): a failure can only come before the
+        // leaf is written, and the rollback below frees any table the
+        // commit installed, so the prepare pass is not needed.
+        let cache = if size == PAGE_SIZE {
+            TableCache::default()
+        } else {
+            let mut prep = MapPrepare { t: &t, needed: 0 };
+            self.walk(ipa.get(), end, &mut prep, &mut batch)?;
+            TableCache::fill(self, prep.needed)?
+        };
 
         let mut commit = MapCommit {
             t: &t,
@@ -313,13 +324,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         };
         let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
         commit.cache.release(self);
-        if result.is_err() && commit.done > ipa.get() {
+        if result.is_err() {
+            let clear_until = commit.done;
             let mut undo = MapRollback {
                 t: &t,
+                clear_until,
                 detached: TableList::default(),
             };
-            // Removing leaves allocates nothing, so this cannot fail.
-            let _ = self.walk(ipa.get(), commit.done, &mut undo, &mut batch);
+            // Removing leaves and empty tables allocates nothing: it cannot
+            // fail.
+            let _ = self.walk(ipa.get(), end, &mut undo, &mut batch);
             batch.flush();
             self.defer_free(&mut undo.detached);
         }

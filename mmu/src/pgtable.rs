@@ -235,7 +235,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
         let ipa = ipa.align_down(1 << level_shift(3));
         let at = EntrySlot {
             slot,
-            page: self.map.table.pa,
+            pd: self.s2.mem.ptdesc(self.map.table.pa),
             level: 3,
             ipa,
         };

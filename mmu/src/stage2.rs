@@ -103,12 +103,12 @@ impl TableList {
     }
 }
 
-/// Where an entry lives: its slot, the table page holding it, its level
-/// and the IPA its span starts at.
+/// Where an entry lives: its slot, the metadata of the table page holding
+/// it, its level and the IPA its span starts at.
 #[derive(Clone, Copy)]
 pub(crate) struct EntrySlot<'a> {
     pub slot: &'a AtomicU64,
-    pub page: PhysAddr,
+    pub pd: &'a PtDesc,
     pub level: Level,
     pub ipa: Ipa,
 }
@@ -277,14 +277,13 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     ) {
         let EntrySlot {
             slot,
-            page,
+            pd,
             level,
             ipa,
         } = at;
         if old == new {
             return;
         }
-        let pd = self.ptdesc_of(page);
         if !old.is_valid() {
             slot.store(new.bits(), Ordering::Release);
             if new.is_valid() {

@@ -19,11 +19,11 @@
 //! So holding a table's lock after a successful parent recheck pins the
 //! whole path above it.
 
-use crate::addr::{Ipa, PhysAddr};
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
 use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
-use crate::memory::TableMemory;
+use crate::memory::{PtDesc, TableMemory};
 use crate::stage2::{EntrySlot, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
@@ -88,8 +88,9 @@ pub(crate) trait Visitor<M: TableMemory, T: TlbMaintenance> {
     }
 }
 
-/// The lock a walker holds on the table page it is writing, if any.
-type Held<'s> = Option<(PhysAddr, PtLockGuard<'s>)>;
+/// The lock a walker holds on the table page it is writing, if any, with
+/// that page's metadata.
+type Held<'s> = Option<(PhysAddr, PtLockGuard<'s>, &'s PtDesc)>;
 
 /// A visitor's handle on the entry being visited: the only way a visitor
 /// writes, so the locking rules are applied in one place.
@@ -105,10 +106,15 @@ pub(crate) struct Cursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
 }
 
 impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
+    /// The entry, for `write_entry`.
     fn at(&self) -> EntrySlot<'s> {
+        let pd = match &*self.held {
+            Some((_, _, pd)) => pd,
+            None => self.s2.ptdesc_of(self.page),
+        };
         EntrySlot {
             slot: self.slot,
-            page: self.page,
+            pd,
             level: self.level,
             ipa: Ipa(self.base),
         }
@@ -117,7 +123,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// Holds the lock of the entry's table page, with the table verified
     /// attached to its parent entry.
     fn lock(&mut self) -> Result<(), WalkError> {
-        if matches!(self.held, Some((p, _)) if *p == self.page) {
+        if matches!(self.held, Some((p, _, _)) if *p == self.page) {
             return Ok(());
         }
         *self.held = None;
@@ -127,7 +133,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
                 return Err(WalkError::Retry);
             }
         }
-        *self.held = Some((self.page, guard));
+        *self.held = Some((self.page, guard, self.s2.ptdesc_of(self.page)));
         Ok(())
     }
 
@@ -300,9 +306,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     ) -> Result<(), WalkError> {
         let size = level_size(level);
         let mut held: Held<'s> = None;
+        let mut pages = PageCache::default();
         let mut ipa = start;
         while ipa < end {
-            let (slot, page) = self.slot(table, self.geo.index(level, ipa));
+            let (slot, page) = pages.slot(self, table, self.geo.index(level, ipa));
             let base = ipa & !(size - 1);
             let vend = end.min(base + size);
             let old = Desc::from_bits(slot.load(Ordering::Acquire));
@@ -374,6 +381,45 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             }
         }
         Ok(())
+    }
+}
+
+/// The entries pointer of the table page last used, so that a walk over a
+/// table asks `TableMemory::entries` once per page, not once per entry.
+struct PageCache {
+    page: PhysAddr,
+    entries: *const AtomicU64,
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        Self {
+            page: PhysAddr(u64::MAX),
+            entries: core::ptr::null(),
+        }
+    }
+}
+
+impl PageCache {
+    /// Like [`Stage2::slot`], with the same contract on `table`.
+    #[inline]
+    fn slot<'s, M: TableMemory, T: TlbMaintenance>(
+        &mut self,
+        s2: &'s Stage2<'_, M, T>,
+        table: PhysAddr,
+        index: usize,
+    ) -> (&'s AtomicU64, PhysAddr) {
+        let page =
+            PhysAddr(table.get() + (index / ENTRIES_PER_TABLE) as u64 * crate::addr::PAGE_SIZE);
+        if page != self.page {
+            self.page = page;
+            self.entries = s2.mem.entries(page);
+        }
+        // SAFETY: `entries` points at the 512 entries of `page`, a live
+        // table (the caller's contract, as for `Stage2::slot`), and
+        // `index % 512` stays inside them.
+        let slot = unsafe { &*self.entries.add(index % ENTRIES_PER_TABLE) };
+        (slot, page)
     }
 }
 
