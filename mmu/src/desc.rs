@@ -118,11 +118,7 @@ impl Attrs {
     };
 
     /// Read-only, non-executable guest RAM.
-    pub const RAM_RO: Attrs = Attrs {
-        write: false,
-        exec: Exec::Never,
-        ..Attrs::RAM
-    };
+    pub const RAM_RO: Attrs = Attrs { write: false, exec: Exec::Never, ..Attrs::RAM };
 
     /// MMIO passed through: read, write, never executable, Device-nGnRE.
     pub const DEVICE: Attrs = Attrs {
@@ -206,11 +202,7 @@ impl Desc {
     /// the level's size and `attrs` validated against `geo`.
     pub fn leaf(geo: &Geometry, level: Level, pa: PhysAddr, attrs: &Attrs) -> Self {
         debug_assert!(geo.leaf_allowed(level) && pa.get() & !geo.oa_mask() == 0);
-        let kind = if level == 3 {
-            bits::VALID | bits::TABLE_OR_PAGE
-        } else {
-            bits::VALID
-        };
+        let kind = if level == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
         Desc(pa.get() | kind | encode_attrs(geo, attrs))
     }
 
@@ -328,16 +320,7 @@ mod tests {
     use crate::geometry::Features;
 
     fn geo(fwb: bool, xnx: bool) -> Geometry {
-        Geometry::aarch64(
-            40,
-            48,
-            Features {
-                fwb,
-                xnx,
-                ..Features::default()
-            },
-        )
-        .unwrap()
+        Geometry::aarch64(40, 48, Features { fwb, xnx, ..Features::default() }).unwrap()
     }
 
     #[test]
@@ -367,25 +350,16 @@ mod tests {
         let d = Desc::leaf(&g, 3, PhysAddr(0x1000), &Attrs::RAM);
         assert_eq!((d.bits() >> 2) & 0xf, 0b0110);
         assert_eq!(d.attrs(&g).mem, MemType::NormalWb);
-        let nc = Attrs {
-            mem: MemType::NormalNc,
-            ..Attrs::RAM
-        };
-        assert_eq!(
-            (Desc::leaf(&g, 3, PhysAddr(0), &nc).bits() >> 2) & 0xf,
-            0b0101
-        );
+        let nc = Attrs { mem: MemType::NormalNc, ..Attrs::RAM };
+        assert_eq!((Desc::leaf(&g, 3, PhysAddr(0), &nc).bits() >> 2) & 0xf, 0b0101);
     }
 
     #[test]
     fn xnx_encodings() {
         let g = geo(false, true);
-        for (exec, xn) in [
-            (Exec::All, 0b00),
-            (Exec::El0Only, 0b01),
-            (Exec::Never, 0b10),
-            (Exec::El1Only, 0b11),
-        ] {
+        for (exec, xn) in
+            [(Exec::All, 0b00), (Exec::El0Only, 0b01), (Exec::Never, 0b10), (Exec::El1Only, 0b11)]
+        {
             let a = Attrs { exec, ..Attrs::RAM };
             let d = Desc::leaf(&g, 3, PhysAddr(0), &a);
             assert_eq!((d.bits() >> 53) & 3, xn, "{exec:?}");
@@ -396,12 +370,9 @@ mod tests {
     #[test]
     fn attribute_round_trip() {
         let g = geo(false, false);
-        for mem in [
-            MemType::DeviceNGnRnE,
-            MemType::DeviceNGnRE,
-            MemType::NormalNc,
-            MemType::NormalWb,
-        ] {
+        for mem in
+            [MemType::DeviceNGnRnE, MemType::DeviceNGnRE, MemType::NormalNc, MemType::NormalWb]
+        {
             for sh in [Shareability::Non, Shareability::Outer, Shareability::Inner] {
                 for (read, write) in [(false, false), (true, false), (false, true), (true, true)] {
                     let a = Attrs {
@@ -424,45 +395,19 @@ mod tests {
     fn validation() {
         let g = geo(false, false);
         assert_eq!(
-            Attrs {
-                exec: Exec::All,
-                ..Attrs::DEVICE
-            }
-            .validate(&g),
+            Attrs { exec: Exec::All, ..Attrs::DEVICE }.validate(&g),
             Err(Error::BadAttributes)
         );
         assert_eq!(
-            Attrs {
-                exec: Exec::El1Only,
-                ..Attrs::RAM
-            }
-            .validate(&g),
+            Attrs { exec: Exec::El1Only, ..Attrs::RAM }.validate(&g),
             Err(Error::BadAttributes)
         );
-        assert_eq!(
-            Attrs {
-                sw: 16,
-                ..Attrs::RAM
-            }
-            .validate(&g),
-            Err(Error::BadAttributes)
-        );
+        assert_eq!(Attrs { sw: 16, ..Attrs::RAM }.validate(&g), Err(Error::BadAttributes));
         assert_eq!(Attrs::RAM.validate(&g), Ok(()));
-        assert_eq!(
-            Attrs {
-                exec: Exec::El1Only,
-                ..Attrs::RAM
-            }
-            .validate(&geo(false, true)),
-            Ok(())
-        );
+        assert_eq!(Attrs { exec: Exec::El1Only, ..Attrs::RAM }.validate(&geo(false, true)), Ok(()));
         let v7 = Geometry::armv7(40).unwrap();
         assert_eq!(
-            Attrs {
-                exec: Exec::El0Only,
-                ..Attrs::RAM
-            }
-            .validate(&v7),
+            Attrs { exec: Exec::El0Only, ..Attrs::RAM }.validate(&v7),
             Err(Error::BadAttributes)
         );
     }
@@ -471,21 +416,9 @@ mod tests {
     fn permission_only_changes() {
         let g = geo(false, false);
         let rw = Desc::leaf(&g, 3, PhysAddr(0x1000), &Attrs::RAM);
-        let ro = rw.with_attrs(
-            &g,
-            &Attrs {
-                write: false,
-                ..Attrs::RAM
-            },
-        );
+        let ro = rw.with_attrs(&g, &Attrs { write: false, ..Attrs::RAM });
         assert!(rw.only_permissions_differ(ro));
-        let nc = rw.with_attrs(
-            &g,
-            &Attrs {
-                mem: MemType::NormalNc,
-                ..Attrs::RAM
-            },
-        );
+        let nc = rw.with_attrs(&g, &Attrs { mem: MemType::NormalNc, ..Attrs::RAM });
         assert!(!rw.only_permissions_differ(nc));
         let moved = Desc::leaf(&g, 3, PhysAddr(0x2000), &Attrs::RAM);
         assert!(!rw.only_permissions_differ(moved));

@@ -94,13 +94,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for Dumper<'_> {
             }
         }
         self.emit();
-        self.run = Some(Run {
-            start: v.base,
-            end: v.base + v.size(),
-            pa,
-            level: v.level,
-            attrs,
-        });
+        self.run = Some(Run { start: v.base, end: v.base + v.size(), pa, level: v.level, attrs });
         Ok(Step::Next)
     }
 }
@@ -121,12 +115,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             if g.root_tables() > 1 { "s" } else { "" },
             self.mode,
         )?;
-        let mut d = Dumper {
-            out,
-            run: None,
-            tables: [0; 4],
-            result: Ok(()),
-        };
+        let mut d = Dumper { out, run: None, tables: [0; 4], result: Ok(()) };
         let mut batch = self.tlb_batch();
         // A read-only walk: it never writes, so it cannot fail.
         let _ = self.walk(0, g.ipa_limit(), &mut d, &mut batch);

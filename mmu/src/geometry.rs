@@ -190,11 +190,7 @@ impl Geometry {
     /// in bits [63:48] (16-bit) or [55:48] (8-bit). The VMID is never lost:
     /// an out-of-range VMID or a misaligned or too-high root is an error.
     pub fn vttbr(&self, root: PhysAddr, vmid: Vmid) -> Result<u64, Error> {
-        let vmid_bits = if self.arch == Arch::Aarch64 && self.features.vmid16 {
-            16
-        } else {
-            8
-        };
+        let vmid_bits = if self.arch == Arch::Aarch64 && self.features.vmid16 { 16 } else { 8 };
         if u32::from(vmid.0) >= 1 << vmid_bits {
             return Err(Error::BadConfig);
         }
@@ -276,10 +272,7 @@ mod tests {
         assert_eq!(g.vtcr(), 0x8002_3558);
         // 48-bit IPA and PA with 16-bit VMIDs: T0SZ=16, SL0=10 (0x80),
         // PS=101 (0x50000), VS (0x80000).
-        let f = Features {
-            vmid16: true,
-            ..Features::default()
-        };
+        let f = Features { vmid16: true, ..Features::default() };
         let g = Geometry::aarch64(48, 48, f).unwrap();
         assert_eq!(g.vtcr(), 0x800D_3590);
         // 32-bit IPA: T0SZ=32 (0x20), SL0=00.
@@ -313,44 +306,23 @@ mod tests {
         let root = PhysAddr(0x8000_2000);
         // A root of two concatenated tables must be 8 KiB aligned.
         assert_eq!(g.vttbr(root, Vmid(5)), Ok(0x0005_0000_8000_2000));
-        assert_eq!(
-            g.vttbr(PhysAddr(0x8000_1000), Vmid(5)),
-            Err(Error::Unaligned)
-        );
+        assert_eq!(g.vttbr(PhysAddr(0x8000_1000), Vmid(5)), Err(Error::Unaligned));
         // 8-bit VMIDs unless VS is set.
         assert_eq!(g.vttbr(root, Vmid(256)), Err(Error::BadConfig));
-        let f = Features {
-            vmid16: true,
-            ..Features::default()
-        };
+        let f = Features { vmid16: true, ..Features::default() };
         let g16 = Geometry::aarch64(40, 48, f).unwrap();
         assert_eq!(g16.vttbr(root, Vmid(0xabcd)), Ok(0xabcd_0000_8000_2000));
         // ARMv7: 8-bit VMID in [55:48], 40-bit BADDR.
         let g7 = Geometry::armv7(40).unwrap();
-        assert_eq!(
-            g7.vttbr(PhysAddr(0xff_8000_0000), Vmid(0x7f)),
-            Ok(0x007f_00ff_8000_0000)
-        );
+        assert_eq!(g7.vttbr(PhysAddr(0xff_8000_0000), Vmid(0x7f)), Ok(0x007f_00ff_8000_0000));
         assert_eq!(g7.vttbr(PhysAddr(1 << 40), Vmid(1)), Err(Error::Unaligned));
     }
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert_eq!(
-            Geometry::aarch64(31, 48, Features::default()),
-            Err(Error::BadConfig)
-        );
-        assert_eq!(
-            Geometry::aarch64(49, 48, Features::default()),
-            Err(Error::BadConfig)
-        );
-        assert_eq!(
-            Geometry::aarch64(44, 40, Features::default()),
-            Err(Error::BadConfig)
-        );
-        assert_eq!(
-            Geometry::aarch64(40, 41, Features::default()),
-            Err(Error::BadConfig)
-        );
+        assert_eq!(Geometry::aarch64(31, 48, Features::default()), Err(Error::BadConfig));
+        assert_eq!(Geometry::aarch64(49, 48, Features::default()), Err(Error::BadConfig));
+        assert_eq!(Geometry::aarch64(44, 40, Features::default()), Err(Error::BadConfig));
+        assert_eq!(Geometry::aarch64(40, 41, Features::default()), Err(Error::BadConfig));
     }
 }

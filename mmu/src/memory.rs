@@ -56,18 +56,17 @@ impl PtDesc {
     }
 
     /// Number of valid entries in the table.
+    #[inline]
     pub fn valid_entries(&self) -> usize {
         self.valid.load(Ordering::Relaxed).into()
     }
 
+    #[inline]
     pub(crate) fn add_valid(&self, delta: i32) {
         // Only under the table's lock, so a plain read-modify-write suffices
         // for the count; relaxed because the lock orders it.
         let v = i32::from(self.valid.load(Ordering::Relaxed)) + delta;
-        debug_assert!(
-            (0..=512).contains(&v),
-            "valid-entry count out of range: {v}"
-        );
+        debug_assert!((0..=512).contains(&v), "valid-entry count out of range: {v}");
         self.valid.store(v as u16, Ordering::Relaxed);
     }
 }

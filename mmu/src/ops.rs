@@ -14,11 +14,13 @@
 use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::desc::{Attrs, Desc};
 use crate::error::Error;
-use crate::geometry::Level;
+use crate::geometry::{level_size, Level};
 use crate::memory::TableMemory;
 use crate::stage2::{Stage2, TableList};
 use crate::tlb::TlbMaintenance;
-use crate::walk::{count_new_tables, Cursor, Step, TableCache, Visit, Visitor, WalkError};
+use crate::walk::{
+    count_new_tables, Cursor, RunCursor, Step, TableCache, Visit, Visitor, WalkError,
+};
 
 /// Which leaf sizes `map` may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -67,33 +69,56 @@ impl Target {
         s2: &Stage2<'_, M, T>,
         v: &Visit,
     ) -> bool {
-        let allowed = matches!(
-            (v.level, self.gran),
-            (3, _) | (2, Granularity::Largest | Granularity::Max2M) | (1, Granularity::Largest)
-        );
+        // Level 3 is always allowed and always aligned: test it first.
+        let allowed = || {
+            matches!(
+                (v.level, self.gran),
+                (2, Granularity::Largest | Granularity::Max2M) | (1, Granularity::Largest)
+            )
+        };
+        v.level == 3
+            || (allowed()
+                && s2.geo.leaf_allowed(v.level)
+                && v.covers()
+                && self.pa_for(v.base) & (v.size() - 1) == 0)
+    }
+
+    /// Whether every entry of run `cx` can be one leaf of the mapping.
+    fn run_fits<M: TableMemory, T: TlbMaintenance>(&self, cx: &RunCursor<'_, '_, M, T>) -> bool {
+        let size = level_size(cx.level);
+        let allowed = match cx.level {
+            3 => true,
+            2 => self.gran != Granularity::Pages,
+            1 => self.gran == Granularity::Largest,
+            _ => false,
+        };
         allowed
-            && s2.geo.leaf_allowed(v.level)
-            && v.covers()
-            && self.pa_for(v.base).is_multiple_of(v.size())
+            && cx.s2.geo.leaf_allowed(cx.level)
+            && cx.covers_entries()
+            && self.pa_for(cx.base()) & (size - 1) == 0
+    }
+
+    /// The leaf this mapping puts at `level` for `ipa`.
+    fn leaf_at(&self, level: Level, ipa: u64) -> Desc {
+        let bits = if level == 3 { self.page_bits } else { self.block_bits };
+        Desc::from_bits(self.pa_for(ipa) | bits)
+    }
+
+    /// Whether `cur`, a valid entry at `level` for `ipa`, is exactly the
+    /// leaf this mapping would put there.
+    fn is_leaf_at(&self, level: Level, ipa: u64, cur: Desc) -> bool {
+        cur == self.leaf_at(level, ipa)
     }
 
     fn leaf(&self, v: &Visit) -> Desc {
-        let bits = if v.level == 3 {
-            self.page_bits
-        } else {
-            self.block_bits
-        };
+        let bits = if v.level == 3 { self.page_bits } else { self.block_bits };
         Desc::from_bits(self.pa_for(v.base) | bits)
     }
 
     /// Whether the existing leaf `v.old` already maps `v`'s range the way
     /// this mapping would.
     fn same_as_existing(&self, v: &Visit) -> bool {
-        let bits = if v.level == 3 {
-            self.page_bits
-        } else {
-            self.block_bits
-        };
+        let bits = if v.level == 3 { self.page_bits } else { self.block_bits };
         let existing_pa = v.old.addr().get() + (v.start - v.base);
         existing_pa == self.pa_for(v.start) && v.old.bits() & !0x0000_ffff_ffff_f000 == bits
     }
@@ -106,6 +131,18 @@ struct MapPrepare<'t> {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapPrepare<'_> {
+    /// Entries that will take a leaf need no table: only valid entries
+    /// need a closer look, entry by entry.
+    fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
+        if !self.t.run_fits(cx) {
+            return Ok(cx.start);
+        }
+        let level = cx.level;
+        let first =
+            cx.entries().find(|&(ipa, d)| d.is_valid() && !self.t.is_leaf_at(level, ipa, d));
+        Ok(first.map_or(cx.end, |(ipa, _)| ipa.max(cx.start)))
+    }
+
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
         if v.old.is_table(v.level) {
             return Ok(Step::Descend);
@@ -134,6 +171,18 @@ struct MapCommit<'t> {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
+    /// Fills a run of entries that all take a leaf in one go.
+    fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
+        if !self.t.run_fits(cx) {
+            return Ok(cx.start);
+        }
+        let (t, level) = (self.t, cx.level);
+        let reached = cx.fill(|ipa| t.leaf_at(level, ipa), |ipa, d| t.is_leaf_at(level, ipa, d))?;
+        self.done = reached;
+        Ok(reached)
+    }
+
+    #[inline]
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
         if v.old.is_table(v.level) {
             return Ok(Step::Descend);
@@ -151,10 +200,8 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
             self.done = v.end;
             return Ok(Step::Next);
         }
-        let table = self
-            .cache
-            .take(cx.s2, v.level + 1)
-            .ok_or(WalkError::Fail(Error::OutOfMemory))?;
+        let table =
+            self.cache.take(cx.s2, v.level + 1).ok_or(WalkError::Fail(Error::OutOfMemory))?;
         if let Err(e) = cx.write(v.old, Desc::table(table)) {
             self.cache.put(cx.s2, table);
             return Err(e);
@@ -189,16 +236,25 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapRollback<'_> {
 }
 
 /// Unmap and protect, phase 1: blocks the range cuts need splitting.
-struct SplitPrepare {
+struct SplitPrepare<'a> {
     needed: usize,
+    /// For protect: the new attributes. A block that already has them is
+    /// left whole.
+    attrs: Option<&'a Attrs>,
 }
 
-impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitPrepare {
-    fn pre(&mut self, _cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitPrepare<'_> {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        // Only blocks cut by the range's ends need splitting: nothing
+        // covered whole does.
+        if v.covers() {
+            return Ok(Step::Next);
+        }
         if v.old.is_table(v.level) {
             return Ok(Step::Descend);
         }
-        if v.old.is_leaf(v.level) && !v.covers() {
+        let unchanged = self.attrs.is_some_and(|a| v.old.with_attrs(&cx.s2.geo, a) == v.old);
+        if v.old.is_leaf(v.level) && !unchanged {
             let partial = |w: &Visit| !w.covers();
             self.needed += 1 + count_new_tables(v.level + 1, v.start, v.end, &partial);
         }
@@ -215,6 +271,11 @@ struct UnmapCommit {
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
         if v.old.is_table(v.level) {
+            // A level-3 table the range covers whole goes in one piece.
+            if v.level == 2 && v.covers() {
+                cx.detach_leaf_table(v.old, &mut self.detached)?;
+                return Ok(Step::Next);
+            }
             return Ok(Step::Descend);
         }
         if !v.old.is_valid() {
@@ -247,8 +308,11 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for ProtectCommit<'_> {
         if !v.old.is_leaf(v.level) {
             return Ok(Step::Next);
         }
+        let new = v.old.with_attrs(&cx.s2.geo, self.attrs);
+        if new == v.old {
+            return Ok(Step::Next);
+        }
         if v.covers() {
-            let new = v.old.with_attrs(&cx.s2.geo, self.attrs);
             cx.write(v.old, new)?;
             return Ok(Step::Next);
         }
@@ -297,13 +361,21 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         if attrs.contiguous {
             return Err(Error::BadAttributes);
         }
+        let page_bits = Desc::leaf(&self.geo, 3, PhysAddr(0), attrs).bits();
         let t = Target {
             ipa0: ipa.get(),
             pa0: pa.get(),
             gran,
-            page_bits: Desc::leaf(&self.geo, 3, PhysAddr(0), attrs).bits(),
-            block_bits: Desc::leaf(&self.geo, 2, PhysAddr(0), attrs).bits(),
+            page_bits,
+            // A block has the page's bits with bit 1 (page/table) clear.
+            block_bits: page_bits & !0b10,
         };
+        if size == PAGE_SIZE {
+            if let Some(result) = self.map_page_fast(&t, ipa) {
+                self.tlb.sync_tables();
+                return result;
+            }
+        }
         let mut batch = self.tlb_batch();
 
         // One leaf (the fault path): a failure can only come before the
@@ -317,20 +389,12 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             TableCache::fill(self, prep.needed)?
         };
 
-        let mut commit = MapCommit {
-            t: &t,
-            cache,
-            done: ipa.get(),
-        };
+        let mut commit = MapCommit { t: &t, cache, done: ipa.get() };
         let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
         commit.cache.release(self);
         if result.is_err() {
             let clear_until = commit.done;
-            let mut undo = MapRollback {
-                t: &t,
-                clear_until,
-                detached: TableList::default(),
-            };
+            let mut undo = MapRollback { t: &t, clear_until, detached: TableList::default() };
             // Removing leaves and empty tables allocates nothing: it cannot
             // fail.
             let _ = self.walk(ipa.get(), end, &mut undo, &mut batch);
@@ -344,6 +408,21 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         result
     }
 
+    /// The fault path: one page into an existing level-3 table, through
+    /// the accessors (`pmd` lookup, `pte_offset_map_lock`, install into an
+    /// invalid entry). `None` when the table is not there yet.
+    fn map_page_fast(&self, t: &Target, ipa: Ipa) -> Option<Result<(), Error>> {
+        let rcu = self.rcu.read_lock();
+        let pmd = self.pmd_lookup(&rcu, ipa)?;
+        let mut pte = self.pte_offset_map_lock(&pmd)?;
+        let new = t.leaf_at(3, ipa.get());
+        Some(match pte.install(ipa, new) {
+            Ok(()) => Ok(()),
+            Err(cur) if cur == new => Ok(()),
+            Err(_) => Err(Error::AlreadyMapped),
+        })
+    }
+
     /// Unmaps `[ipa, ipa + size)`, splitting blocks the range cuts, and
     /// frees tables left empty (after a grace period). Unmapped holes are
     /// skipped. On return every removed entry has been invalidated in the
@@ -351,14 +430,11 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     pub fn unmap(&self, ipa: Ipa, size: u64) -> Result<(), Error> {
         let end = self.check_range(ipa, size)?;
         let mut batch = self.tlb_batch();
-        let mut prep = SplitPrepare { needed: 0 };
+        let mut prep = SplitPrepare { needed: 0, attrs: None };
         self.walk(ipa.get(), end, &mut prep, &mut batch)?;
         let cache = TableCache::fill(self, prep.needed)?;
 
-        let mut commit = UnmapCommit {
-            cache,
-            detached: TableList::default(),
-        };
+        let mut commit = UnmapCommit { cache, detached: TableList::default() };
         let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
         commit.cache.release(self);
         // Invalidate before the detached tables can be freed and reused.
@@ -380,7 +456,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             return Err(Error::BadAttributes);
         }
         let mut batch = self.tlb_batch();
-        let mut prep = SplitPrepare { needed: 0 };
+        let mut prep = SplitPrepare { needed: 0, attrs: Some(attrs) };
         self.walk(ipa.get(), end, &mut prep, &mut batch)?;
         let cache = TableCache::fill(self, prep.needed)?;
 
@@ -404,7 +480,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let mut level = self.geo.start_level();
         loop {
             let (slot, _) = self.slot(table, self.geo.index(level, ipa.get()));
-            let d = Desc::from_bits(slot.load(crate::sync::Ordering::Acquire));
+            let d = Desc::from_bits(crate::rcu::load_entry(slot));
             if d.is_table(level) {
                 table = d.addr();
                 level += 1;
@@ -415,12 +491,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             }
             let off = ipa.get() & (crate::geometry::level_size(level) - 1);
             let attrs = d.attrs(&self.geo);
-            return Some(Translation {
-                pa: PhysAddr(d.addr().get() + off),
-                level,
-                attrs,
-                desc: d,
-            });
+            return Some(Translation { pa: PhysAddr(d.addr().get() + off), level, attrs, desc: d });
         }
     }
 }

@@ -97,7 +97,7 @@ use crate::desc::{pmd_same, Desc, Pmd, Pte};
 use crate::error::Error;
 use crate::geometry::{level_shift, Level};
 use crate::memory::TableMemory;
-use crate::rcu::RcuReadGuard;
+use crate::rcu::{load_entry, RcuReadGuard};
 use crate::stage2::{EntrySlot, Stage2};
 use crate::sync::{lock, AtomicU64, Ordering, PtLock, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
@@ -111,13 +111,15 @@ pub struct EntryRef<'g> {
     page: PhysAddr,
     level: Level,
     ipa: Ipa,
+    /// The section the entry was reached in.
+    rcu: &'g RcuReadGuard<'g>,
 }
 
 impl EntryRef<'_> {
     /// Reads the entry once, locklessly (Linux's `pmdp_get_lockless`).
     #[inline]
     pub fn read(&self) -> Desc {
-        Desc::from_bits(self.slot.load(Ordering::Acquire))
+        Desc::from_bits(load_entry(self.slot))
     }
     /// The level of the table holding the entry.
     pub fn level(&self) -> Level {
@@ -150,9 +152,7 @@ impl PteTable<'_> {
     }
 
     fn get(&self, ipa: Ipa) -> Result<Pte, Error> {
-        Ok(Desc::from_bits(
-            self.entries[self.index(ipa)?].load(Ordering::Acquire),
-        ))
+        Ok(Desc::from_bits(self.entries[self.index(ipa)?].load(Ordering::Acquire)))
     }
 }
 
@@ -223,36 +223,58 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
     /// invalidation for a removal or permission change, break-before-make
     /// otherwise. Returns the old entry.
     pub fn set(&mut self, ipa: Ipa, new: Pte, batch: &mut TlbBatch<'_, T>) -> Result<Pte, Error> {
-        if new.is_valid() && !new.is_leaf(3) {
-            return Err(Error::BadAttributes);
-        }
-        if new.is_valid() && new.addr().get() & !self.s2.geo.oa_mask() != 0 {
-            return Err(Error::OutOfRange);
+        if new.is_valid() {
+            self.check_page(new)?;
         }
         let idx = self.map.table.index(ipa)?;
         let slot = &self.map.table.entries[idx];
         let old = Desc::from_bits(slot.load(Ordering::Relaxed));
         let ipa = ipa.align_down(1 << level_shift(3));
-        let at = EntrySlot {
-            slot,
-            pd: self.s2.mem.ptdesc(self.map.table.pa),
-            level: 3,
-            ipa,
-        };
+        let at = EntrySlot { slot, pd: self.s2.mem.ptdesc(self.map.table.pa), level: 3, ipa };
         self.s2.write_entry(at, old, new, batch);
         Ok(old)
     }
 
+    /// Checks `new` is a page descriptor `map` could have written: a
+    /// level-3 leaf whose output address fits and whose attributes pass
+    /// [`Attrs::validate`](crate::Attrs::validate). (At level 3 a table
+    /// descriptor has the page encoding, with attributes no `Attrs` gives.)
+    fn check_page(&self, new: Pte) -> Result<(), Error> {
+        let geo = &self.s2.geo;
+        if !new.is_leaf(3) {
+            return Err(Error::BadAttributes);
+        }
+        if new.addr().get() & !geo.oa_mask() != 0 {
+            return Err(Error::OutOfRange);
+        }
+        let attrs = new.attrs(geo);
+        attrs.validate(geo)?;
+        // Only what `Attrs` encodes: no stray bits a decode would drop.
+        if new.with_attrs(geo, &attrs) != new {
+            return Err(Error::BadAttributes);
+        }
+        Ok(())
+    }
+
     /// Maps `ipa` with `new` only if its entry is invalid (the fault-path
-    /// install: no invalidation needed). Returns the entry found otherwise.
+    /// install: no invalidation needed). Returns the entry found otherwise
+    /// (`Pte::INVALID` when `ipa` is outside the table or `new` is not a
+    /// valid page descriptor within the output range).
     pub fn install(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
-        let cur = self.get_at(ipa).map_err(|_| Pte::INVALID)?;
+        let Ok(idx) = self.map.table.index(ipa) else { return Err(Pte::INVALID) };
+        if self.check_page(new).is_err() {
+            return Err(Pte::INVALID);
+        }
+        let slot = &self.map.table.entries[idx];
+        let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
         if cur.is_valid() {
             return Err(cur);
         }
-        let mut batch = self.s2.tlb_batch();
-        self.set(ipa, new, &mut batch).map_err(|_| cur)?;
-        debug_assert!(batch.is_empty());
+        // As `write_entry` does for invalid to valid: a Release store, so
+        // what the page holds is visible before the mapping, and no TLB
+        // maintenance.
+        slot.store(new.bits(), Ordering::Release);
+        self.s2.mem.ptdesc(self.map.table.pa).add_valid(1);
         Ok(())
     }
 }
@@ -281,10 +303,7 @@ impl<'a> PteRoNoLock<'a> {
     /// Takes the lock to read stable entries. Still read-only.
     pub fn lock(self) -> PteRoLocked<'a> {
         let guard = lock(self.ptl);
-        PteRoLocked {
-            map: self.map,
-            _guard: guard,
-        }
+        PteRoLocked { map: self.map, _guard: guard }
     }
 }
 
@@ -347,12 +366,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteRwNoLock<'a, M, T> {
         if !pmd_same(self.map.pmdval, now) {
             return Err(PmdChanged { now });
         }
-        Ok(PteMapLock {
-            map: self.map,
-            ptl: self.ptl,
-            _guard: guard,
-            s2: self.s2,
-        })
+        Ok(PteMapLock { map: self.map, ptl: self.ptl, _guard: guard, s2: self.s2 })
     }
 }
 
@@ -372,14 +386,15 @@ impl PmdLocked<'_> {
 }
 
 impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
-    fn entry_at<'g>(&'g self, table: PhysAddr, level: Level, ipa: Ipa) -> EntryRef<'g> {
+    fn entry_at<'g>(
+        &'g self,
+        rcu: &'g RcuReadGuard<'g>,
+        table: PhysAddr,
+        level: Level,
+        ipa: Ipa,
+    ) -> EntryRef<'g> {
         let (slot, page) = self.slot(table, self.geo.index(level, ipa.get()));
-        EntryRef {
-            slot,
-            page,
-            level,
-            ipa,
-        }
+        EntryRef { slot, page, level, ipa, rcu }
     }
 
     /// Follows `e` down to `level` while the levels in between are folded
@@ -390,16 +405,16 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
             if !d.is_table(e.level) {
                 return None;
             }
-            e = self.entry_at(d.addr(), e.level + 1, e.ipa);
+            e = self.entry_at(e.rcu, d.addr(), e.level + 1, e.ipa);
         }
         Some(e)
     }
 
     /// The root entry for `ipa` (Linux's `pgd_offset`), or `None` if `ipa`
     /// is outside the IPA space. The guard keeps what it leads to alive.
-    pub fn pgd_offset<'g>(&'g self, _rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
+    pub fn pgd_offset<'g>(&'g self, rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
         (ipa.get() < self.geo.ipa_limit())
-            .then(|| self.entry_at(self.root, self.geo.start_level(), ipa))
+            .then(|| self.entry_at(rcu, self.root, self.geo.start_level(), ipa))
     }
 
     /// Always folded with the 4 KiB stage-2 layout: returns `pgd`.
@@ -433,7 +448,8 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
         if pmd.level != 2 {
             return None;
         }
-        let rcu = self.rcu.read_lock();
+        // Nested in the section `pmd` was reached in, which outlives it.
+        let rcu = pmd.rcu.nest();
         let pmdval = pmd.read();
         if !pmdval.is_table(2) {
             return None;
@@ -446,11 +462,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
         // drops. The guard never hands the reference out.
         let entries = unsafe { &*(ptr as *const [AtomicU64; ENTRIES_PER_TABLE]) };
         Some(PteMap {
-            table: PteTable {
-                entries,
-                pa: pmdval.addr(),
-                ipa: pmd.ipa,
-            },
+            table: PteTable { entries, pa: pmdval.addr(), ipa: pmd.ipa },
             pmdval,
             _rcu: rcu,
         })
@@ -471,10 +483,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
 
     /// Linux's `pmd_lock`: takes the lock of the table holding `pmd`.
     pub fn pmd_lock<'a>(&'a self, pmd: &EntryRef<'a>) -> PmdLocked<'a> {
-        PmdLocked {
-            pmd: *pmd,
-            _guard: lock(self.pmd_lockptr(pmd)),
-        }
+        PmdLocked { pmd: *pmd, _guard: lock(self.pmd_lockptr(pmd)) }
     }
 
     /// Linux's `pte_offset_map_lock`: maps the level-3 table, takes its
@@ -507,11 +516,6 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
     ) -> Option<PteRwNoLock<'a, M, T>> {
         let map = self.pte_offset_map(pmd)?;
         let ptl = self.pte_lockptr(map.pmdval);
-        Some(PteRwNoLock {
-            map,
-            ptl,
-            pmd: *pmd,
-            s2: self,
-        })
+        Some(PteRwNoLock { map, ptl, pmd: *pmd, s2: self })
     }
 }

@@ -7,13 +7,17 @@
 //! quiescent states at guest entry and idle replaces the internals, not the
 //! API (issue 4).
 //!
-//! Ordering: a reader increments the count, then (SeqCst fence) reads table
-//! entries. An updater detaches a table, then (SeqCst fence) takes a cookie
-//! and later sees the count at zero. By the fences, either the reader saw
-//! the detach (and never reaches the old table) or the updater sees the
-//! reader counted; the reader's Release decrement then orders all of its
-//! reads of the old table before the updater's Acquire load of zero, which
-//! precedes the free.
+//! Ordering (the C++ model's rules for SeqCst fences): a reader
+//! increments the count with a SeqCst read-modify-write, then reads table
+//! entries that lead to tables with SeqCst loads ([`load_entry`]; as cheap
+//! as Acquire on AArch64, ARMv7 and x86). An updater detaches a table,
+//! then executes a SeqCst fence X before loading the count. If the
+//! reader's increment precedes X in the single total order S, the
+//! updater's load sees it (or a later value) and waits. Otherwise X
+//! precedes the reader's SeqCst entry loads in S, so they observe the
+//! detach (stored before X): the reader never reaches the old table. The
+//! reader's Release decrement orders all its reads before the updater's
+//! Acquire load of zero, which precedes the free.
 
 use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
 
@@ -28,6 +32,16 @@ pub struct Rcu {
 #[must_use = "dropping the guard ends the read-side section"]
 pub struct RcuReadGuard<'r> {
     rcu: &'r Rcu,
+    /// A nested guard borrows its parent, which keeps the section open.
+    nested: bool,
+}
+
+/// Reads a table entry inside a read-side section. SeqCst, for the
+/// ordering argument above; it compiles to the same instruction as an
+/// Acquire load on the architectures we run on.
+#[inline]
+pub fn load_entry(slot: &AtomicU64) -> u64 {
+    slot.load(Ordering::SeqCst)
 }
 
 /// A grace-period cookie from [`Rcu::get_state`].
@@ -38,29 +52,21 @@ impl Rcu {
     /// A new domain with no readers.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self {
-            readers: AtomicUsize::new(0),
-            completed: AtomicU64::new(0),
-        }
+        Self { readers: AtomicUsize::new(0), completed: AtomicU64::new(0) }
     }
 
     /// A new domain with no readers (loom model).
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self {
-            readers: AtomicUsize::new(0),
-            completed: AtomicU64::new(0),
-        }
+        Self { readers: AtomicUsize::new(0), completed: AtomicU64::new(0) }
     }
 
     /// Enters a read-side section (Linux's `rcu_read_lock()`).
     #[inline]
     pub fn read_lock(&self) -> RcuReadGuard<'_> {
-        self.readers.fetch_add(1, Ordering::Relaxed);
-        // Pairs with the fence in `get_state`/`poll_state` (Dekker): our
-        // count is visible before any table entry we read next.
-        fence(Ordering::SeqCst);
-        RcuReadGuard { rcu: self }
+        // SeqCst: in the total order with the updater's fence (see above).
+        self.readers.fetch_add(1, Ordering::SeqCst);
+        RcuReadGuard { rcu: self, nested: false }
     }
 
     /// A cookie that [`Rcu::poll_state`] accepts once every reader that
@@ -110,17 +116,20 @@ impl Default for Rcu {
     }
 }
 
-impl RcuReadGuard<'_> {
-    /// A nested read-side section.
-    pub fn nest(&self) -> Self {
-        self.rcu.read_lock()
+impl<'r> RcuReadGuard<'r> {
+    /// A nested read-side section. It borrows this one, which stays open
+    /// at least as long, so nesting costs nothing.
+    pub fn nest<'g>(&'g self) -> RcuReadGuard<'g> {
+        RcuReadGuard { rcu: self.rcu, nested: true }
     }
 }
 
 impl Drop for RcuReadGuard<'_> {
     fn drop(&mut self) {
-        // Release: our table reads happen before a freer sees zero.
-        self.rcu.readers.fetch_sub(1, Ordering::Release);
+        if !self.nested {
+            // Release: our table reads happen before a freer sees zero.
+            self.rcu.readers.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
@@ -133,14 +142,11 @@ mod tests {
         let rcu = Rcu::new();
         let r = rcu.read_lock();
         let c = rcu.get_state();
-        assert!(
-            !rcu.poll_state(c),
-            "a reader from before the cookie is still inside"
-        );
+        assert!(!rcu.poll_state(c), "a reader from before the cookie is still inside");
         let nested = r.nest();
-        drop(r);
-        assert!(!rcu.poll_state(c));
         drop(nested);
+        assert!(!rcu.poll_state(c), "the outer section is still open");
+        drop(r);
         assert!(rcu.poll_state(c));
         assert_eq!(rcu.grace_periods(), 1);
         // Later cookies need a later grace period.

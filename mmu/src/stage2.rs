@@ -77,10 +77,7 @@ impl TableList {
     pub(crate) fn push<M: TableMemory>(&mut self, mem: &M, pa: PhysAddr) {
         mem.ptdesc(pa).free_next.store(0, Ordering::Relaxed);
         match self.tail {
-            Some(t) => mem
-                .ptdesc(t)
-                .free_next
-                .store(pa.get() | 1, Ordering::Relaxed),
+            Some(t) => mem.ptdesc(t).free_next.store(pa.get() | 1, Ordering::Relaxed),
             None => self.head = Some(pa),
         }
         self.tail = Some(pa);
@@ -145,8 +142,16 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         tlb: &'a T,
         rcu: &'a Rcu,
     ) -> Result<Self, Error> {
+        // The VMID width first: a refused VMID allocates and maintains
+        // nothing.
+        geo.vttbr(PhysAddr(0), vmid)?;
         let n = geo.root_tables();
         let root = mem.alloc_tables(n).ok_or(Error::OutOfMemory)?;
+        if let Err(e) = geo.vttbr(root, vmid) {
+            // SAFETY: just allocated with the same count, never published.
+            unsafe { mem.free_tables(root, n) };
+            return Err(e);
+        }
         let s2 = Self {
             geo,
             vmid,
@@ -162,11 +167,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         };
         s2.tstats.allocated.fetch_add(n as u64, Ordering::Relaxed);
         for i in 0..n {
-            mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE))
-                .init(geo.start_level());
+            mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE)).init(geo.start_level());
         }
-        // Checks the root's alignment and the VMID width once, up front.
-        s2.geo.vttbr(root, vmid)?;
         Ok(s2)
     }
 
@@ -268,6 +270,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     ///
     /// Stores are Release so a walker that reads a new table descriptor
     /// also sees the table's contents.
+    #[inline]
     pub(crate) fn write_entry(
         &self,
         at: EntrySlot<'_>,
@@ -275,12 +278,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         new: Desc,
         batch: &mut TlbBatch<'_, T>,
     ) {
-        let EntrySlot {
-            slot,
-            pd,
-            level,
-            ipa,
-        } = at;
+        let EntrySlot { slot, pd, level, ipa } = at;
         if old == new {
             return;
         }
@@ -346,10 +344,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         let cookie: GpCookie = self.rcu.get_state();
         let mut pending = lock(&self.pending);
         while let Some(pa) = detached.pop(self.mem) {
-            self.mem
-                .ptdesc(pa)
-                .free_after
-                .store(cookie.0, Ordering::Relaxed);
+            self.mem.ptdesc(pa).free_after.store(cookie.0, Ordering::Relaxed);
             pending.push(self.mem, pa);
             self.tstats.deferred.fetch_add(1, Ordering::Relaxed);
         }
@@ -359,6 +354,9 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     /// how many. Called at the end of every operation; the hypervisor may
     /// also call it when idle.
     pub fn reclaim(&self) -> usize {
+        if self.tstats.deferred.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let mut done = TableList::default();
         {
             let mut pending = lock(&self.pending);
@@ -413,9 +411,7 @@ impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<'_, M, T> {
         // SAFETY: the root came from `alloc_tables(root_tables())` in `new`
         // and nothing refers to it now.
         unsafe { self.mem.free_tables(self.root, self.geo.root_tables()) };
-        self.tstats
-            .freed
-            .fetch_add(self.geo.root_tables() as u64, Ordering::Relaxed);
+        self.tstats.freed.fetch_add(self.geo.root_tables() as u64, Ordering::Relaxed);
     }
 }
 

@@ -44,9 +44,8 @@ impl HostMemory {
 
     /// A pool of `pages` table pages.
     pub fn new(pages: usize) -> Self {
-        let pages_v: Vec<Page> = (0..pages)
-            .map(|_| Page([const { AtomicU64::new(0) }; ENTRIES_PER_TABLE]))
-            .collect();
+        let pages_v: Vec<Page> =
+            (0..pages).map(|_| Page([const { AtomicU64::new(0) }; ENTRIES_PER_TABLE])).collect();
         let descs: Vec<PtDesc> = (0..pages).map(|_| PtDesc::new()).collect();
         Self {
             base: Self::BASE,
@@ -63,6 +62,7 @@ impl HostMemory {
         }
     }
 
+    #[inline]
     fn index(&self, pa: PhysAddr) -> usize {
         let off = pa.get().checked_sub(self.base).expect("PA below the pool");
         assert!(off.is_multiple_of(PAGE_SIZE), "unaligned table PA {pa:?}");
@@ -152,10 +152,12 @@ unsafe impl TableMemory for HostMemory {
         s.live -= count;
     }
 
+    #[inline]
     fn entries(&self, pa: PhysAddr) -> *const AtomicU64 {
         self.pages[self.index(pa)].0.as_ptr()
     }
 
+    #[inline]
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {
         &self.descs[self.index(pa)]
     }
@@ -211,21 +213,11 @@ impl RecordingTlb {
     }
     /// A CPU with the given capabilities (`ipa = false` models ARMv7).
     pub fn with_caps(ipa: bool, range: bool) -> Self {
-        Self {
-            ops: Mutex::new(Vec::new()),
-            ipa,
-            range,
-            record: true,
-        }
+        Self { ops: Mutex::new(Vec::new()), ipa, range, record: true }
     }
     /// A TLB that counts nothing (for benchmarks).
     pub fn silent() -> Self {
-        Self {
-            ops: Mutex::new(Vec::new()),
-            ipa: true,
-            range: false,
-            record: false,
-        }
+        Self { ops: Mutex::new(Vec::new()), ipa: true, range: false, record: false }
     }
     /// Takes the recorded calls.
     pub fn take(&self) -> Vec<TlbOp> {
@@ -255,20 +247,10 @@ impl TlbMaintenance for RecordingTlb {
         self.push(TlbOp::SyncTables);
     }
     fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
-        self.push(TlbOp::Ipa {
-            vmid,
-            ipa,
-            level,
-            last_level,
-        });
+        self.push(TlbOp::Ipa { vmid, ipa, level, last_level });
     }
     fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
-        self.push(TlbOp::Range {
-            vmid,
-            ipa,
-            pages,
-            level,
-        });
+        self.push(TlbOp::Range { vmid, ipa, pages, level });
     }
     fn invalidate_stage1(&self, vmid: Vmid) {
         self.push(TlbOp::Stage1(vmid));

@@ -71,8 +71,11 @@ pub struct TlbStats {
 #[derive(Clone, Copy)]
 struct Run {
     start: u64,
+    /// Entries of `level_size(level)` bytes each.
     count: u64,
     level: Level,
+    /// TTL hint passed to the instruction.
+    hint: Option<Level>,
     last_level: bool,
 }
 
@@ -91,38 +94,36 @@ pub struct TlbBatch<'a, T: TlbMaintenance> {
 impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
     /// An empty batch for `vmid`.
     pub fn new(tlb: &'a T, stats: &'a TlbStats, vmid: Vmid) -> Self {
-        let empty = Run {
-            start: 0,
-            count: 0,
-            level: 0,
-            last_level: false,
-        };
-        Self {
-            tlb,
-            stats,
-            vmid,
-            runs: [empty; MAX_RUNS],
-            nruns: 0,
-            ops: 0,
-            whole: false,
-        }
+        let empty = Run { start: 0, count: 0, level: 0, hint: None, last_level: false };
+        Self { tlb, stats, vmid, runs: [empty; MAX_RUNS], nruns: 0, ops: 0, whole: false }
     }
 
     /// Records that the valid entry at `level` for `ipa` was changed or
     /// removed. `last_level` is false when a table entry was removed, so
     /// cached walks through it go too.
     pub fn add(&mut self, ipa: Ipa, level: Level, last_level: bool) {
-        self.ops += 1;
+        self.push(Run { start: ipa.get(), count: 1, level, hint: Some(level), last_level });
+    }
+
+    /// Records that a table entry at `level` for `ipa` was removed together
+    /// with the leaves under it: every page of its span must go, and the
+    /// cached walks through it.
+    pub fn add_span(&mut self, ipa: Ipa, level: Level) {
+        let pages = level_size(level) / PAGE_SIZE;
+        self.push(Run { start: ipa.get(), count: pages, level: 3, hint: None, last_level: false });
+    }
+
+    fn push(&mut self, new: Run) {
+        self.ops += new.count;
         if self.whole {
             return;
         }
-        let size = level_size(level);
+        let size = level_size(new.level);
         if let Some(r) = self.runs[..self.nruns].last_mut() {
-            if r.level == level
-                && r.last_level == last_level
-                && r.start + r.count * size == ipa.get()
-            {
-                r.count += 1;
+            let same_kind =
+                r.level == new.level && r.hint == new.hint && r.last_level == new.last_level;
+            if same_kind && r.start + r.count * size == new.start {
+                r.count += new.count;
                 return;
             }
         }
@@ -130,12 +131,7 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
             self.whole = true;
             return;
         }
-        self.runs[self.nruns] = Run {
-            start: ipa.get(),
-            count: 1,
-            level,
-            last_level,
-        };
+        self.runs[self.nruns] = new;
         self.nruns += 1;
     }
 
@@ -159,7 +155,7 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
             self.stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
         } else {
             for r in &self.runs[..self.nruns] {
-                let hint = Some(r.level);
+                let hint = r.hint;
                 if range && r.count > 1 {
                     let pages = r.count * level_size(r.level) / PAGE_SIZE;
                     t.invalidate_ipa_range(self.vmid, Ipa(r.start), pages, hint);

@@ -24,6 +24,7 @@ use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
+use crate::rcu::load_entry;
 use crate::stage2::{EntrySlot, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
@@ -82,6 +83,14 @@ pub(crate) trait Visitor<M: TableMemory, T: TlbMaintenance> {
     /// Called for every entry in range, top-down.
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError>;
 
+    /// Offered each run of entries of one table page before they are
+    /// visited one by one, so that a visitor can handle many entries in
+    /// one go (say, fill invalid entries with new leaves). Returns the IPA
+    /// up to which it handled the run: the rest is visited entry by entry.
+    fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
+        Ok(cx.start)
+    }
+
     /// Called after the subtree under a table entry (`v.old`) was walked.
     fn post(&mut self, _cx: &mut Cursor<'_, '_, M, T>, _v: &Visit) -> Result<(), WalkError> {
         Ok(())
@@ -112,33 +121,19 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
             Some((_, _, pd)) => pd,
             None => self.s2.ptdesc_of(self.page),
         };
-        EntrySlot {
-            slot: self.slot,
-            pd,
-            level: self.level,
-            ipa: Ipa(self.base),
-        }
+        EntrySlot { slot: self.slot, pd, level: self.level, ipa: Ipa(self.base) }
     }
 
     /// Holds the lock of the entry's table page, with the table verified
     /// attached to its parent entry.
+    #[inline]
     fn lock(&mut self) -> Result<(), WalkError> {
-        if matches!(self.held, Some((p, _, _)) if *p == self.page) {
-            return Ok(());
-        }
-        *self.held = None;
-        let guard = lock(self.s2.table_lock(self.page));
-        if let Some((pslot, expected)) = self.parent {
-            if pslot.load(Ordering::Acquire) != expected.bits() {
-                return Err(WalkError::Retry);
-            }
-        }
-        *self.held = Some((self.page, guard, self.s2.ptdesc_of(self.page)));
-        Ok(())
+        lock_page(self.s2, self.held, self.page, self.parent).map(|_| ())
     }
 
     /// Writes `new` if the entry still holds `old`, under its table's lock,
     /// with the maintenance the change requires.
+    #[inline]
     pub fn write(&mut self, old: Desc, new: Desc) -> Result<(), WalkError> {
         self.lock()?;
         if self.slot.load(Ordering::Relaxed) != old.bits() {
@@ -153,23 +148,15 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// it becomes visible, and the swap is break-before-make.
     pub fn split(&mut self, old: Desc, cache: &mut TableCache) -> Result<(), WalkError> {
         let child_level = self.level + 1;
-        let t = cache
-            .take(self.s2, child_level)
-            .ok_or(WalkError::Fail(Error::OutOfMemory))?;
+        let t = cache.take(self.s2, child_level).ok_or(WalkError::Fail(Error::OutOfMemory))?;
         let step = level_size(child_level);
         let kind = if child_level == 3 { 0b11 } else { 0b01 };
         let attrs = old.bits() & !(0x0000_ffff_ffff_f000 | 0b11);
         for i in 0..crate::addr::ENTRIES_PER_TABLE {
             let (slot, _) = self.s2.slot(t, i);
-            slot.store(
-                (old.addr().get() + i as u64 * step) | attrs | kind,
-                Ordering::Relaxed,
-            );
+            slot.store((old.addr().get() + i as u64 * step) | attrs | kind, Ordering::Relaxed);
         }
-        self.s2
-            .mem
-            .ptdesc(t)
-            .add_valid(crate::addr::ENTRIES_PER_TABLE as i32);
+        self.s2.mem.ptdesc(t).add_valid(crate::addr::ENTRIES_PER_TABLE as i32);
         if let Err(e) = self.write(old, Desc::table(t)) {
             // Never published: clear it and give it back.
             for i in 0..crate::addr::ENTRIES_PER_TABLE {
@@ -190,6 +177,28 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         if self.s2.mem.ptdesc(old.addr()).valid_entries() != 0 {
             return Ok(());
         }
+        self.detach_child(old, detached, true)
+    }
+
+    /// Detaches the level-3 table `old` points at, whatever it maps: for
+    /// an unmap that covers the entry's whole span. Its leaves go with it
+    /// (a level-3 table holds no tables, so nothing below can be lost); the
+    /// whole span is invalidated.
+    pub fn detach_leaf_table(
+        &mut self,
+        old: Desc,
+        detached: &mut TableList,
+    ) -> Result<(), WalkError> {
+        debug_assert_eq!(self.level, 2);
+        self.detach_child(old, detached, false)
+    }
+
+    fn detach_child(
+        &mut self,
+        old: Desc,
+        detached: &mut TableList,
+        only_if_empty: bool,
+    ) -> Result<(), WalkError> {
         self.lock()?;
         if self.slot.load(Ordering::Relaxed) != old.bits() {
             return Ok(());
@@ -197,13 +206,119 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         let child_lock = self.s2.table_lock(old.addr());
         let same = core::ptr::eq(child_lock, self.s2.table_lock(self.page));
         let _child = (!same).then(|| lock(child_lock));
-        if self.s2.mem.ptdesc(old.addr()).valid_entries() != 0 {
-            return Ok(());
+        let child = self.s2.mem.ptdesc(old.addr());
+        if only_if_empty {
+            if child.valid_entries() != 0 {
+                return Ok(());
+            }
+            self.s2.write_entry(self.at(), old, Desc::INVALID, self.batch);
+        } else {
+            let at = self.at();
+            at.slot.store(0, Ordering::Release);
+            at.pd.add_valid(-1);
+            if child.valid_entries() != 0 {
+                self.batch.add_span(at.ipa, self.level);
+            } else {
+                self.batch.add(at.ipa, self.level, false);
+            }
         }
-        self.s2
-            .write_entry(self.at(), old, Desc::INVALID, self.batch);
         detached.push(self.s2.mem, old.addr());
         Ok(())
+    }
+}
+
+/// Makes `held` the lock of table page `page`, taking it if needed, and
+/// checks the table is still attached to `parent` (rule 2 of
+/// `docs/ARCHITECTURE.md`). Returns the page's metadata.
+#[inline]
+fn lock_page<'s, M: TableMemory, T: TlbMaintenance>(
+    s2: &'s Stage2<'s, M, T>,
+    held: &mut Held<'s>,
+    page: PhysAddr,
+    parent: Option<(&'s AtomicU64, Desc)>,
+) -> Result<&'s PtDesc, WalkError> {
+    if let Some((p, _, pd)) = held {
+        if *p == page {
+            return Ok(pd);
+        }
+    }
+    *held = None;
+    let guard = lock(s2.table_lock(page));
+    if let Some((pslot, expected)) = parent {
+        if pslot.load(Ordering::Acquire) != expected.bits() {
+            return Err(WalkError::Retry);
+        }
+    }
+    let pd = s2.ptdesc_of(page);
+    *held = Some((page, guard, pd));
+    Ok(pd)
+}
+
+/// A visitor's handle on a run of entries `[start, end)` of one table page
+/// (see [`Visitor::run`]).
+pub(crate) struct RunCursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
+    pub s2: &'s Stage2<'s, M, T>,
+    /// The run's entries, in IPA order.
+    slots: &'s [AtomicU64],
+    page: PhysAddr,
+    parent: Option<(&'s AtomicU64, Desc)>,
+    held: &'w mut Held<'s>,
+    pub level: Level,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
+    /// IPA of the first entry of the run (the start rounded down).
+    pub fn base(&self) -> u64 {
+        self.start & !(level_size(self.level) - 1)
+    }
+
+    /// Whether the run starts and ends on entry boundaries, so that every
+    /// entry in it is covered whole.
+    pub fn covers_entries(&self) -> bool {
+        let mask = level_size(self.level) - 1;
+        self.start & mask == 0 && self.end & mask == 0
+    }
+
+    /// The entries of the run, read locklessly, with their IPAs.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, Desc)> + '_ {
+        let (base, size) = (self.base(), level_size(self.level));
+        self.slots
+            .iter()
+            .enumerate()
+            .map(move |(i, slot)| (base + i as u64 * size, Desc::from_bits(load_entry(slot))))
+    }
+
+    /// Writes `leaf(ipa)` into every invalid entry of the run, under the
+    /// page's lock. Writing into invalid entries needs no TLB maintenance.
+    /// A valid entry for which `keep(ipa, entry)` holds is left alone; any
+    /// other stops the fill. Returns the IPA reached: the run's end, or the
+    /// entry that stopped it.
+    pub fn fill(
+        &mut self,
+        leaf: impl Fn(u64) -> Desc,
+        keep: impl Fn(u64, Desc) -> bool,
+    ) -> Result<u64, WalkError> {
+        let pd = lock_page(self.s2, self.held, self.page, self.parent)?;
+        let (base, size) = (self.base(), level_size(self.level));
+        let mut added = 0;
+        let mut reached = self.end;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let ipa = base + i as u64 * size;
+            let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
+            if !cur.is_valid() {
+                // Release: what the new leaf maps (a zeroed page, say) is
+                // visible before the leaf is.
+                slot.store(leaf(ipa).bits(), Ordering::Release);
+                added += 1;
+            } else if !keep(ipa, cur) {
+                reached = ipa.max(self.start);
+                break;
+            }
+        }
+        pd.add_valid(added);
+        Ok(reached)
     }
 }
 
@@ -275,16 +390,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let mut progress = start;
         loop {
             let level = self.geo.start_level();
-            match self.walk_table(
-                self.root,
-                level,
-                None,
-                progress,
-                end,
-                v,
-                batch,
-                &mut progress,
-            ) {
+            match self.walk_table(self.root, level, None, progress, end, v, batch, &mut progress) {
                 Ok(()) => return Ok(()),
                 Err(WalkError::Fail(e)) => return Err(e),
                 Err(_) => crate::sync::spin_hint(),
@@ -305,38 +411,59 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         progress: &mut u64,
     ) -> Result<(), WalkError> {
         let size = level_size(level);
+        // One table page maps this much; a concatenated root has several.
+        let page_span = size << 9;
         let mut held: Held<'s> = None;
         let mut pages = PageCache::default();
         let mut ipa = start;
+        let mut offered_until = start;
         while ipa < end {
-            let (slot, page) = pages.slot(self, table, self.geo.index(level, ipa));
+            let index = self.geo.index(level, ipa);
+            let (slot, page) = pages.slot(self, table, index);
+            if ipa >= offered_until {
+                // A new page segment: offer it to the visitor as a run.
+                let seg_end = end.min((ipa | (page_span - 1)).wrapping_add(1)).max(ipa + 1);
+                let n = ((seg_end - 1 - (ipa & !(size - 1))) / size) as usize + 1;
+                // SAFETY: `slot` is entry `index % 512` of the page and the
+                // run stays inside the page (`seg_end` is clipped to it), so
+                // the `n` entries from `slot` are live entries of the page.
+                let slots = unsafe { core::slice::from_raw_parts(slot as *const AtomicU64, n) };
+                let mut rc = RunCursor {
+                    s2: self,
+                    slots,
+                    page,
+                    parent,
+                    held: &mut held,
+                    level,
+                    start: ipa,
+                    end: seg_end,
+                };
+                match v.run(&mut rc) {
+                    Ok(reached) => {
+                        offered_until = seg_end;
+                        if reached > ipa {
+                            ipa = reached;
+                            *progress = reached;
+                            continue;
+                        }
+                    }
+                    Err(WalkError::Again) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let base = ipa & !(size - 1);
             let vend = end.min(base + size);
-            let old = Desc::from_bits(slot.load(Ordering::Acquire));
-            let visit = Visit {
-                base,
-                level,
-                old,
-                start: ipa,
-                end: vend,
-            };
-            let mut cx = Cursor {
-                s2: self,
-                slot,
-                page,
-                parent,
-                held: &mut held,
-                batch,
-                level,
-                base,
-            };
+            let old = Desc::from_bits(load_entry(slot));
+            let visit = Visit { base, level, old, start: ipa, end: vend };
+            let mut cx =
+                Cursor { s2: self, slot, page, parent, held: &mut held, batch, level, base };
             match v.pre(&mut cx, &visit) {
                 Ok(Step::Next) => {
                     ipa = vend;
                     *progress = vend;
                 }
                 Ok(Step::Descend) => {
-                    let d = Desc::from_bits(slot.load(Ordering::Acquire));
+                    let d = Desc::from_bits(load_entry(slot));
                     if !d.is_table(level) {
                         continue;
                     }
@@ -393,10 +520,7 @@ struct PageCache {
 
 impl Default for PageCache {
     fn default() -> Self {
-        Self {
-            page: PhysAddr(u64::MAX),
-            entries: core::ptr::null(),
-        }
+        Self { page: PhysAddr(u64::MAX), entries: core::ptr::null() }
     }
 }
 
@@ -440,13 +564,7 @@ pub(crate) fn count_new_tables(
     while ipa < end {
         let base = ipa & !(size - 1);
         let vend = end.min(base + size);
-        let v = Visit {
-            base,
-            level,
-            old: Desc::INVALID,
-            start: ipa,
-            end: vend,
-        };
+        let v = Visit { base, level, old: Desc::INVALID, start: ipa, end: vend };
         if needs_table(&v) {
             n += 1 + count_new_tables(level + 1, ipa, vend, needs_table);
         }

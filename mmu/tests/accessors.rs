@@ -19,26 +19,14 @@ fn geo40() -> Geometry {
 fn folded_levels_follow_the_start_level() {
     let env = Env::new(64);
     for (geo, levels) in [
-        (
-            Geometry::aarch64(48, 48, Features::default()).unwrap(),
-            [0, 1, 2],
-        ),
+        (Geometry::aarch64(48, 48, Features::default()).unwrap(), [0, 1, 2]),
         (geo40(), [1, 1, 2]),
-        (
-            Geometry::aarch64(32, 40, Features::default()).unwrap(),
-            [2, 2, 2],
-        ),
+        (Geometry::aarch64(32, 40, Features::default()).unwrap(), [2, 2, 2]),
         (Geometry::armv7(30).unwrap(), [2, 2, 2]),
     ] {
         let s2 = env.stage2(geo, LockMode::Split);
-        s2.map(
-            Ipa(0x20_0000),
-            PhysAddr(0x8000_0000),
-            PAGE,
-            &Attrs::RAM,
-            Granularity::Pages,
-        )
-        .unwrap();
+        s2.map(Ipa(0x20_0000), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages)
+            .unwrap();
         let g = s2.rcu().read_lock();
         let pgd = s2.pgd_offset(&g, Ipa(0x20_0000)).unwrap();
         let pud = s2.pud_offset(s2.p4d_offset(pgd)).unwrap();
@@ -54,38 +42,17 @@ fn pte_offset_map_needs_a_table() {
     let env = Env::new(64);
     let s2 = env.stage2(geo40(), LockMode::Split);
     // A 2 MiB block at BASE, a page table at BASE + 2 MiB, nothing above.
-    s2.map(
-        Ipa(BASE),
-        PhysAddr(0x8000_0000),
-        MB2,
-        &Attrs::RAM,
-        Granularity::Largest,
-    )
-    .unwrap();
-    s2.map(
-        Ipa(BASE + MB2),
-        PhysAddr(0x9000_0000),
-        PAGE,
-        &Attrs::RAM,
-        Granularity::Largest,
-    )
-    .unwrap();
+    s2.map(Ipa(BASE), PhysAddr(0x8000_0000), MB2, &Attrs::RAM, Granularity::Largest).unwrap();
+    s2.map(Ipa(BASE + MB2), PhysAddr(0x9000_0000), PAGE, &Attrs::RAM, Granularity::Largest)
+        .unwrap();
     let g = s2.rcu().read_lock();
     let block = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
-    assert!(
-        s2.pte_offset_map(&block).is_none(),
-        "a block has no pte table"
-    );
+    assert!(s2.pte_offset_map(&block).is_none(), "a block has no pte table");
     assert!(s2.pte_offset_map_lock(&block).is_none());
     let none = s2.pmd_lookup(&g, Ipa(BASE + 2 * MB2)).unwrap();
-    assert!(
-        s2.pte_offset_map(&none).is_none(),
-        "an invalid pmd has no pte table"
-    );
+    assert!(s2.pte_offset_map(&none).is_none(), "an invalid pmd has no pte table");
     // A pud is not a pmd.
-    let pud = s2
-        .pud_offset(s2.p4d_offset(s2.pgd_offset(&g, Ipa(BASE)).unwrap()))
-        .unwrap();
+    let pud = s2.pud_offset(s2.p4d_offset(s2.pgd_offset(&g, Ipa(BASE)).unwrap())).unwrap();
     assert!(s2.pte_offset_map(&pud).is_none());
 
     let pmd = s2.pmd_lookup(&g, Ipa(BASE + MB2)).unwrap();
@@ -93,11 +60,7 @@ fn pte_offset_map_needs_a_table() {
     assert!(map.get().is_leaf(3));
     assert_eq!(map.get().addr(), PhysAddr(0x9000_0000));
     assert_eq!(map.get_at(Ipa(BASE + MB2 + PAGE)), Ok(Desc::INVALID));
-    assert_eq!(
-        map.get_at(Ipa(BASE)),
-        Err(mmu::Error::OutOfRange),
-        "outside the table's span"
-    );
+    assert_eq!(map.get_at(Ipa(BASE)), Err(mmu::Error::OutOfRange), "outside the table's span");
     assert!(pmd_same(map.pmdval(), pmd.read()));
 }
 
@@ -108,14 +71,8 @@ fn locks_split_versus_single() {
         let s2 = env.stage2(geo40(), mode);
         for i in 0..2 {
             let ipa = BASE + i * MB2;
-            s2.map(
-                Ipa(ipa),
-                PhysAddr(0x8000_0000 + ipa),
-                PAGE,
-                &Attrs::RAM,
-                Granularity::Pages,
-            )
-            .unwrap();
+            s2.map(Ipa(ipa), PhysAddr(0x8000_0000 + ipa), PAGE, &Attrs::RAM, Granularity::Pages)
+                .unwrap();
         }
         let g = s2.rcu().read_lock();
         let a = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
@@ -125,10 +82,9 @@ fn locks_split_versus_single() {
         let same_table_lock = std::ptr::eq(la, lb);
         let pmd_lock_is_pte_lock = std::ptr::eq(s2.pmd_lockptr(&a), la);
         match mode {
-            LockMode::Split => assert!(
-                !same_table_lock && !pmd_lock_is_pte_lock,
-                "one lock per table"
-            ),
+            LockMode::Split => {
+                assert!(!same_table_lock && !pmd_lock_is_pte_lock, "one lock per table")
+            }
             LockMode::Single => {
                 assert!(same_table_lock && pmd_lock_is_pte_lock, "one lock for all")
             }
@@ -137,10 +93,7 @@ fn locks_split_versus_single() {
         // same lock without taking it.
         let ro = s2.pte_offset_map_ro_nolock(&a).unwrap();
         assert!(std::ptr::eq(ro.ptl(), la));
-        assert!(
-            ro.ptl().try_lock().is_some(),
-            "ro_nolock does not take the lock"
-        );
+        assert!(ro.ptl().try_lock().is_some(), "ro_nolock does not take the lock");
         let locked = s2.pte_offset_map_lock(&a).unwrap();
         assert!(std::ptr::eq(locked.ptl(), la));
         assert!(la.try_lock().is_none(), "map_lock holds the lock");
@@ -155,14 +108,7 @@ fn locks_split_versus_single() {
 fn map_lock_writes_with_the_required_maintenance() {
     let env = Env::new(64);
     let s2 = env.stage2(geo40(), LockMode::Split);
-    s2.map(
-        Ipa(BASE),
-        PhysAddr(0x8000_0000),
-        PAGE,
-        &Attrs::RAM,
-        Granularity::Pages,
-    )
-    .unwrap();
+    s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
     env.tlb.take();
     let geo = *s2.geometry();
     let g = s2.rcu().read_lock();
@@ -171,11 +117,7 @@ fn map_lock_writes_with_the_required_maintenance() {
     // Install into an invalid entry: no invalidation at all.
     let new = Desc::leaf(&geo, 3, PhysAddr(0x8000_1000), &Attrs::RAM);
     l.install(Ipa(BASE + PAGE), new).unwrap();
-    assert_eq!(
-        l.install(Ipa(BASE + PAGE), new),
-        Err(new),
-        "install never overwrites"
-    );
+    assert_eq!(l.install(Ipa(BASE + PAGE), new), Err(new), "install never overwrites");
     assert!(env.tlb.take().is_empty());
     // Moving a page to another frame is break-before-make: the break is
     // invalidated before the make.
@@ -188,12 +130,7 @@ fn map_lock_writes_with_the_required_maintenance() {
         env.tlb.take(),
         vec![
             TlbOp::SyncTables,
-            TlbOp::Ipa {
-                vmid,
-                ipa: Ipa(BASE),
-                level: Some(3),
-                last_level: true
-            },
+            TlbOp::Ipa { vmid, ipa: Ipa(BASE), level: Some(3), last_level: true },
             TlbOp::Stage1(vmid),
             TlbOp::Complete
         ]
@@ -210,10 +147,7 @@ fn map_lock_writes_with_the_required_maintenance() {
     // Blocks and tables cannot be written through a pte guard.
     let block = Desc::leaf(&geo, 2, PhysAddr(0x8000_0000), &Attrs::RAM);
     let mut batch = s2.tlb_batch();
-    assert_eq!(
-        l.set(Ipa(BASE), block, &mut batch),
-        Err(mmu::Error::BadAttributes)
-    );
+    assert_eq!(l.set(Ipa(BASE), block, &mut batch), Err(mmu::Error::BadAttributes));
     drop(l);
     drop(g);
     let t = s2.translate(Ipa(BASE)).unwrap();
@@ -229,14 +163,7 @@ fn rw_nolock_rechecks_the_pmd_before_writing() {
     let env = Env::new(64);
     for mode in MODES {
         let s2 = env.stage2(geo40(), mode);
-        s2.map(
-            Ipa(BASE),
-            PhysAddr(0x8000_0000),
-            PAGE,
-            &Attrs::RAM,
-            Granularity::Pages,
-        )
-        .unwrap();
+        s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
         let g = s2.rcu().read_lock();
         let pmd = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
         let rw = s2.pte_offset_map_rw_nolock(&pmd).unwrap();
@@ -249,14 +176,7 @@ fn rw_nolock_rechecks_the_pmd_before_writing() {
         assert_eq!(err.now, Desc::INVALID);
         // The old pmd slot now sits in a detached (empty) level-2 table: the
         // level-2 table emptied too. It stays readable but leads nowhere.
-        s2.map(
-            Ipa(BASE),
-            PhysAddr(0x8000_0000),
-            PAGE,
-            &Attrs::RAM,
-            Granularity::Pages,
-        )
-        .unwrap();
+        s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
         assert!(s2.pte_offset_map_rw_nolock(&pmd).is_none());
         // A fresh walk finds the new tables and may write.
         let pmd = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
@@ -269,19 +189,13 @@ fn rw_nolock_rechecks_the_pmd_before_writing() {
             &geo,
             3,
             PhysAddr(0x8000_0000),
-            &Attrs {
-                mem: MemType::NormalNc,
-                ..Attrs::RAM
-            },
+            &Attrs { mem: MemType::NormalNc, ..Attrs::RAM },
         );
         locked.set(Ipa(BASE), nc, &mut batch).unwrap();
         drop(batch);
         drop(locked);
         drop(g);
-        assert_eq!(
-            s2.translate(Ipa(BASE)).unwrap().attrs.mem,
-            MemType::NormalNc
-        );
+        assert_eq!(s2.translate(Ipa(BASE)).unwrap().attrs.mem, MemType::NormalNc);
     }
 }
 
@@ -289,14 +203,7 @@ fn rw_nolock_rechecks_the_pmd_before_writing() {
 fn a_mapped_table_outlives_its_detach_until_the_guard_drops() {
     let env = Env::new(64);
     let s2 = env.stage2(geo40(), LockMode::Split);
-    s2.map(
-        Ipa(BASE),
-        PhysAddr(0x8000_0000),
-        4 * PAGE,
-        &Attrs::RAM,
-        Granularity::Pages,
-    )
-    .unwrap();
+    s2.map(Ipa(BASE), PhysAddr(0x8000_0000), 4 * PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
     let g = s2.rcu().read_lock();
     let pmd = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
     let map = s2.pte_offset_map(&pmd).unwrap();
@@ -305,10 +212,7 @@ fn a_mapped_table_outlives_its_detach_until_the_guard_drops() {
     // its RCU section: the page must stay allocated.
     s2.unmap(Ipa(BASE), 4 * PAGE).unwrap();
     assert_eq!(s2.reclaim(), 0);
-    assert!(
-        env.mem.is_allocated(table),
-        "freed under a pte_offset_map reader"
-    );
+    assert!(env.mem.is_allocated(table), "freed under a pte_offset_map reader");
     assert!(s2.stats().tables_pending >= 1);
     // A valid though empty and disconnected table.
     assert_eq!(map.get(), Desc::INVALID);
@@ -326,14 +230,7 @@ fn concurrent_faults_on_one_table() {
     for mode in MODES {
         let env = Env::new(256);
         let s2 = env.stage2(geo40(), mode);
-        s2.map(
-            Ipa(BASE),
-            PhysAddr(0x8000_0000),
-            PAGE,
-            &Attrs::RAM,
-            Granularity::Pages,
-        )
-        .unwrap();
+        s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
         let geo = *s2.geometry();
         std::thread::scope(|sc| {
             for cpu in 0..4u64 {

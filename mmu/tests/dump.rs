@@ -8,34 +8,13 @@ use mmu::{Attrs, Features, Geometry, Granularity, Ipa, LockMode, PhysAddr};
 #[test]
 fn dump_coalesces_runs_and_counts_tables() {
     let env = Env::new(64);
-    let s2 = env.stage2(
-        Geometry::aarch64(40, 48, Features::default()).unwrap(),
-        LockMode::Split,
-    );
-    s2.map(
-        Ipa(0x4000_0000),
-        PhysAddr(0x8000_0000),
-        4 * MB2,
-        &Attrs::RAM,
-        Granularity::Largest,
-    )
-    .unwrap();
-    s2.map(
-        Ipa(0x4080_0000),
-        PhysAddr(0x9000_0000),
-        3 * PAGE,
-        &Attrs::RAM_RO,
-        Granularity::Pages,
-    )
-    .unwrap();
-    s2.map(
-        Ipa(0x0900_0000),
-        PhysAddr(0x0900_0000),
-        PAGE,
-        &Attrs::DEVICE,
-        Granularity::Pages,
-    )
-    .unwrap();
+    let s2 = env.stage2(Geometry::aarch64(40, 48, Features::default()).unwrap(), LockMode::Split);
+    s2.map(Ipa(0x4000_0000), PhysAddr(0x8000_0000), 4 * MB2, &Attrs::RAM, Granularity::Largest)
+        .unwrap();
+    s2.map(Ipa(0x4080_0000), PhysAddr(0x9000_0000), 3 * PAGE, &Attrs::RAM_RO, Granularity::Pages)
+        .unwrap();
+    s2.map(Ipa(0x0900_0000), PhysAddr(0x0900_0000), PAGE, &Attrs::DEVICE, Granularity::Pages)
+        .unwrap();
     let mut out = String::new();
     s2.dump(&mut out).unwrap();
     let lines: Vec<&str> = out.lines().collect();

@@ -23,18 +23,10 @@ pub struct Env {
 
 impl Env {
     pub fn new(pages: usize) -> Self {
-        Self {
-            mem: HostMemory::new(pages),
-            tlb: RecordingTlb::new(),
-            rcu: Rcu::new(),
-        }
+        Self { mem: HostMemory::new(pages), tlb: RecordingTlb::new(), rcu: Rcu::new() }
     }
     pub fn with_tlb(pages: usize, tlb: RecordingTlb) -> Self {
-        Self {
-            mem: HostMemory::new(pages),
-            tlb,
-            rcu: Rcu::new(),
-        }
+        Self { mem: HostMemory::new(pages), tlb, rcu: Rcu::new() }
     }
     pub fn stage2(&self, geo: Geometry, mode: LockMode) -> Stage2<'_, HostMemory, RecordingTlb> {
         Stage2::new(geo, Vmid(7), mode, &self.mem, &self.tlb, &self.rcu).expect("stage2")
@@ -46,14 +38,8 @@ pub fn geometries() -> Vec<(&'static str, Geometry)> {
     let f = Features::default();
     vec![
         ("a64-40bit-concat2", Geometry::aarch64(40, 48, f).unwrap()),
-        (
-            "a64-48bit-4level",
-            Geometry::aarch64(48, 48, Features { xnx: true, ..f }).unwrap(),
-        ),
-        (
-            "a64-32bit-l2-concat4",
-            Geometry::aarch64(32, 40, Features { fwb: true, ..f }).unwrap(),
-        ),
+        ("a64-48bit-4level", Geometry::aarch64(48, 48, Features { xnx: true, ..f }).unwrap()),
+        ("a64-32bit-l2-concat4", Geometry::aarch64(32, 40, Features { fwb: true, ..f }).unwrap()),
         ("v7-40bit", Geometry::armv7(40).unwrap()),
         ("v7-30bit-l2", Geometry::armv7(30).unwrap()),
     ]
@@ -144,10 +130,7 @@ pub fn expected(geo: &Geometry, m: Option<&(u64, Attrs)>, off: u64) -> Seen {
             if geo.arch() == Arch::Armv7 && !a.read {
                 a.exec = Exec::Never;
             }
-            Seen::Mapped {
-                pa: pa + off,
-                attrs: a,
-            }
+            Seen::Mapped { pa: pa + off, attrs: a }
         }
     }
 }
@@ -168,10 +151,7 @@ pub fn check_pages(
         let want = expected(&geo, model.get(&ipa), 0);
         let got = ref_translate(env, s2, ipa + 0x10);
         let want_off = match want {
-            Seen::Mapped { pa, attrs } => Seen::Mapped {
-                pa: pa + 0x10,
-                attrs,
-            },
+            Seen::Mapped { pa, attrs } => Seen::Mapped { pa: pa + 0x10, attrs },
             w => w,
         };
         assert_eq!(got, want_off, "reference walk of IPA {ipa:#x}");
