@@ -87,52 +87,24 @@ impl MmuEnv {
     }
 
     fn stage2(&self) -> Stage2<'_, HostMemory, RecordingTlb> {
-        Stage2::new(
-            self.geo,
-            Vmid(1),
-            LockMode::Split,
-            &self.mem,
-            &self.tlb,
-            &self.rcu,
-        )
-        .unwrap()
+        Stage2::new(self.geo, Vmid(1), LockMode::Split, &self.mem, &self.tlb, &self.rcu).unwrap()
     }
 }
 
 fn mmu_map_pages(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
-    s2.map(
-        Ipa(IPA0),
-        PhysAddr(PA0),
-        GIB,
-        &Attrs::RAM,
-        Granularity::Pages,
-    )
-    .unwrap();
+    s2.map(Ipa(IPA0), PhysAddr(PA0), GIB, &Attrs::RAM, Granularity::Pages).unwrap();
 }
 
 fn mmu_map_page_by_page(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
     for i in 0..PAGES_PER_GIB {
         let off = i * PAGE;
-        s2.map(
-            Ipa(IPA0 + off),
-            PhysAddr(PA0 + off),
-            PAGE,
-            &Attrs::RAM,
-            Granularity::Pages,
-        )
-        .unwrap();
+        s2.map(Ipa(IPA0 + off), PhysAddr(PA0 + off), PAGE, &Attrs::RAM, Granularity::Pages)
+            .unwrap();
     }
 }
 
 fn mmu_map_blocks(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
-    s2.map(
-        Ipa(IPA0),
-        PhysAddr(PA_2M),
-        GIB,
-        &Attrs::RAM,
-        Granularity::Largest,
-    )
-    .unwrap();
+    s2.map(Ipa(IPA0), PhysAddr(PA_2M), GIB, &Attrs::RAM, Granularity::Largest).unwrap();
 }
 
 fn mmu_translate_all(s2: &Stage2<'_, HostMemory, RecordingTlb>, ipas: &[u64]) -> u64 {
@@ -168,12 +140,7 @@ impl ApTranslation<Stage2Attributes> for CountingTranslation {
         // SAFETY: the caller passes a table from `allocate_table`, which got
         // it from `PageTable::new`: the global allocator with the layout of
         // `PageTable`. It is freed once.
-        unsafe {
-            dealloc(
-                table.as_ptr().cast(),
-                Layout::new::<PageTable<Stage2Attributes>>(),
-            )
-        };
+        unsafe { dealloc(table.as_ptr().cast(), Layout::new::<PageTable<Stage2Attributes>>()) };
     }
 
     fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
@@ -257,10 +224,8 @@ fn ap_translate(m: &ApMap, ipa: u64) -> Option<(usize, u64)> {
     m.walk_range(&ap_region(ipa, 1), &mut |_, d, level| {
         if d.is_valid() {
             let span = (PAGE as usize) << (9 * (3 - level));
-            out = Some((
-                d.bits(),
-                (d.output_address().0 + (ipa as usize & (span - 1))) as u64,
-            ));
+            let oa = d.output_address().0;
+            out = Some((oa | d.flags().bits(), (oa + (ipa as usize & (span - 1))) as u64));
         }
         Ok(())
     })
@@ -309,11 +274,7 @@ fn memory_report() {
 
     let s2 = env.stage2();
     let mut ap = ap_new(false);
-    row(
-        "empty table (root)",
-        s2.stats().tables_live,
-        ap.translation().live,
-    );
+    row("empty table (root)", s2.stats().tables_live, ap.translation().live);
 
     mmu_map_pages(&s2);
     ap_map_pages(&mut ap);
@@ -331,16 +292,8 @@ fn memory_report() {
     let before_barrier = s2.stats();
     s2.rcu_barrier();
     ap_unmap(&mut ap);
-    row(
-        "after unmap, before rcu_barrier",
-        before_barrier.tables_live,
-        ap.translation().live,
-    );
-    row(
-        "after unmap + rcu_barrier",
-        s2.stats().tables_live,
-        ap.translation().live,
-    );
+    row("after unmap, before rcu_barrier", before_barrier.tables_live, ap.translation().live);
+    row("after unmap + rcu_barrier", s2.stats().tables_live, ap.translation().live);
     assert_eq!(s2.stats().tables_live, env.mem.live() as u64);
     let mmu_peak = env.mem.peak();
     let ap_peak = ap.translation().peak;
@@ -358,11 +311,7 @@ fn memory_report() {
         assert_eq!(t.desc.bits(), bits as u64, "descriptors differ at {ipa:#x}");
         assert_eq!(t.pa.get(), pa);
     }
-    row(
-        "1 GiB of 2 MiB blocks",
-        s2.stats().tables_live,
-        ap.translation().live,
-    );
+    row("1 GiB of 2 MiB blocks", s2.stats().tables_live, ap.translation().live);
     drop(s2);
     ap_drop(ap);
     row("peak during the 4 KiB map/unmap", mmu_peak as u64, ap_peak);
@@ -426,44 +375,22 @@ fn map_row(
     let env = MmuEnv::new();
     let mut g = group(c, name, warm_up_ms, measure_ms);
     g.bench_function("mmu", |b| b.iter_custom(|n| time_mmu(n, &env, mmu_op)));
-    g.bench_function("aarch64-paging", |b| {
-        b.iter_custom(|n| time_ap(n, false, ap_op))
-    });
-    g.bench_function("aarch64-paging-live", |b| {
-        b.iter_custom(|n| time_ap(n, true, ap_op))
-    });
+    g.bench_function("aarch64-paging", |b| b.iter_custom(|n| time_ap(n, false, ap_op)));
+    g.bench_function("aarch64-paging-live", |b| b.iter_custom(|n| time_ap(n, true, ap_op)));
     g.finish();
 }
 
 fn benches(c: &mut Criterion) {
     memory_report();
 
-    map_row(
-        c,
-        "map_1g_4k_one_call",
-        (300, 1500),
-        mmu_map_pages,
-        ap_map_pages,
-    );
-    map_row(
-        c,
-        "map_1g_4k_page_by_page",
-        (300, 3000),
-        mmu_map_page_by_page,
-        ap_map_page_by_page,
-    );
-    map_row(
-        c,
-        "map_1g_2m_blocks_one_call",
-        (100, 300),
-        mmu_map_blocks,
-        ap_map_blocks,
-    );
+    map_row(c, "map_1g_4k_one_call", (300, 3000), mmu_map_pages, ap_map_pages);
+    map_row(c, "map_1g_4k_page_by_page", (500, 5000), mmu_map_page_by_page, ap_map_page_by_page);
+    map_row(c, "map_1g_2m_blocks_one_call", (200, 1000), mmu_map_blocks, ap_map_blocks);
 
     // Row 4: unmap 1 GiB of pages; mapping it again is setup.
     {
         let env = MmuEnv::new();
-        let mut g = group(c, "unmap_1g_4k", 100, 500);
+        let mut g = group(c, "unmap_1g_4k", 200, 1000);
         g.bench_function("mmu", |b| {
             b.iter_custom(|n| {
                 let mut total = Duration::ZERO;
@@ -509,12 +436,8 @@ fn benches(c: &mut Criterion) {
         assert_eq!(mmu_translate_all(&s2, &ipas), ap_translate_all(&ap, &ipas));
 
         let mut g = group(c, "translate_1m_random", 500, 3000);
-        g.bench_function("mmu", |b| {
-            b.iter(|| mmu_translate_all(black_box(&s2), &ipas))
-        });
-        g.bench_function("aarch64-paging", |b| {
-            b.iter(|| ap_translate_all(black_box(&ap), &ipas))
-        });
+        g.bench_function("mmu", |b| b.iter(|| mmu_translate_all(black_box(&s2), &ipas)));
+        g.bench_function("aarch64-paging", |b| b.iter(|| ap_translate_all(black_box(&ap), &ipas)));
         g.finish();
         ap_drop(ap);
     }

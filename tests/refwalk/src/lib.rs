@@ -164,27 +164,20 @@ impl fmt::Display for RegimeError {
                 write!(f, "VTCR.S does not match VTCR.T0SZ[3] (VTCR = {vtcr:#x})")
             }
             RegimeError::ReservedSl0 { sl0 } => write!(f, "SL0 = {sl0:#b} is reserved"),
-            RegimeError::InconsistentStartLevel {
-                ipa_bits,
-                start_level,
-            } => write!(
+            RegimeError::InconsistentStartLevel { ipa_bits, start_level } => write!(
                 f,
                 "a {ipa_bits}-bit IPA cannot be translated starting at level {start_level}"
             ),
             RegimeError::ReservedPs { ps } => write!(f, "PS = {ps:#b} is reserved"),
             RegimeError::ReservedShareability => write!(f, "SH0 = 0b01 is reserved"),
-            RegimeError::MisalignedRoot { root_pa, align } => write!(
-                f,
-                "root table address {root_pa:#x} is not aligned to {align:#x} bytes"
-            ),
+            RegimeError::MisalignedRoot { root_pa, align } => {
+                write!(f, "root table address {root_pa:#x} is not aligned to {align:#x} bytes")
+            }
             RegimeError::ReservedVttbrBits { vttbr } => {
                 write!(f, "reserved VTTBR bits are set (VTTBR = {vttbr:#x})")
             }
             RegimeError::Unsupported { field } => {
-                write!(
-                    f,
-                    "VTCR_EL2.{field} enables a feature this model does not implement"
-                )
+                write!(f, "VTCR_EL2.{field} enables a feature this model does not implement")
             }
         }
     }
@@ -323,10 +316,7 @@ fn check_start_level(ipa_bits: u32, start_level: u32) -> Result<(), RegimeError>
     let min = level_shift(start_level) + 1;
     let max = level_shift(start_level) + STRIDE + MAX_CONCAT_BITS;
     if !(min..=max).contains(&ipa_bits) {
-        return Err(RegimeError::InconsistentStartLevel {
-            ipa_bits,
-            start_level,
-        });
+        return Err(RegimeError::InconsistentStartLevel { ipa_bits, start_level });
     }
     Ok(())
 }
@@ -341,15 +331,8 @@ fn check_root_alignment(root_pa: u64, ipa_bits: u32, start_level: u32) -> Result
 }
 
 /// `VTCR_EL2` bits that turn on features this model does not implement.
-const UNSUPPORTED_VTCR_EL2_BITS: &[(u32, &str)] = &[
-    (21, "HA"),
-    (22, "HD"),
-    (32, "DS"),
-    (33, "SL2"),
-    (36, "S2PIE"),
-    (37, "S2POE"),
-    (38, "D128"),
-];
+const UNSUPPORTED_VTCR_EL2_BITS: &[(u32, &str)] =
+    &[(21, "HA"), (22, "HD"), (32, "DS"), (33, "SL2"), (36, "S2PIE"), (37, "S2POE"), (38, "D128")];
 
 /// Decode `VTCR_EL2` / `VTTBR_EL2` as an AArch64 EL2 with the 4 KiB granule
 /// does. `fwb` is the effective `HCR_EL2.FWB`, `xnx` whether FEAT_XNX is
@@ -412,11 +395,7 @@ pub fn regime_aarch64(
     check_root_alignment(root_pa, ipa_bits, start_level)?;
 
     let vs = field(vtcr_el2, 19, 1) == 1;
-    let vmid = if vs {
-        field(vttbr_el2, 48, 16)
-    } else {
-        field(vttbr_el2, 48, 8)
-    } as u16;
+    let vmid = if vs { field(vttbr_el2, 48, 16) } else { field(vttbr_el2, 48, 8) } as u16;
 
     Ok(Regime {
         format: Format::Aarch64 { fwb, xnx },
@@ -441,11 +420,8 @@ pub fn regime_armv7(vtcr: u32, vttbr: u64) -> Result<Regime, RegimeError> {
         return Err(RegimeError::SignMismatch { vtcr });
     }
     // Sign-extend the 4-bit field: 0b1000 is -8, 0b0111 is 7.
-    let t0sz: i32 = if t0sz_field & 0b1000 != 0 {
-        t0sz_field as i32 - 16
-    } else {
-        t0sz_field as i32
-    };
+    let t0sz: i32 =
+        if t0sz_field & 0b1000 != 0 { t0sz_field as i32 - 16 } else { t0sz_field as i32 };
     let ipa_bits = (32 - t0sz) as u32; // 25..=40
 
     let sl0 = u64::from((vtcr >> 6) & 3);
@@ -647,10 +623,9 @@ fn decode_memattr(format: Format, memattr: u8) -> MemType {
                 device(low)
             } else {
                 match low {
-                    0b01 => MemType::Normal {
-                        outer: Cache::NonCacheable,
-                        inner: Cache::NonCacheable,
-                    },
+                    0b01 => {
+                        MemType::Normal { outer: Cache::NonCacheable, inner: Cache::NonCacheable }
+                    }
                     0b10 => MemType::NormalForceWb,
                     0b11 => MemType::NormalUseStage1,
                     _ => unpredictable,
@@ -719,10 +694,7 @@ mod tests {
     }
 
     fn normal_wb() -> MemType {
-        MemType::Normal {
-            outer: Cache::WriteBack,
-            inner: Cache::WriteBack,
-        }
+        MemType::Normal { outer: Cache::WriteBack, inner: Cache::WriteBack }
     }
 
     #[test]
@@ -743,10 +715,7 @@ mod tests {
         assert_eq!(
             r,
             Regime {
-                format: Format::Aarch64 {
-                    fwb: false,
-                    xnx: false
-                },
+                format: Format::Aarch64 { fwb: false, xnx: false },
                 ipa_bits: 48,
                 start_level: 0,
                 root_pa: 0x4000_0000,
@@ -787,15 +756,9 @@ mod tests {
         );
 
         // Neighbouring page: L3 index 0x18a is empty -> translation fault at 3.
-        assert_eq!(
-            m.walk(&r, ipa + 0x1000),
-            Err(Fault::Translation { level: 3 })
-        );
+        assert_eq!(m.walk(&r, ipa + 0x1000), Err(Fault::Translation { level: 3 }));
         // A different L0 entry (index 0x25) is empty -> level 0.
-        assert_eq!(
-            m.walk(&r, ipa + (1 << 39)),
-            Err(Fault::Translation { level: 0 })
-        );
+        assert_eq!(m.walk(&r, ipa + (1 << 39)), Err(Fault::Translation { level: 0 }));
     }
 
     #[test]
@@ -1020,10 +983,7 @@ mod tests {
     fn hand_built_regime_with_bad_geometry_faults_at_top_level() {
         let m = Mem::default();
         let mut r = Regime {
-            format: Format::Aarch64 {
-                fwb: false,
-                xnx: false,
-            },
+            format: Format::Aarch64 { fwb: false, xnx: false },
             ipa_bits: 48,
             start_level: 1, // would need 512 concatenated tables
             root_pa: 0,
@@ -1042,14 +1002,8 @@ mod tests {
 
     /// Translate a level-2 block whose MemAttr field is `memattr`.
     fn mem_of(format: Format, memattr: u64) -> MemType {
-        let r = Regime {
-            format,
-            ipa_bits: 32,
-            start_level: 1,
-            root_pa: 0x1000,
-            pa_bits: 40,
-            vmid: 0,
-        };
+        let r =
+            Regime { format, ipa_bits: 32, start_level: 1, root_pa: 0x1000, pa_bits: 40, vmid: 0 };
         let mut m = Mem::default();
         m.set(0x1000, 0x2000 | TABLE);
         m.set(0x2000, 0x20_0000 | (memattr << 2) | S2AP_R | AF | BLOCK);
@@ -1080,26 +1034,16 @@ mod tests {
             n(WriteBack, WriteThrough),
             n(WriteBack, WriteBack),
         ];
-        let format = Format::Aarch64 {
-            fwb: false,
-            xnx: false,
-        };
+        let format = Format::Aarch64 { fwb: false, xnx: false };
         for (memattr, want) in expect.iter().enumerate() {
-            assert_eq!(
-                mem_of(format, memattr as u64),
-                *want,
-                "MemAttr {memattr:#06b}"
-            );
+            assert_eq!(mem_of(format, memattr as u64), *want, "MemAttr {memattr:#06b}");
         }
     }
 
     #[test]
     fn memattr_with_fwb() {
         use MemType::*;
-        let nc = Normal {
-            outer: Cache::NonCacheable,
-            inner: Cache::NonCacheable,
-        };
+        let nc = Normal { outer: Cache::NonCacheable, inner: Cache::NonCacheable };
         // MemAttr[3] is RES0 with FWB: it does not change the meaning.
         let expect = [
             DeviceNGnRnE,                      // x000
@@ -1111,10 +1055,7 @@ mod tests {
             NormalForceWb,                     // x110
             NormalUseStage1,                   // x111
         ];
-        let format = Format::Aarch64 {
-            fwb: true,
-            xnx: false,
-        };
+        let format = Format::Aarch64 { fwb: true, xnx: false };
         for (low3, want) in expect.iter().enumerate() {
             let low3 = low3 as u64;
             assert_eq!(mem_of(format, low3), *want, "MemAttr {low3:#06b}");
@@ -1122,12 +1063,7 @@ mod tests {
                 Unpredictable { .. } => Unpredictable { memattr: 0b1100 },
                 other => other,
             };
-            assert_eq!(
-                mem_of(format, 0b1000 | low3),
-                with_bit3,
-                "MemAttr {:#06b}",
-                0b1000 | low3
-            );
+            assert_eq!(mem_of(format, 0b1000 | low3), with_bit3, "MemAttr {:#06b}", 0b1000 | low3);
         }
     }
 
@@ -1138,39 +1074,15 @@ mod tests {
         // Strongly-ordered and Device; 0b001x is UNPREDICTABLE in ARMv7.
         assert_eq!(mem_of(Format::Armv7, 0b0000), DeviceNGnRnE);
         assert_eq!(mem_of(Format::Armv7, 0b0001), DeviceNGnRE);
-        assert_eq!(
-            mem_of(Format::Armv7, 0b0010),
-            Unpredictable { memattr: 0b0010 }
-        );
-        assert_eq!(
-            mem_of(Format::Armv7, 0b0011),
-            Unpredictable { memattr: 0b0011 }
-        );
-        assert_eq!(
-            mem_of(Format::Armv7, 0b0100),
-            Unpredictable { memattr: 0b0100 }
-        );
+        assert_eq!(mem_of(Format::Armv7, 0b0010), Unpredictable { memattr: 0b0010 });
+        assert_eq!(mem_of(Format::Armv7, 0b0011), Unpredictable { memattr: 0b0011 });
+        assert_eq!(mem_of(Format::Armv7, 0b0100), Unpredictable { memattr: 0b0100 });
         assert_eq!(
             mem_of(Format::Armv7, 0b0110),
-            Normal {
-                outer: NonCacheable,
-                inner: WriteThrough
-            }
+            Normal { outer: NonCacheable, inner: WriteThrough }
         );
-        assert_eq!(
-            mem_of(Format::Armv7, 0b1101),
-            Normal {
-                outer: WriteBack,
-                inner: NonCacheable
-            }
-        );
-        assert_eq!(
-            mem_of(Format::Armv7, 0b1111),
-            Normal {
-                outer: WriteBack,
-                inner: WriteBack
-            }
-        );
+        assert_eq!(mem_of(Format::Armv7, 0b1101), Normal { outer: WriteBack, inner: NonCacheable });
+        assert_eq!(mem_of(Format::Armv7, 0b1111), Normal { outer: WriteBack, inner: WriteBack });
     }
 
     // ------------------------------------------------------------------ XN
@@ -1178,30 +1090,18 @@ mod tests {
     /// (exec_el1, exec_el0) of a level-2 block with bits \[54:53\] = `xn`
     /// and the given S2AP.
     fn exec_of(format: Format, xn: u64, s2ap: u64) -> (bool, bool) {
-        let r = Regime {
-            format,
-            ipa_bits: 32,
-            start_level: 1,
-            root_pa: 0x1000,
-            pa_bits: 40,
-            vmid: 0,
-        };
+        let r =
+            Regime { format, ipa_bits: 32, start_level: 1, root_pa: 0x1000, pa_bits: 40, vmid: 0 };
         let mut m = Mem::default();
         m.set(0x1000, 0x2000 | TABLE);
-        m.set(
-            0x2000,
-            0x20_0000 | (xn << 53) | (s2ap << 6) | NORMAL_WB | AF | BLOCK,
-        );
+        m.set(0x2000, 0x20_0000 | (xn << 53) | (s2ap << 6) | NORMAL_WB | AF | BLOCK);
         let t = m.walk(&r, 0).unwrap();
         (t.exec_el1, t.exec_el0)
     }
 
     #[test]
     fn xn_without_xnx() {
-        let f = Format::Aarch64 {
-            fwb: false,
-            xnx: false,
-        };
+        let f = Format::Aarch64 { fwb: false, xnx: false };
         // Bit 54 is XN for both ELs; bit 53 is ignored.
         assert_eq!(exec_of(f, 0b00, 0b11), (true, true));
         assert_eq!(exec_of(f, 0b01, 0b11), (true, true));
@@ -1213,10 +1113,7 @@ mod tests {
 
     #[test]
     fn xn_with_xnx() {
-        let f = Format::Aarch64 {
-            fwb: false,
-            xnx: true,
-        };
+        let f = Format::Aarch64 { fwb: false, xnx: true };
         assert_eq!(exec_of(f, 0b00, 0b11), (true, true));
         assert_eq!(exec_of(f, 0b01, 0b11), (false, true));
         assert_eq!(exec_of(f, 0b10, 0b11), (false, false));
@@ -1243,23 +1140,12 @@ mod tests {
         // VMID: 8 bits when VS = 0, 16 bits when VS = 1.
         let vttbr = (0xabcd << 48) | 0x1000;
         let vtcr = vtcr_el2(25, 0b01, 0b101);
-        assert_eq!(
-            regime_aarch64(vtcr, vttbr, false, false).unwrap().vmid,
-            0xcd
-        );
-        assert_eq!(
-            regime_aarch64(vtcr | (1 << 19), vttbr, false, false)
-                .unwrap()
-                .vmid,
-            0xabcd
-        );
+        assert_eq!(regime_aarch64(vtcr, vttbr, false, false).unwrap().vmid, 0xcd);
+        assert_eq!(regime_aarch64(vtcr | (1 << 19), vttbr, false, false).unwrap().vmid, 0xabcd);
         // fwb / xnx are carried in the format.
         assert_eq!(
             regime_aarch64(vtcr, vttbr, true, true).unwrap().format,
-            Format::Aarch64 {
-                fwb: true,
-                xnx: true
-            }
+            Format::Aarch64 { fwb: true, xnx: true }
         );
         // PS encodings.
         for (ps, bits) in [(0, 32), (1, 36), (2, 40), (3, 42), (4, 44), (5, 48)] {
@@ -1291,10 +1177,7 @@ mod tests {
         // 48-bit IPA from level 1 would need 512 tables.
         assert_eq!(
             regime_aarch64(vtcr_el2(16, 0b01, 0b101), 0x0, false, false),
-            Err(RegimeError::InconsistentStartLevel {
-                ipa_bits: 48,
-                start_level: 1
-            })
+            Err(RegimeError::InconsistentStartLevel { ipa_bits: 48, start_level: 1 })
         );
         // 44-bit IPA from level 1 would need 32 tables.
         assert!(regime_aarch64(vtcr_el2(20, 0b01, 0b101), 0x0, false, false).is_err());
@@ -1303,10 +1186,7 @@ mod tests {
         // 32-bit IPA from level 0 resolves no bit at level 0.
         assert_eq!(
             regime_aarch64(vtcr_el2(32, 0b10, 0b101), 0x0, false, false),
-            Err(RegimeError::InconsistentStartLevel {
-                ipa_bits: 32,
-                start_level: 0
-            })
+            Err(RegimeError::InconsistentStartLevel { ipa_bits: 32, start_level: 0 })
         );
         // 39-bit IPA from level 0 resolves no bit at level 0 either.
         assert!(regime_aarch64(vtcr_el2(25, 0b10, 0b101), 0x0, false, false).is_err());
@@ -1334,10 +1214,7 @@ mod tests {
         // Root of two concatenated tables must be 8 KiB aligned.
         assert_eq!(
             regime_aarch64(ok, 0x1000, false, false),
-            Err(RegimeError::MisalignedRoot {
-                root_pa: 0x1000,
-                align: 0x2000
-            })
+            Err(RegimeError::MisalignedRoot { root_pa: 0x1000, align: 0x2000 })
         );
         // 16-byte root (40-bit from level 0) at an 8-byte boundary.
         assert!(regime_aarch64(vtcr_el2(24, 0b10, 0b101), 0x1008, false, false).is_err());
@@ -1409,10 +1286,7 @@ mod tests {
         m.set(0x2000 + 8, (1 << 47) | 0x3000 | TABLE);
         assert_eq!(m.walk(&r, 0x20_2abc), Err(Fault::AddressSize { level: 2 }));
         // Invalid entry at the start level.
-        assert_eq!(
-            m.walk(&r, 0x4000_0000),
-            Err(Fault::Translation { level: 1 })
-        );
+        assert_eq!(m.walk(&r, 0x4000_0000), Err(Fault::Translation { level: 1 }));
         // IPA >= 2^40: ARMv7 reports the fault at level 1.
         assert_eq!(m.walk(&r, 1 << 40), Err(Fault::Translation { level: 1 }));
     }
@@ -1441,10 +1315,7 @@ mod tests {
         // Misaligned (needs 16 KiB).
         assert_eq!(
             regime_armv7(0, 0x2000),
-            Err(RegimeError::MisalignedRoot {
-                root_pa: 0x2000,
-                align: 0x4000
-            })
+            Err(RegimeError::MisalignedRoot { root_pa: 0x2000, align: 0x4000 })
         );
         // 32-byte table at an 8-byte boundary.
         assert!(regime_armv7(0b01 << 6, 0x8000_0028).is_err());
@@ -1455,38 +1326,24 @@ mod tests {
         // S-bit mismatch: T0SZ = 0b1000 with S = 0, and T0SZ = 0b0111 with S = 1.
         assert_eq!(
             regime_armv7((0b01 << 6) | 0b1000, 0),
-            Err(RegimeError::SignMismatch {
-                vtcr: (0b01 << 6) | 0b1000
-            })
+            Err(RegimeError::SignMismatch { vtcr: (0b01 << 6) | 0b1000 })
         );
         assert!(matches!(
             regime_armv7((1 << 4) | 0b0111, 0),
             Err(RegimeError::SignMismatch { .. })
         ));
         // SL0 = 0b10 / 0b11 reserved.
-        assert_eq!(
-            regime_armv7(0b10 << 6, 0),
-            Err(RegimeError::ReservedSl0 { sl0: 2 })
-        );
-        assert_eq!(
-            regime_armv7(0b11 << 6, 0),
-            Err(RegimeError::ReservedSl0 { sl0: 3 })
-        );
+        assert_eq!(regime_armv7(0b10 << 6, 0), Err(RegimeError::ReservedSl0 { sl0: 2 }));
+        assert_eq!(regime_armv7(0b11 << 6, 0), Err(RegimeError::ReservedSl0 { sl0: 3 }));
         // 40-bit IPA from level 2 would need 512 tables.
         assert_eq!(
             regime_armv7((1 << 4) | 0b1000, 0),
-            Err(RegimeError::InconsistentStartLevel {
-                ipa_bits: 40,
-                start_level: 2
-            })
+            Err(RegimeError::InconsistentStartLevel { ipa_bits: 40, start_level: 2 })
         );
         // T0SZ = 7 (25 bits) from level 1 resolves no bit at level 1.
         assert_eq!(
             regime_armv7((0b01 << 6) | 7, 0),
-            Err(RegimeError::InconsistentStartLevel {
-                ipa_bits: 25,
-                start_level: 1
-            })
+            Err(RegimeError::InconsistentStartLevel { ipa_bits: 25, start_level: 1 })
         );
         // ...but is fine from level 2 (16 entries).
         let r = regime_armv7(7, 0x80).unwrap();
