@@ -79,7 +79,7 @@ struct MmuEnv {
 impl MmuEnv {
     fn new() -> Self {
         Self {
-            mem: HostMemory::new(POOL_PAGES),
+            mem: HostMemory::new(POOL_PAGES).without_poison(),
             tlb: RecordingTlb::silent(),
             rcu: Rcu::new(),
             geo: Geometry::aarch64(40, 48, Features::default()).unwrap(),

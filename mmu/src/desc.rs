@@ -200,6 +200,7 @@ impl Desc {
 
     /// A leaf at `level` mapping `pa` with `attrs`. `pa` must be aligned to
     /// the level's size and `attrs` validated against `geo`.
+    #[inline]
     pub fn leaf(geo: &Geometry, level: Level, pa: PhysAddr, attrs: &Attrs) -> Self {
         debug_assert!(geo.leaf_allowed(level) && pa.get() & !geo.oa_mask() == 0);
         let kind = if level == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
@@ -277,6 +278,7 @@ pub fn pte_same(a: Pte, b: Pte) -> bool {
     a == b
 }
 
+#[inline]
 fn encode_attrs(geo: &Geometry, a: &Attrs) -> u64 {
     let fwb = geo.features().fwb;
     let memattr: u64 = match (a.mem, fwb) {

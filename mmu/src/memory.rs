@@ -106,6 +106,19 @@ pub unsafe trait TableMemory {
     /// the pages any more, and they are freed once.
     unsafe fn free_tables(&self, pa: PhysAddr, count: usize);
 
+    /// Returns many single pages at once (an allocator may take its lock
+    /// once for all of them). The default frees them one by one.
+    ///
+    /// # Safety
+    ///
+    /// As [`TableMemory::free_tables`] with a count of 1, for every page.
+    unsafe fn free_table_pages(&self, pages: &mut dyn Iterator<Item = PhysAddr>) {
+        for pa in pages {
+            // SAFETY: the caller's contract covers every page.
+            unsafe { self.free_tables(pa, 1) };
+        }
+    }
+
     /// The entries of the table page at `pa`.
     fn entries(&self, pa: PhysAddr) -> *const AtomicU64;
 

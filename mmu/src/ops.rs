@@ -269,6 +269,14 @@ struct UnmapCommit {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
+    /// Level-2 entries the range covers whole go in one pass.
+    fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
+        if cx.level != 2 || !cx.covers_entries() {
+            return Ok(cx.start);
+        }
+        cx.clear_covered(&mut self.detached)
+    }
+
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
         if v.old.is_table(v.level) {
             // A level-3 table the range covers whole goes in one piece.
@@ -416,7 +424,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let pmd = self.pmd_lookup(&rcu, ipa)?;
         let mut pte = self.pte_offset_map_lock(&pmd)?;
         let new = t.leaf_at(3, ipa.get());
-        Some(match pte.install(ipa, new) {
+        Some(match pte.install_checked(ipa, new) {
             Ok(()) => Ok(()),
             Err(cur) if cur == new => Ok(()),
             Err(_) => Err(Error::AlreadyMapped),

@@ -261,10 +261,16 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
     /// (`Pte::INVALID` when `ipa` is outside the table or `new` is not a
     /// valid page descriptor within the output range).
     pub fn install(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
-        let Ok(idx) = self.map.table.index(ipa) else { return Err(Pte::INVALID) };
         if self.check_page(new).is_err() {
             return Err(Pte::INVALID);
         }
+        self.install_checked(ipa, new)
+    }
+
+    /// [`PteMapLock::install`] for a descriptor already known to be a
+    /// valid page (built by `map` from validated attributes).
+    pub(crate) fn install_checked(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
+        let Ok(idx) = self.map.table.index(ipa) else { return Err(Pte::INVALID) };
         let slot = &self.map.table.entries[idx];
         let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
         if cur.is_valid() {

@@ -84,6 +84,29 @@ impl TableList {
         self.len += 1;
     }
 
+    /// Calls `f` on the metadata of every table on the list.
+    pub(crate) fn for_each<M: TableMemory>(&self, mem: &M, mut f: impl FnMut(&PtDesc)) {
+        let mut cur = self.head;
+        while let Some(pa) = cur {
+            let pd = mem.ptdesc(pa);
+            f(pd);
+            let next = pd.free_next.load(Ordering::Relaxed);
+            cur = (next & 1 != 0).then_some(PhysAddr(next & !1));
+        }
+    }
+
+    /// Moves all of `other` to the end of this list, in O(1).
+    pub(crate) fn splice<M: TableMemory>(&mut self, mem: &M, other: &mut TableList) {
+        let (Some(head), Some(tail)) = (other.head, other.tail) else { return };
+        match self.tail {
+            Some(t) => mem.ptdesc(t).free_next.store(head.get() | 1, Ordering::Relaxed),
+            None => self.head = Some(head),
+        }
+        self.tail = Some(tail);
+        self.len += other.len;
+        *other = TableList::default();
+    }
+
     pub(crate) fn peek(&self) -> Option<PhysAddr> {
         self.head
     }
@@ -328,9 +351,12 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
 
     /// Returns the pages of `list` at once (never-published tables).
     pub(crate) fn free_list_now(&self, list: &mut TableList) {
-        while let Some(pa) = list.pop(self.mem) {
-            self.free_table_now(pa);
-        }
+        let n = list.len() as u64;
+        let mut pages = core::iter::from_fn(|| list.pop(self.mem));
+        // SAFETY: as in `free_table_now`: each page on the list came from
+        // `alloc_table`, is unreachable, and leaves the list as it is freed.
+        unsafe { self.mem.free_table_pages(&mut pages) };
+        self.tstats.freed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues detached tables to be freed after a grace period. Their
@@ -342,12 +368,9 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             return;
         }
         let cookie: GpCookie = self.rcu.get_state();
-        let mut pending = lock(&self.pending);
-        while let Some(pa) = detached.pop(self.mem) {
-            self.mem.ptdesc(pa).free_after.store(cookie.0, Ordering::Relaxed);
-            pending.push(self.mem, pa);
-            self.tstats.deferred.fetch_add(1, Ordering::Relaxed);
-        }
+        detached.for_each(self.mem, |pd| pd.free_after.store(cookie.0, Ordering::Relaxed));
+        self.tstats.deferred.fetch_add(detached.len() as u64, Ordering::Relaxed);
+        lock(&self.pending).splice(self.mem, detached);
     }
 
     /// Frees the detached tables whose grace period has elapsed; returns

@@ -28,6 +28,7 @@ struct PoolState {
     allocations: u64,
     fail_at: Option<u64>,
     next: usize,
+    poison: bool,
 }
 
 /// A pool of host pages posing as physical memory at `base`.
@@ -58,16 +59,26 @@ impl HostMemory {
                 allocations: 0,
                 fail_at: None,
                 next: 0,
+                poison: true,
             }),
         }
     }
 
+    /// Stops poisoning freed pages (for benchmarks, where writing 4 KiB per
+    /// freed table would measure the fake, not the tables). Tests keep it.
+    pub fn without_poison(self) -> Self {
+        self.state.lock().unwrap().poison = false;
+        self
+    }
+
     #[inline]
     fn index(&self, pa: PhysAddr) -> usize {
-        let off = pa.get().checked_sub(self.base).expect("PA below the pool");
-        assert!(off.is_multiple_of(PAGE_SIZE), "unaligned table PA {pa:?}");
-        let i = (off / PAGE_SIZE) as usize;
-        assert!(i < self.pages.len(), "PA {pa:?} outside the pool");
+        // Below the base wraps to a huge index: one check covers both ends.
+        let i = (pa.get().wrapping_sub(self.base) / PAGE_SIZE) as usize;
+        assert!(
+            pa.is_aligned(PAGE_SIZE) && i < self.pages.len(),
+            "table PA {pa:?} unaligned or outside the pool"
+        );
         i
     }
 
@@ -97,6 +108,25 @@ impl HostMemory {
     pub fn is_allocated(&self, pa: PhysAddr) -> bool {
         self.state.lock().unwrap().in_use[self.index(pa)]
     }
+    /// Frees `count` pages from `pa` with the pool's lock held.
+    fn free_locked(&self, s: &mut PoolState, pa: PhysAddr, count: usize) {
+        let first = self.index(pa);
+        for i in first..first + count {
+            assert!(
+                s.in_use[i],
+                "double free of table page {:#x}",
+                self.base + i as u64 * PAGE_SIZE
+            );
+            s.in_use[i] = false;
+            if s.poison {
+                for e in &self.pages[i].0 {
+                    e.store(POISON, Ordering::Relaxed);
+                }
+            }
+        }
+        s.live -= count;
+    }
+
     /// Reads the descriptor at `pa` (8-byte aligned) as the hardware would,
     /// for the reference walker. Panics on pages that are not allocated.
     pub fn read_phys(&self, pa: u64) -> u64 {
@@ -136,20 +166,15 @@ unsafe impl TableMemory for HostMemory {
     }
 
     unsafe fn free_tables(&self, pa: PhysAddr, count: usize) {
-        let first = self.index(pa);
         let mut s = self.state.lock().unwrap();
-        for i in first..first + count {
-            assert!(
-                s.in_use[i],
-                "double free of table page {:#x}",
-                self.base + i as u64 * PAGE_SIZE
-            );
-            s.in_use[i] = false;
-            for e in &self.pages[i].0 {
-                e.store(POISON, Ordering::Relaxed);
-            }
+        self.free_locked(&mut s, pa, count);
+    }
+
+    unsafe fn free_table_pages(&self, pages: &mut dyn Iterator<Item = PhysAddr>) {
+        let mut s = self.state.lock().unwrap();
+        for pa in pages {
+            self.free_locked(&mut s, pa, 1);
         }
-        s.live -= count;
     }
 
     #[inline]

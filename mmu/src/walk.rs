@@ -203,28 +203,43 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         if self.slot.load(Ordering::Relaxed) != old.bits() {
             return Ok(());
         }
-        let child_lock = self.s2.table_lock(old.addr());
-        let same = core::ptr::eq(child_lock, self.s2.table_lock(self.page));
-        let _child = (!same).then(|| lock(child_lock));
-        let child = self.s2.mem.ptdesc(old.addr());
-        if only_if_empty {
-            if child.valid_entries() != 0 {
-                return Ok(());
-            }
-            self.s2.write_entry(self.at(), old, Desc::INVALID, self.batch);
-        } else {
-            let at = self.at();
-            at.slot.store(0, Ordering::Release);
-            at.pd.add_valid(-1);
-            if child.valid_entries() != 0 {
-                self.batch.add_span(at.ipa, self.level);
-            } else {
-                self.batch.add(at.ipa, self.level, false);
-            }
-        }
-        detached.push(self.s2.mem, old.addr());
+        let at = self.at();
+        detach_locked(self.s2, self.page, at, old, self.batch, detached, only_if_empty);
         Ok(())
     }
+}
+
+/// Detaches the child table `old` (what `at.slot` holds) from its parent
+/// page `page`, whose lock the caller holds: takes the child's lock (rule
+/// 3), writes the entry invalid, gathers the invalidation (the whole span
+/// if leaves go with the table) and queues the child on `detached`.
+/// With `only_if_empty`, a child that still maps something is left.
+/// Returns whether the child was detached.
+fn detach_locked<M: TableMemory, T: TlbMaintenance>(
+    s2: &Stage2<'_, M, T>,
+    page: PhysAddr,
+    at: EntrySlot<'_>,
+    old: Desc,
+    batch: &mut TlbBatch<'_, T>,
+    detached: &mut TableList,
+    only_if_empty: bool,
+) -> bool {
+    let child_lock = s2.table_lock(old.addr());
+    let same = core::ptr::eq(child_lock, s2.table_lock(page));
+    let _child = (!same).then(|| lock(child_lock));
+    let live = s2.mem.ptdesc(old.addr()).valid_entries();
+    if only_if_empty && live != 0 {
+        return false;
+    }
+    at.slot.store(0, Ordering::Release);
+    at.pd.add_valid(-1);
+    if live != 0 {
+        batch.add_span(at.ipa, at.level);
+    } else {
+        batch.add(at.ipa, at.level, false);
+    }
+    detached.push(s2.mem, old.addr());
+    true
 }
 
 /// Makes `held` the lock of table page `page`, taking it if needed, and
@@ -263,6 +278,7 @@ pub(crate) struct RunCursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
     page: PhysAddr,
     parent: Option<(&'s AtomicU64, Desc)>,
     held: &'w mut Held<'s>,
+    pub batch: &'w mut TlbBatch<'s, T>,
     pub level: Level,
     pub start: u64,
     pub end: u64,
@@ -319,6 +335,31 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
         }
         pd.add_valid(added);
         Ok(reached)
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
+    /// Removes everything the run maps, for a run of level-2 entries it
+    /// covers whole: blocks are cleared, level-3 tables detached in one
+    /// piece (they hold no tables). Returns the IPA reached: the run's
+    /// end, or an entry it leaves to the per-entry visit.
+    pub fn clear_covered(&mut self, detached: &mut TableList) -> Result<u64, WalkError> {
+        debug_assert!(self.level == 2 && self.covers_entries());
+        let pd = lock_page(self.s2, self.held, self.page, self.parent)?;
+        let (base, size) = (self.base(), level_size(self.level));
+        for (i, slot) in self.slots.iter().enumerate() {
+            let ipa = base + i as u64 * size;
+            let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
+            let at = EntrySlot { slot, pd, level: self.level, ipa: Ipa(ipa) };
+            if cur.is_table(self.level) {
+                detach_locked(self.s2, self.page, at, cur, self.batch, detached, false);
+            } else if cur.is_leaf(self.level) {
+                self.s2.write_entry(at, cur, Desc::INVALID, self.batch);
+            } else if cur.is_valid() {
+                return Ok(ipa.max(self.start));
+            }
+        }
+        Ok(self.end)
     }
 }
 
@@ -434,6 +475,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                     page,
                     parent,
                     held: &mut held,
+                    batch,
                     level,
                     start: ipa,
                     end: seg_end,
