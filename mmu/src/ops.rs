@@ -379,9 +379,13 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             block_bits: page_bits & !0b10,
         };
         if size == PAGE_SIZE {
-            if let Some(result) = self.map_page_fast(&t, ipa) {
-                self.tlb.sync_tables();
-                return result;
+            if let Some(installed) = self.map_page_fast(&t, ipa) {
+                if installed? {
+                    // Let table walks see the new entry before the guest
+                    // retries.
+                    self.tlb.sync_tables();
+                }
+                return Ok(());
             }
         }
         let mut batch = self.tlb_batch();
@@ -418,15 +422,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
 
     /// The fault path: one page into an existing level-3 table, through
     /// the accessors (`pmd` lookup, `pte_offset_map_lock`, install into an
-    /// invalid entry). `None` when the table is not there yet.
-    fn map_page_fast(&self, t: &Target, ipa: Ipa) -> Option<Result<(), Error>> {
+    /// invalid entry). `None` when the table is not there yet; otherwise
+    /// whether an entry was written (not if the same page was there).
+    fn map_page_fast(&self, t: &Target, ipa: Ipa) -> Option<Result<bool, Error>> {
         let rcu = self.rcu.read_lock();
         let pmd = self.pmd_lookup(&rcu, ipa)?;
         let mut pte = self.pte_offset_map_lock(&pmd)?;
         let new = t.leaf_at(3, ipa.get());
         Some(match pte.install_checked(ipa, new) {
-            Ok(()) => Ok(()),
-            Err(cur) if cur == new => Ok(()),
+            Ok(()) => Ok(true),
+            Err(cur) if cur == new => Ok(false),
             Err(_) => Err(Error::AlreadyMapped),
         })
     }

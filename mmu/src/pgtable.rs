@@ -249,6 +249,10 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
         }
         let attrs = new.attrs(geo);
         attrs.validate(geo)?;
+        // The contiguous hint spans 16 entries; one entry cannot set it.
+        if attrs.contiguous {
+            return Err(Error::BadAttributes);
+        }
         // Only what `Attrs` encodes: no stray bits a decode would drop.
         if new.with_attrs(geo, &attrs) != new {
             return Err(Error::BadAttributes);

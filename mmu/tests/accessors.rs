@@ -269,3 +269,25 @@ fn concurrent_faults_on_one_table() {
         check_pages(&env, &s2, &model, (0..512).map(|p| BASE + p * PAGE));
     }
 }
+
+#[test]
+fn a_pte_guard_refuses_what_map_refuses() {
+    let env = Env::new(64);
+    let s2 = env.stage2(geo40(), LockMode::Split);
+    s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
+    let geo = *s2.geometry();
+    let g = s2.rcu().read_lock();
+    let pmd = s2.pmd_lookup(&g, Ipa(BASE)).unwrap();
+    let mut l = s2.pte_offset_map_lock(&pmd).unwrap();
+    let mut batch = s2.tlb_batch();
+    // The contiguous hint spans 16 entries: one entry cannot carry it.
+    let contiguous = Attrs { contiguous: true, ..Attrs::RAM };
+    let page = Desc::leaf(&geo, 3, PhysAddr(0x8000_1000), &contiguous);
+    assert_eq!(l.set(Ipa(BASE + PAGE), page, &mut batch), Err(mmu::Error::BadAttributes));
+    assert_eq!(l.install(Ipa(BASE + PAGE), page), Err(Desc::INVALID));
+    // Executable device memory, as `Attrs::validate` says.
+    let dev_x =
+        Desc::leaf(&geo, 3, PhysAddr(0x0900_0000), &Attrs { exec: Exec::All, ..Attrs::DEVICE });
+    assert_eq!(l.set(Ipa(BASE + PAGE), dev_x, &mut batch), Err(mmu::Error::BadAttributes));
+    assert_eq!(l.get_at(Ipa(BASE + PAGE)), Ok(Desc::INVALID), "nothing was written");
+}
