@@ -286,8 +286,12 @@ fn a_pte_guard_refuses_what_map_refuses() {
     assert_eq!(l.set(Ipa(BASE + PAGE), page, &mut batch), Err(mmu::Error::BadAttributes));
     assert_eq!(l.install(Ipa(BASE + PAGE), page), Err(Desc::INVALID));
     // Executable device memory, as `Attrs::validate` says.
-    let dev_x =
-        Desc::leaf(&geo, 3, PhysAddr(0x0900_0000), &Attrs { exec: Exec::All, ..Attrs::DEVICE });
+    let dev_x = Desc::leaf(
+        &geo,
+        3,
+        PhysAddr(0x0900_0000),
+        &Attrs { exec: mmu::Exec::All, ..Attrs::DEVICE },
+    );
     assert_eq!(l.set(Ipa(BASE + PAGE), dev_x, &mut batch), Err(mmu::Error::BadAttributes));
     assert_eq!(l.get_at(Ipa(BASE + PAGE)), Ok(Desc::INVALID), "nothing was written");
 }
