@@ -168,6 +168,8 @@ struct MapCommit<'t> {
     cache: TableCache,
     /// Everything below this IPA has been mapped by this call.
     done: u64,
+    /// Whether any entry was written.
+    wrote: bool,
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
@@ -177,8 +179,10 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
             return Ok(cx.start);
         }
         let (t, level) = (self.t, cx.level);
-        let reached = cx.fill(|ipa| t.leaf_at(level, ipa), |ipa, d| t.is_leaf_at(level, ipa, d))?;
+        let (reached, wrote) =
+            cx.fill(|ipa| t.leaf_at(level, ipa), |ipa, d| t.is_leaf_at(level, ipa, d))?;
         self.done = reached;
+        self.wrote |= wrote;
         Ok(reached)
     }
 
@@ -198,6 +202,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
         if self.t.leaf_fits(cx.s2, v) {
             cx.write(v.old, self.t.leaf(v))?;
             self.done = v.end;
+            self.wrote = true;
             return Ok(Step::Next);
         }
         let table =
@@ -206,6 +211,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
             self.cache.put(cx.s2, table);
             return Err(e);
         }
+        self.wrote = true;
         Ok(Step::Descend)
     }
 }
@@ -401,7 +407,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             TableCache::fill(self, prep.needed)?
         };
 
-        let mut commit = MapCommit { t: &t, cache, done: ipa.get() };
+        let mut commit = MapCommit { t: &t, cache, done: ipa.get(), wrote: false };
         let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
         commit.cache.release(self);
         if result.is_err() {
@@ -413,8 +419,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             batch.flush();
             self.defer_free(&mut undo.detached);
         }
-        // Let table walks see the new entries before the guest retries.
-        self.tlb.sync_tables();
+        if result.is_ok() && commit.wrote {
+            // Let table walks see the new entries before the guest retries.
+            self.tlb.sync_tables();
+        }
         drop(batch);
         self.reclaim();
         result

@@ -309,13 +309,13 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
     /// Writes `leaf(ipa)` into every invalid entry of the run, under the
     /// page's lock. Writing into invalid entries needs no TLB maintenance.
     /// A valid entry for which `keep(ipa, entry)` holds is left alone; any
-    /// other stops the fill. Returns the IPA reached: the run's end, or the
-    /// entry that stopped it.
+    /// other stops the fill. Returns the IPA reached (the run's end, or the
+    /// entry that stopped it) and whether any entry was written.
     pub fn fill(
         &mut self,
         leaf: impl Fn(u64) -> Desc,
         keep: impl Fn(u64, Desc) -> bool,
-    ) -> Result<u64, WalkError> {
+    ) -> Result<(u64, bool), WalkError> {
         let pd = lock_page(self.s2, self.held, self.page, self.parent)?;
         let (base, size) = (self.base(), level_size(self.level));
         let mut added = 0;
@@ -334,7 +334,7 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
             }
         }
         pd.add_valid(added);
-        Ok(reached)
+        Ok((reached, added != 0))
     }
 }
 
