@@ -359,15 +359,22 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         self.tstats.freed.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Queues detached tables to be freed after a grace period. Their
-    /// detachment has already been invalidated in the TLBs: the caller
-    /// flushed its batch first, so that no walk cache can still reach them
-    /// when the grace period ends.
+    /// Frees detached tables after a grace period: at once if one has
+    /// already elapsed since they were detached, else by queueing them for
+    /// [`Stage2::reclaim`]. Their detachment has already been invalidated
+    /// in the TLBs: the caller flushed its batch first, so that no walk
+    /// cache can still reach them when the grace period ends.
     pub(crate) fn defer_free(&self, detached: &mut TableList) {
         if detached.len() == 0 {
             return;
         }
         let cookie: GpCookie = self.rcu.get_state();
+        if self.rcu.poll_state(cookie) {
+            // A grace period has already elapsed since the tables became
+            // unreachable: no reader can hold them.
+            self.free_list_now(detached);
+            return;
+        }
         detached.for_each(self.mem, |pd| pd.free_after.store(cookie.0, Ordering::Relaxed));
         self.tstats.deferred.fetch_add(detached.len() as u64, Ordering::Relaxed);
         lock(&self.pending).splice(self.mem, detached);

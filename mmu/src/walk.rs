@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
 use crate::rcu::load_entry;
-use crate::stage2::{EntrySlot, Stage2, TableList};
+use crate::stage2::{EntrySlot, LockMode, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
 
@@ -204,30 +204,30 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
             return Ok(());
         }
         let at = self.at();
-        detach_locked(self.s2, self.page, at, old, self.batch, detached, only_if_empty);
+        detach_locked(self.s2, at, old, self.batch, detached, only_if_empty);
         Ok(())
     }
 }
 
 /// Detaches the child table `old` (what `at.slot` holds) from its parent
-/// page `page`, whose lock the caller holds: takes the child's lock (rule
+/// page, whose lock the caller holds: takes the child's lock (rule
 /// 3), writes the entry invalid, gathers the invalidation (the whole span
 /// if leaves go with the table) and queues the child on `detached`.
 /// With `only_if_empty`, a child that still maps something is left.
 /// Returns whether the child was detached.
 fn detach_locked<M: TableMemory, T: TlbMaintenance>(
     s2: &Stage2<'_, M, T>,
-    page: PhysAddr,
     at: EntrySlot<'_>,
     old: Desc,
     batch: &mut TlbBatch<'_, T>,
     detached: &mut TableList,
     only_if_empty: bool,
 ) -> bool {
-    let child_lock = s2.table_lock(old.addr());
-    let same = core::ptr::eq(child_lock, s2.table_lock(page));
-    let _child = (!same).then(|| lock(child_lock));
-    let live = s2.mem.ptdesc(old.addr()).valid_entries();
+    // Split locks: the child's own lock, after the parent's (held). The
+    // single lock is held already.
+    let child = s2.mem.ptdesc(old.addr());
+    let _child = (s2.mode == LockMode::Split).then(|| lock(&child.lock));
+    let live = child.valid_entries();
     if only_if_empty && live != 0 {
         return false;
     }
@@ -352,7 +352,7 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
             let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
             let at = EntrySlot { slot, pd, level: self.level, ipa: Ipa(ipa) };
             if cur.is_table(self.level) {
-                detach_locked(self.s2, self.page, at, cur, self.batch, detached, false);
+                detach_locked(self.s2, at, cur, self.batch, detached, false);
             } else if cur.is_leaf(self.level) {
                 self.s2.write_entry(at, cur, Desc::INVALID, self.batch);
             } else if cur.is_valid() {
