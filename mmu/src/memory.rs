@@ -19,29 +19,31 @@ pub struct PtDesc {
     pub(crate) free_after: AtomicU64,
 }
 
-impl PtDesc {
-    /// Metadata for a page that is not a table.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
+/// The metadata of a page that is not a table (the two `PtDesc::new`
+/// differ only in const-ness: loom's atomics are not const).
+macro_rules! blank_ptdesc {
+    () => {
+        PtDesc {
             lock: new_lock(),
             level: AtomicU8::new(0),
             valid: AtomicU16::new(0),
             free_next: AtomicU64::new(0),
             free_after: AtomicU64::new(0),
         }
+    };
+}
+
+impl PtDesc {
+    /// Metadata for a page that is not a table.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        blank_ptdesc!()
     }
 
     /// Metadata for a page that is not a table (loom model).
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self {
-            lock: new_lock(),
-            level: AtomicU8::new(0),
-            valid: AtomicU16::new(0),
-            free_next: AtomicU64::new(0),
-            free_after: AtomicU64::new(0),
-        }
+        blank_ptdesc!()
     }
 
     pub(crate) fn init(&self, level: Level) {

@@ -19,15 +19,7 @@ const POOL: usize = 64;
 type S2<'a> = Stage2<'a, HostMemory, RecordingTlb>;
 
 fn snapshot(env: &Env) -> BTreeMap<u64, Vec<u64>> {
-    let mut snap = BTreeMap::new();
-    for i in 0..POOL as u64 {
-        let pa = HostMemory::BASE + i * PAGE;
-        if env.mem.is_allocated(PhysAddr(pa)) {
-            let entries = (0..512).map(|e| env.mem.read_phys(pa + e * 8)).collect();
-            snap.insert(pa, entries);
-        }
-    }
-    snap
+    common::snapshot(env, POOL)
 }
 
 fn for_all(f: impl Fn(&str, Geometry, LockMode)) {

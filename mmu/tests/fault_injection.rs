@@ -16,17 +16,8 @@ const POOL: usize = 256;
 
 type S2<'a> = mmu::Stage2<'a, HostMemory, RecordingTlb>;
 
-/// Every allocated table page of the pool and its 512 entries.
 fn snapshot(env: &Env) -> BTreeMap<u64, Vec<u64>> {
-    let mut snap = BTreeMap::new();
-    for i in 0..POOL as u64 {
-        let pa = HostMemory::BASE + i * PAGE;
-        if env.mem.is_allocated(PhysAddr(pa)) {
-            let entries = (0..512).map(|e| env.mem.read_phys(pa + e * 8)).collect();
-            snap.insert(pa, entries);
-        }
-    }
-    snap
+    common::snapshot(env, POOL)
 }
 
 /// The boundary the large operations straddle: the middle of the IPA space

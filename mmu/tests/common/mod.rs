@@ -165,3 +165,17 @@ pub fn check_pages(
         }
     }
 }
+
+/// Every allocated table page of the first `pool` pages and its 512
+/// entries: to show an operation changed no table memory at all.
+pub fn snapshot(env: &Env, pool: usize) -> BTreeMap<u64, Vec<u64>> {
+    let mut snap = BTreeMap::new();
+    for i in 0..pool as u64 {
+        let pa = mmu::testing::HostMemory::BASE + i * PAGE;
+        if env.mem.is_allocated(mmu::PhysAddr(pa)) {
+            let entries = (0..512).map(|e| env.mem.read_phys(pa + e * 8)).collect();
+            snap.insert(pa, entries);
+        }
+    }
+    snap
+}
