@@ -1,8 +1,11 @@
-//! CPU-specific code for the hypervisor: system registers, TLB and cache
-//! maintenance instructions and exception-level plumbing for AArch64 and
-//! ARMv7/AArch32.
+//! CPU-specific code for the hypervisor: TLB and cache maintenance
+//! instructions and system-register plumbing for AArch64 (ARMv7 arrives
+//! with the ARM32 port).
 //!
-//! Not built yet: the AArch64 side arrives with the hypervisor (issue 3),
-//! the ARMv7 side with the ARM32 port. Policy (when to invalidate what)
-//! stays in `mmu`; this crate only carries it out.
+//! Policy (what to invalidate, when) is `mmu`'s; this crate carries it out.
+//! On other architectures (the host) it is empty, so the workspace builds.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;

@@ -1,0 +1,165 @@
+//! Stage-2 TLB maintenance at EL2, implementing `mmu`'s policy.
+//!
+//! TLBI by IPA and `VMALLS12E1IS` act on the VMID in `VTTBR_EL2`, so each
+//! operation runs with the guest's VTTBR loaded and the previous value
+//! restored afterwards (both followed by an ISB). The whole VTTBR is
+//! loaded, not just the VMID, so that a speculative walk never uses a
+//! bogus table base.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use mmu::{Ipa, Level, TlbMaintenance, Vmid};
+
+use super::barrier::{dsb_ish, dsb_ishst, isb};
+use crate::{read_sysreg, write_sysreg};
+
+/// Ranges are split into runs of (NUM + 1) << (5 * SCALE + 1) pages, SCALE
+/// 0 to 3: that covers counts with bits 0 to 20 only, so below 2^21.
+const RANGE_PAGES_LIMIT: u64 = 1 << 21;
+
+/// TLB maintenance for one guest's stage 2.
+#[derive(Debug)]
+pub struct Stage2Tlb {
+    vttbr: AtomicU64,
+    range: bool,
+}
+
+impl Stage2Tlb {
+    /// Maintenance for a guest whose stage 2 is not created yet: [`bind`]
+    /// it to the VTTBR value once it is (an empty stage 2 never needs
+    /// invalidation before that).
+    ///
+    /// [`bind`]: Stage2Tlb::bind
+    pub fn new() -> Self {
+        // ID_AA64ISAR0_EL1.TLB [59:56] = 0b0010: FEAT_TLBIRANGE.
+        let isar0 = read_sysreg!("id_aa64isar0_el1");
+        Self { vttbr: AtomicU64::new(0), range: (isar0 >> 56) & 0xf >= 2 }
+    }
+
+    /// Sets the guest's `VTTBR_EL2` value (root and VMID).
+    pub fn bind(&self, vttbr: u64) {
+        self.vttbr.store(vttbr, Ordering::Release);
+    }
+
+    /// The VTTBR value this maintenance runs with.
+    pub fn vttbr(&self) -> u64 {
+        self.vttbr.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` with this guest's VTTBR loaded.
+    fn with_vmid(&self, f: impl FnOnce()) {
+        let vttbr = self.vttbr();
+        debug_assert_ne!(vttbr, 0, "Stage2Tlb used before bind");
+        let saved = read_sysreg!("vttbr_el2");
+        let switch = saved != vttbr;
+        if switch {
+            // SAFETY: the hypervisor runs at EL2 with interrupts masked, so
+            // no guest runs on this CPU until VTTBR is restored below.
+            unsafe { write_sysreg!("vttbr_el2", vttbr) };
+            isb();
+        }
+        f();
+        if switch {
+            // SAFETY: restores the value read above.
+            unsafe { write_sysreg!("vttbr_el2", saved) };
+            isb();
+        }
+    }
+}
+
+/// `TLBI IPAS2E1IS` or, for the last level only, `IPAS2LE1IS`.
+fn tlbi_ipa(ipa: u64, last_level: bool) {
+    let arg = (ipa >> 12) & ((1 << 36) - 1);
+    // SAFETY: TLB invalidation only drops cached translations.
+    unsafe {
+        if last_level {
+            asm!("tlbi ipas2le1is, {}", in(reg) arg, options(nostack, preserves_flags));
+        } else {
+            asm!("tlbi ipas2e1is, {}", in(reg) arg, options(nostack, preserves_flags));
+        }
+    }
+}
+
+impl Default for Stage2Tlb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TlbMaintenance for Stage2Tlb {
+    fn has_ipa_invalidation(&self) -> bool {
+        true
+    }
+
+    fn has_range_invalidation(&self) -> bool {
+        self.range
+    }
+
+    fn sync_tables(&self) {
+        dsb_ishst();
+    }
+
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, _level: Option<Level>, last_level: bool) {
+        debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
+        self.with_vmid(|| tlbi_ipa(ipa.get(), last_level));
+    }
+
+    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, _level: Option<Level>) {
+        debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
+        if !self.range || pages >= RANGE_PAGES_LIMIT {
+            self.invalidate_vmid(vmid);
+            return;
+        }
+        self.with_vmid(|| {
+            // Odd pages one by one, then runs of (NUM + 1) << (5 * SCALE + 1)
+            // pages with growing SCALE, as the encoding allows.
+            let (mut ipa, mut pages, mut scale) = (ipa.get(), pages, 0u64);
+            while pages > 0 {
+                if pages % 2 == 1 {
+                    tlbi_ipa(ipa, false);
+                    ipa += 4096;
+                    pages -= 1;
+                    continue;
+                }
+                let num = (pages >> (5 * scale + 1)) & 0x1f;
+                if num > 0 {
+                    // TG = 0b01 (4 KiB) [47:46], SCALE [45:44], NUM [43:39],
+                    // TTL [38:37] = 0 (no hint), BaseADDR [36:0].
+                    let arg =
+                        (1 << 46) | (scale << 44) | ((num - 1) << 39) | ((ipa >> 12) & ((1 << 37) - 1));
+                    // SAFETY: TLB invalidation only drops cached translations.
+                    unsafe {
+                        asm!(
+                            ".arch_extension tlb-rmi",
+                            "tlbi ripas2e1is, {}",
+                            in(reg) arg,
+                            options(nostack, preserves_flags)
+                        )
+                    };
+                    let done = num << (5 * scale + 1);
+                    ipa += done * 4096;
+                    pages -= done;
+                }
+                scale += 1;
+            }
+        });
+    }
+
+    fn invalidate_stage1(&self, _vmid: Vmid) {
+        // The IPA invalidations complete before the stage-1 one starts.
+        dsb_ish();
+        // SAFETY: TLB invalidation only drops cached translations.
+        self.with_vmid(|| unsafe { asm!("tlbi vmalle1is", options(nostack, preserves_flags)) });
+    }
+
+    fn invalidate_vmid(&self, _vmid: Vmid) {
+        // SAFETY: TLB invalidation only drops cached translations.
+        self.with_vmid(|| unsafe { asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) });
+    }
+
+    fn complete(&self) {
+        dsb_ish();
+        isb();
+    }
+}

@@ -1,0 +1,160 @@
+//! Entry from the boot loader, for the primary CPU and for secondaries
+//! started with PSCI `CPU_ON`.
+//!
+//! The image starts with the arm64 Linux image header, so QEMU `-kernel`,
+//! U-Boot `booti` and the Raspberry Pi firmware load it the same way and
+//! pass the DTB address in `x0`. Before any Rust runs: the exception level
+//! is settled (EL3 drops to EL2; EL1 is refused on the console), BSS is
+//! cleared, the CPU gets its stack, and the EL2 stage-1 MMU and caches are
+//! on with a static identity map of the first 4 GiB (1 GiB blocks: the
+//! lowest as Device-nGnRE, the rest Normal write-back), because Rust code
+//! may use exclusives, which need Normal memory. `mm` replaces that map
+//! with one built from the DTB.
+
+use core::arch::global_asm;
+
+/// Bytes of stack per CPU.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// CPUs the hypervisor supports.
+pub const MAX_CPUS: usize = 8;
+
+/// Per-CPU stacks.
+#[repr(C, align(4096))]
+pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
+
+/// The stacks, in BSS.
+#[unsafe(no_mangle)]
+pub static mut BOOT_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
+/// The boot-time level-1 table: four 1 GiB blocks, see the module doc.
+#[repr(C, align(4096))]
+pub struct BootTable(pub [u64; 512]);
+
+/// AttrIndx 0: Device-nGnRE; AF; XN.
+const BOOT_DEVICE: u64 = 0x401 | (1 << 54);
+/// AttrIndx 1: Normal WB; Inner Shareable; AF.
+const BOOT_NORMAL: u64 = 0x705;
+
+/// The boot-time identity map.
+#[unsafe(no_mangle)]
+pub static BOOT_L1: BootTable = {
+    let mut t = [0u64; 512];
+    t[0] = BOOT_DEVICE;
+    t[1] = (1 << 30) | BOOT_NORMAL;
+    t[2] = (2 << 30) | BOOT_NORMAL;
+    t[3] = (3 << 30) | BOOT_NORMAL;
+    BootTable(t)
+};
+
+// MAIR_EL2: Attr0 = 0x04 (Device-nGnRE), Attr1 = 0xff (Normal WB RW-alloc).
+// TCR_EL2: T0SZ = 32 (4 GiB), IRGN0/ORGN0 = WB-WA, SH0 = Inner, TG0 = 4K,
+// PS from ID_AA64MMFR0_EL1.PARange, RES1 bits 31 and 23.
+// SCTLR_EL2: RES1 (0x30c50830) | M | C | SA | I.
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       primary_entry
+    .long   0
+    .quad   0x200000                // text_offset
+    .quad   __image_size            // image_size, BSS included
+    .quad   0x2                     // flags: little endian, 4 KiB pages
+    .quad   0
+    .quad   0
+    .quad   0
+    .ascii  "ARM\x64"
+    .long   0
+
+    .section .text.boot, "ax"
+primary_entry:
+    mov     x19, x0                 // DTB
+    mrs     x1, CurrentEL
+    lsr     x1, x1, #2
+    cmp     x1, #2
+    b.eq    1f
+    cmp     x1, #3
+    b.eq    from_el3
+    // EL1 (or EL0): no hypervisor possible. Tell the console and stop.
+    adrp    x1, BOOT_STACKS
+    add     x1, x1, #{stack_size}
+    mov     sp, x1
+    mov     x0, x19
+    bl      refuse_el1
+2:  wfe
+    b       2b
+
+from_el3:
+    // Non-secure, EL2 is AArch64 and HVC is enabled; return to EL2h.
+    mov     x1, #((1 << 0) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 10))
+    msr     scr_el3, x1
+    mov     x1, #0x3c9
+    msr     spsr_el3, x1
+    adr     x1, 1f
+    msr     elr_el3, x1
+    eret
+
+1:  // EL2. Clear BSS (the stacks are in it).
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+3:  cmp     x1, x2
+    b.hs    4f
+    stp     xzr, xzr, [x1], #16
+    b       3b
+4:  mov     x20, #0                 // CPU index 0
+    bl      el2_setup
+    mov     x0, x19
+    bl      primary_main
+5:  wfe
+    b       5b
+
+    // PSCI CPU_ON entry: x0 = context id = CPU index.
+    .global secondary_entry
+secondary_entry:
+    mov     x20, x0
+    bl      el2_setup
+    mov     x0, x20
+    bl      secondary_main
+6:  wfe
+    b       6b
+
+    // Stack for CPU x20, vectors, MMU and caches on. Clobbers x0-x3.
+el2_setup:
+    adrp    x1, BOOT_STACKS
+    add     x1, x1, :lo12:BOOT_STACKS
+    mov     x2, #{stack_size}
+    madd    x1, x20, x2, x1
+    add     sp, x1, x2
+    adrp    x1, el2_vectors
+    add     x1, x1, :lo12:el2_vectors
+    msr     vbar_el2, x1
+    ldr     x1, =0x0000000000ff04
+    msr     mair_el2, x1
+    mrs     x1, id_aa64mmfr0_el1
+    and     x1, x1, #0x7
+    cmp     x1, #5
+    mov     x2, #5
+    csel    x1, x1, x2, ls          // PARange above 48 bits: use 48
+    lsl     x1, x1, #16
+    ldr     x2, =((1 << 31) | (1 << 23) | (3 << 12) | (1 << 10) | (1 << 8) | 32)
+    orr     x1, x1, x2
+    msr     tcr_el2, x1
+    adrp    x1, BOOT_L1
+    add     x1, x1, :lo12:BOOT_L1
+    msr     ttbr0_el2, x1
+    // FP/SIMD not trapped (CPTR_EL2 RES1 bits, TFP = 0).
+    ldr     x1, =0x33ff
+    msr     cptr_el2, x1
+    isb
+    tlbi    alle2
+    dsb     ish
+    isb
+    ldr     x1, =(0x30c50830 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12))
+    msr     sctlr_el2, x1
+    isb
+    ret
+"#,
+    stack_size = const STACK_SIZE,
+);

@@ -1,0 +1,239 @@
+//! The hypercall ABI (`docs/HYPERVISOR.md`): decoding and validating what
+//! a guest passes in registers. Pure functions, tested on the host.
+
+/// SMCCC `SMCCC_VERSION`.
+pub const SMCCC_VERSION: u32 = 0x8000_0000;
+/// SMCCC `SMCCC_ARCH_FEATURES`.
+pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+/// First function ID of the vendor-specific hypervisor service (SMC64).
+pub const HYP_BASE: u32 = 0xC600_0000;
+
+/// SMCCC error codes returned in `x0`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SmcccError {
+    /// The function is not implemented.
+    NotSupported,
+    /// An argument is out of range, unaligned or otherwise bad.
+    InvalidParameter,
+}
+
+impl SmcccError {
+    /// The value for `x0`.
+    pub fn code(self) -> u64 {
+        match self {
+            SmcccError::NotSupported => -1i64 as u64,
+            SmcccError::InvalidParameter => -3i64 as u64,
+        }
+    }
+}
+
+/// Counters readable with `HYP_STAT`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stat {
+    /// Stage-2 faults.
+    Faults = 0,
+    /// Pages mapped.
+    PagesMapped = 1,
+    /// 2 MiB blocks mapped.
+    BlocksMapped = 2,
+    /// Table pages allocated.
+    TablesAllocated = 3,
+    /// Table pages freed.
+    TablesFreed = 4,
+    /// Tables collapsed into blocks.
+    Collapses = 5,
+    /// Blocks split into tables.
+    Splits = 6,
+    /// TLBI by IPA.
+    TlbiIpa = 7,
+    /// TLBI by IPA range.
+    TlbiRange = 8,
+    /// Whole-VMID invalidations.
+    TlbiVmid = 9,
+    /// RCU grace periods.
+    GracePeriods = 10,
+    /// Permission faults.
+    PermFaults = 11,
+    /// Guest exits.
+    Exits = 12,
+    /// Synchronous external aborts injected.
+    ExternalAborts = 13,
+}
+
+impl Stat {
+    /// Every counter, in index order.
+    pub const ALL: [Stat; 14] = [
+        Stat::Faults,
+        Stat::PagesMapped,
+        Stat::BlocksMapped,
+        Stat::TablesAllocated,
+        Stat::TablesFreed,
+        Stat::Collapses,
+        Stat::Splits,
+        Stat::TlbiIpa,
+        Stat::TlbiRange,
+        Stat::TlbiVmid,
+        Stat::GracePeriods,
+        Stat::PermFaults,
+        Stat::Exits,
+        Stat::ExternalAborts,
+    ];
+
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stat::Faults => "stage-2 faults",
+            Stat::PagesMapped => "pages mapped",
+            Stat::BlocksMapped => "2M blocks mapped",
+            Stat::TablesAllocated => "tables allocated",
+            Stat::TablesFreed => "tables freed",
+            Stat::Collapses => "collapses",
+            Stat::Splits => "splits",
+            Stat::TlbiIpa => "TLBI by IPA",
+            Stat::TlbiRange => "TLBI by range",
+            Stat::TlbiVmid => "TLBI whole VMID",
+            Stat::GracePeriods => "grace periods",
+            Stat::PermFaults => "permission faults",
+            Stat::Exits => "guest exits",
+            Stat::ExternalAborts => "external aborts",
+        }
+    }
+}
+
+/// A decoded, validated hypercall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Call {
+    /// `HYP_VERSION`.
+    Version,
+    /// `HYP_REPORT`: a test result.
+    Report {
+        /// Passed.
+        pass: bool,
+        /// Test number.
+        test: u64,
+        /// The failure code (the raw status).
+        code: u64,
+    },
+    /// `HYP_STAT`.
+    Stat(Stat),
+    /// `HYP_UNMAP`.
+    Unmap {
+        /// Start.
+        ipa: u64,
+        /// Bytes.
+        size: u64,
+    },
+    /// `HYP_REMAP`.
+    Remap {
+        /// The page.
+        ipa: u64,
+        /// Fill pattern of the new frame.
+        pattern: u64,
+    },
+    /// `HYP_PROTECT`.
+    Protect {
+        /// Start.
+        ipa: u64,
+        /// Bytes.
+        size: u64,
+        /// Bit 0 R, 1 W, 2 X.
+        perms: u64,
+    },
+    /// `HYP_SET_POLICY`: 0 pages, 1 blocks.
+    SetPolicy(u64),
+    /// Functions of later issues (collapse, split, alias, share).
+    Later(u32),
+}
+
+const PAGE: u64 = 4096;
+
+/// Checks `[ipa, ipa + size)` is page aligned, non-empty and in RAM.
+fn ram_range(ipa: u64, size: u64, ram: (u64, u64)) -> Result<(), SmcccError> {
+    let (base, len) = ram;
+    let aligned = ipa % PAGE == 0 && size % PAGE == 0 && size != 0;
+    let inside = ipa >= base && size <= len && ipa - base <= len - size;
+    if aligned && inside { Ok(()) } else { Err(SmcccError::InvalidParameter) }
+}
+
+/// Decodes the vendor hypercall `fid` with arguments `a` (`x1..x6`) for a
+/// VM whose RAM is `ram` = (IPA base, size).
+pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError> {
+    match fid.wrapping_sub(HYP_BASE) {
+        0x00 => Ok(Call::Version),
+        0x01 => Ok(Call::Report { pass: a[0] == 0, test: a[1], code: a[0] }),
+        0x02 => Stat::ALL
+            .get(usize::try_from(a[0]).unwrap_or(usize::MAX))
+            .copied()
+            .map(Call::Stat)
+            .ok_or(SmcccError::InvalidParameter),
+        0x03 => ram_range(a[0], a[1], ram).map(|_| Call::Unmap { ipa: a[0], size: a[1] }),
+        0x04 => ram_range(a[0], PAGE, ram).map(|_| Call::Remap { ipa: a[0], pattern: a[1] }),
+        0x05 => {
+            ram_range(a[0], a[1], ram)?;
+            if a[2] & !7 != 0 || a[2] & 1 == 0 && a[2] != 0 {
+                // Unknown bits, or write/execute without read.
+                return Err(SmcccError::InvalidParameter);
+            }
+            Ok(Call::Protect { ipa: a[0], size: a[1], perms: a[2] })
+        }
+        0x06 if a[0] <= 1 => Ok(Call::SetPolicy(a[0])),
+        0x06 => Err(SmcccError::InvalidParameter),
+        0x07..=0x0a => Ok(Call::Later(fid)),
+        _ => Err(SmcccError::NotSupported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: (u64, u64) = (0x4000_0000, 128 << 20);
+
+    fn call(n: u32, a: [u64; 6]) -> Result<Call, SmcccError> {
+        decode(HYP_BASE + n, a, RAM)
+    }
+
+    #[test]
+    fn good_calls() {
+        assert_eq!(call(0, [0; 6]), Ok(Call::Version));
+        assert_eq!(
+            call(1, [0, 7, 0, 0, 0, 0]),
+            Ok(Call::Report { pass: true, test: 7, code: 0 })
+        );
+        assert_eq!(call(2, [13, 0, 0, 0, 0, 0]), Ok(Call::Stat(Stat::ExternalAborts)));
+        assert_eq!(
+            call(3, [0x4010_0000, 0x2000, 0, 0, 0, 0]),
+            Ok(Call::Unmap { ipa: 0x4010_0000, size: 0x2000 })
+        );
+        // The last page of RAM.
+        let last = 0x4000_0000 + (128 << 20) - 4096;
+        assert_eq!(call(4, [last, 9, 0, 0, 0, 0]), Ok(Call::Remap { ipa: last, pattern: 9 }));
+        assert_eq!(
+            call(5, [0x4000_0000, 4096, 0b101, 0, 0, 0]),
+            Ok(Call::Protect { ipa: 0x4000_0000, size: 4096, perms: 5 })
+        );
+        assert_eq!(call(6, [1, 0, 0, 0, 0, 0]), Ok(Call::SetPolicy(1)));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let bad = SmcccError::InvalidParameter;
+        // Unaligned, empty, outside RAM, wrapping, past the end.
+        assert_eq!(call(3, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(3, [0x4000_0000, 100, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(3, [0x4000_0000, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(3, [0x3fff_f000, 4096, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(3, [0xffff_ffff_ffff_f000, 0x2000, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(3, [0x4000_0000, (128 << 20) + 4096, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(4, [0x4000_0000 + (128 << 20), 0, 0, 0, 0, 0]), Err(bad));
+        // Unknown permission bits; write without read.
+        assert_eq!(call(5, [0x4000_0000, 4096, 8, 0, 0, 0]), Err(bad));
+        assert_eq!(call(5, [0x4000_0000, 4096, 2, 0, 0, 0]), Err(bad));
+        assert_eq!(call(2, [14, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(6, [2, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(0x0b, [0; 6]), Err(SmcccError::NotSupported));
+        assert_eq!(decode(0xC600_1000, [0; 6], RAM), Err(SmcccError::NotSupported));
+        assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);
+    }
+}

@@ -1,0 +1,411 @@
+//! Virtual machines and virtual CPUs, and what they do to stage 2.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use arch::aarch64::cache;
+use arch::aarch64::tlb::Stage2Tlb;
+use mmu::{Attrs, Error, Exec, Geometry, Granularity, Ipa, LockMode, Rcu, Stage2, Vmid};
+use spin::Mutex;
+
+use crate::exception::GuestRegs;
+use crate::hypercall::Stat;
+use crate::mm::{self, TablePool};
+
+/// IPA where guest RAM starts.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// IPA of the guest image (raw images are linked there).
+pub const IMAGE_IPA: u64 = 0x4020_0000;
+/// IPA of the emulated PL011.
+pub const UART_IPA: u64 = 0x0900_0000;
+const PAGE: u64 = 4096;
+const BLOCK: u64 = 2 << 20;
+
+/// How guest RAM is populated on a fault.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Policy {
+    /// 4 KiB pages.
+    Pages = 0,
+    /// 2 MiB blocks where the block lies in RAM.
+    Blocks = 1,
+}
+
+/// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
+/// counters come from `mmu`).
+#[derive(Default)]
+pub struct VmStats {
+    /// Stage-2 faults.
+    pub faults: AtomicU64,
+    /// 4 KiB pages mapped on faults.
+    pub pages: AtomicU64,
+    /// 2 MiB blocks mapped on faults.
+    pub blocks: AtomicU64,
+    /// Permission faults (writes to write-protected pages).
+    pub perm_faults: AtomicU64,
+    /// Guest exits of any kind.
+    pub exits: AtomicU64,
+    /// Synchronous external aborts injected.
+    pub sea: AtomicU64,
+}
+
+/// EL1 system registers of a vCPU, switched when another vCPU runs on
+/// the same CPU.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct El1Regs {
+    r: [u64; 20],
+}
+
+macro_rules! el1_regs {
+    ($m:ident) => {
+        $m!(
+            0 "sctlr_el1", 1 "ttbr0_el1", 2 "ttbr1_el1", 3 "tcr_el1", 4 "mair_el1",
+            5 "amair_el1", 6 "vbar_el1", 7 "contextidr_el1", 8 "cpacr_el1", 9 "esr_el1",
+            10 "far_el1", 11 "afsr0_el1", 12 "afsr1_el1", 13 "elr_el1", 14 "spsr_el1",
+            15 "sp_el0", 16 "tpidr_el0", 17 "tpidrro_el0", 18 "tpidr_el1", 19 "par_el1"
+        )
+    };
+}
+
+impl El1Regs {
+    /// The state a vCPU starts with: MMU off, FP/SIMD not trapped.
+    pub fn reset() -> Self {
+        let mut r = Self::default();
+        r.r[0] = 0x30d0_0800; // SCTLR_EL1 RES1 bits, MMU and caches off
+        r.r[8] = 3 << 20; // CPACR_EL1.FPEN
+        r
+    }
+
+    /// Reads the live registers.
+    pub fn save(&mut self) {
+        macro_rules! save { ($($i:literal $n:literal),*) => { $( self.r[$i] = arch::read_sysreg!($n); )* } }
+        el1_regs!(save);
+    }
+
+    /// Writes them back.
+    pub fn restore(&self) {
+        macro_rules! restore {
+            ($($i:literal $n:literal),*) => {
+                // SAFETY: EL1 registers only affect the guest, which is not
+                // running while the hypervisor switches them.
+                $( unsafe { arch::write_sysreg!($n, self.r[$i]) }; )*
+            }
+        }
+        el1_regs!(restore);
+    }
+}
+
+/// What a vCPU is doing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VcpuStatus {
+    /// Not started (PSCI CPU_OFF or never on).
+    Off,
+    /// Ready to run or running.
+    Runnable,
+}
+
+/// A virtual CPU's saved state.
+pub struct VcpuState {
+    /// General-purpose and FP/SIMD registers.
+    pub regs: GuestRegs,
+    /// EL1 system registers.
+    pub el1: El1Regs,
+    /// Status.
+    pub status: VcpuStatus,
+}
+
+/// A virtual CPU.
+pub struct Vcpu {
+    /// Its VM.
+    pub vm: &'static Vm,
+    /// Index in the VM (its MPIDR Aff0).
+    pub index: usize,
+    /// State; locked while the vCPU runs.
+    pub state: Mutex<VcpuState>,
+}
+
+/// A virtual machine.
+pub struct Vm {
+    /// Number, from 1.
+    pub id: usize,
+    /// Its stage 2.
+    pub s2: Stage2<'static, TablePool, Stage2Tlb>,
+    /// Guest RAM size in bytes.
+    pub ram_size: u64,
+    policy: AtomicU8,
+    /// Counters.
+    pub stats: VmStats,
+    /// vCPUs.
+    pub vcpus: Vec<&'static Vcpu>,
+    /// Console output not yet printed (up to a newline).
+    console: Mutex<Vec<u8>>,
+    /// vCPUs still on; the VM has stopped when it reaches 0 after start.
+    pub running: AtomicUsize,
+    /// Set by SYSTEM_OFF.
+    pub off: core::sync::atomic::AtomicBool,
+    rcu: &'static Rcu,
+}
+
+/// The run queue: vCPUs ready to run, taken by whichever CPU is free.
+pub static RUNQ: Mutex<VecDeque<&'static Vcpu>> = Mutex::new(VecDeque::new());
+
+/// All VMs.
+pub static VMS: Mutex<Vec<&'static Vm>> = Mutex::new(Vec::new());
+
+impl Vm {
+    /// Creates VM `id` with `vcpus` vCPUs and `ram_size` bytes of RAM.
+    pub fn create(
+        id: usize,
+        geo: Geometry,
+        vcpus: usize,
+        ram_size: u64,
+        policy: Policy,
+        lock: LockMode,
+        pool: &'static TablePool,
+        rcu: &'static Rcu,
+    ) -> Result<&'static Vm, Error> {
+        let vmid = Vmid(id as u16);
+        let tlb: &'static Stage2Tlb = Box::leak(Box::new(Stage2Tlb::new()));
+        let s2 = Stage2::new(geo, vmid, lock, pool, tlb, rcu)?;
+        tlb.bind(s2.vttbr());
+        let vm: &'static mut Vm = Box::leak(Box::new(Vm {
+            id,
+            s2,
+            ram_size,
+            policy: AtomicU8::new(policy as u8),
+            stats: VmStats::default(),
+            vcpus: Vec::new(),
+            console: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            off: core::sync::atomic::AtomicBool::new(false),
+            rcu,
+        }));
+        let vm_ref: &'static Vm = vm;
+        let list = (0..vcpus)
+            .map(|index| {
+                &*Box::leak(Box::new(Vcpu {
+                    vm: vm_ref,
+                    index,
+                    state: Mutex::new(VcpuState {
+                        regs: GuestRegs::new(),
+                        el1: El1Regs::reset(),
+                        status: VcpuStatus::Off,
+                    }),
+                }))
+            })
+            .collect();
+        // SAFETY: `vm` was just leaked and nothing else reads `vcpus` yet;
+        // it is written once here, before the VM is published.
+        unsafe { core::ptr::addr_of!(vm_ref.vcpus).cast_mut().write(list) };
+        Ok(vm_ref)
+    }
+
+    /// The VM's fault policy.
+    pub fn policy(&self) -> Policy {
+        if self.policy.load(Ordering::Relaxed) == 1 { Policy::Blocks } else { Policy::Pages }
+    }
+
+    /// Sets the fault policy.
+    pub fn set_policy(&self, p: Policy) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// Whether `[ipa, ipa + len)` lies in guest RAM.
+    pub fn in_ram(&self, ipa: u64, len: u64) -> bool {
+        ipa >= RAM_BASE && len <= self.ram_size && ipa - RAM_BASE <= self.ram_size - len
+    }
+
+    /// Copies `data` into guest RAM at `ipa` (page aligned), mapping fresh
+    /// pages, with the cache maintenance code needs.
+    pub fn load(&self, ipa: u64, data: &[u8]) -> Result<(), Error> {
+        let mut off = 0;
+        while off < data.len() {
+            let pa = mm::alloc_frames(1).ok_or(Error::OutOfMemory)?;
+            let n = (data.len() - off).min(PAGE as usize);
+            // SAFETY: a fresh frame, identity mapped, owned by us.
+            unsafe {
+                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), pa.get() as *mut u8, n)
+            };
+            cache::clean_inval_poc(pa.get() as usize, PAGE as usize);
+            self.s2.map(Ipa(ipa + off as u64), pa, PAGE, &Attrs::RAM, Granularity::Pages)?;
+            self.stats.pages.fetch_add(1, Ordering::Relaxed);
+            off += PAGE as usize;
+        }
+        cache::icache_inval_all();
+        Ok(())
+    }
+
+    /// Populates guest RAM at `ipa` after a translation fault: a zeroed
+    /// 2 MiB block under the block policy where the block lies in RAM,
+    /// otherwise a zeroed page. A racing vCPU that mapped it first wins.
+    pub fn populate(&self, ipa: u64) -> Result<(), Error> {
+        let block = ipa & !(BLOCK - 1);
+        if self.policy() == Policy::Blocks && self.in_ram(block, BLOCK) {
+            if let Some(pa) = mm::alloc_frames(512) {
+                cache::clean_inval_poc(pa.get() as usize, BLOCK as usize);
+                match self.s2.map(Ipa(block), pa, BLOCK, &Attrs::RAM, Granularity::Max2M) {
+                    Ok(()) => {
+                        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    // Pages already there (or a racing block): fall back.
+                    Err(_) => mm::free_frames(pa, 512),
+                }
+            }
+        }
+        let page = ipa & !(PAGE - 1);
+        let pa = mm::alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        cache::clean_inval_poc(pa.get() as usize, PAGE as usize);
+        match self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
+            Ok(()) => {
+                self.stats.pages.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(Error::AlreadyMapped) => {
+                // Another vCPU faulted on the same page first.
+                mm::free_frames(pa, 1);
+                Ok(())
+            }
+            Err(e) => {
+                mm::free_frames(pa, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unmaps `[ipa, ipa + size)` and frees the frames it mapped.
+    pub fn unmap(&self, ipa: u64, size: u64) -> Result<(), Error> {
+        let mut frames = Vec::new();
+        let mut a = ipa;
+        while a < ipa + size {
+            if let Some(t) = self.s2.translate(Ipa(a)) {
+                frames.push(t.pa.align_down(PAGE));
+            }
+            a += PAGE;
+        }
+        self.s2.unmap(Ipa(ipa), size)?;
+        // Invalidated on return: the frames can go.
+        for pa in frames {
+            mm::free_frames(pa, 1);
+        }
+        Ok(())
+    }
+
+    /// Replaces the page at `ipa` by a fresh frame filled with `pattern`.
+    pub fn remap(&self, ipa: u64, pattern: u64) -> Result<(), Error> {
+        let pa = mm::alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        // SAFETY: a fresh frame, identity mapped, owned by us.
+        let words = unsafe { core::slice::from_raw_parts_mut(pa.get() as *mut u64, 512) };
+        words.fill(pattern);
+        cache::clean_inval_poc(pa.get() as usize, PAGE as usize);
+        self.unmap(ipa, PAGE)?;
+        match self.s2.map(Ipa(ipa), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                mm::free_frames(pa, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets the permissions of `[ipa, ipa + size)` (bit 0 R, 1 W, 2 X).
+    pub fn protect(&self, ipa: u64, size: u64, perms: u64) -> Result<(), Error> {
+        let attrs = Attrs {
+            read: perms & 1 != 0,
+            write: perms & 2 != 0,
+            exec: if perms & 4 != 0 { Exec::All } else { Exec::Never },
+            ..Attrs::RAM
+        };
+        self.s2.protect(Ipa(ipa), size, &attrs)
+    }
+
+    /// A write hit a write-protected page: count it and make the page
+    /// writable again (dirty logging).
+    pub fn write_fault(&self, ipa: u64) -> Result<(), Error> {
+        self.stats.perm_faults.fetch_add(1, Ordering::Relaxed);
+        let page = ipa & !(PAGE - 1);
+        let Some(t) = self.s2.translate(Ipa(page)) else { return Ok(()) };
+        let attrs = Attrs { write: true, ..t.attrs };
+        self.s2.protect(Ipa(page), PAGE, &attrs)
+    }
+
+    /// A byte the guest wrote to its console.
+    pub fn console_byte(&self, b: u8) {
+        let mut buf = self.console.lock();
+        if b == b'\n' || buf.len() >= 200 {
+            let line = core::str::from_utf8(&buf).unwrap_or("<non-UTF-8 output>");
+            crate::println!("[vm{}] {}", self.id, line);
+            buf.clear();
+        } else if b != b'\r' {
+            buf.push(b);
+        }
+    }
+
+    /// A counter for `HYP_STAT`.
+    pub fn stat(&self, s: Stat) -> u64 {
+        let st = self.s2.stats();
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        match s {
+            Stat::Faults => r(&self.stats.faults),
+            Stat::PagesMapped => r(&self.stats.pages),
+            Stat::BlocksMapped => r(&self.stats.blocks),
+            Stat::TablesAllocated => st.tables_allocated,
+            Stat::TablesFreed => st.tables_freed,
+            Stat::Collapses => 0,
+            Stat::Splits => st.splits,
+            Stat::TlbiIpa => st.tlbi_ipa,
+            Stat::TlbiRange => st.tlbi_range,
+            Stat::TlbiVmid => st.tlbi_vmid,
+            Stat::GracePeriods => self.rcu.grace_periods(),
+            Stat::PermFaults => r(&self.stats.perm_faults),
+            Stat::Exits => r(&self.stats.exits),
+            Stat::ExternalAborts => r(&self.stats.sea),
+        }
+    }
+
+    /// Starts vCPU `index` at `entry` with `x0 = arg` (boot or PSCI
+    /// CPU_ON). Returns false if it is already on.
+    pub fn start_vcpu(&'static self, index: usize, entry: u64, arg: u64) -> bool {
+        let vcpu = self.vcpus[index];
+        let mut st = vcpu.state.lock();
+        if st.status != VcpuStatus::Off {
+            return false;
+        }
+        st.regs = GuestRegs::new();
+        st.regs.x[0] = arg;
+        st.regs.pc = entry;
+        st.regs.pstate = 0x3c5; // EL1h, DAIF masked
+        st.el1 = El1Regs::reset();
+        st.status = VcpuStatus::Runnable;
+        drop(st);
+        self.running.fetch_add(1, Ordering::SeqCst);
+        RUNQ.lock().push_back(vcpu);
+        true
+    }
+}
+
+impl VmStats {
+    /// Adds one to `c`.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Prints the counters of every VM as a table.
+pub fn print_summary() {
+    let vms = VMS.lock();
+    crate::println!("stage-2 counters:");
+    crate::print!("  {:<22}", "counter");
+    for vm in vms.iter() {
+        crate::print!(" {:>10}", alloc::format!("vm{}", vm.id));
+    }
+    crate::println!();
+    for s in Stat::ALL {
+        crate::print!("  {:<22}", s.name());
+        for vm in vms.iter() {
+            crate::print!(" {:>10}", vm.stat(s));
+        }
+        crate::println!();
+    }
+}
