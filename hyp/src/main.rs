@@ -40,6 +40,7 @@ fn main() {
 mod hyp_main {
     use alloc::boxed::Box;
     use alloc::vec::Vec;
+
     use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
     use arch::read_sysreg;
@@ -117,17 +118,17 @@ mod hyp_main {
                 halt();
             }
         };
-        let uart = plat.uart.unwrap_or(0x0900_0000);
+        let uart = plat.uart.map_or(0x0900_0000, |r| r.base);
         PL011_BASE.store(uart, Ordering::Relaxed);
         console::init(uart);
-        if plat.psci_method == Some(platform::PsciMethod::Hvc) {
+        if plat.psci.map(|p| p.method) == Some(platform::PsciMethod::Hvc) {
             CONDUIT.store(1, Ordering::Relaxed);
         }
         let (s, us) = console::timestamp();
         println!("\ns2hyp: stage-2 MMU hypervisor, AArch64 EL2 (boot at {s}.{us:06} s)");
         log::info!("CPU MIDR {:#x}, {} CPUs in the DTB", read_sysreg!("midr_el1"), plat.cpus.len());
 
-        if let Err(e) = run(dtb, &plat) {
+        if let Err(e) = run(&plat) {
             log::error!("boot failed: {e}");
             power_off();
         }
@@ -135,28 +136,20 @@ mod hyp_main {
     }
 
     /// Sets up memory and the VMs, starts the other CPUs.
-    fn run(dtb: u64, plat: &Platform) -> Result<(), alloc::string::String> {
+    fn run(plat: &Platform) -> Result<(), alloc::string::String> {
         use alloc::format;
         // Linker symbols: only their addresses are used.
         let img_start = core::ptr::addr_of!(__image_start) as u64;
         let img_end = core::ptr::addr_of!(__image_end) as u64;
-        let mut excluded = alloc::vec![
-            platform::Region::named("hypervisor image", img_start, img_end - img_start),
-            platform::Region::named("DTB", dtb, plat.dtb_size),
-        ];
-        if let Some(r) = plat.initrd {
-            excluded.push(platform::Region::named("initrd", r.base, r.size));
-        }
-        for r in &plat.reserved {
-            excluded.push(platform::Region::named("reserved-memory", r.base, r.size));
-        }
+        let image = platform::Region { base: img_start, size: img_end - img_start };
         for r in &plat.memory {
             log::info!("RAM  {:#012x}-{:#012x} ({} MiB)", r.base, r.base + r.size, r.size >> 20);
         }
-        for r in &excluded {
-            log::info!("kept {:#012x}-{:#012x} {}", r.base, r.base + r.size, r.name);
+        for r in plat.excluded_regions(image) {
+            let (b, n) = (r.region.base, r.region.size);
+            log::info!("kept {:#012x}-{:#012x} {}", b, b + n, r.name);
         }
-        let free = platform::free_ranges(&plat.memory, &excluded);
+        let free = plat.free_memory(image);
         let total = mm::add_frames(&free.iter().map(|r| (r.base, r.base + r.size)).collect::<Vec<_>>());
         log::info!("{} MiB free for guests and stage-2 tables", total >> 20);
 

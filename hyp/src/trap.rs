@@ -129,7 +129,7 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
         psci::CPU_ON_64 | psci::CPU_ON_32 => {
             let target = st.regs.x[1];
             let index = (target & 0xff) as usize;
-            if target & !0xff != 0 || index >= vm.vcpus.len() {
+            if target & !0xff != 0 || index >= vm.vcpus().len() {
                 psci::INVALID_PARAMETERS
             } else if vm.start_vcpu(index, st.regs.x[2], st.regs.x[3]) {
                 psci::SUCCESS

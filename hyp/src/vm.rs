@@ -136,8 +136,9 @@ pub struct Vm {
     policy: AtomicU8,
     /// Counters.
     pub stats: VmStats,
-    /// vCPUs.
-    pub vcpus: Vec<&'static Vcpu>,
+    /// vCPUs (set once, right after the VM is created: they point back
+    /// at it).
+    vcpus: spin::Once<Vec<&'static Vcpu>>,
     /// Console output not yet printed (up to a newline).
     console: Mutex<Vec<u8>>,
     /// vCPUs still on; the VM has stopped when it reaches 0 after start.
@@ -169,19 +170,18 @@ impl Vm {
         let tlb: &'static Stage2Tlb = Box::leak(Box::new(Stage2Tlb::new()));
         let s2 = Stage2::new(geo, vmid, lock, pool, tlb, rcu)?;
         tlb.bind(s2.vttbr());
-        let vm: &'static mut Vm = Box::leak(Box::new(Vm {
+        let vm_ref: &'static Vm = Box::leak(Box::new(Vm {
             id,
             s2,
             ram_size,
             policy: AtomicU8::new(policy as u8),
             stats: VmStats::default(),
-            vcpus: Vec::new(),
+            vcpus: spin::Once::new(),
             console: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             off: core::sync::atomic::AtomicBool::new(false),
             rcu,
         }));
-        let vm_ref: &'static Vm = vm;
         let list = (0..vcpus)
             .map(|index| {
                 &*Box::leak(Box::new(Vcpu {
@@ -195,10 +195,13 @@ impl Vm {
                 }))
             })
             .collect();
-        // SAFETY: `vm` was just leaked and nothing else reads `vcpus` yet;
-        // it is written once here, before the VM is published.
-        unsafe { core::ptr::addr_of!(vm_ref.vcpus).cast_mut().write(list) };
+        vm_ref.vcpus.call_once(|| list);
         Ok(vm_ref)
+    }
+
+    /// The vCPUs.
+    pub fn vcpus(&self) -> &[&'static Vcpu] {
+        self.vcpus.get().map_or(&[], |v| v.as_slice())
     }
 
     /// The VM's fault policy.
@@ -367,7 +370,7 @@ impl Vm {
     /// Starts vCPU `index` at `entry` with `x0 = arg` (boot or PSCI
     /// CPU_ON). Returns false if it is already on.
     pub fn start_vcpu(&'static self, index: usize, entry: u64, arg: u64) -> bool {
-        let vcpu = self.vcpus[index];
+        let vcpu = self.vcpus()[index];
         let mut st = vcpu.state.lock();
         if st.status != VcpuStatus::Off {
             return false;
