@@ -18,6 +18,7 @@ mod console;
 mod exception;
 pub mod fdt_writer;
 pub mod hypercall;
+pub mod image;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
@@ -53,7 +54,7 @@ mod hyp_main {
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action};
     use crate::vm::{self, Policy, Vcpu, VcpuStatus, Vm, IMAGE_IPA, RAM_BASE, RUNQ, VMS};
-    use crate::{boot, console, fdt_writer, println};
+    use crate::{boot, console, fdt_writer, image, println};
 
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
@@ -163,16 +164,26 @@ mod hyp_main {
             None => return Err("no guest: neither an initrd nor a built-in demo guest".into()),
         };
         log::info!(
-            "guest image {} KiB ({}), {} VM(s) x {} vCPU(s), {} MiB RAM each, {:?} policy, {:?} locks",
+            "guest image {} KiB ({}), {} VM(s) x {} vCPU(s), {} MiB RAM each, {:?} policy, {:?} locks, premap {}",
             image.len() >> 10,
             if plat.initrd.is_some() { "initrd" } else { "built-in demo" },
             cfg.vms,
             cfg.vcpus,
             cfg.mem >> 20,
             cfg.policy,
-            cfg.lock
+            cfg.lock,
+            cfg.premap
         );
 
+        // The DTB takes the RAM below the image address; images go above.
+        let guest = image::parse(image, IMAGE_IPA, IMAGE_IPA, RAM_BASE + cfg.mem)
+            .map_err(|e| format!("guest image: {e}"))?;
+        log::info!(
+            "guest image: {}, entry {:#x}, {} segment(s)",
+            if guest.elf { "ELF" } else { "raw" },
+            guest.entry,
+            guest.segments.len()
+        );
         let pool: &'static TablePool = Box::leak(Box::new(
             TablePool::new(mm::TABLE_POOL_PAGES).ok_or("no memory for the stage-2 table pool")?,
         ));
@@ -202,11 +213,17 @@ mod hyp_main {
                 bootargs: plat.bootargs.clone().unwrap_or_default(),
             };
             let dtb = fdt_writer::guest_dtb(&spec);
-            vm.load(RAM_BASE, &dtb).map_err(|e| format!("vm{id}: DTB: {e}"))?;
-            vm.load(IMAGE_IPA, image).map_err(|e| format!("vm{id}: image: {e}"))?;
+            vm.load(RAM_BASE, &dtb, dtb.len() as u64).map_err(|e| format!("vm{id}: DTB: {e}"))?;
+            for seg in &guest.segments {
+                vm.load(seg.ipa, seg.data, seg.mem_size)
+                    .map_err(|e| format!("vm{id}: image at {:#x}: {e}", seg.ipa))?;
+            }
+            if cfg.premap {
+                vm.premap().map_err(|e| format!("vm{id}: premap: {e}"))?;
+            }
             log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
             VMS.lock().push(vm);
-            vm.start_vcpu(0, IMAGE_IPA, RAM_BASE);
+            vm.start_vcpu(0, guest.entry, RAM_BASE);
         }
 
         // The other CPUs enter at `secondary_entry` with their index.

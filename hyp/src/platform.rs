@@ -610,6 +610,9 @@ pub struct Config {
     pub policy: Policy,
     /// Locking mode (default split).
     pub lock: LockKind,
+    /// Map all guest RAM before the guest starts (`premap=1`), for
+    /// comparing against demand paging. Default 0.
+    pub premap: bool,
 }
 
 impl Config {
@@ -680,6 +683,13 @@ impl Config {
                         _ => return Err(bad_choice("lock", value, "split|single")),
                     }
                 }
+                "premap" => {
+                    config.premap = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => return Err(bad_choice("premap", value, "0|1")),
+                    }
+                }
                 _ => return Err(ConfigError::UnknownKey(key.into())),
             }
         }
@@ -695,6 +705,7 @@ impl Default for Config {
             mem: Self::DEFAULT_MEM,
             policy: Policy::Pages,
             lock: LockKind::Split,
+            premap: false,
         }
     }
 }
@@ -2027,15 +2038,18 @@ mod tests {
         assert_eq!(Config::parse(""), Ok(Config::default()));
         assert_eq!(Config::parse("  \n"), Ok(Config::default()));
         assert_eq!(
-            Config::parse("vms=8 vcpus=8 mem=4G policy=blocks lock=single"),
+            Config::parse("vms=8 vcpus=8 mem=4G policy=blocks lock=single premap=1"),
             Ok(Config {
                 vms: 8,
                 vcpus: 8,
                 mem: 4 << 30,
                 policy: Policy::Blocks,
-                lock: LockKind::Single
+                lock: LockKind::Single,
+                premap: true,
             })
         );
+        assert!(!Config::parse("premap=0").unwrap().premap);
+        assert!(matches!(Config::parse("premap=yes"), Err(ConfigError::BadChoice { .. })));
         assert_eq!(Config::parse("mem=2M").unwrap().mem, 2 * MIB);
         assert_eq!(Config::parse("mem=2048k").unwrap().mem, 2 * MIB);
         assert_eq!(Config::parse("mem=1g").unwrap().mem, 1 << 30);

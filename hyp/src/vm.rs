@@ -219,23 +219,64 @@ impl Vm {
         ipa >= RAM_BASE && len <= self.ram_size && ipa - RAM_BASE <= self.ram_size - len
     }
 
-    /// Copies `data` into guest RAM at `ipa` (page aligned), mapping fresh
-    /// pages, with the cache maintenance code needs.
-    pub fn load(&self, ipa: u64, data: &[u8]) -> Result<(), Error> {
-        let mut off = 0;
-        while off < data.len() {
-            let pa = mm::alloc_frames(1).ok_or(Error::OutOfMemory)?;
-            let n = (data.len() - off).min(PAGE as usize);
-            // SAFETY: a fresh frame, identity mapped, owned by us.
-            unsafe {
-                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), pa.get() as *mut u8, n)
+    /// Places `data` at `ipa` in guest RAM, followed by zeros up to
+    /// `mem_size` bytes, mapping fresh pages where nothing is mapped yet
+    /// (or using the page already there), with the cache maintenance code
+    /// needs.
+    pub fn load(&self, ipa: u64, data: &[u8], mem_size: u64) -> Result<(), Error> {
+        let end = ipa + mem_size.max(data.len() as u64);
+        let mut page = ipa & !(PAGE - 1);
+        while page < end {
+            let pa = match self.s2.translate(Ipa(page)) {
+                Some(t) => t.pa.get(),
+                None => {
+                    let pa = mm::alloc_frames(1).ok_or(Error::OutOfMemory)?;
+                    self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages)?;
+                    self.stats.pages.fetch_add(1, Ordering::Relaxed);
+                    pa.get()
+                }
             };
-            cache::clean_inval_poc(pa.get() as usize, PAGE as usize);
-            self.s2.map(Ipa(ipa + off as u64), pa, PAGE, &Attrs::RAM, Granularity::Pages)?;
-            self.stats.pages.fetch_add(1, Ordering::Relaxed);
-            off += PAGE as usize;
+            // The part of `data` that falls in this page.
+            let lo = page.max(ipa);
+            let hi = (page + PAGE).min(ipa + data.len() as u64);
+            if lo < hi {
+                let src = &data[(lo - ipa) as usize..(hi - ipa) as usize];
+                // SAFETY: `pa` is a guest frame (fresh, or mapped by this
+                // loader), identity mapped; the copy stays in the page.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        (pa + (lo - page)) as *mut u8,
+                        src.len(),
+                    )
+                };
+            }
+            cache::clean_inval_poc(pa as usize, PAGE as usize);
+            page += PAGE;
         }
         cache::icache_inval_all();
+        Ok(())
+    }
+
+    /// Maps all of guest RAM now, as faults would (for comparing demand
+    /// paging against memory mapped in advance).
+    pub fn premap(&self) -> Result<(), Error> {
+        let step = if self.policy() == Policy::Blocks { BLOCK } else { PAGE };
+        let mut ipa = RAM_BASE;
+        while ipa < RAM_BASE + self.ram_size {
+            if self.s2.translate(Ipa(ipa)).is_none() {
+                self.populate(ipa)?;
+            }
+            ipa += step;
+        }
+        // Pages under blocks that could not be blocks (the DTB and image).
+        let mut ipa = RAM_BASE;
+        while ipa < RAM_BASE + self.ram_size {
+            if self.s2.translate(Ipa(ipa)).is_none() {
+                self.populate(ipa)?;
+            }
+            ipa += PAGE;
+        }
         Ok(())
     }
 

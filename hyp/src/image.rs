@@ -1,0 +1,214 @@
+//! Guest images: raw binaries (loaded at the image IPA, entered at their
+//! first byte) or ELF64 AArch64 executables (`PT_LOAD` segments at their
+//! physical addresses, entered at `e_entry`). Pure parsing, tested on the
+//! host; the hypervisor copies the segments into guest RAM.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// One piece of the image to place in guest memory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Segment<'a> {
+    /// Guest physical address of the first byte.
+    pub ipa: u64,
+    /// Bytes to copy.
+    pub data: &'a [u8],
+    /// Bytes to map (`data` then zeros, for `.bss`).
+    pub mem_size: u64,
+}
+
+/// A parsed guest image.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GuestImage<'a> {
+    /// Where the guest starts.
+    pub entry: u64,
+    /// What to load.
+    pub segments: Vec<Segment<'a>>,
+    /// Whether the image was an ELF file.
+    pub elf: bool,
+}
+
+/// Why an image was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ImageError {
+    /// Empty image.
+    Empty,
+    /// An ELF file that is not 64-bit little-endian AArch64 executable.
+    NotAarch64Elf,
+    /// A header or segment lies outside the file, or sizes overflow.
+    Truncated,
+    /// A segment falls outside `[ram_base, ram_end)` or over the DTB.
+    OutsideRam {
+        /// The segment's guest physical address.
+        ipa: u64,
+    },
+    /// The entry point is not inside a loaded segment.
+    BadEntry(u64),
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageError::Empty => write!(f, "empty guest image"),
+            ImageError::NotAarch64Elf => write!(f, "ELF image is not an AArch64 ELF64 executable"),
+            ImageError::Truncated => write!(f, "image truncated or malformed"),
+            ImageError::OutsideRam { ipa } => {
+                write!(f, "segment at IPA {ipa:#x} outside the guest's RAM (or over its DTB)")
+            }
+            ImageError::BadEntry(e) => write!(f, "entry point {e:#x} not in any loaded segment"),
+        }
+    }
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, ImageError> {
+    let s = b.get(off..off + 2).ok_or(ImageError::Truncated)?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, ImageError> {
+    let s = b.get(off..off + 4).ok_or(ImageError::Truncated)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Result<u64, ImageError> {
+    let s = b.get(off..off + 8).ok_or(ImageError::Truncated)?;
+    let mut a = [0; 8];
+    a.copy_from_slice(s);
+    Ok(u64::from_le_bytes(a))
+}
+
+/// Parses `bytes` as a guest image. Raw images go at `raw_ipa`. Every
+/// segment must lie in `[ram_lo, ram_hi)`, the part of guest RAM images
+/// may use (above the DTB).
+pub fn parse(bytes: &[u8], raw_ipa: u64, ram_lo: u64, ram_hi: u64) -> Result<GuestImage<'_>, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let check = |ipa: u64, size: u64| {
+        let end = ipa.checked_add(size).ok_or(ImageError::OutsideRam { ipa })?;
+        if ipa < ram_lo || end > ram_hi { Err(ImageError::OutsideRam { ipa }) } else { Ok(()) }
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        check(raw_ipa, bytes.len() as u64)?;
+        let seg = Segment { ipa: raw_ipa, data: bytes, mem_size: bytes.len() as u64 };
+        return Ok(GuestImage { entry: raw_ipa, segments: alloc::vec![seg], elf: false });
+    }
+    // ELFCLASS64, little endian, ET_EXEC, EM_AARCH64 (183).
+    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) || u16_at(bytes, 16)? != 2 || u16_at(bytes, 18)? != 183 {
+        return Err(ImageError::NotAarch64Elf);
+    }
+    let entry = u64_at(bytes, 24)?;
+    let phoff = usize::try_from(u64_at(bytes, 32)?).map_err(|_| ImageError::Truncated)?;
+    let phentsize = usize::from(u16_at(bytes, 54)?);
+    let phnum = usize::from(u16_at(bytes, 56)?);
+    if phentsize < 56 {
+        return Err(ImageError::Truncated);
+    }
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize).ok_or(ImageError::Truncated)?).ok_or(ImageError::Truncated)?;
+        if u32_at(bytes, ph)? != 1 {
+            continue; // not PT_LOAD
+        }
+        let offset = usize::try_from(u64_at(bytes, ph + 8)?).map_err(|_| ImageError::Truncated)?;
+        let paddr = u64_at(bytes, ph + 24)?;
+        let filesz = usize::try_from(u64_at(bytes, ph + 32)?).map_err(|_| ImageError::Truncated)?;
+        let memsz = u64_at(bytes, ph + 40)?;
+        if (filesz as u64) > memsz {
+            return Err(ImageError::Truncated);
+        }
+        let data = bytes.get(offset..offset.checked_add(filesz).ok_or(ImageError::Truncated)?).ok_or(ImageError::Truncated)?;
+        if memsz == 0 {
+            continue;
+        }
+        check(paddr, memsz)?;
+        segments.push(Segment { ipa: paddr, data, mem_size: memsz });
+    }
+    if !segments.iter().any(|s| entry >= s.ipa && entry - s.ipa < s.mem_size) {
+        return Err(ImageError::BadEntry(entry));
+    }
+    Ok(GuestImage { entry, segments, elf: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LO: u64 = 0x4020_0000;
+    const HI: u64 = 0x4800_0000;
+
+    /// A minimal ELF64 AArch64 executable with the given PT_LOAD segments
+    /// (paddr, file bytes, memsz).
+    fn elf(entry: u64, segs: &[(u64, &[u8], u64)]) -> Vec<u8> {
+        let phoff = 64u64;
+        let data_off = phoff + 56 * segs.len() as u64;
+        let mut f = alloc::vec![0u8; data_off as usize];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&2u16.to_le_bytes());
+        f[18..20].copy_from_slice(&183u16.to_le_bytes());
+        f[24..32].copy_from_slice(&entry.to_le_bytes());
+        f[32..40].copy_from_slice(&phoff.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+        let mut off = data_off;
+        for (i, (paddr, data, memsz)) in segs.iter().enumerate() {
+            let ph = (phoff + 56 * i as u64) as usize;
+            f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
+            f[ph + 8..ph + 16].copy_from_slice(&off.to_le_bytes());
+            f[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+            f[ph + 32..ph + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+            f[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
+            off += data.len() as u64;
+        }
+        for (_, data, _) in segs {
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    #[test]
+    fn raw_images_go_at_the_load_address() {
+        let img = parse(&[1, 2, 3], LO, LO, HI).unwrap();
+        assert_eq!(img.entry, LO);
+        assert_eq!(img.segments, [Segment { ipa: LO, data: &[1, 2, 3], mem_size: 3 }]);
+        assert!(!img.elf);
+        assert_eq!(parse(&[], LO, LO, HI), Err(ImageError::Empty));
+        let big = alloc::vec![0u8; (HI - LO) as usize + 1];
+        assert_eq!(parse(&big, LO, LO, HI), Err(ImageError::OutsideRam { ipa: LO }));
+    }
+
+    #[test]
+    fn elf_segments_and_entry() {
+        let f = elf(0x4030_0010, &[(0x4030_0000, &[9; 32], 0x2000), (0x4040_0000, &[7; 8], 8)]);
+        let img = parse(&f, LO, LO, HI).unwrap();
+        assert!(img.elf);
+        assert_eq!(img.entry, 0x4030_0010);
+        assert_eq!(img.segments.len(), 2);
+        assert_eq!(img.segments[0], Segment { ipa: 0x4030_0000, data: &[9; 32], mem_size: 0x2000 });
+        assert_eq!(img.segments[1].data, &[7; 8]);
+    }
+
+    #[test]
+    fn bad_elf_files_are_refused() {
+        // Entry outside every segment.
+        let f = elf(0x4100_0000, &[(0x4030_0000, &[1; 4], 4)]);
+        assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::BadEntry(0x4100_0000)));
+        // A segment below the allowed range (over the DTB) or past RAM.
+        let f = elf(0x4000_0000, &[(0x4000_0000, &[1; 4], 4)]);
+        assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::OutsideRam { ipa: 0x4000_0000 }));
+        let f = elf(HI - 4, &[(HI - 4, &[1; 4], 8)]);
+        assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::OutsideRam { ipa: HI - 4 }));
+        // Not AArch64, truncated headers, file size past the end.
+        let mut f = elf(0x4030_0000, &[(0x4030_0000, &[1; 4], 4)]);
+        f[18] = 62;
+        assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::NotAarch64Elf));
+        assert_eq!(parse(b"\x7fELF\x02\x01", LO, LO, HI), Err(ImageError::Truncated));
+        let mut f = elf(0x4030_0000, &[(0x4030_0000, &[1; 4], 4)]);
+        let n = f.len();
+        f.truncate(n - 2);
+        assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::Truncated));
+    }
+}
