@@ -150,9 +150,13 @@ const PAGE: u64 = 4096;
 /// Checks `[ipa, ipa + size)` is page aligned, non-empty and in RAM.
 fn ram_range(ipa: u64, size: u64, ram: (u64, u64)) -> Result<(), SmcccError> {
     let (base, len) = ram;
-    let aligned = ipa % PAGE == 0 && size % PAGE == 0 && size != 0;
+    let aligned = ipa.is_multiple_of(PAGE) && size.is_multiple_of(PAGE) && size != 0;
     let inside = ipa >= base && size <= len && ipa - base <= len - size;
-    if aligned && inside { Ok(()) } else { Err(SmcccError::InvalidParameter) }
+    if aligned && inside {
+        Ok(())
+    } else {
+        Err(SmcccError::InvalidParameter)
+    }
 }
 
 /// Decodes the vendor hypercall `fid` with arguments `a` (`x1..x6`) for a
@@ -196,10 +200,7 @@ mod tests {
     #[test]
     fn good_calls() {
         assert_eq!(call(0, [0; 6]), Ok(Call::Version));
-        assert_eq!(
-            call(1, [0, 7, 0, 0, 0, 0]),
-            Ok(Call::Report { pass: true, test: 7, code: 0 })
-        );
+        assert_eq!(call(1, [0, 7, 0, 0, 0, 0]), Ok(Call::Report { pass: true, test: 7, code: 0 }));
         assert_eq!(call(2, [13, 0, 0, 0, 0, 0]), Ok(Call::Stat(Stat::ExternalAborts)));
         assert_eq!(
             call(3, [0x4010_0000, 0x2000, 0, 0, 0, 0]),

@@ -80,13 +80,22 @@ fn u64_at(b: &[u8], off: usize) -> Result<u64, ImageError> {
 /// Parses `bytes` as a guest image. Raw images go at `raw_ipa`. Every
 /// segment must lie in `[ram_lo, ram_hi)`, the part of guest RAM images
 /// may use (above the DTB).
-pub fn parse(bytes: &[u8], raw_ipa: u64, ram_lo: u64, ram_hi: u64) -> Result<GuestImage<'_>, ImageError> {
+pub fn parse(
+    bytes: &[u8],
+    raw_ipa: u64,
+    ram_lo: u64,
+    ram_hi: u64,
+) -> Result<GuestImage<'_>, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
     let check = |ipa: u64, size: u64| {
         let end = ipa.checked_add(size).ok_or(ImageError::OutsideRam { ipa })?;
-        if ipa < ram_lo || end > ram_hi { Err(ImageError::OutsideRam { ipa }) } else { Ok(()) }
+        if ipa < ram_lo || end > ram_hi {
+            Err(ImageError::OutsideRam { ipa })
+        } else {
+            Ok(())
+        }
     };
     if !bytes.starts_with(b"\x7fELF") {
         check(raw_ipa, bytes.len() as u64)?;
@@ -94,7 +103,11 @@ pub fn parse(bytes: &[u8], raw_ipa: u64, ram_lo: u64, ram_hi: u64) -> Result<Gue
         return Ok(GuestImage { entry: raw_ipa, segments: alloc::vec![seg], elf: false });
     }
     // ELFCLASS64, little endian, ET_EXEC, EM_AARCH64 (183).
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) || u16_at(bytes, 16)? != 2 || u16_at(bytes, 18)? != 183 {
+    if bytes.get(4) != Some(&2)
+        || bytes.get(5) != Some(&1)
+        || u16_at(bytes, 16)? != 2
+        || u16_at(bytes, 18)? != 183
+    {
         return Err(ImageError::NotAarch64Elf);
     }
     let entry = u64_at(bytes, 24)?;
@@ -106,7 +119,9 @@ pub fn parse(bytes: &[u8], raw_ipa: u64, ram_lo: u64, ram_hi: u64) -> Result<Gue
     }
     let mut segments = Vec::new();
     for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize).ok_or(ImageError::Truncated)?).ok_or(ImageError::Truncated)?;
+        let ph = phoff
+            .checked_add(i.checked_mul(phentsize).ok_or(ImageError::Truncated)?)
+            .ok_or(ImageError::Truncated)?;
         if u32_at(bytes, ph)? != 1 {
             continue; // not PT_LOAD
         }
@@ -117,7 +132,9 @@ pub fn parse(bytes: &[u8], raw_ipa: u64, ram_lo: u64, ram_hi: u64) -> Result<Gue
         if (filesz as u64) > memsz {
             return Err(ImageError::Truncated);
         }
-        let data = bytes.get(offset..offset.checked_add(filesz).ok_or(ImageError::Truncated)?).ok_or(ImageError::Truncated)?;
+        let data = bytes
+            .get(offset..offset.checked_add(filesz).ok_or(ImageError::Truncated)?)
+            .ok_or(ImageError::Truncated)?;
         if memsz == 0 {
             continue;
         }

@@ -78,13 +78,18 @@ mod hyp_main {
         | (1 << 41);
 
     static CONDUIT: AtomicU8 = AtomicU8::new(0);
-    static PL011_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0x0900_0000);
+    static PL011_BASE: core::sync::atomic::AtomicU64 =
+        core::sync::atomic::AtomicU64::new(0x0900_0000);
     static FINISHED: AtomicBool = AtomicBool::new(false);
     static RCU: Rcu = Rcu::new();
     static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
     fn conduit() -> Conduit {
-        if CONDUIT.load(Ordering::Relaxed) == 1 { Conduit::Hvc } else { Conduit::Smc }
+        if CONDUIT.load(Ordering::Relaxed) == 1 {
+            Conduit::Hvc
+        } else {
+            Conduit::Smc
+        }
     }
 
     unsafe extern "C" {
@@ -151,7 +156,8 @@ mod hyp_main {
             log::info!("kept {:#012x}-{:#012x} {}", b, b + n, r.name);
         }
         let free = plat.free_memory(image);
-        let total = mm::add_frames(&free.iter().map(|r| (r.base, r.base + r.size)).collect::<Vec<_>>());
+        let total =
+            mm::add_frames(&free.iter().map(|r| (r.base, r.base + r.size)).collect::<Vec<_>>());
         log::info!("{} MiB free for guests and stage-2 tables", total >> 20);
 
         let cfg = Config::parse(plat.bootargs.as_deref().unwrap_or(""))
@@ -197,22 +203,23 @@ mod hyp_main {
         VTCR.store(geo.vtcr(), Ordering::Relaxed);
         cpu_el2_init();
 
-        let policy = if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
+        let policy =
+            if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
         let lock = if cfg.lock == platform::LockKind::Single {
             mmu::LockMode::Single
         } else {
             mmu::LockMode::Split
         };
         for id in 1..=cfg.vms {
-            let vm = Vm::create(id, geo, cfg.vcpus, cfg.mem, policy, lock, pool, &RCU)
-                .map_err(|e| format!("vm{id}: {e}"))?;
-            let spec = fdt_writer::GuestDtbSpec {
+            let spec = vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock };
+            let vm = Vm::create(&spec, pool, &RCU).map_err(|e| format!("vm{id}: {e}"))?;
+            let dtb_spec = fdt_writer::GuestDtbSpec {
                 ram_base: RAM_BASE,
                 ram_size: cfg.mem,
                 cpus: cfg.vcpus as u32,
                 bootargs: plat.bootargs.clone().unwrap_or_default(),
             };
-            let dtb = fdt_writer::guest_dtb(&spec);
+            let dtb = fdt_writer::guest_dtb(&dtb_spec);
             vm.load(RAM_BASE, &dtb, dtb.len() as u64).map_err(|e| format!("vm{id}: DTB: {e}"))?;
             for seg in &guest.segments {
                 vm.load(seg.ipa, seg.data, seg.mem_size)
@@ -232,7 +239,13 @@ mod hyp_main {
             if cpu.mpidr == me {
                 continue;
             }
-            let r = psci::call(conduit(), psci::CPU_ON_64, cpu.mpidr, secondary_entry as *const () as u64, i as u64);
+            let r = psci::call(
+                conduit(),
+                psci::CPU_ON_64,
+                cpu.mpidr,
+                secondary_entry as *const () as u64,
+                i as u64,
+            );
             if r != psci::SUCCESS {
                 log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", cpu.mpidr);
             }
@@ -289,7 +302,9 @@ mod hyp_main {
     fn all_stopped() -> bool {
         let vms = VMS.lock();
         !vms.is_empty()
-            && vms.iter().all(|vm| vm.off.load(Ordering::SeqCst) || vm.running.load(Ordering::SeqCst) == 0)
+            && vms
+                .iter()
+                .all(|vm| vm.off.load(Ordering::SeqCst) || vm.running.load(Ordering::SeqCst) == 0)
     }
 
     /// Runs one vCPU until it yields or stops.
@@ -325,7 +340,11 @@ mod hyp_main {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
                 Exit::Irq | Exit::Fiq => Action::Yield,
                 Exit::SError => {
-                    log::error!("vm{}: SError (ESR {:#x}): VM stopped", vm.id, read_sysreg!("esr_el2"));
+                    log::error!(
+                        "vm{}: SError (ESR {:#x}): VM stopped",
+                        vm.id,
+                        read_sysreg!("esr_el2")
+                    );
                     vm.off.store(true, Ordering::SeqCst);
                     Action::Stop
                 }

@@ -2032,7 +2032,8 @@ mod tests {
                 vcpus: 1,
                 mem: 128 * MIB,
                 policy: Policy::Pages,
-                lock: LockKind::Split
+                lock: LockKind::Split,
+                premap: false,
             }
         );
         assert_eq!(Config::parse(""), Ok(Config::default()));

@@ -74,12 +74,10 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
         hypercall::SMCCC_VERSION => 0x1_0001,
         hypercall::SMCCC_ARCH_FEATURES => SmcccError::NotSupported.code(),
         0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f => return guest_psci(vcpu, st, fid),
-        0xc600_0000..=0xc600_ffff => {
-            match hypercall::decode(fid, a, (RAM_BASE, vm.ram_size)) {
-                Ok(c) => hyp_call(vcpu, c),
-                Err(e) => e.code(),
-            }
-        }
+        0xc600_0000..=0xc600_ffff => match hypercall::decode(fid, a, (RAM_BASE, vm.ram_size)) {
+            Ok(c) => hyp_call(vcpu, c),
+            Err(e) => e.code(),
+        },
         _ => SmcccError::NotSupported.code(),
     };
     st.regs.x[0] = ret;
@@ -124,7 +122,11 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
     let ret: i64 = match fid {
         psci::VERSION => 0x1_0001,
         psci::FEATURES => {
-            if psci::guest_supports(st.regs.x[1] as u32) { psci::SUCCESS } else { psci::NOT_SUPPORTED }
+            if psci::guest_supports(st.regs.x[1] as u32) {
+                psci::SUCCESS
+            } else {
+                psci::NOT_SUPPORTED
+            }
         }
         psci::CPU_ON_64 | psci::CPU_ON_32 => {
             let target = st.regs.x[1];
@@ -146,7 +148,10 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
             return stop_vm(vcpu, st);
         }
         psci::SYSTEM_RESET => {
-            crate::println!("vm{}: SYSTEM_RESET: stopping the VM (restart is not supported)", vm.id);
+            crate::println!(
+                "vm{}: SYSTEM_RESET: stopping the VM (restart is not supported)",
+                vm.id
+            );
             return stop_vm(vcpu, st);
         }
         _ => psci::NOT_SUPPORTED,
@@ -212,7 +217,7 @@ fn uart(vcpu: &'static Vcpu, st: &mut VcpuState, iss: u64, ipa: u64) -> Action {
         }
     } else {
         let v = match off {
-            0x18 => 0x90, // TXFE | RXFE
+            0x18 => 0x90,  // TXFE | RXFE
             0x30 => 0x301, // UARTEN | TXE | RXE
             0xfe0 => 0x11,
             0xfe4 => 0x10,

@@ -2,8 +2,8 @@
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
 register_bitfields![u32,
     /// Flag register.

@@ -32,6 +32,23 @@ pub enum Policy {
     Blocks = 1,
 }
 
+/// What a VM is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpec {
+    /// Number, from 1; also its VMID.
+    pub id: usize,
+    /// Stage-2 geometry.
+    pub geo: Geometry,
+    /// vCPUs.
+    pub vcpus: usize,
+    /// Guest RAM in bytes.
+    pub ram_size: u64,
+    /// Fault policy.
+    pub policy: Policy,
+    /// Stage-2 lock mode.
+    pub lock: LockMode,
+}
+
 /// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
 /// counters come from `mmu`).
 #[derive(Default)]
@@ -155,17 +172,13 @@ pub static RUNQ: Mutex<VecDeque<&'static Vcpu>> = Mutex::new(VecDeque::new());
 pub static VMS: Mutex<Vec<&'static Vm>> = Mutex::new(Vec::new());
 
 impl Vm {
-    /// Creates VM `id` with `vcpus` vCPUs and `ram_size` bytes of RAM.
+    /// Creates a VM as `spec` says, its tables from `pool`.
     pub fn create(
-        id: usize,
-        geo: Geometry,
-        vcpus: usize,
-        ram_size: u64,
-        policy: Policy,
-        lock: LockMode,
+        spec: &VmSpec,
         pool: &'static TablePool,
         rcu: &'static Rcu,
     ) -> Result<&'static Vm, Error> {
+        let VmSpec { id, geo, vcpus, ram_size, policy, lock } = *spec;
         let vmid = Vmid(id as u16);
         let tlb: &'static Stage2Tlb = Box::leak(Box::new(Stage2Tlb::new()));
         let s2 = Stage2::new(geo, vmid, lock, pool, tlb, rcu)?;
@@ -206,7 +219,11 @@ impl Vm {
 
     /// The VM's fault policy.
     pub fn policy(&self) -> Policy {
-        if self.policy.load(Ordering::Relaxed) == 1 { Policy::Blocks } else { Policy::Pages }
+        if self.policy.load(Ordering::Relaxed) == 1 {
+            Policy::Blocks
+        } else {
+            Policy::Pages
+        }
     }
 
     /// Sets the fault policy.
