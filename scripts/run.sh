@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Build the hypervisor and boot it (with an optional guest) under QEMU.
 #
-# The hypervisor does not exist yet: it arrives with the AArch64 hypervisor
-# issue. Until then this script validates its options, makes sure QEMU and
-# the toolchain are installed (scripts/setup.sh) and says so.
+# Checks its options, makes sure QEMU and the toolchain are installed
+# (scripts/setup.sh), builds out/ (scripts/build.sh), then boots out/hyp.bin
+# on QEMU's AArch64 `virt` machine at EL2 with the built-in demo guest, or
+# with --guest IMAGE as initrd. The serial console is the terminal (Ctrl-A X
+# quits QEMU). The exit status is QEMU's: 0 once the hypervisor has powered
+# off after its VMs stopped.
 set -euo pipefail
 
+caller_dir=$PWD
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
@@ -18,15 +22,22 @@ Options:
   --arch ARCH     CPU architecture: aarch64 (default; qemu-system-aarch64)
                   or arm (32-bit ARMv7-A; qemu-system-arm)
   --smp N         number of virtual CPUs, N >= 1 (default: 1)
-  --guest IMAGE   guest kernel image to start under the hypervisor
-                  (default: none, the hypervisor boots alone)
+  --guest IMAGE   guest image to run under the hypervisor, passed as QEMU
+                  -initrd: a path, or a name such as "faults" for
+                  out/guest-faults.bin (default: the demo guest built into
+                  the hypervisor)
+  --append ARGS   hypervisor bootargs, e.g. "vms=2 vcpus=4 policy=blocks"
+                  (see docs/HYPERVISOR.md, "Configuration")
+  --cpu MODEL     QEMU CPU model (default: max; e.g. cortex-a57)
   --gdb           start QEMU halted with a GDB server on localhost:1234
   --board BOARD   emulated board: rpi4 (QEMU raspi4b, aarch64 only) or
                   rpi3 (QEMU raspi3b) (default: QEMU's generic "virt")
   -h, --help      show this help and exit
 
 Options taking a value also accept the --option=VALUE form.
-Exit status: 0 on success, 2 on invalid usage.
+--arch arm and --board are not supported yet (later issues): exit 2.
+Exit status: QEMU's (0 after the hypervisor powers off), 1 when setup or
+the build fails, 2 on invalid usage.
 EOF
 }
 
@@ -40,6 +51,8 @@ usage_error() {
 arch=aarch64
 smp=1
 guest=""
+append=""
+cpu=max
 gdb=0
 board=virt
 
@@ -59,7 +72,7 @@ while (($#)); do
         gdb=1
         shift
         ;;
-    --arch | --smp | --guest | --board)
+    --arch | --smp | --guest | --board | --append | --cpu)
         (($# >= 2)) || usage_error "option $opt needs a value"
         value=$2
         shift 2
@@ -78,6 +91,13 @@ while (($#)); do
             [[ -n $value ]] || usage_error "--guest needs an image path"
             guest=$value
             ;;
+        --append)
+            append=$value
+            ;;
+        --cpu)
+            [[ -n $value ]] || usage_error "--cpu needs a CPU model"
+            cpu=$value
+            ;;
         --board)
             [[ $value == rpi4 || $value == rpi3 ]] ||
                 usage_error "invalid --board '$value' (expected rpi4 or rpi3)"
@@ -95,10 +115,58 @@ if [[ $board == rpi4 && $arch != aarch64 ]]; then
     usage_error "--board rpi4 needs --arch aarch64"
 fi
 
+if [[ $arch == arm ]]; then
+    echo "run.sh: --arch arm (ARMv7 Hyp mode) arrives with a later issue; only aarch64 runs for now." >&2
+    exit 2
+fi
+if [[ $board != virt ]]; then
+    echo "run.sh: --board $board arrives with a later issue; only QEMU's virt machine runs for now." >&2
+    exit 2
+fi
+# --guest NAME (no slash) means out/guest-NAME.bin; a relative path is
+# relative to the caller's directory.
+if [[ -n $guest ]]; then
+    if [[ $guest != */* ]]; then
+        guest=out/guest-${guest%.bin}.bin
+    elif [[ $guest != /* ]]; then
+        guest=$caller_dir/$guest
+    fi
+fi
+
 # Options are checked before setup so that --help and typos never install
 # anything.
 scripts/setup.sh
+scripts/build.sh
 
-echo "run.sh: configuration: arch=$arch smp=$smp board=$board guest=${guest:-none} gdb=$gdb"
-echo "run.sh: the hypervisor is not built yet (it arrives with the AArch64 hypervisor issue); nothing to run."
-exit 0
+if [[ -n $guest && ! -f $guest ]]; then
+    echo "run.sh: guest image '$guest' does not exist; the built ones are:" >&2
+    ls out/guest-*.bin >&2 || true
+    exit 2
+fi
+
+qemu=(
+    qemu-system-aarch64
+    -M "virt,virtualization=on,gic-version=3"
+    -cpu "$cpu"
+    -smp "$smp"
+    -m 1G
+    -nographic
+    -no-reboot
+    -nic none # no default NIC (its boot ROM is not in a minimal QEMU install)
+    -kernel out/hyp.bin
+)
+[[ -n $guest ]] && qemu+=(-initrd "$guest")
+[[ -n $append ]] && qemu+=(-append "$append")
+if ((gdb)); then
+    qemu+=(-s -S)
+    echo "run.sh: QEMU waits for a debugger on localhost:1234; attach with:"
+    echo "    gdb-multiarch out/hyp.elf -ex 'target remote :1234'"
+fi
+
+echo "run.sh: guest=${guest:-demo (built in)} smp=$smp cpu=$cpu bootargs='$append'; Ctrl-A X quits QEMU"
+line="run.sh: \$"
+for a in "${qemu[@]}"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then line+=" $a"; else line+=" $(printf '%q' "$a")"; fi
+done
+printf '%s\n' "$line"
+exec "${qemu[@]}"

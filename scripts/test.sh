@@ -6,8 +6,13 @@
 #   fmt         cargo fmt --all --check
 #   clippy      host (whole workspace, all targets) and the bare-metal mmu
 #               crate for aarch64-unknown-none and armv7a-none-eabi
-#   build       mmu for both bare-metal targets, release
-#   test        cargo test --workspace (host), with cargo's normal output
+#   build       mmu for both bare-metal targets, release; then
+#               scripts/build.sh: guest images and the hypervisor in out/
+#   test        cargo test --workspace (host) except the QEMU harness, with
+#               cargo's normal output
+#   QEMU        cargo test -p harness: boots out/hyp.bin with every guest
+#               image under qemu-system-aarch64 (tests/tests/qemu.rs), at
+#               most two QEMU instances at a time
 #
 # Environment:
 #   TEST_QUICK=1  skip scripts/setup.sh, for developers who already have
@@ -41,13 +46,21 @@ fi
 
 add "rustfmt" "cargo fmt --all --check"
 add "clippy (host, workspace)" "cargo clippy --workspace --all-targets -- -D warnings"
+add "clippy (hyp, arch, guest; aarch64-unknown-none)" \
+    "cargo clippy -p hyp -p arch -p guest --target aarch64-unknown-none -- -D warnings"
 for target in "${BARE_METAL_TARGETS[@]}"; do
     add "clippy (mmu, $target)" "cargo clippy -p mmu --target $target -- -D warnings"
 done
 for target in "${BARE_METAL_TARGETS[@]}"; do
     add "build (mmu, $target, release)" "cargo build -p mmu --target $target --release"
 done
-add "unit and integration tests (host)" "cargo test --workspace"
+add "build (guest images and hypervisor into out/, release)" "scripts/build.sh"
+# The QEMU harness is a workspace member too (a plain `cargo test
+# --workspace` runs it, building out/ itself); here it is a step of its own
+# so that its output stands apart and its parallelism is explicit.
+add "unit and integration tests (host)" "cargo test --workspace --exclude harness"
+add "QEMU harness (tests/: hypervisor and guest images on qemu-system-aarch64)" \
+    "cargo test -p harness -- --test-threads=2"
 
 # --- Added by later issues -------------------------------------------------
 #
@@ -63,9 +76,7 @@ add "unit and integration tests (host)" "cargo test --workspace"
 #       add "miri (mmu)" "cargo +nightly miri test -p mmu"
 #   fi
 #
-# QEMU harness (boots the hypervisor under qemu-system-aarch64/-arm; see
-# tests/):
-#   add "QEMU harness" "..."
+# QEMU harness for ARM32 (qemu-system-arm), with the ARMv7 hypervisor.
 # ---------------------------------------------------------------------------
 
 total=${#steps[@]}

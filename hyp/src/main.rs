@@ -61,8 +61,9 @@ mod hyp_main {
 
     /// HCR_EL2 while guests run: stage 2 (VM), set/way as clean+inval
     /// (SWIO), physical interrupts to EL2 (FMO, IMO, AMO), broadcast TLB
-    /// and cache maintenance Inner Shareable (FB, BSU=IS), WFI and SMC
-    /// trapped (TWI, TSC), EL1 is AArch64 (RW), pointer authentication
+    /// and cache maintenance Inner Shareable (FB, BSU=IS), WFI, WFE and SMC
+    /// trapped (TWI, TWE: a waiting vCPU yields its CPU; TSC), EL1 is
+    /// AArch64 (RW), pointer authentication
     /// keys and instructions not trapped (APK, API).
     const HCR_GUEST: u64 = (1 << 0)
         | (1 << 1)
@@ -72,6 +73,7 @@ mod hyp_main {
         | (1 << 9)
         | (1 << 10)
         | (1 << 13)
+        | (1 << 14)
         | (1 << 19)
         | (1 << 31)
         | (1 << 40)
@@ -160,8 +162,8 @@ mod hyp_main {
             mm::add_frames(&free.iter().map(|r| (r.base, r.base + r.size)).collect::<Vec<_>>());
         log::info!("{} MiB free for guests and stage-2 tables", total >> 20);
 
-        let cfg = Config::parse(plat.bootargs.as_deref().unwrap_or(""))
-            .map_err(|e| format!("bootargs: {e}"))?;
+        let cfg =
+            Config::parse(plat.bootargs.as_deref().unwrap_or("")).map_err(|e| format!("{e}"))?;
         let image: &'static [u8] = match plat.initrd {
             // SAFETY: the initrd range comes from the DTB, lies in RAM
             // (identity mapped) and is excluded from the frame allocator.

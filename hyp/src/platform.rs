@@ -762,7 +762,10 @@ impl fmt::Display for ConfigError {
         match self {
             Self::NotKeyValue(w) => write!(f, "bootargs: {w:?} is not key=value"),
             Self::UnknownKey(k) => {
-                write!(f, "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock)")
+                write!(
+                    f,
+                    "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock, premap)"
+                )
             }
             Self::DuplicateKey(k) => write!(f, "bootargs: {k} given twice"),
             Self::BadNumber { key, value } => write!(f, "bootargs: {key}={value} is not a number"),

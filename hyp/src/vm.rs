@@ -394,7 +394,7 @@ impl Vm {
     /// A byte the guest wrote to its console.
     pub fn console_byte(&self, b: u8) {
         let mut buf = self.console.lock();
-        if b == b'\n' || buf.len() >= 200 {
+        if b == b'\n' || buf.len() >= 1024 {
             let line = core::str::from_utf8(&buf).unwrap_or("<non-UTF-8 output>");
             crate::println!("[vm{}] {}", self.id, line);
             buf.clear();

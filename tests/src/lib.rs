@@ -1,5 +1,837 @@
-//! Host-side harness for the hypervisor's QEMU runs.
+//! Host-side harness: boots the hypervisor (`out/hyp.bin`) and the guest
+//! test images (`out/guest-<name>.bin`) under `qemu-system-aarch64` and
+//! judges the serial log.
 //!
-//! Not built yet: the QEMU boots arrive with the AArch64 hypervisor issue.
-//! The independent reference walker used by `mmu`'s tests lives in
-//! `tests/refwalk`.
+//! * [`build_images`] runs `scripts/build.sh` once per process and caches
+//!   the outcome, so every test of a test binary can call it.
+//! * [`require_qemu`] checks that QEMU is installed (`scripts/setup.sh`
+//!   installs it) and fails with a clear message otherwise.
+//! * [`Qemu`] describes one boot (CPU model, CPUs, memory, kernel, initrd,
+//!   bootargs, timeout) and [`Qemu::run`] runs it, capturing the serial
+//!   console (QEMU's stdout with `-nographic`) with a timeout; on timeout
+//!   the whole QEMU process group is killed.
+//! * [`Run`] is the outcome, with checks ([`Run::assert_ok`] and friends)
+//!   that print the whole log when they fail.
+//!
+//! At most [`max_parallel`] QEMU instances run at once in a process (a
+//! global semaphore), whatever `--test-threads` says: QEMU's TCG is CPU
+//! hungry and a slow boot must not run into its timeout because others
+//! hog the host.
+//!
+//! The scenarios are in `tests/qemu.rs`; the fault-path figures in
+//! `src/bin/fault-bench.rs`. The independent reference walker used by
+//! `mmu`'s tests lives in `tests/refwalk`.
+
+use std::{
+    fmt,
+    io::Read,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The QEMU binary the harness runs.
+pub const QEMU_BIN: &str = "qemu-system-aarch64";
+
+/// Default timeout of one boot.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The line the hypervisor prints once every VM has stopped, just before
+/// PSCI `SYSTEM_OFF`.
+pub const POWER_OFF_LINE: &str = "all VMs stopped: powering off";
+
+/// What the hypervisor prints when it is entered at EL1.
+pub const NEEDS_EL2: &str = "the hypervisor needs EL2";
+
+/// The repository root (the parent of this crate's directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the harness crate lives in <repo>/tests")
+        .to_path_buf()
+}
+
+/// `out/`, where `scripts/build.sh` writes the images.
+pub fn out_dir() -> PathBuf {
+    repo_root().join("out")
+}
+
+/// `out/hyp.bin`, the hypervisor as a flat arm64 image.
+pub fn hyp_bin() -> PathBuf {
+    out_dir().join("hyp.bin")
+}
+
+/// `out/guest-<name>.bin`, a guest test image.
+pub fn guest_bin(name: &str) -> PathBuf {
+    out_dir().join(format!("guest-{name}.bin"))
+}
+
+/// Runs `scripts/build.sh` (release) once per process and returns its
+/// outcome; later calls return the cached outcome. The error holds the
+/// script's whole output.
+pub fn build_images() -> Result<(), String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let script = repo_root().join("scripts/build.sh");
+            let started = Instant::now();
+            let out = Command::new(&script)
+                .current_dir(repo_root())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                eprintln!(
+                    "harness: scripts/build.sh ok ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            } else {
+                Err(format!("scripts/build.sh failed ({}); its output:\n{text}", out.status))
+            }
+        })
+        .clone()
+}
+
+/// Checks that [`QEMU_BIN`] can be run and returns its version line.
+pub fn require_qemu() -> Result<String, String> {
+    static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let missing = |why: String| {
+                format!(
+                    "{QEMU_BIN} is not usable ({why}). Install QEMU >= 9 with \
+                     scripts/setup.sh (as root), or e.g. \
+                     `apt-get install qemu-system-arm`."
+                )
+            };
+            let out = Command::new(QEMU_BIN)
+                .arg("--version")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| missing(e.to_string()))?;
+            if !out.status.success() {
+                return Err(missing(format!("`{QEMU_BIN} --version`: {}", out.status)));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            Ok(text.lines().next().unwrap_or("").to_string())
+        })
+        .clone()
+}
+
+/// Builds the images and checks QEMU, panicking with the reason if either
+/// fails: the common start of every scenario.
+pub fn prepare() {
+    if let Err(e) = require_qemu() {
+        panic!("{e}");
+    }
+    if let Err(e) = build_images() {
+        panic!("{e}");
+    }
+    let hyp = hyp_bin();
+    assert!(hyp.is_file(), "{} is missing although scripts/build.sh succeeded", hyp.display());
+}
+
+/// How many QEMU instances may run at once in this process:
+/// `HARNESS_QEMU_JOBS` if set (>= 1), else 2.
+pub fn max_parallel() -> usize {
+    std::env::var("HARNESS_QEMU_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or(2)
+}
+
+/// A counting semaphore limiting concurrent QEMU instances.
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+static SLOTS: Slots = Slots { used: Mutex::new(0), freed: Condvar::new() };
+
+/// A held QEMU slot; released on drop.
+struct Slot;
+
+impl Slot {
+    fn acquire() -> Slot {
+        let max = max_parallel();
+        // A test that panicked while holding the lock cannot have left the
+        // counter inconsistent (it only holds it to add or subtract).
+        let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= max {
+            used = SLOTS.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= 1;
+        SLOTS.freed.notify_one();
+    }
+}
+
+/// One QEMU boot of the hypervisor on the `virt` machine.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    cpu: String,
+    smp: u32,
+    mem: String,
+    virtualization: bool,
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    append: String,
+    timeout: Duration,
+    stop_when: Option<String>,
+    extra: Vec<String>,
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Qemu {
+    /// `-M virt,virtualization=on,gic-version=3 -cpu max -smp 1 -m 1G
+    /// -kernel out/hyp.bin`, no initrd (the demo guest), no bootargs,
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn new() -> Self {
+        Qemu {
+            cpu: "max".into(),
+            smp: 1,
+            mem: "1G".into(),
+            virtualization: true,
+            kernel: hyp_bin(),
+            initrd: None,
+            append: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            stop_when: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The CPU model (`-cpu`), e.g. `max` or `cortex-a57`.
+    pub fn cpu(mut self, cpu: &str) -> Self {
+        self.cpu = cpu.into();
+        self
+    }
+
+    /// The number of host CPUs (`-smp`).
+    pub fn smp(mut self, n: u32) -> Self {
+        self.smp = n;
+        self
+    }
+
+    /// The machine's RAM (`-m`), e.g. `1G`.
+    pub fn mem(mut self, mem: &str) -> Self {
+        self.mem = mem.into();
+        self
+    }
+
+    /// Boots without `virtualization=on`: QEMU then enters the kernel at
+    /// EL1.
+    pub fn without_el2(mut self) -> Self {
+        self.virtualization = false;
+        self
+    }
+
+    /// The kernel image (`-kernel`); default `out/hyp.bin`.
+    pub fn kernel(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kernel = path.into();
+        self
+    }
+
+    /// The guest image `out/guest-<name>.bin` as initrd.
+    pub fn guest(self, name: &str) -> Self {
+        self.initrd(guest_bin(name))
+    }
+
+    /// An initrd (`-initrd`): the guest image the hypervisor runs.
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+
+    /// The hypervisor's bootargs (`-append`), e.g. `vms=2 vcpus=4`.
+    pub fn append(mut self, bootargs: &str) -> Self {
+        self.append = bootargs.into();
+        self
+    }
+
+    /// How long the boot may take before QEMU is killed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Kills QEMU as soon as the serial log contains `text` (for boots
+    /// that never end by themselves); [`Run::stopped_early`] says so.
+    pub fn stop_when(mut self, text: &str) -> Self {
+        self.stop_when = Some(text.into());
+        self
+    }
+
+    /// Extra QEMU arguments, e.g. `-s -S`.
+    pub fn extra_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// QEMU's arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut machine = String::from("virt");
+        if self.virtualization {
+            machine.push_str(",virtualization=on");
+        }
+        machine.push_str(",gic-version=3");
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            machine,
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            self.smp.to_string(),
+            "-m".into(),
+            self.mem.clone(),
+            "-nographic".into(),
+            "-no-reboot".into(),
+            // No default NIC: it needs a boot ROM (efi-virtio.rom) that a
+            // minimal QEMU install lacks, and nothing here uses it.
+            "-nic".into(),
+            "none".into(),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+        ];
+        if let Some(initrd) = &self.initrd {
+            args.push("-initrd".into());
+            args.push(initrd.display().to_string());
+        }
+        if !self.append.is_empty() {
+            args.push("-append".into());
+            args.push(self.append.clone());
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The command line, quoted for a shell (for logs and reproduction).
+    pub fn command_line(&self) -> String {
+        std::iter::once(QEMU_BIN.to_string())
+            .chain(self.args().iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs QEMU (once a slot is free, see [`max_parallel`]) until it
+    /// exits, the timeout expires or the [`stop_when`](Self::stop_when)
+    /// text appears, and returns the outcome. Panics only if QEMU cannot
+    /// be started.
+    pub fn run(&self) -> Run {
+        if let Some(initrd) = &self.initrd {
+            assert!(
+                initrd.is_file(),
+                "guest image {} does not exist (does the guest package have that bin? \
+                 scripts/build.sh writes out/guest-<bin>.bin)",
+                initrd.display()
+            );
+        }
+        let _slot = Slot::acquire();
+        let command = self.command_line();
+        let started = Instant::now();
+        let mut child = Command::new(QEMU_BIN)
+            .args(self.args())
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a timeout kills everything.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        let pid = child.id();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = [
+            reader(child.stdout.take().expect("piped stdout"), stdout.clone()),
+            reader(child.stderr.take().expect("piped stderr"), stderr.clone()),
+        ];
+
+        let deadline = started + self.timeout;
+        let mut timed_out = false;
+        let mut stopped_early = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(e) => panic!("waiting for QEMU (pid {pid}): {e}"),
+            }
+            if let Some(text) = &self.stop_when {
+                let log = stdout.lock().unwrap_or_else(|e| e.into_inner());
+                if String::from_utf8_lossy(&log).contains(text.as_str()) {
+                    stopped_early = true;
+                }
+            }
+            if !stopped_early && Instant::now() >= deadline {
+                timed_out = true;
+            }
+            if stopped_early || timed_out {
+                kill_group(pid);
+                // Reap it; its status (killed) is not QEMU's own.
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let elapsed = started.elapsed();
+        let text = |buf: &Arc<Mutex<Vec<u8>>>| {
+            let b = buf.lock().unwrap_or_else(|e| e.into_inner());
+            String::from_utf8_lossy(&b).replace('\r', "")
+        };
+        Run {
+            command,
+            log: text(&stdout),
+            stderr: text(&stderr),
+            status,
+            timed_out,
+            stopped_early,
+            timeout: self.timeout,
+            elapsed,
+        }
+    }
+}
+
+/// Copies everything from `from` into `into` on a thread.
+fn reader(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    into.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n])
+                }
+            }
+        }
+    })
+}
+
+/// SIGKILLs process group `pgid` (`kill -KILL -- -PGID`; the harness has
+/// no libc binding and QEMU is the group's leader).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Quotes `s` for a POSIX shell if it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=,./:+@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A test result the hypervisor logged for a `HYP_REPORT`:
+/// `vm<vm>: test <test> PASS` or `... FAIL (code ...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Report {
+    /// The VM's id as the hypervisor prints it.
+    pub vm: u32,
+    /// The test number.
+    pub test: u64,
+    /// PASS.
+    pub pass: bool,
+}
+
+/// One row of the hypervisor's counter table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The counter's name, e.g. `pages mapped`.
+    pub name: String,
+    /// Its value for each VM, in the table's column order.
+    pub values: Vec<u64>,
+}
+
+/// The outcome of one QEMU run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The QEMU command line.
+    pub command: String,
+    /// The serial console (QEMU's stdout), `\r` removed.
+    pub log: String,
+    /// QEMU's stderr.
+    pub stderr: String,
+    /// QEMU's exit status; `None` when the harness killed it.
+    pub status: Option<ExitStatus>,
+    /// QEMU was killed because the timeout expired.
+    pub timed_out: bool,
+    /// QEMU was killed because the awaited text appeared.
+    pub stopped_early: bool,
+    /// The timeout the run had.
+    pub timeout: Duration,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Every `HYP_REPORT` line of the log, in order.
+    pub fn reports(&self) -> Vec<Report> {
+        self.log.lines().filter_map(parse_report).collect()
+    }
+
+    /// Ids of the VMs that reported at least one PASS, sorted.
+    pub fn passing_vms(&self) -> Vec<u32> {
+        let mut vms: Vec<u32> = self.reports().iter().filter(|r| r.pass).map(|r| r.vm).collect();
+        vms.sort_unstable();
+        vms.dedup();
+        vms
+    }
+
+    /// Ids of the VMs whose guest printed its final summary
+    /// `[vmN] DONE <image> PASS (...)` (the guest runtime's last line
+    /// before `SYSTEM_OFF`), sorted.
+    pub fn done_vms(&self) -> Vec<u32> {
+        let mut vms: Vec<u32> = self
+            .log
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("[vm")?;
+                let (id, rest) = rest.split_once("] DONE ")?;
+                let verdict = rest.split_whitespace().nth(1)?;
+                (verdict == "PASS").then(|| id.parse().ok())?
+            })
+            .collect();
+        vms.sort_unstable();
+        vms.dedup();
+        vms
+    }
+
+    /// Log lines containing `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// The hypervisor's counter table (after `stage-2 counters:`, printed
+    /// at power-off): one entry per counter, its name and one value per
+    /// VM, in the order printed. Empty when there is no table.
+    pub fn counters(&self) -> Vec<Counter> {
+        let mut lines = self.log.lines().skip_while(|l| !l.contains("stage-2 counters:"));
+        if lines.next().is_none() {
+            return Vec::new();
+        }
+        // Header: "counter vm1 vm2 ...".
+        let Some(header) = lines.next() else {
+            return Vec::new();
+        };
+        let vms = header.split_whitespace().skip(1).count();
+        let mut out = Vec::new();
+        for line in lines {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if vms == 0 || !line.starts_with(' ') || words.len() <= vms {
+                break;
+            }
+            let (name, values) = words.split_at(words.len() - vms);
+            let Ok(values) = values.iter().map(|v| v.parse()).collect::<Result<Vec<u64>, _>>()
+            else {
+                break;
+            };
+            out.push(Counter { name: name.join(" "), values });
+        }
+        out
+    }
+
+    /// The values of the counter whose name is `name`.
+    pub fn counter(&self, name: &str) -> Option<Vec<u64>> {
+        self.counters().into_iter().find(|c| c.name == name).map(|c| c.values)
+    }
+
+    /// QEMU exited by itself with status 0.
+    pub fn exited_ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// What is wrong with a run that should have passed: exit status 0,
+    /// no timeout, at least one PASS, every VM that reported printed its
+    /// guest's `DONE <image> PASS` summary, no FAIL, no PANIC (nor a Rust
+    /// `panicked`), and the power-off line. Empty when all is well.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.timed_out {
+            p.push(format!("timed out after {:?}", self.timeout));
+        } else if self.stopped_early {
+            p.push("stopped by the harness".to_string());
+        } else if !self.exited_ok() {
+            p.push(match self.status {
+                Some(s) => format!("QEMU exited with {s}"),
+                None => "QEMU did not exit".to_string(),
+            });
+        }
+        let reports = self.reports();
+        if !reports.iter().any(|r| r.pass) {
+            p.push("no `vmN: test T PASS` line".to_string());
+        }
+        let done = self.done_vms();
+        let mut vms: Vec<u32> = reports.iter().map(|r| r.vm).collect();
+        vms.sort_unstable();
+        vms.dedup();
+        for vm in vms {
+            if !done.contains(&vm) {
+                p.push(format!(
+                    "vm{vm}: no guest summary `[vm{vm}] DONE <image> PASS` (did the guest finish?)"
+                ));
+            }
+        }
+        for line in self.log.lines() {
+            if line.contains("FAIL") || line.contains("PANIC") || line.contains("panicked") {
+                p.push(format!("log line: {line}"));
+            }
+        }
+        if !self.log.contains(POWER_OFF_LINE) {
+            p.push(format!("no `{POWER_OFF_LINE}` line"));
+        }
+        p
+    }
+
+    /// Panics (printing the whole run) unless [`problems`](Self::problems)
+    /// is empty.
+    #[track_caller]
+    pub fn assert_ok(&self) {
+        let p = self.problems();
+        if !p.is_empty() {
+            panic!("the run failed:\n  - {}\n{self}", p.join("\n  - "));
+        }
+        eprintln!("{}", self.summary());
+    }
+
+    /// [`assert_ok`](Self::assert_ok), and at least `n` distinct VMs
+    /// reported a PASS.
+    #[track_caller]
+    pub fn assert_ok_vms(&self, n: usize) {
+        self.assert_ok();
+        let vms = self.passing_vms();
+        if vms.len() < n {
+            panic!("expected PASS reports from {n} VMs, got them from {vms:?}\n{self}");
+        }
+    }
+
+    /// Panics (printing the whole run) unless the log contains `text`.
+    #[track_caller]
+    pub fn assert_contains(&self, text: &str) {
+        if !self.log.contains(text) {
+            panic!("the log does not contain {text:?}\n{self}");
+        }
+    }
+
+    /// Panics (printing the whole run) if the log contains `text`.
+    #[track_caller]
+    pub fn assert_lacks(&self, text: &str) {
+        if let Some(line) = self.log.lines().find(|l| l.contains(text)) {
+            panic!("the log contains {text:?}: {line}\n{self}");
+        }
+    }
+
+    /// One line: the outcome, the number of PASS reports, the wall time.
+    pub fn summary(&self) -> String {
+        let reports = self.reports();
+        let passes = reports.iter().filter(|r| r.pass).count();
+        let outcome = if self.timed_out {
+            "timeout".to_string()
+        } else if self.stopped_early {
+            "stopped".to_string()
+        } else {
+            match self.status.and_then(|s| s.code()) {
+                Some(c) => format!("exit {c}"),
+                None => "killed".to_string(),
+            }
+        };
+        format!(
+            "{outcome}, {passes} PASS / {} FAIL reports from VMs {:?}, {:.1} s: {}",
+            reports.len() - passes,
+            self.passing_vms(),
+            self.elapsed.as_secs_f64(),
+            self.command
+        )
+    }
+}
+
+impl fmt::Display for Run {
+    /// The command, the outcome and the whole log (and stderr, if any).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "---- {}", self.summary())?;
+        writeln!(f, "---- serial log ({} lines):", self.log.lines().count())?;
+        for line in self.log.lines() {
+            writeln!(f, "| {line}")?;
+        }
+        if !self.stderr.trim().is_empty() {
+            writeln!(f, "---- QEMU stderr:")?;
+            for line in self.stderr.lines() {
+                writeln!(f, "! {line}")?;
+            }
+        }
+        write!(f, "---- end of log")
+    }
+}
+
+/// Parses `vm<N>: test <T> PASS` / `vm<N>: test <T> FAIL ...` anywhere in
+/// `line`.
+pub fn parse_report(line: &str) -> Option<Report> {
+    let mut rest = line;
+    while let Some(i) = rest.find("vm") {
+        rest = &rest[i + 2..];
+        if let Some(r) = parse_report_at(rest) {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Parses `<N>: test <T> PASS|FAIL` at the start of `s`.
+fn parse_report_at(s: &str) -> Option<Report> {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits(s);
+    let vm = s.get(..n)?.parse().ok()?;
+    let s = s[n..].strip_prefix(": test ")?;
+    let n = digits(s);
+    let test = s.get(..n)?.parse().ok()?;
+    let s = s[n..].strip_prefix(' ')?;
+    let pass = if s.starts_with("PASS") {
+        true
+    } else if s.starts_with("FAIL") {
+        false
+    } else {
+        return None;
+    };
+    Some(Report { vm, test, pass })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_reports() {
+        assert_eq!(
+            parse_report("vm1: test 201 PASS"),
+            Some(Report { vm: 1, test: 201, pass: true })
+        );
+        assert_eq!(
+            parse_report("[vm2] x vm2: test 7 FAIL (code 0x3)"),
+            Some(Report { vm: 2, test: 7, pass: false })
+        );
+        assert_eq!(parse_report("[vm1] TEST faults/read PASS"), None);
+        assert_eq!(parse_report("vm1: test PASS"), None);
+        assert_eq!(parse_report("vm: test 1 PASS"), None);
+    }
+
+    #[test]
+    fn builds_the_command_line() {
+        let q = Qemu::new()
+            .cpu("cortex-a57")
+            .smp(4)
+            .kernel("out/hyp.bin")
+            .initrd("out/guest-smp.bin")
+            .append("vcpus=4 mem=64M");
+        assert_eq!(
+            q.command_line(),
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a57 \
+             -smp 4 -m 1G -nographic -no-reboot -nic none -kernel out/hyp.bin \
+             -initrd out/guest-smp.bin -append 'vcpus=4 mem=64M'"
+        );
+        let el1 = Qemu::new().without_el2().kernel("k");
+        assert!(el1.command_line().contains("-M virt,gic-version=3 "));
+    }
+
+    #[test]
+    fn judges_a_log() {
+        let ok = |log: &str| Run {
+            command: String::new(),
+            log: log.into(),
+            stderr: String::new(),
+            status: None,
+            timed_out: false,
+            stopped_early: false,
+            timeout: DEFAULT_TIMEOUT,
+            elapsed: Duration::ZERO,
+        };
+        // Killed (no status): a problem even with a good log.
+        let r = ok("vm1: test 1 PASS\n[vm1] DONE demo PASS (1 passed, 0 failed) (test 100)\n\
+                    vm2: test 1 PASS\nall VMs stopped: powering off\n");
+        assert_eq!(r.passing_vms(), vec![1, 2]);
+        assert_eq!(r.done_vms(), vec![1]);
+        assert_eq!(
+            r.problems(),
+            vec![
+                "QEMU did not exit".to_string(),
+                "vm2: no guest summary `[vm2] DONE <image> PASS` (did the guest finish?)"
+                    .to_string()
+            ]
+        );
+        let r = ok("vm1: test 1 PASS\nvm1: test 2 FAIL (code 0x1)\nPANIC on cpu0: x\n");
+        let p = r.problems();
+        assert!(p.iter().any(|l| l.contains("test 2 FAIL")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains("PANIC on cpu0")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains(POWER_OFF_LINE)), "{p:?}");
+    }
+
+    #[test]
+    fn parses_the_counter_table() {
+        let run = Run {
+            command: String::new(),
+            log: "x\nstage-2 counters:\n  counter                       vm1        vm2\n  \
+                  stage-2 faults                 12          3\n  TLBI by IPA                     \
+                  0          1\nall VMs stopped: powering off\n"
+                .into(),
+            stderr: String::new(),
+            status: None,
+            timed_out: false,
+            stopped_early: false,
+            timeout: DEFAULT_TIMEOUT,
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            run.counters(),
+            vec![
+                Counter { name: "stage-2 faults".into(), values: vec![12, 3] },
+                Counter { name: "TLBI by IPA".into(), values: vec![0, 1] },
+            ]
+        );
+        assert_eq!(run.counter("TLBI by IPA"), Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("a=b,c"), "a=b,c");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -126,8 +126,10 @@ impl TlbMaintenance for Stage2Tlb {
                 if num > 0 {
                     // TG = 0b01 (4 KiB) [47:46], SCALE [45:44], NUM [43:39],
                     // TTL [38:37] = 0 (no hint), BaseADDR [36:0].
-                    let arg =
-                        (1 << 46) | (scale << 44) | ((num - 1) << 39) | ((ipa >> 12) & ((1 << 37) - 1));
+                    let arg = (1 << 46)
+                        | (scale << 44)
+                        | ((num - 1) << 39)
+                        | ((ipa >> 12) & ((1 << 37) - 1));
                     // SAFETY: TLB invalidation only drops cached translations.
                     unsafe {
                         asm!(

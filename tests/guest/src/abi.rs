@@ -1,0 +1,141 @@
+//! The hypervisor ABI seen from a guest (`docs/HYPERVISOR.md`): hypercall
+//! function ids, `HYP_STAT` counter indices, PSCI function ids and the guest
+//! IPA memory map.
+
+/// SMCCC result: the function is not supported.
+pub const SMCCC_NOT_SUPPORTED: i64 = -1;
+/// SMCCC result: an argument was rejected.
+pub const SMCCC_INVALID_PARAMETER: i64 = -3;
+
+/// Hypercall function ids (SMC64 fast calls, vendor-specific hypervisor
+/// service range, OEN 6), issued with `HVC #0`.
+pub mod hyp {
+    /// `x0` = `0x0001_0000`.
+    pub const HYP_VERSION: u64 = 0xC600_0000;
+    /// `x1` = 0 pass / else fail code, `x2` = test number.
+    pub const HYP_REPORT: u64 = 0xC600_0001;
+    /// `x1` = counter index ([`super::counter`]); `x0` = value.
+    pub const HYP_STAT: u64 = 0xC600_0002;
+    /// `x1` = IPA, `x2` = size: unmap (the next access faults in a zeroed page).
+    pub const HYP_UNMAP: u64 = 0xC600_0003;
+    /// `x1` = IPA of one page, `x2` = 64-bit fill pattern: map a fresh frame
+    /// filled with the pattern there.
+    pub const HYP_REMAP: u64 = 0xC600_0004;
+    /// `x1` = IPA, `x2` = size, `x3` = permissions ([`super::PERM_R`]...).
+    pub const HYP_PROTECT: u64 = 0xC600_0005;
+    /// `x1` = [`super::POLICY_PAGES`] or [`super::POLICY_BLOCKS`].
+    pub const HYP_SET_POLICY: u64 = 0xC600_0006;
+    /// `x1` = 2 MiB-aligned IPA.
+    pub const HYP_COLLAPSE: u64 = 0xC600_0007;
+    /// `x1` = 2 MiB-aligned IPA.
+    pub const HYP_SPLIT: u64 = 0xC600_0008;
+    /// `x1` = IPA, `x2` = second IPA.
+    pub const HYP_ALIAS: u64 = 0xC600_0009;
+    /// `x1` = IPA, `x2` = VM id, `x3` = its IPA.
+    pub const HYP_SHARE: u64 = 0xC600_000A;
+    /// What `HYP_VERSION` returns.
+    pub const VERSION_1_0: u64 = 0x0001_0000;
+}
+
+/// `HYP_PROTECT` permission bit: read.
+pub const PERM_R: u64 = 1 << 0;
+/// `HYP_PROTECT` permission bit: write.
+pub const PERM_W: u64 = 1 << 1;
+/// `HYP_PROTECT` permission bit: execute.
+pub const PERM_X: u64 = 1 << 2;
+
+/// `HYP_SET_POLICY`: demand faults map 4 KiB pages.
+pub const POLICY_PAGES: u64 = 0;
+/// `HYP_SET_POLICY`: demand faults map 2 MiB blocks where they fit in RAM.
+pub const POLICY_BLOCKS: u64 = 1;
+
+/// `HYP_STAT` counter indices (per VM).
+pub mod counter {
+    /// Stage-2 faults.
+    pub const FAULTS: u64 = 0;
+    /// Pages mapped.
+    pub const PAGES_MAPPED: u64 = 1;
+    /// Blocks mapped.
+    pub const BLOCKS_MAPPED: u64 = 2;
+    /// Table pages allocated.
+    pub const TABLES_ALLOCATED: u64 = 3;
+    /// Table pages freed.
+    pub const TABLES_FREED: u64 = 4;
+    /// Collapses.
+    pub const COLLAPSES: u64 = 5;
+    /// Splits.
+    pub const SPLITS: u64 = 6;
+    /// TLBI by IPA.
+    pub const TLBI_IPA: u64 = 7;
+    /// TLBI by range.
+    pub const TLBI_RANGE: u64 = 8;
+    /// TLBI of the whole VMID.
+    pub const TLBI_VMID: u64 = 9;
+    /// Grace periods.
+    pub const GRACE_PERIODS: u64 = 10;
+    /// Permission faults.
+    pub const PERMISSION_FAULTS: u64 = 11;
+    /// Guest exits.
+    pub const GUEST_EXITS: u64 = 12;
+    /// External aborts injected.
+    pub const ABORTS_INJECTED: u64 = 13;
+    /// Number of counters.
+    pub const COUNT: usize = 14;
+    /// Short names, by index, for printing.
+    pub const NAMES: [&str; COUNT] = [
+        "faults",
+        "pages_mapped",
+        "blocks_mapped",
+        "tables_allocated",
+        "tables_freed",
+        "collapses",
+        "splits",
+        "tlbi_ipa",
+        "tlbi_range",
+        "tlbi_vmid",
+        "grace_periods",
+        "perm_faults",
+        "exits",
+        "aborts_injected",
+    ];
+}
+
+/// PSCI function ids (PSCI 1.1, through `HVC #0`).
+pub mod psci {
+    /// `PSCI_VERSION`.
+    pub const VERSION: u64 = 0x8400_0000;
+    /// `CPU_OFF`.
+    pub const CPU_OFF: u64 = 0x8400_0002;
+    /// `CPU_ON` (SMC64).
+    pub const CPU_ON: u64 = 0xC400_0003;
+    /// `SYSTEM_OFF`.
+    pub const SYSTEM_OFF: u64 = 0x8400_0008;
+    /// `SYSTEM_RESET`.
+    pub const SYSTEM_RESET: u64 = 0x8400_0009;
+    /// `PSCI_FEATURES`.
+    pub const FEATURES: u64 = 0x8400_000A;
+    /// Success.
+    pub const SUCCESS: i64 = 0;
+    /// `CPU_ON`: the target is already on.
+    pub const ALREADY_ON: i64 = -4;
+}
+
+/// Guest RAM base (IPA); the guest DTB is placed here.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// Guest RAM size when the DTB does not say (the hypervisor's default).
+pub const DEFAULT_RAM_SIZE: u64 = 128 << 20;
+/// Load address and entry of the images.
+pub const IMAGE_BASE: u64 = 0x4020_0000;
+/// First IPA the tests use freely: above the image and its `.bss`
+/// (`linker.ld` checks the image ends below it).
+pub const TEST_REGION: u64 = 0x4100_0000;
+/// The PL011 console.
+pub const UART_BASE: u64 = 0x0900_0000;
+/// An IPA with neither RAM nor a device (the `outside` image probes it).
+pub const OUTSIDE_IPA: u64 = 0x1_0000_0000;
+/// Page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Block size (level-2 block, 4 KiB granule).
+pub const BLOCK_SIZE: u64 = 2 << 20;
+/// Most vCPUs the runtime supports (stacks, per-CPU data).
+pub const MAX_CPUS: usize = 8;

@@ -1,0 +1,95 @@
+//! The PL011 console at `0x0900_0000` and the `print!`/`println!` macros.
+//!
+//! Only the two registers the hypervisor emulates are touched: bytes are
+//! written to UARTDR (offset 0) after polling UARTFR (offset 0x18) until
+//! TXFF (bit 5) is clear. Nothing initialises the UART (the hypervisor's
+//! needs nothing; QEMU's transmits from reset). Each `print!` or `println!`
+//! holds a spinlock so that vCPUs do not interleave characters within a
+//! line; a nested print on the same vCPU (an exception while printing)
+//! goes through without it.
+
+use core::arch::asm;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::abi::UART_BASE;
+use crate::rt::smp::{cpu_index, notify, wait_until};
+
+const UARTDR: u64 = UART_BASE;
+const UARTFR: u64 = UART_BASE + 0x18;
+const FR_TXFF: u32 = 1 << 5;
+
+/// Owner of the console lock: a CPU index, or `FREE`.
+static OWNER: AtomicUsize = AtomicUsize::new(FREE);
+const FREE: usize = usize::MAX;
+
+fn mmio_read32(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: `addr` is a PL011 register in the runtime's Device mapping; a
+    // plain `ldr` (no writeback) so that a trapping hypervisor can emulate it.
+    unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    v
+}
+
+fn mmio_write32(addr: u64, v: u32) {
+    // SAFETY: as `mmio_read32`; writing UARTDR only transmits a byte.
+    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack)) };
+}
+
+/// Writes one byte to the UART, waiting while its FIFO is full.
+pub fn putb(b: u8) {
+    while mmio_read32(UARTFR) & FR_TXFF != 0 {
+        core::hint::spin_loop();
+    }
+    mmio_write32(UARTDR, u32::from(b));
+}
+
+/// The UART as a `fmt::Write` sink (no locking).
+pub struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        s.bytes().for_each(putb);
+        Ok(())
+    }
+}
+
+/// Prints `args` (and a newline if `newline`) under the console lock.
+/// Used by the macros.
+pub fn print_locked(args: fmt::Arguments<'_>, newline: bool) {
+    let me = cpu_index();
+    let nested = OWNER.load(Ordering::Relaxed) == me;
+    if !nested {
+        while OWNER.compare_exchange(FREE, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            wait_until(|| OWNER.load(Ordering::Relaxed) == FREE);
+        }
+    }
+    let _ = Uart.write_fmt(args);
+    if newline {
+        putb(b'\n');
+    }
+    if !nested {
+        OWNER.store(FREE, Ordering::Release);
+        notify();
+    }
+}
+
+/// Prints to the guest console (the PL011), like `std::print!`.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::rt::console::print_locked(format_args!($($arg)*), false)
+    };
+}
+
+/// Prints a line to the guest console (the PL011), like `std::println!`.
+/// The whole line is written under the console lock.
+#[macro_export]
+macro_rules! println {
+    () => {
+        $crate::rt::console::print_locked(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::rt::console::print_locked(format_args!($($arg)*), true)
+    };
+}

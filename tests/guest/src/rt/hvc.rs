@@ -1,0 +1,277 @@
+//! Hypercalls (SMCCC 1.1 through `HVC #0`) and the typed wrappers of the
+//! hypervisor's calls (`docs/HYPERVISOR.md`, "Hypercalls").
+//!
+//! At boot the runtime probes `HYP_VERSION` and `PSCI_VERSION` with
+//! UNDEFINED instructions caught (`detect`): without the hypervisor (plain
+//! QEMU at EL1) `HVC` is UNDEFINED for everything but QEMU's own PSCI. When
+//! the hypervisor is absent the typed wrappers return
+//! [`SMCCC_NOT_SUPPORTED`] without trapping, so an image still runs to its
+//! end and reports its checks as failed.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::abi::{counter, hyp, psci, SMCCC_NOT_SUPPORTED};
+use crate::rt::exception::catch_undefined;
+
+/// Issues `HVC #0` with function id `fid` and arguments `a1..a5` in
+/// `x1..x5`; returns `x0..x3`. `x4..x17` are treated as clobbered.
+///
+/// # Safety
+///
+/// The call may change guest memory behind Rust's back (`HYP_UNMAP`,
+/// `HYP_REMAP`...) or stop the vCPU: the caller must make sure no memory
+/// Rust code uses is affected and that the function id is meant.
+#[inline(always)]
+pub unsafe fn hvc(fid: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> (u64, u64, u64, u64) {
+    let (r0, r1, r2, r3);
+    // SAFETY: `hvc #0` traps to EL2 (or to the emulator's PSCI); the
+    // registers are declared, the rest is the caller's contract.
+    unsafe {
+        asm!(
+            "hvc #0",
+            inlateout("x0") fid => r0,
+            inlateout("x1") a1 => r1,
+            inlateout("x2") a2 => r2,
+            inlateout("x3") a3 => r3,
+            inlateout("x4") a4 => _,
+            inlateout("x5") a5 => _,
+            lateout("x6") _,
+            lateout("x7") _,
+            lateout("x8") _,
+            lateout("x9") _,
+            lateout("x10") _,
+            lateout("x11") _,
+            lateout("x12") _,
+            lateout("x13") _,
+            lateout("x14") _,
+            lateout("x15") _,
+            lateout("x16") _,
+            lateout("x17") _,
+            options(nostack),
+        );
+    }
+    (r0, r1, r2, r3)
+}
+
+static HYP_PRESENT: AtomicBool = AtomicBool::new(false);
+static HYP_VERSION_SEEN: AtomicU64 = AtomicU64::new(0);
+static PSCI_PRESENT: AtomicBool = AtomicBool::new(false);
+static PSCI_VERSION_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// Probes for the hypervisor (`HYP_VERSION`) and PSCI (`PSCI_VERSION`).
+/// Called once by the primary vCPU before `main`.
+pub(crate) fn detect() {
+    // SAFETY: HYP_VERSION has no side effects; an UNDEFINED `hvc` is
+    // skipped by the vectors (catch_undefined) and leaves x0 = fid.
+    let ((v, ..), undef) = catch_undefined(|| unsafe { hvc(hyp::HYP_VERSION, 0, 0, 0, 0, 0) });
+    let present = !undef && (v as i64) >= 0 && v != hyp::HYP_VERSION;
+    HYP_VERSION_SEEN.store(if undef { u64::MAX } else { v }, Ordering::SeqCst);
+    HYP_PRESENT.store(present, Ordering::SeqCst);
+    // SAFETY: as above, PSCI_VERSION has no side effects.
+    let ((v, ..), undef) = catch_undefined(|| unsafe { hvc(psci::VERSION, 0, 0, 0, 0, 0) });
+    let present = !undef && (v as i64) >= 0 && v != psci::VERSION;
+    PSCI_VERSION_SEEN.store(if undef { u64::MAX } else { v }, Ordering::SeqCst);
+    PSCI_PRESENT.store(present, Ordering::SeqCst);
+}
+
+/// Whether the hypervisor answered `HYP_VERSION` at boot.
+pub fn hyp_present() -> bool {
+    HYP_PRESENT.load(Ordering::Relaxed)
+}
+
+/// Whether PSCI answered `PSCI_VERSION` at boot.
+pub fn psci_present() -> bool {
+    PSCI_PRESENT.load(Ordering::Relaxed)
+}
+
+/// Raw `x0` of the boot-time `HYP_VERSION` probe (`u64::MAX`: UNDEFINED).
+pub fn hyp_version_at_boot() -> u64 {
+    HYP_VERSION_SEEN.load(Ordering::Relaxed)
+}
+
+/// Raw `x0` of the boot-time `PSCI_VERSION` probe (`u64::MAX`: UNDEFINED).
+pub fn psci_version_at_boot() -> u64 {
+    PSCI_VERSION_SEEN.load(Ordering::Relaxed)
+}
+
+/// A hypervisor call returning the raw `x0`, or NOT_SUPPORTED without
+/// trapping when the hypervisor is absent.
+///
+/// # Safety
+///
+/// As [`hvc`].
+unsafe fn hyp_call(fid: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    if !hyp_present() {
+        return SMCCC_NOT_SUPPORTED;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { hvc(fid, a1, a2, a3, 0, 0).0 as i64 }
+}
+
+/// `HYP_VERSION`: `0x0001_0000`, or negative.
+pub fn hyp_version() -> i64 {
+    // SAFETY: no side effects.
+    unsafe { hyp_call(hyp::HYP_VERSION, 0, 0, 0) }
+}
+
+/// `HYP_REPORT`: `code` 0 = pass, else fail; `test` = test number.
+pub fn hyp_report(test: u64, code: u64) -> i64 {
+    // SAFETY: only logs on the hypervisor side.
+    unsafe { hyp_call(hyp::HYP_REPORT, code, test, 0) }
+}
+
+/// `HYP_STAT`: the value of counter `index` ([`counter`]), or negative.
+pub fn hyp_stat(index: u64) -> i64 {
+    // SAFETY: reads a counter.
+    unsafe { hyp_call(hyp::HYP_STAT, index, 0, 0) }
+}
+
+/// [`hyp_stat`] as `u64`, with 0 for an error (printing code compares
+/// deltas; a missing hypervisor fails the checks anyway).
+pub fn stat(index: u64) -> u64 {
+    u64::try_from(hyp_stat(index)).unwrap_or(0)
+}
+
+/// A snapshot of every `HYP_STAT` counter (one hypercall each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats(pub [u64; counter::COUNT]);
+
+impl Stats {
+    /// Reads all counters.
+    pub fn read() -> Self {
+        let mut s = [0; counter::COUNT];
+        for (i, v) in s.iter_mut().enumerate() {
+            *v = stat(i as u64);
+        }
+        Stats(s)
+    }
+
+    /// Counter `index`.
+    pub fn get(&self, index: u64) -> u64 {
+        self.0[index as usize]
+    }
+
+    /// `self - earlier`, counter by counter (wrapping).
+    pub fn delta(&self, earlier: &Stats) -> Stats {
+        let mut d = [0; counter::COUNT];
+        for (i, v) in d.iter_mut().enumerate() {
+            *v = self.0[i].wrapping_sub(earlier.0[i]);
+        }
+        Stats(d)
+    }
+
+    /// Prints the counters, `name=value`, on one line after `title`.
+    pub fn print(&self, title: &str) {
+        let s = &self.0;
+        crate::println!(
+            "{title}: {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} \
+             {}={} {}={}",
+            counter::NAMES[0],
+            s[0],
+            counter::NAMES[1],
+            s[1],
+            counter::NAMES[2],
+            s[2],
+            counter::NAMES[3],
+            s[3],
+            counter::NAMES[4],
+            s[4],
+            counter::NAMES[5],
+            s[5],
+            counter::NAMES[6],
+            s[6],
+            counter::NAMES[7],
+            s[7],
+            counter::NAMES[8],
+            s[8],
+            counter::NAMES[9],
+            s[9],
+            counter::NAMES[10],
+            s[10],
+            counter::NAMES[11],
+            s[11],
+            counter::NAMES[12],
+            s[12],
+            counter::NAMES[13],
+            s[13],
+        );
+    }
+}
+
+/// `HYP_UNMAP`: unmaps `[ipa, ipa + size)`; the next access faults in a
+/// zeroed page. Returns 0 or a negative SMCCC error.
+///
+/// # Safety
+///
+/// The range must not hold memory Rust code uses (its contents are lost).
+pub unsafe fn hyp_unmap(ipa: u64, size: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_UNMAP, ipa, size, 0) }
+}
+
+/// `HYP_REMAP`: maps a fresh frame filled with `pattern` at the page `ipa`.
+///
+/// # Safety
+///
+/// As [`hyp_unmap`].
+pub unsafe fn hyp_remap(ipa: u64, pattern: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_REMAP, ipa, pattern, 0) }
+}
+
+/// `HYP_PROTECT`: sets the stage-2 permissions of `[ipa, ipa + size)` to
+/// `perms` ([`crate::abi::PERM_R`] | ...). A write to a read-only page
+/// faults to the hypervisor, which counts it and makes the page writable.
+pub fn hyp_protect(ipa: u64, size: u64, perms: u64) -> i64 {
+    // SAFETY: permissions only; the hypervisor resolves the write faults
+    // (dirty logging), so memory contents are unchanged.
+    unsafe { hyp_call(hyp::HYP_PROTECT, ipa, size, perms) }
+}
+
+/// `HYP_SET_POLICY`: [`crate::abi::POLICY_PAGES`] or
+/// [`crate::abi::POLICY_BLOCKS`].
+pub fn hyp_set_policy(policy: u64) -> i64 {
+    // SAFETY: affects later demand faults only.
+    unsafe { hyp_call(hyp::HYP_SET_POLICY, policy, 0, 0) }
+}
+
+/// `HYP_COLLAPSE` of the 2 MiB-aligned `ipa` (raw result).
+///
+/// # Safety
+///
+/// As [`hyp_unmap`] for the 2 MiB range (the call is not specified yet).
+pub unsafe fn hyp_collapse(ipa: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_COLLAPSE, ipa, 0, 0) }
+}
+
+/// `HYP_SPLIT` of the 2 MiB-aligned `ipa` (raw result).
+///
+/// # Safety
+///
+/// As [`hyp_collapse`].
+pub unsafe fn hyp_split(ipa: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_SPLIT, ipa, 0, 0) }
+}
+
+/// `HYP_ALIAS` of `ipa2` to `ipa` (raw result).
+///
+/// # Safety
+///
+/// Both pages must not hold memory Rust code uses.
+pub unsafe fn hyp_alias(ipa: u64, ipa2: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_ALIAS, ipa, ipa2, 0) }
+}
+
+/// `HYP_SHARE` of `ipa` with VM `vm` at its `vm_ipa` (raw result).
+///
+/// # Safety
+///
+/// The page must not hold memory Rust code uses.
+pub unsafe fn hyp_share(ipa: u64, vm: u64, vm_ipa: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_SHARE, ipa, vm, vm_ipa) }
+}

@@ -1,0 +1,147 @@
+//! Boots the hypervisor under `qemu-system-aarch64` with each guest test
+//! image and judges the serial log (see `harness::Run::problems`): exit
+//! status 0, no timeout, `vmN: test T PASS` lines from the hypervisor's
+//! `HYP_REPORT` log, no `FAIL`, no `PANIC`, and the final
+//! `all VMs stopped: powering off`.
+//!
+//! The first test to run builds everything with `scripts/build.sh` (once
+//! per test binary); a missing QEMU fails every test with a clear message
+//! (`scripts/setup.sh` installs it). At most two QEMU instances run at
+//! once (`HARNESS_QEMU_JOBS`), whatever `--test-threads` says.
+//!
+//! The fault-path figures are not a test: `cargo run -p harness --bin
+//! fault-bench` (see `src/bin/fault-bench.rs`).
+
+use std::time::Duration;
+
+use harness::{prepare, Qemu, Run, NEEDS_EL2};
+
+/// The CPU model with every feature QEMU emulates.
+const MAX: &str = "max";
+/// A plain ARMv8.0 CPU (no FEAT_TLBIRANGE, no VHE, 40-bit PA).
+const A57: &str = "cortex-a57";
+
+/// Builds (once) and runs `qemu`.
+fn boot(qemu: Qemu) -> Run {
+    prepare();
+    qemu.run()
+}
+
+/// Runs guest image `name` (as initrd) on `cpu` with `smp` CPUs and
+/// bootargs `append`, and asserts that it passed.
+fn guest(name: &str, cpu: &str, smp: u32, append: &str) -> Run {
+    let run = boot(Qemu::new().cpu(cpu).smp(smp).guest(name).append(append));
+    run.assert_ok();
+    run
+}
+
+// --- the built-in demo guest (no initrd) ----------------------------------
+
+#[test]
+fn demo_max_smp1() {
+    boot(Qemu::new().cpu(MAX).smp(1)).assert_ok();
+}
+
+#[test]
+fn demo_a57_smp4() {
+    boot(Qemu::new().cpu(A57).smp(4)).assert_ok();
+}
+
+// --- one guest image each, -cpu max -smp 1 ----------------------------------
+
+#[test]
+fn faults_max() {
+    guest("faults", MAX, 1, "");
+}
+
+#[test]
+fn blocks_max() {
+    // The guest selects the blocks policy itself (HYP_SET_POLICY).
+    guest("blocks", MAX, 1, "");
+}
+
+#[test]
+fn unmap_max() {
+    guest("unmap", MAX, 1, "");
+}
+
+#[test]
+fn remap_max() {
+    guest("remap", MAX, 1, "");
+}
+
+#[test]
+fn protect_max() {
+    guest("protect", MAX, 1, "");
+}
+
+#[test]
+fn outside_max() {
+    guest("outside", MAX, 1, "");
+}
+
+// --- a subset on a plain ARMv8.0 CPU ----------------------------------------
+
+#[test]
+fn faults_a57() {
+    guest("faults", A57, 1, "");
+}
+
+#[test]
+fn blocks_a57() {
+    guest("blocks", A57, 1, "");
+}
+
+#[test]
+fn protect_a57() {
+    guest("protect", A57, 1, "");
+}
+
+// --- SMP: one VM with four vCPUs on four CPUs -------------------------------
+
+#[test]
+fn smp_max_vcpus4() {
+    guest("smp", MAX, 4, "vcpus=4");
+}
+
+#[test]
+fn smp_a57_vcpus4() {
+    guest("smp", A57, 4, "vcpus=4");
+}
+
+/// More vCPUs than CPUs: waiting vCPUs yield (WFI is trapped).
+#[test]
+fn smp_four_vcpus_on_one_cpu() {
+    guest("smp", MAX, 1, "vcpus=4");
+}
+
+// --- isolation: two VMs ------------------------------------------------------
+
+#[test]
+fn isolation_two_vms_smp4() {
+    let run = boot(Qemu::new().cpu(MAX).smp(4).guest("isolation").append("vms=2"));
+    run.assert_ok_vms(2);
+}
+
+#[test]
+fn isolation_two_vms_smp1() {
+    // One CPU: the two VMs share it (or run one after the other).
+    let run = boot(Qemu::new().cpu(MAX).smp(1).guest("isolation").append("vms=2"));
+    run.assert_ok_vms(2);
+}
+
+// --- refusal at EL1 ------------------------------------------------------------
+
+#[test]
+fn refuses_el1() {
+    // Without virtualization=on QEMU enters the image at EL1; the
+    // hypervisor says why it stops, and QEMU never exits by itself: the
+    // harness kills it once the message is there (or at the timeout).
+    let run = boot(
+        Qemu::new().cpu(MAX).without_el2().stop_when(NEEDS_EL2).timeout(Duration::from_secs(20)),
+    );
+    run.assert_contains(NEEDS_EL2);
+    run.assert_lacks("PASS");
+    run.assert_lacks("PANIC");
+    eprintln!("{}", run.summary());
+}
