@@ -54,7 +54,7 @@ mod hyp_main {
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action};
     use crate::vm::{self, Policy, Vcpu, VcpuStatus, Vm, IMAGE_IPA, RAM_BASE, RUNQ, VMS};
-    use crate::{boot, console, fdt_writer, image, println};
+    use crate::{boot, console, image, println};
 
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
@@ -158,6 +158,12 @@ mod hyp_main {
             log::info!("kept {:#012x}-{:#012x} {}", b, b + n, r.name);
         }
         let free = plat.free_memory(image);
+        // What guests and tables will get must never include the hypervisor,
+        // the DTB, the initrd or reserved memory.
+        let excluded = plat.excluded_regions(image);
+        for r in &free {
+            platform::ensure_disjoint(*r, &excluded).map_err(|e| format!("memory map: {e}"))?;
+        }
         let total =
             mm::add_frames(&free.iter().map(|r| (r.base, r.base + r.size)).collect::<Vec<_>>());
         log::info!("{} MiB free for guests and stage-2 tables", total >> 20);
@@ -215,24 +221,19 @@ mod hyp_main {
         for id in 1..=cfg.vms {
             let spec = vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock };
             let vm = Vm::create(&spec, pool, &RCU).map_err(|e| format!("vm{id}: {e}"))?;
-            let dtb_spec = fdt_writer::GuestDtbSpec {
-                ram_base: RAM_BASE,
-                ram_size: cfg.mem,
-                cpus: cfg.vcpus as u32,
-                bootargs: plat.bootargs.clone().unwrap_or_default(),
-            };
-            let dtb = fdt_writer::guest_dtb(&dtb_spec);
-            vm.load(RAM_BASE, &dtb, dtb.len() as u64).map_err(|e| format!("vm{id}: DTB: {e}"))?;
-            for seg in &guest.segments {
-                vm.load(seg.ipa, seg.data, seg.mem_size)
-                    .map_err(|e| format!("vm{id}: image at {:#x}: {e}", seg.ipa))?;
-            }
             if cfg.premap {
+                // Before the image, so the blocks policy can use blocks.
                 vm.premap().map_err(|e| format!("vm{id}: premap: {e}"))?;
             }
+            let boot = vm::Boot {
+                segments: guest.segments.iter().map(|s| (s.ipa, s.data, s.mem_size)).collect(),
+                entry: guest.entry,
+                vcpus: cfg.vcpus as u32,
+                bootargs: plat.bootargs.clone().unwrap_or_default(),
+            };
             log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
             VMS.lock().push(vm);
-            vm.start_vcpu(0, guest.entry, RAM_BASE);
+            vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;
         }
 
         // The other CPUs enter at `secondary_entry` with their index.
@@ -304,9 +305,11 @@ mod hyp_main {
     fn all_stopped() -> bool {
         let vms = VMS.lock();
         !vms.is_empty()
-            && vms
-                .iter()
-                .all(|vm| vm.off.load(Ordering::SeqCst) || vm.running.load(Ordering::SeqCst) == 0)
+            && vms.iter().all(|vm| {
+                // A VM being reset has no vCPU running but is not done.
+                !vm.reset_pending.load(Ordering::SeqCst)
+                    && (vm.off.load(Ordering::SeqCst) || vm.running.load(Ordering::SeqCst) == 0)
+            })
     }
 
     /// Runs one vCPU until it yields or stops.
@@ -316,7 +319,7 @@ mod hyp_main {
         if st.status != VcpuStatus::Runnable || vm.off.load(Ordering::SeqCst) {
             st.status = VcpuStatus::Off;
             drop(st);
-            vm.running.fetch_sub(1, Ordering::SeqCst);
+            stopped(vm);
             return;
         }
         // SAFETY: switching this CPU's stage 2 and EL1 context to the vCPU;
@@ -364,7 +367,19 @@ mod hyp_main {
             _ => {
                 st.status = VcpuStatus::Off;
                 drop(st);
-                vm.running.fetch_sub(1, Ordering::SeqCst);
+                stopped(vm);
+            }
+        }
+    }
+
+    /// A vCPU of `vm` stopped; the last one to stop carries out a pending
+    /// reset.
+    fn stopped(vm: &'static Vm) {
+        let last = vm.running.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && vm.reset_pending.load(Ordering::SeqCst) {
+            if let Err(e) = vm.reset() {
+                log::error!("vm{}: reset failed: {e}: VM stopped", vm.id);
+                vm.reset_pending.store(false, Ordering::SeqCst);
             }
         }
     }

@@ -148,10 +148,9 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
             return stop_vm(vcpu, st);
         }
         psci::SYSTEM_RESET => {
-            crate::println!(
-                "vm{}: SYSTEM_RESET: stopping the VM (restart is not supported)",
-                vm.id
-            );
+            crate::println!("vm{}: SYSTEM_RESET", vm.id);
+            // The last vCPU to stop restarts the VM (see the run loop).
+            vm.reset_pending.store(true, Ordering::SeqCst);
             return stop_vm(vcpu, st);
         }
         _ => psci::NOT_SUPPORTED,

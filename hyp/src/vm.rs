@@ -160,9 +160,27 @@ pub struct Vm {
     console: Mutex<Vec<u8>>,
     /// vCPUs still on; the VM has stopped when it reaches 0 after start.
     pub running: AtomicUsize,
-    /// Set by SYSTEM_OFF.
+    /// Set by SYSTEM_OFF (and while a reset is under way).
     pub off: core::sync::atomic::AtomicBool,
+    /// Set by SYSTEM_RESET until the VM has restarted.
+    pub reset_pending: core::sync::atomic::AtomicBool,
+    /// Resets so far.
+    resets: AtomicU64,
+    /// What the VM boots from, kept for SYSTEM_RESET.
+    boot: spin::Once<Boot>,
     rcu: &'static Rcu,
+}
+
+/// What a VM's RAM starts with: the guest image and its DTB.
+pub struct Boot {
+    /// Image segments: guest IPA, bytes, bytes to map.
+    pub segments: Vec<(u64, &'static [u8], u64)>,
+    /// Entry point.
+    pub entry: u64,
+    /// vCPUs in the DTB.
+    pub vcpus: u32,
+    /// Bootargs in the DTB.
+    pub bootargs: alloc::string::String,
 }
 
 /// The run queue: vCPUs ready to run, taken by whichever CPU is free.
@@ -193,6 +211,9 @@ impl Vm {
             console: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             off: core::sync::atomic::AtomicBool::new(false),
+            reset_pending: core::sync::atomic::AtomicBool::new(false),
+            resets: AtomicU64::new(0),
+            boot: spin::Once::new(),
             rcu,
         }));
         let list = (0..vcpus)
@@ -210,6 +231,50 @@ impl Vm {
             .collect();
         vm_ref.vcpus.call_once(|| list);
         Ok(vm_ref)
+    }
+
+    /// Fills guest RAM from `boot` (DTB and image) and starts vCPU 0: at
+    /// creation and after each reset.
+    pub fn boot(&'static self, boot: Boot) -> Result<(), Error> {
+        let boot = self.boot.call_once(|| boot);
+        let resets = self.resets.load(Ordering::Relaxed);
+        let mut bootargs = boot.bootargs.clone();
+        if resets > 0 {
+            // Tells the guest it was reset (the counters survive; RAM not).
+            bootargs.push_str(&alloc::format!(" resets={resets}"));
+        }
+        let spec = crate::fdt_writer::GuestDtbSpec {
+            ram_base: RAM_BASE,
+            ram_size: self.ram_size,
+            cpus: boot.vcpus,
+            bootargs,
+        };
+        let dtb = crate::fdt_writer::guest_dtb(&spec);
+        self.load(RAM_BASE, &dtb, dtb.len() as u64)?;
+        for &(ipa, data, size) in &boot.segments {
+            self.load(ipa, data, size)?;
+        }
+        self.start_vcpu(0, boot.entry, RAM_BASE);
+        Ok(())
+    }
+
+    /// PSCI SYSTEM_RESET, once every vCPU has stopped: guest RAM is freed
+    /// and filled again from the image, and vCPU 0 starts over.
+    pub fn reset(&'static self) -> Result<(), Error> {
+        self.unmap(RAM_BASE, self.ram_size)?;
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        self.off.store(false, Ordering::SeqCst);
+        let boot = self.boot.get().ok_or(Error::BadConfig)?;
+        let again = Boot {
+            segments: boot.segments.clone(),
+            entry: boot.entry,
+            vcpus: boot.vcpus,
+            bootargs: boot.bootargs.clone(),
+        };
+        // `boot` keeps the first value; `again` only carries it through.
+        let r = self.boot(again);
+        self.reset_pending.store(false, Ordering::SeqCst);
+        r
     }
 
     /// The vCPUs.

@@ -109,6 +109,12 @@ fn smp_a57_vcpus4() {
     guest("smp", A57, 4, "vcpus=4");
 }
 
+/// PSCI SYSTEM_RESET restarts the VM with fresh memory.
+#[test]
+fn reset_max_smp2() {
+    guest("reset", MAX, 2, "");
+}
+
 /// More vCPUs than CPUs: waiting vCPUs yield (WFI is trapped).
 #[test]
 fn smp_four_vcpus_on_one_cpu() {
