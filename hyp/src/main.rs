@@ -83,7 +83,9 @@ mod hyp_main {
     static PL011_BASE: core::sync::atomic::AtomicU64 =
         core::sync::atomic::AtomicU64::new(0x0900_0000);
     static FINISHED: AtomicBool = AtomicBool::new(false);
-    static RCU: Rcu = Rcu::new();
+    /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
+    /// is online from the start, the others from `secondary_main`.
+    static RCU: Rcu = Rcu::with_cpus(cpu_index, 1);
     static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
     fn conduit() -> Conduit {
@@ -274,6 +276,7 @@ mod hyp_main {
     #[unsafe(no_mangle)]
     extern "C" fn secondary_main(index: u64) -> ! {
         cpu_el2_init();
+        RCU.online(cpu_index());
         log::info!("cpu{} up (index {index})", cpu_index());
         run_loop()
     }
@@ -288,6 +291,14 @@ mod hyp_main {
                     run_vcpu(vcpu, &mut last);
                 }
                 None => {
+                    // Idle: free what waited for a grace period, then hold
+                    // no pointers (an extended quiescent state).
+                    for vm in VMS.lock().iter() {
+                        vm.s2.reclaim();
+                    }
+                    RCU.enter_extended();
+                    core::hint::spin_loop();
+                    RCU.exit_extended();
                     if FINISHED.load(Ordering::SeqCst) {
                         halt();
                     }
@@ -338,9 +349,12 @@ mod hyp_main {
         }
         st.el1.restore();
         let action = loop {
+            // Running the guest is an extended quiescent state.
+            RCU.enter_extended();
             // SAFETY: the registers and host context outlive the call; EL2
             // state for this VM is loaded above.
             let exit = Exit::from_code(unsafe { guest_enter(&mut st.regs, host_context()) });
+            RCU.exit_extended();
             let a = match exit {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
                 Exit::Irq | Exit::Fiq => Action::Yield,

@@ -228,37 +228,41 @@ fn concurrent_faults_on_one_table() {
     // Several "vCPUs" fault different pages of the same level-3 table at
     // once, through map (the fault path) and through map_lock installs.
     for mode in MODES {
-        let env = Env::new(256);
+        let env = Env::smp(256);
         let s2 = env.stage2(geo40(), mode);
         s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
         let geo = *s2.geometry();
         std::thread::scope(|sc| {
             for cpu in 0..4u64 {
-                let s2 = &s2;
+                let (s2, env) = (&s2, &env);
                 sc.spawn(move || {
-                    for i in 0..128u64 {
-                        let page = 1 + (i * 4 + cpu) % 511;
-                        let ipa = BASE + page * PAGE;
-                        let pa = 0x8000_0000 + page * PAGE;
-                        if cpu % 2 == 0 {
-                            match s2.map(
-                                Ipa(ipa),
-                                PhysAddr(pa),
-                                PAGE,
-                                &Attrs::RAM,
-                                Granularity::Pages,
-                            ) {
-                                Ok(()) | Err(mmu::Error::AlreadyMapped) => {}
-                                Err(e) => panic!("{e:?}"),
+                    env.as_cpu(cpu as usize + 1, || {
+                        for i in 0..128u64 {
+                            let page = 1 + (i * 4 + cpu) % 511;
+                            let ipa = BASE + page * PAGE;
+                            let pa = 0x8000_0000 + page * PAGE;
+                            if cpu % 2 == 0 {
+                                match s2.map(
+                                    Ipa(ipa),
+                                    PhysAddr(pa),
+                                    PAGE,
+                                    &Attrs::RAM,
+                                    Granularity::Pages,
+                                ) {
+                                    Ok(()) | Err(mmu::Error::AlreadyMapped) => {}
+                                    Err(e) => panic!("{e:?}"),
+                                }
+                            } else {
+                                let g = s2.rcu().read_lock();
+                                let pmd = s2.pmd_lookup(&g, Ipa(ipa)).unwrap();
+                                let mut l = s2.pte_offset_map_lock(&pmd).unwrap();
+                                let _ = l.install(
+                                    Ipa(ipa),
+                                    Desc::leaf(&geo, 3, PhysAddr(pa), &Attrs::RAM),
+                                );
                             }
-                        } else {
-                            let g = s2.rcu().read_lock();
-                            let pmd = s2.pmd_lookup(&g, Ipa(ipa)).unwrap();
-                            let mut l = s2.pte_offset_map_lock(&pmd).unwrap();
-                            let _ =
-                                l.install(Ipa(ipa), Desc::leaf(&geo, 3, PhysAddr(pa), &Attrs::RAM));
                         }
-                    }
+                    })
                 });
             }
         });

@@ -21,9 +21,34 @@ pub struct Env {
     pub rcu: Rcu,
 }
 
+std::thread_local!(static CPU: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+/// The calling thread's CPU number in an [`Env::smp`] domain.
+pub fn thread_cpu() -> usize {
+    CPU.with(|c| c.get())
+}
+
 impl Env {
     pub fn new(pages: usize) -> Self {
         Self { mem: HostMemory::new(pages), tlb: RecordingTlb::new(), rcu: Rcu::new() }
+    }
+    /// An environment whose RCU domain has `cpus` CPUs, one per thread:
+    /// the calling thread is CPU 0, others run through [`Env::as_cpu`].
+    pub fn smp(pages: usize) -> Self {
+        Self {
+            mem: HostMemory::new(pages),
+            tlb: RecordingTlb::new(),
+            rcu: Rcu::with_cpus(thread_cpu, 1),
+        }
+    }
+    /// Runs `f` on this thread as CPU `cpu` (1..): online while it runs,
+    /// offline after, as a hardware CPU started and stopped with PSCI.
+    pub fn as_cpu<R>(&self, cpu: usize, f: impl FnOnce() -> R) -> R {
+        CPU.with(|c| c.set(cpu));
+        self.rcu.online(cpu);
+        let r = f();
+        self.rcu.offline();
+        r
     }
     pub fn with_tlb(pages: usize, tlb: RecordingTlb) -> Self {
         Self { mem: HostMemory::new(pages), tlb, rcu: Rcu::new() }
