@@ -141,6 +141,13 @@ pub enum Call {
     },
     /// `HYP_SET_POLICY`: 0 pages, 1 blocks.
     SetPolicy(u64),
+    /// `HYP_DIRTY_COUNT`: writable pages in a range (dirty logging).
+    DirtyCount {
+        /// Start.
+        ipa: u64,
+        /// Bytes.
+        size: u64,
+    },
     /// Functions of later issues (collapse, split, alias, share).
     Later(u32),
 }
@@ -183,6 +190,7 @@ pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError
         0x06 if a[0] <= 1 => Ok(Call::SetPolicy(a[0])),
         0x06 => Err(SmcccError::InvalidParameter),
         0x07..=0x0a => Ok(Call::Later(fid)),
+        0x0b => ram_range(a[0], a[1], ram).map(|_| Call::DirtyCount { ipa: a[0], size: a[1] }),
         _ => Err(SmcccError::NotSupported),
     }
 }
@@ -214,6 +222,10 @@ mod tests {
             Ok(Call::Protect { ipa: 0x4000_0000, size: 4096, perms: 5 })
         );
         assert_eq!(call(6, [1, 0, 0, 0, 0, 0]), Ok(Call::SetPolicy(1)));
+        assert_eq!(
+            call(0x0b, [0x4020_0000, 0x20_0000, 0, 0, 0, 0]),
+            Ok(Call::DirtyCount { ipa: 0x4020_0000, size: 0x20_0000 })
+        );
     }
 
     #[test]
@@ -233,7 +245,8 @@ mod tests {
         assert_eq!(call(2, [14, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(6, [2, 0, 0, 0, 0, 0]), Err(bad));
-        assert_eq!(call(0x0b, [0; 6]), Err(SmcccError::NotSupported));
+        assert_eq!(call(0x0b, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(0x0c, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(decode(0xC600_1000, [0; 6], RAM), Err(SmcccError::NotSupported));
         assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);
     }

@@ -112,6 +112,7 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
             vm.set_policy(if p == 1 { Policy::Blocks } else { Policy::Pages });
             0
         }
+        Call::DirtyCount { ipa, size } => vm.dirty_count(ipa, size),
         Call::Later(_) => SmcccError::NotSupported.code(),
     }
 }

@@ -456,6 +456,14 @@ impl Vm {
         self.s2.protect(Ipa(page), PAGE, &attrs)
     }
 
+    /// Pages of `[ipa, ipa + size)` mapped writable: after a protect to
+    /// read-only, exactly the pages written since (dirty logging).
+    pub fn dirty_count(&self, ipa: u64, size: u64) -> u64 {
+        (0..size / PAGE)
+            .filter(|i| self.s2.translate(Ipa(ipa + i * PAGE)).is_some_and(|t| t.attrs.write))
+            .count() as u64
+    }
+
     /// A byte the guest wrote to its console.
     pub fn console_byte(&self, b: u8) {
         let mut buf = self.console.lock();

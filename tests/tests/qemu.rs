@@ -109,6 +109,17 @@ fn smp_a57_vcpus4() {
     guest("smp", A57, 4, "vcpus=4");
 }
 
+/// Dirty logging on a block: one split, exactly the written pages.
+#[test]
+fn dirty_max() {
+    guest("dirty", MAX, 1, "");
+}
+
+#[test]
+fn dirty_a57_smp2() {
+    guest("dirty", A57, 2, "");
+}
+
 /// PSCI SYSTEM_RESET restarts the VM with fresh memory.
 #[test]
 fn reset_max_smp2() {

@@ -33,6 +33,8 @@ pub mod hyp {
     pub const HYP_ALIAS: u64 = 0xC600_0009;
     /// `x1` = IPA, `x2` = VM id, `x3` = its IPA.
     pub const HYP_SHARE: u64 = 0xC600_000A;
+    /// `x1` = IPA, `x2` = size: pages mapped writable (dirty logging).
+    pub const HYP_DIRTY_COUNT: u64 = 0xC600_000B;
     /// What `HYP_VERSION` returns.
     pub const VERSION_1_0: u64 = 0x0001_0000;
 }

@@ -236,6 +236,13 @@ pub fn hyp_set_policy(policy: u64) -> i64 {
     unsafe { hyp_call(hyp::HYP_SET_POLICY, policy, 0, 0) }
 }
 
+/// `HYP_DIRTY_COUNT`: pages of `[ipa, ipa + size)` mapped writable, that
+/// is, written since a `HYP_PROTECT` to read-only.
+pub fn hyp_dirty_count(ipa: u64, size: u64) -> i64 {
+    // SAFETY: a query; nothing changes.
+    unsafe { hyp_call(hyp::HYP_DIRTY_COUNT, ipa, size, 0) }
+}
+
 /// `HYP_COLLAPSE` of the 2 MiB-aligned `ipa` (raw result).
 ///
 /// # Safety
