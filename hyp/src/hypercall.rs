@@ -141,6 +141,10 @@ pub enum Call {
     },
     /// `HYP_SET_POLICY`: 0 pages, 1 blocks.
     SetPolicy(u64),
+    /// `HYP_COLLAPSE`: the level-3 table of a 2 MiB range becomes a block.
+    Collapse(u64),
+    /// `HYP_SPLIT`: the 2 MiB block at an IPA becomes a level-3 table.
+    Split(u64),
     /// `HYP_DIRTY_COUNT`: writable pages in a range (dirty logging).
     DirtyCount {
         /// Start.
@@ -153,6 +157,15 @@ pub enum Call {
 }
 
 const PAGE: u64 = 4096;
+const BLOCK: u64 = 2 << 20;
+
+fn aligned_block(ipa: u64) -> Result<u64, SmcccError> {
+    if ipa.is_multiple_of(BLOCK) {
+        Ok(ipa)
+    } else {
+        Err(SmcccError::InvalidParameter)
+    }
+}
 
 /// Checks `[ipa, ipa + size)` is page aligned, non-empty and in RAM.
 fn ram_range(ipa: u64, size: u64, ram: (u64, u64)) -> Result<(), SmcccError> {
@@ -189,7 +202,9 @@ pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError
         }
         0x06 if a[0] <= 1 => Ok(Call::SetPolicy(a[0])),
         0x06 => Err(SmcccError::InvalidParameter),
-        0x07..=0x0a => Ok(Call::Later(fid)),
+        0x07 => ram_range(a[0], BLOCK, ram).and_then(|_| aligned_block(a[0])).map(Call::Collapse),
+        0x08 => ram_range(a[0], BLOCK, ram).and_then(|_| aligned_block(a[0])).map(Call::Split),
+        0x09..=0x0a => Ok(Call::Later(fid)),
         0x0b => ram_range(a[0], a[1], ram).map(|_| Call::DirtyCount { ipa: a[0], size: a[1] }),
         _ => Err(SmcccError::NotSupported),
     }
@@ -222,6 +237,8 @@ mod tests {
             Ok(Call::Protect { ipa: 0x4000_0000, size: 4096, perms: 5 })
         );
         assert_eq!(call(6, [1, 0, 0, 0, 0, 0]), Ok(Call::SetPolicy(1)));
+        assert_eq!(call(7, [0x4020_0000, 0, 0, 0, 0, 0]), Ok(Call::Collapse(0x4020_0000)));
+        assert_eq!(call(8, [0x4020_0000, 0, 0, 0, 0, 0]), Ok(Call::Split(0x4020_0000)));
         assert_eq!(
             call(0x0b, [0x4020_0000, 0x20_0000, 0, 0, 0, 0]),
             Ok(Call::DirtyCount { ipa: 0x4020_0000, size: 0x20_0000 })
@@ -246,6 +263,9 @@ mod tests {
         assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(6, [2, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0b, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
+        // Collapse/split: 2 MiB aligned, whole block in RAM.
+        assert_eq!(call(7, [0x4020_1000, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(8, [0x4000_0000 + (128 << 20), 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0c, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(decode(0xC600_1000, [0; 6], RAM), Err(SmcccError::NotSupported));
         assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);

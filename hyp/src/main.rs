@@ -223,6 +223,7 @@ mod hyp_main {
         for id in 1..=cfg.vms {
             let spec = vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock };
             let vm = Vm::create(&spec, pool, &RCU).map_err(|e| format!("vm{id}: {e}"))?;
+            vm.set_auto_collapse(cfg.collapse);
             if cfg.premap {
                 // Before the image, so the blocks policy can use blocks.
                 vm.premap().map_err(|e| format!("vm{id}: premap: {e}"))?;

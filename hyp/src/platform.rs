@@ -613,6 +613,9 @@ pub struct Config {
     /// Map all guest RAM before the guest starts (`premap=1`), for
     /// comparing against demand paging. Default 0.
     pub premap: bool,
+    /// Collapse a 2 MiB range into a block once all its pages are mapped
+    /// (`collapse=1`). Default 0.
+    pub collapse: bool,
 }
 
 impl Config {
@@ -683,13 +686,8 @@ impl Config {
                         _ => return Err(bad_choice("lock", value, "split|single")),
                     }
                 }
-                "premap" => {
-                    config.premap = match value {
-                        "0" => false,
-                        "1" => true,
-                        _ => return Err(bad_choice("premap", value, "0|1")),
-                    }
-                }
+                "premap" => config.premap = parse_bool("premap", value)?,
+                "collapse" => config.collapse = parse_bool("collapse", value)?,
                 _ => return Err(ConfigError::UnknownKey(key.into())),
             }
         }
@@ -706,7 +704,16 @@ impl Default for Config {
             policy: Policy::Pages,
             lock: LockKind::Split,
             premap: false,
+            collapse: false,
         }
+    }
+}
+
+fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(bad_choice(key, value, "0|1")),
     }
 }
 
@@ -764,7 +771,7 @@ impl fmt::Display for ConfigError {
             Self::UnknownKey(k) => {
                 write!(
                     f,
-                    "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock, premap)"
+                    "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock, premap, collapse)"
                 )
             }
             Self::DuplicateKey(k) => write!(f, "bootargs: {k} given twice"),
@@ -2037,6 +2044,7 @@ mod tests {
                 policy: Policy::Pages,
                 lock: LockKind::Split,
                 premap: false,
+                collapse: false,
             }
         );
         assert_eq!(Config::parse(""), Ok(Config::default()));
@@ -2050,9 +2058,11 @@ mod tests {
                 policy: Policy::Blocks,
                 lock: LockKind::Single,
                 premap: true,
+                collapse: false,
             })
         );
         assert!(!Config::parse("premap=0").unwrap().premap);
+        assert!(Config::parse("collapse=1").unwrap().collapse);
         assert!(matches!(Config::parse("premap=yes"), Err(ConfigError::BadChoice { .. })));
         assert_eq!(Config::parse("mem=2M").unwrap().mem, 2 * MIB);
         assert_eq!(Config::parse("mem=2048k").unwrap().mem, 2 * MIB);

@@ -113,6 +113,8 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
             0
         }
         Call::DirtyCount { ipa, size } => vm.dirty_count(ipa, size),
+        Call::Collapse(ipa) => done(vm.collapse(ipa)),
+        Call::Split(ipa) => done(vm.split(ipa)),
         Call::Later(_) => SmcccError::NotSupported.code(),
     }
 }
@@ -174,7 +176,10 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
         0x04..=0x07 if vm.in_ram(ipa & !0xfff, 0x1000) => {
             VmStats::bump(&vm.stats.faults);
             match vm.populate(ipa) {
-                Ok(()) => Action::Resume,
+                Ok(()) => {
+                    vm.maybe_collapse(ipa);
+                    Action::Resume
+                }
                 Err(e) => {
                     log::error!("vm{}: cannot populate IPA {ipa:#x}: {e}: VM stopped", vm.id);
                     stop_vm(vcpu, st)

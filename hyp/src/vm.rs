@@ -7,7 +7,9 @@ use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use arch::aarch64::cache;
 use arch::aarch64::tlb::Stage2Tlb;
-use mmu::{Attrs, Error, Exec, Geometry, Granularity, Ipa, LockMode, Rcu, Stage2, Vmid};
+use mmu::{
+    Attrs, Error, Exec, Geometry, Granularity, Ipa, LockMode, Rcu, Stage2, TableMemory, Vmid,
+};
 use spin::Mutex;
 
 use crate::exception::GuestRegs;
@@ -168,6 +170,9 @@ pub struct Vm {
     resets: AtomicU64,
     /// What the VM boots from, kept for SYSTEM_RESET.
     boot: spin::Once<Boot>,
+    /// Collapse a 2 MiB range once fully populated.
+    auto_collapse: core::sync::atomic::AtomicBool,
+    pool: &'static TablePool,
     rcu: &'static Rcu,
 }
 
@@ -214,6 +219,8 @@ impl Vm {
             reset_pending: core::sync::atomic::AtomicBool::new(false),
             resets: AtomicU64::new(0),
             boot: spin::Once::new(),
+            auto_collapse: core::sync::atomic::AtomicBool::new(false),
+            pool,
             rcu,
         }));
         let list = (0..vcpus)
@@ -456,6 +463,78 @@ impl Vm {
         self.s2.protect(Ipa(page), PAGE, &attrs)
     }
 
+    /// Collapses the 2 MiB range at `ipa` into one block: in place when its
+    /// pages are one contiguous, aligned run; otherwise by copying them into
+    /// a fresh 2 MiB block (the pages are write-protected while they are
+    /// copied, so no guest write is lost) and freeing them after.
+    pub fn collapse(&self, ipa: u64) -> Result<(), Error> {
+        match self.s2.collapse(Ipa(ipa), 2) {
+            Ok(_) => return Ok(()),
+            Err(Error::NotCollapsible) => {}
+            Err(e) => return Err(e),
+        }
+        let block = mm::alloc_frames(512).ok_or(Error::OutOfMemory)?;
+        let copy = |src: mmu::PhysAddr, dst: mmu::PhysAddr| {
+            // SAFETY: both are guest frames, identity mapped: `src` is mapped
+            // read-only to the guest while this runs, `dst` is not mapped
+            // yet; the ranges do not overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.get() as *const u8,
+                    dst.get() as *mut u8,
+                    PAGE as usize,
+                )
+            };
+            cache::clean_inval_poc(dst.get() as usize, PAGE as usize);
+        };
+        match self.s2.collapse_copy(Ipa(ipa), block, &copy) {
+            Ok(done) => {
+                // Unmapped and invalidated: the old pages can go.
+                for pa in done.old_pages {
+                    mm::free_frames(pa, 1);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                mm::free_frames(block, 512);
+                Err(e)
+            }
+        }
+    }
+
+    /// Splits the 2 MiB block at `ipa` into a table of pages.
+    pub fn split(&self, ipa: u64) -> Result<(), Error> {
+        self.s2.split(Ipa(ipa), 2)
+    }
+
+    /// With automatic collapse on, collapses the 2 MiB range of `ipa` once
+    /// all its pages are mapped.
+    pub fn maybe_collapse(&self, ipa: u64) {
+        if !self.auto_collapse.load(Ordering::Relaxed) {
+            return;
+        }
+        let block = ipa & !(BLOCK - 1);
+        if !self.in_ram(block, BLOCK) || self.table_population(block) != Some(512) {
+            return;
+        }
+        if let Err(e) = self.collapse(block) {
+            log::warn!("vm{}: collapse of {block:#x}: {e}", self.id);
+        }
+    }
+
+    /// Valid entries of the level-3 table mapping `ipa`, if there is one.
+    fn table_population(&self, ipa: u64) -> Option<usize> {
+        let rcu = self.s2.rcu().read_lock();
+        let pmd = self.s2.pmd_lookup(&rcu, Ipa(ipa))?;
+        let map = self.s2.pte_offset_map(&pmd)?;
+        Some(self.pool.ptdesc(map.table()).valid_entries())
+    }
+
+    /// Turns automatic collapse on or off.
+    pub fn set_auto_collapse(&self, on: bool) {
+        self.auto_collapse.store(on, Ordering::Relaxed);
+    }
+
     /// Pages of `[ipa, ipa + size)` mapped writable: after a protect to
     /// read-only, exactly the pages written since (dirty logging).
     pub fn dirty_count(&self, ipa: u64, size: u64) -> u64 {
@@ -486,7 +565,7 @@ impl Vm {
             Stat::BlocksMapped => r(&self.stats.blocks),
             Stat::TablesAllocated => st.tables_allocated,
             Stat::TablesFreed => st.tables_freed,
-            Stat::Collapses => 0,
+            Stat::Collapses => st.collapses,
             Stat::Splits => st.splits,
             Stat::TlbiIpa => st.tlbi_ipa,
             Stat::TlbiRange => st.tlbi_range,

@@ -109,6 +109,28 @@ fn smp_a57_vcpus4() {
     guest("smp", A57, 4, "vcpus=4");
 }
 
+/// Collapse (in place and copying) while two vCPUs write the region.
+#[test]
+fn collapse_max_smp4() {
+    guest("collapse", MAX, 4, "vcpus=3");
+}
+
+#[test]
+fn collapse_one_cpu() {
+    guest("collapse", MAX, 1, "vcpus=3");
+}
+
+#[test]
+fn collapse_a57_single_lock() {
+    guest("collapse", A57, 4, "vcpus=3 lock=single");
+}
+
+/// The hypervisor's own policy: collapse each 2 MiB once fully faulted in.
+#[test]
+fn faults_auto_collapse() {
+    guest("faults", MAX, 2, "collapse=1");
+}
+
 /// Dirty logging on a block: one split, exactly the written pages.
 #[test]
 fn dirty_max() {
