@@ -93,8 +93,8 @@ mod image {
         join_secondaries();
         check_eq(base + 2, "collapse", r, 0);
         let mut lost = 0;
-        for w in 1..=WRITERS {
-            let last = LAST[w].load(Ordering::Acquire);
+        for (w, last) in LAST.iter().enumerate().skip(1) {
+            let last = last.load(Ordering::Acquire);
             for p in 0..PAGES {
                 if mem::read64(region + p * PAGE_SIZE + 8 * w as u64) != last {
                     lost += 1;
