@@ -141,10 +141,21 @@ pub enum Call {
     },
     /// `HYP_SET_POLICY`: 0 pages, 1 blocks.
     SetPolicy(u64),
-    /// `HYP_COLLAPSE`: the level-3 table of a 2 MiB range becomes a block.
-    Collapse(u64),
-    /// `HYP_SPLIT`: the 2 MiB block at an IPA becomes a level-3 table.
-    Split(u64),
+    /// `HYP_COLLAPSE`: the table under a 2 MiB (level 2) or 1 GiB (level 1)
+    /// range becomes a block.
+    Collapse {
+        /// Start of the range.
+        ipa: u64,
+        /// Level of the block: 2 or 1.
+        level: u8,
+    },
+    /// `HYP_SPLIT`: the block at an IPA becomes a table of the next level.
+    Split {
+        /// Start of the block.
+        ipa: u64,
+        /// Level of the block: 2 or 1.
+        level: u8,
+    },
     /// `HYP_DIRTY_COUNT`: writable pages in a range (dirty logging).
     DirtyCount {
         /// Start.
@@ -159,9 +170,17 @@ pub enum Call {
 const PAGE: u64 = 4096;
 const BLOCK: u64 = 2 << 20;
 
-fn aligned_block(ipa: u64) -> Result<u64, SmcccError> {
-    if ipa.is_multiple_of(BLOCK) {
-        Ok(ipa)
+/// `x1` = IPA, `x2` = level (0 or 2 mean 2 MiB, 1 means 1 GiB): the block
+/// must be aligned and lie in RAM.
+fn block_arg(a: [u64; 6], ram: (u64, u64)) -> Result<(u64, u8), SmcccError> {
+    let (level, size) = match a[1] {
+        0 | 2 => (2, BLOCK),
+        1 => (1, 1 << 30),
+        _ => return Err(SmcccError::InvalidParameter),
+    };
+    ram_range(a[0], size, ram)?;
+    if a[0].is_multiple_of(size) {
+        Ok((a[0], level))
     } else {
         Err(SmcccError::InvalidParameter)
     }
@@ -200,10 +219,10 @@ pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError
             }
             Ok(Call::Protect { ipa: a[0], size: a[1], perms: a[2] })
         }
-        0x06 if a[0] <= 1 => Ok(Call::SetPolicy(a[0])),
+        0x06 if a[0] <= 2 => Ok(Call::SetPolicy(a[0])),
         0x06 => Err(SmcccError::InvalidParameter),
-        0x07 => ram_range(a[0], BLOCK, ram).and_then(|_| aligned_block(a[0])).map(Call::Collapse),
-        0x08 => ram_range(a[0], BLOCK, ram).and_then(|_| aligned_block(a[0])).map(Call::Split),
+        0x07 => block_arg(a, ram).map(|(ipa, level)| Call::Collapse { ipa, level }),
+        0x08 => block_arg(a, ram).map(|(ipa, level)| Call::Split { ipa, level }),
         0x09..=0x0a => Ok(Call::Later(fid)),
         0x0b => ram_range(a[0], a[1], ram).map(|_| Call::DirtyCount { ipa: a[0], size: a[1] }),
         _ => Err(SmcccError::NotSupported),
@@ -237,8 +256,21 @@ mod tests {
             Ok(Call::Protect { ipa: 0x4000_0000, size: 4096, perms: 5 })
         );
         assert_eq!(call(6, [1, 0, 0, 0, 0, 0]), Ok(Call::SetPolicy(1)));
-        assert_eq!(call(7, [0x4020_0000, 0, 0, 0, 0, 0]), Ok(Call::Collapse(0x4020_0000)));
-        assert_eq!(call(8, [0x4020_0000, 0, 0, 0, 0, 0]), Ok(Call::Split(0x4020_0000)));
+        assert_eq!(
+            call(7, [0x4020_0000, 0, 0, 0, 0, 0]),
+            Ok(Call::Collapse { ipa: 0x4020_0000, level: 2 })
+        );
+        assert_eq!(
+            call(8, [0x4020_0000, 2, 0, 0, 0, 0]),
+            Ok(Call::Split { ipa: 0x4020_0000, level: 2 })
+        );
+        // 1 GiB: aligned, and inside RAM (128 MiB here: never).
+        assert_eq!(call(7, [0x4000_0000, 1, 0, 0, 0, 0]), Err(SmcccError::InvalidParameter));
+        assert_eq!(
+            decode(HYP_BASE + 7, [0x8000_0000, 1, 0, 0, 0, 0], (0x4000_0000, 2 << 30)),
+            Ok(Call::Collapse { ipa: 0x8000_0000, level: 1 })
+        );
+        assert_eq!(call(8, [0x4020_0000, 3, 0, 0, 0, 0]), Err(SmcccError::InvalidParameter));
         assert_eq!(
             call(0x0b, [0x4020_0000, 0x20_0000, 0, 0, 0, 0]),
             Ok(Call::DirtyCount { ipa: 0x4020_0000, size: 0x20_0000 })
@@ -261,7 +293,7 @@ mod tests {
         assert_eq!(call(5, [0x4000_0000, 4096, 2, 0, 0, 0]), Err(bad));
         assert_eq!(call(2, [14, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
-        assert_eq!(call(6, [2, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(6, [3, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0b, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
         // Collapse/split: 2 MiB aligned, whole block in RAM.
         assert_eq!(call(7, [0x4020_1000, 0, 0, 0, 0, 0]), Err(bad));

@@ -159,7 +159,18 @@ mod hyp_main {
             let (b, n) = (r.region.base, r.region.size);
             log::info!("kept {:#012x}-{:#012x} {}", b, b + n, r.name);
         }
-        let free = plat.free_memory(image);
+        // Only what the EL2 map reaches: the boot map's first 4 GiB.
+        const EL2_MAPPED: u64 = 4 << 30;
+        let mut free = plat.free_memory(image);
+        let above: u64 =
+            free.iter().map(|r| (r.base + r.size).saturating_sub(r.base.max(EL2_MAPPED))).sum();
+        free.retain_mut(|r| {
+            r.size = r.size.min(EL2_MAPPED.saturating_sub(r.base));
+            r.size > 0
+        });
+        if above > 0 {
+            log::warn!("{} MiB of RAM above 4 GiB left unused (not in the EL2 map)", above >> 20);
+        }
         // What guests and tables will get must never include the hypervisor,
         // the DTB, the initrd or reserved memory.
         let excluded = plat.excluded_regions(image);

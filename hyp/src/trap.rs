@@ -109,12 +109,16 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
         Call::Remap { ipa, pattern } => done(vm.remap(ipa, pattern)),
         Call::Protect { ipa, size, perms } => done(vm.protect(ipa, size, perms)),
         Call::SetPolicy(p) => {
-            vm.set_policy(if p == 1 { Policy::Blocks } else { Policy::Pages });
+            vm.set_policy(match p {
+                2 => Policy::Huge,
+                1 => Policy::Blocks,
+                _ => Policy::Pages,
+            });
             0
         }
         Call::DirtyCount { ipa, size } => vm.dirty_count(ipa, size),
-        Call::Collapse(ipa) => done(vm.collapse(ipa)),
-        Call::Split(ipa) => done(vm.split(ipa)),
+        Call::Collapse { ipa, level } => done(vm.collapse(ipa, level)),
+        Call::Split { ipa, level } => done(vm.split(ipa, level)),
         Call::Later(_) => SmcccError::NotSupported.code(),
     }
 }

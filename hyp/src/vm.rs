@@ -32,6 +32,9 @@ pub enum Policy {
     Pages = 0,
     /// 2 MiB blocks where the block lies in RAM.
     Blocks = 1,
+    /// 1 GiB blocks where the block lies in RAM and the host has a free,
+    /// aligned gigabyte; else as `Blocks`.
+    Huge = 2,
 }
 
 /// What a VM is made of.
@@ -291,10 +294,10 @@ impl Vm {
 
     /// The VM's fault policy.
     pub fn policy(&self) -> Policy {
-        if self.policy.load(Ordering::Relaxed) == 1 {
-            Policy::Blocks
-        } else {
-            Policy::Pages
+        match self.policy.load(Ordering::Relaxed) {
+            2 => Policy::Huge,
+            1 => Policy::Blocks,
+            _ => Policy::Pages,
         }
     }
 
@@ -350,7 +353,7 @@ impl Vm {
     /// Maps all of guest RAM now, as faults would (for comparing demand
     /// paging against memory mapped in advance).
     pub fn premap(&self) -> Result<(), Error> {
-        let step = if self.policy() == Policy::Blocks { BLOCK } else { PAGE };
+        let step = if self.policy() == Policy::Pages { PAGE } else { BLOCK };
         let mut ipa = RAM_BASE;
         while ipa < RAM_BASE + self.ram_size {
             if self.s2.translate(Ipa(ipa)).is_none() {
@@ -373,8 +376,27 @@ impl Vm {
     /// 2 MiB block under the block policy where the block lies in RAM,
     /// otherwise a zeroed page. A racing vCPU that mapped it first wins.
     pub fn populate(&self, ipa: u64) -> Result<(), Error> {
+        const HUGE: u64 = 1 << 30;
+        let huge = ipa & !(HUGE - 1);
+        if self.policy() == Policy::Huge && self.in_ram(huge, HUGE) {
+            if let Some(pa) = mm::alloc_frames((HUGE / PAGE) as usize) {
+                cache::clean_inval_poc(pa.get() as usize, HUGE as usize);
+                match self.s2.map(Ipa(huge), pa, HUGE, &Attrs::RAM, Granularity::Largest) {
+                    Ok(()) => {
+                        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        log::warn!("vm{}: 1 GiB block at {huge:#x}: {e}", self.id);
+                        mm::free_frames(pa, (HUGE / PAGE) as usize)
+                    }
+                }
+            } else {
+                log::warn!("vm{}: no free aligned 1 GiB for {huge:#x}", self.id);
+            }
+        }
         let block = ipa & !(BLOCK - 1);
-        if self.policy() == Policy::Blocks && self.in_ram(block, BLOCK) {
+        if self.policy() != Policy::Pages && self.in_ram(block, BLOCK) {
             if let Some(pa) = mm::alloc_frames(512) {
                 cache::clean_inval_poc(pa.get() as usize, BLOCK as usize);
                 match self.s2.map(Ipa(block), pa, BLOCK, &Attrs::RAM, Granularity::Max2M) {
@@ -467,10 +489,11 @@ impl Vm {
     /// pages are one contiguous, aligned run; otherwise by copying them into
     /// a fresh 2 MiB block (the pages are write-protected while they are
     /// copied, so no guest write is lost) and freeing them after.
-    pub fn collapse(&self, ipa: u64) -> Result<(), Error> {
-        match self.s2.collapse(Ipa(ipa), 2) {
+    /// A 1 GiB range (`level` 1) collapses in place only.
+    pub fn collapse(&self, ipa: u64, level: u8) -> Result<(), Error> {
+        match self.s2.collapse(Ipa(ipa), level) {
             Ok(_) => return Ok(()),
-            Err(Error::NotCollapsible) => {}
+            Err(Error::NotCollapsible) if level == 2 => {}
             Err(e) => return Err(e),
         }
         let block = mm::alloc_frames(512).ok_or(Error::OutOfMemory)?;
@@ -502,9 +525,10 @@ impl Vm {
         }
     }
 
-    /// Splits the 2 MiB block at `ipa` into a table of pages.
-    pub fn split(&self, ipa: u64) -> Result<(), Error> {
-        self.s2.split(Ipa(ipa), 2)
+    /// Splits the block at `ipa` (2 MiB at level 2, 1 GiB at level 1) into
+    /// a table of the next level.
+    pub fn split(&self, ipa: u64, level: u8) -> Result<(), Error> {
+        self.s2.split(Ipa(ipa), level)
     }
 
     /// With automatic collapse on, collapses the 2 MiB range of `ipa` once
@@ -517,7 +541,7 @@ impl Vm {
         if !self.in_ram(block, BLOCK) || self.table_population(block) != Some(512) {
             return;
         }
-        if let Err(e) = self.collapse(block) {
+        if let Err(e) = self.collapse(block, 2) {
             log::warn!("vm{}: collapse of {block:#x}: {e}", self.id);
         }
     }

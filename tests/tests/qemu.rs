@@ -125,6 +125,13 @@ fn collapse_a57_single_lock() {
     guest("collapse", A57, 4, "vcpus=3 lock=single");
 }
 
+/// A 1 GiB block split into 2 MiB blocks and collapsed back in place
+/// (guest RAM 2 GiB, so the host needs a free aligned gigabyte).
+#[test]
+fn huge_one_gib_collapse() {
+    boot(Qemu::new().cpu(MAX).smp(2).mem("4G").guest("huge").append("mem=2G")).assert_ok();
+}
+
 /// The hypervisor's own policy: collapse each 2 MiB once fully faulted in.
 #[test]
 fn faults_auto_collapse() {
