@@ -512,6 +512,8 @@ impl Vm {
         };
         match self.s2.collapse_copy(Ipa(ipa), block, &copy) {
             Ok(done) => {
+                // The guest may run code from the new block.
+                cache::icache_inval_all();
                 // Unmapped and invalidated: the old pages can go.
                 for pa in done.old_pages {
                     mm::free_frames(pa, 1);

@@ -19,8 +19,18 @@ pub enum Error {
     /// Attributes that cannot be encoded or make no sense (executable device
     /// memory, split XN without FEAT_XNX, software bits out of range).
     BadAttributes,
-    /// An unsupported regime: IPA or PA size, VMID width.
+    /// An unsupported regime: IPA or PA size, VMID width; or a level this
+    /// regime has no blocks at.
     BadConfig,
+    /// The entry does not point at a table (it is invalid or a block), or
+    /// the path to it has no table at some level.
+    NotATable,
+    /// The entry is not a block (it is invalid or a table).
+    NotABlock,
+    /// The table's entries cannot become one block: not all valid leaves,
+    /// attributes that differ, or (in place) not one physically contiguous,
+    /// aligned range.
+    NotCollapsible,
 }
 
 impl fmt::Display for Error {
@@ -32,6 +42,9 @@ impl fmt::Display for Error {
             Error::OutOfMemory => "out of table memory",
             Error::BadAttributes => "invalid stage-2 attributes",
             Error::BadConfig => "unsupported stage-2 configuration",
+            Error::NotATable => "entry is not a table",
+            Error::NotABlock => "entry is not a block",
+            Error::NotCollapsible => "table cannot be collapsed into a block",
         })
     }
 }

@@ -17,6 +17,7 @@
 extern crate std;
 
 pub mod addr;
+mod collapse;
 pub mod desc;
 mod dump;
 pub mod error;
@@ -34,6 +35,7 @@ mod walk;
 pub mod testing;
 
 pub use addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
+pub use collapse::{Collapsed, CopyCollapsed};
 pub use desc::{pmd_same, pte_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareability};
 pub use error::Error;
 pub use geometry::{Arch, Features, Geometry, Level};

@@ -277,6 +277,15 @@ impl Rcu {
 
     fn leave_quiescent(&self, c: &CpuState) {
         c.state.store(ONLINE, Ordering::SeqCst);
+        // Loom models SeqCst loads and stores as AcqRel (loom's README,
+        // "Unsupported features"), so it would let the load below read an
+        // old `started` while the detector misses this store: the store →
+        // load order that SeqCst gives here (and STLR → LDAR on AArch64).
+        // The models get that order from a SeqCst fence, which loom does
+        // model; it then pairs with `get_state`'s fence as the argument in
+        // the module documentation pairs the SeqCst accesses with it.
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
         // See the module documentation: orders the CPU's next entry loads
         // after any grace period a detector saw it quiescent in.
         let g = self.started.load(Ordering::SeqCst);

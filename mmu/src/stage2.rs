@@ -35,6 +35,8 @@ pub struct TableStats {
     pub deferred: AtomicU64,
     /// Blocks split into tables.
     pub splits: AtomicU64,
+    /// Tables collapsed into blocks.
+    pub collapses: AtomicU64,
 }
 
 /// A snapshot of an address space's counters.
@@ -50,6 +52,8 @@ pub struct Stats {
     pub tables_pending: u64,
     /// Blocks split into tables.
     pub splits: u64,
+    /// Tables collapsed into blocks (in place or by copying).
+    pub collapses: u64,
     /// Per-entry invalidations by IPA.
     pub tlbi_ipa: u64,
     /// Range invalidations by IPA.
@@ -153,6 +157,12 @@ pub struct Stage2<'a, M: TableMemory, T: TlbMaintenance> {
     pending: Mutex<TableList>,
     pub(crate) tstats: TableStats,
     pub(crate) tlb_stats: TlbStats,
+    /// Test-only fault injection: see
+    /// [`Stage2::set_free_immediately_for_tests`]. A `core` atomic, not one
+    /// of `crate::sync`: the loom models need not explore a flag that no
+    /// model sets.
+    #[cfg(feature = "testing")]
+    free_immediately: core::sync::atomic::AtomicBool,
 }
 
 impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
@@ -187,6 +197,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             pending: Mutex::new(TableList::default()),
             tstats: TableStats::default(),
             tlb_stats: TlbStats::default(),
+            #[cfg(feature = "testing")]
+            free_immediately: core::sync::atomic::AtomicBool::new(false),
         };
         s2.tstats.allocated.fetch_add(n as u64, Ordering::Relaxed);
         for i in 0..n {
@@ -235,6 +247,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             tables_freed: freed,
             tables_pending: r(&self.tstats.deferred),
             splits: r(&self.tstats.splits),
+            collapses: r(&self.tstats.collapses),
             tlbi_ipa: r(&self.tlb_stats.by_ipa),
             tlbi_range: r(&self.tlb_stats.by_range),
             tlbi_vmid: r(&self.tlb_stats.whole_vmid),
@@ -368,6 +381,12 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         if detached.len() == 0 {
             return;
         }
+        #[cfg(feature = "testing")]
+        if self.free_immediately.load(core::sync::atomic::Ordering::Relaxed) {
+            // The deliberate bug of `set_free_immediately_for_tests`.
+            self.free_list_now(detached);
+            return;
+        }
         let cookie: GpCookie = self.rcu.get_state();
         if self.rcu.poll_state(cookie) {
             // A grace period has already elapsed since the tables became
@@ -403,6 +422,18 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         self.tstats.deferred.fetch_sub(n as u64, Ordering::Relaxed);
         self.free_list_now(&mut done);
         n
+    }
+
+    /// **Breaks RCU on purpose, for tests only** (feature `testing`): with
+    /// `on`, detached tables are freed at once, without waiting for a grace
+    /// period, so a lockless reader still inside one reads freed memory.
+    /// It exists only to prove that the use-after-free detector of
+    /// `mmu/tests/stress.rs` (poisoned, quarantined pages in
+    /// [`HostMemory`](crate::testing::HostMemory)) fires when the grace
+    /// period is skipped. Never use it otherwise.
+    #[cfg(feature = "testing")]
+    pub fn set_free_immediately_for_tests(&self, on: bool) {
+        self.free_immediately.store(on, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits for a grace period and frees every detached table. Must not

@@ -1,10 +1,12 @@
 //! Host-side fakes for tests and benchmarks (feature `testing`): a pool of
 //! table pages that counts them, detects double frees, poisons freed
-//! pages and fails on demand; and a TLB that records every call.
+//! pages, can keep freed pages out of circulation for a while
+//! (quarantine) and fails on demand; and a TLB that records every call.
 
 extern crate std;
 
 use std::boxed::Box;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::vec;
 use std::vec::Vec;
@@ -29,6 +31,11 @@ struct PoolState {
     fail_at: Option<u64>,
     next: usize,
     poison: bool,
+    /// Freed pages not handed out again yet, oldest first (at most
+    /// `quarantine_len`); `held[i]` marks them.
+    quarantine: VecDeque<usize>,
+    quarantine_len: usize,
+    held: Vec<bool>,
 }
 
 /// A pool of host pages posing as physical memory at `base`.
@@ -46,7 +53,7 @@ impl HostMemory {
     /// A pool of `pages` table pages.
     pub fn new(pages: usize) -> Self {
         let pages_v: Vec<Page> =
-            (0..pages).map(|_| Page([const { AtomicU64::new(0) }; ENTRIES_PER_TABLE])).collect();
+            (0..pages).map(|_| Page(core::array::from_fn(|_| AtomicU64::new(0)))).collect();
         let descs: Vec<PtDesc> = (0..pages).map(|_| PtDesc::new()).collect();
         Self {
             base: Self::BASE,
@@ -60,6 +67,9 @@ impl HostMemory {
                 fail_at: None,
                 next: 0,
                 poison: true,
+                quarantine: VecDeque::new(),
+                quarantine_len: 0,
+                held: vec![false; pages],
             }),
         }
     }
@@ -69,6 +79,23 @@ impl HostMemory {
     pub fn without_poison(self) -> Self {
         self.state.lock().unwrap().poison = false;
         self
+    }
+
+    /// Keeps the last `n` freed pages out of circulation: a freed page is
+    /// handed out again only after `n` more pages have been freed. So a
+    /// reader that still holds a freed table (a use after free) reads the
+    /// poison, not a recycled table, unless `n` frees have happened since.
+    /// Quarantined pages count as free ([`HostMemory::live`],
+    /// [`HostMemory::is_allocated`]) but cannot be allocated: size the pool
+    /// for `n` more pages. The default is no quarantine (`n = 0`).
+    pub fn with_quarantine(self, n: usize) -> Self {
+        self.state.lock().unwrap().quarantine_len = n;
+        self
+    }
+
+    /// Pages in quarantine now (freed, not allocatable yet).
+    pub fn quarantined(&self) -> usize {
+        self.state.lock().unwrap().quarantine.len()
     }
 
     #[inline]
@@ -123,6 +150,14 @@ impl HostMemory {
                     e.store(POISON, Ordering::Relaxed);
                 }
             }
+            if s.quarantine_len > 0 {
+                s.held[i] = true;
+                s.quarantine.push_back(i);
+                while s.quarantine.len() > s.quarantine_len {
+                    let j = s.quarantine.pop_front().unwrap();
+                    s.held[j] = false;
+                }
+            }
         }
         s.live -= count;
     }
@@ -152,7 +187,7 @@ unsafe impl TableMemory for HostMemory {
         let found = (0..n)
             .map(|k| (start + k) % n)
             .filter(|i| i % count == 0 && i + count <= n)
-            .find(|&i| s.in_use[i..i + count].iter().all(|u| !u))?;
+            .find(|&i| (i..i + count).all(|j| !s.in_use[j] && !s.held[j]))?;
         for i in found..found + count {
             s.in_use[i] = true;
             for e in &self.pages[i].0 {

@@ -1,0 +1,430 @@
+//! Table → block collapse (in place, or khugepaged style by copying) and
+//! block → table split.
+//!
+//! # Collapse, the sequence
+//!
+//! As KVM's `stage2_map_walk_table_pre` and Linux's `retract_page_tables`
+//! do it, for the entry `E` at level L (2: a level-3 table becomes a
+//! 2 MiB block; 1: a level-2 table of 2 MiB blocks becomes a 1 GiB block):
+//!
+//! 1. inside an RCU read-side section, descend locklessly to the table
+//!    page `P` holding `E`; take `P`'s lock (Linux's `pmd_lock`) and
+//!    recheck that `P`'s parent entry still points at `P` (rule 2 of
+//!    `docs/ARCHITECTURE.md`), else start again from the root. `P` is then
+//!    attached and stays so (rule 3), and so does the path above it
+//!    (rule 4);
+//! 2. read `E` under the lock: it must be a table `C`; take `C`'s lock
+//!    (split locks; under the single lock it is the one already held:
+//!    never taken twice), parent before child (rule 5);
+//! 3. check `C` under both locks: 512 valid leaves with the same
+//!    descriptor bits apart from the output address and, in place, one
+//!    physically contiguous range aligned to the block size. Anything
+//!    else is an error, and nothing has changed;
+//! 4. break: store invalid in `E`;
+//! 5. invalidate the TLBs for the whole block's IPA range in the VMID
+//!    (every page of the span, non-last-level, so cached walks through
+//!    `C` go too) and wait for completion;
+//! 6. make: store the block in `E` with Release. `P`'s count of valid
+//!    entries does not change (`E` was valid and is valid);
+//! 7. unlock `C`, then `P`;
+//! 8. queue `C` for freeing after a grace period ([`Stage2::reclaim`]):
+//!    lockless walkers may still be reading it. `C` keeps its leaves until
+//!    then: a reader inside it sees a valid though disconnected table.
+//!
+//! In-place collapse changes neither the memory mapped nor its attributes,
+//! so it needs no cache maintenance. The whole sequence is one
+//! break-before-make of `E`; like every other break-before-make here it
+//! is not followed by a `DSB ISHST` of its own: a vCPU that misses the new
+//! block for a moment faults, and its fault handler finds the block.
+//!
+//! # Readers (the Linux contract)
+//!
+//! - A `pte_offset_map` reader that reached `C` before the break keeps
+//!   reading `C`'s stale, well-formed leaves until its guard drops: the
+//!   guard holds an RCU read-side section, and `C` is freed only after a
+//!   grace period.
+//! - A `pte_offset_map_rw_nolock` holder that takes `C`'s lock after the
+//!   collapse finds the pmd changed (`PmdChanged`, the pmd now a block);
+//!   one that takes it before makes the collapse wait at step 2. A fresh
+//!   `pte_offset_map_lock` after the collapse returns `None`: it is a
+//!   block now.
+//! - The walker rechecks the parent after taking a table's lock, so a
+//!   writer that reached `C` or `P` locklessly before the collapse retries
+//!   from the root.
+//!
+//! # Copy collapse
+//!
+//! [`Stage2::collapse_copy`] is khugepaged's collapse for 512 pages that
+//! are not contiguous: after the checks of step 3 (everything checked
+//! before anything is written), and still under both locks, every
+//! writable page is write-protected in place (a permission-only change)
+//! and one batched invalidation is waited for, so that no vCPU can write
+//! any page any more; then the 512 pages are copied into the caller's
+//! 2 MiB block, and steps 4 to 8 install the block with the original
+//! attributes (writable again). A vCPU writing during the copy takes a
+//! permission fault; its handler must not treat the page as
+//! write-protected for good: it retries through `pte_offset_map_lock`,
+//! which waits for `C`'s lock, then sees the pmd changed (a block now),
+//! and the guest's access is simply retried. The old pages are returned
+//! to the caller, who frees them: the invalidation of step 5 has
+//! completed by then, so no TLB still maps them (a lockless software
+//! reader of `C` may still read their addresses, as any stale read).
+//!
+//! The copy function is the caller's: it copies through the hypervisor's
+//! linear map and does the cache maintenance the guest's memory type
+//! needs (cleaning the destination to the point of coherency for a
+//! non-cacheable mapping without FWB; invalidating the instruction cache
+//! for executable memory without FEAT_DIC), as for any page the
+//! hypervisor fills before mapping it.
+//!
+//! # Split
+//!
+//! [`Stage2::split`] turns a block into a table of the next level with the
+//! same mapping, through the walker's `Cursor::split` (the path `unmap`
+//! and `protect` use): the new table is complete before the
+//! break-before-make that publishes it.
+
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
+use crate::desc::{Desc, MemType};
+use crate::error::Error;
+use crate::geometry::{level_size, Level};
+use crate::memory::TableMemory;
+use crate::rcu::load_entry;
+use crate::stage2::{EntrySlot, LockMode, Stage2, TableList};
+use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
+use crate::tlb::{TlbBatch, TlbMaintenance};
+use crate::walk::{Cursor, Step, TableCache, Visit, Visitor, WalkError};
+
+/// Output-address bits of a descriptor ([47:12]; see `desc`).
+const OA_BITS: u64 = 0x0000_ffff_ffff_f000;
+/// Bit 1: table (levels 0-2) or page (level 3); clear for a block.
+const TABLE_OR_PAGE: u64 = 1 << 1;
+/// S2AP[1]: write permission.
+const S2AP_W: u64 = 1 << 7;
+/// Dirty bit modifier: with hardware dirty-state management the CPU may
+/// set S2AP[1] itself, which would defeat write-protection.
+const DBM: u64 = 1 << 51;
+/// Contiguous hint: about 16 adjacent entries, wrong on a collapsed block.
+const CONTIGUOUS: u64 = 1 << 52;
+
+/// A table that [`Stage2::collapse`] replaced by a block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Collapsed {
+    /// First IPA of the block.
+    pub ipa: Ipa,
+    /// Level of the block: 2 (2 MiB) or 1 (1 GiB).
+    pub level: Level,
+    /// Output address of the block.
+    pub pa: PhysAddr,
+}
+
+/// Result of [`Stage2::collapse_copy`]: the block, and the pages it
+/// replaced, which the caller frees (no TLB maps them any more).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CopyCollapsed {
+    /// The new 2 MiB block.
+    pub block: Collapsed,
+    /// The page that mapped `block.ipa + i * 4 KiB`, for each `i`.
+    pub old_pages: [PhysAddr; ENTRIES_PER_TABLE],
+}
+
+/// Split, as a visitor: descends to `level` and splits the block there.
+struct SplitOne {
+    level: Level,
+    cache: TableCache,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitOne {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.level < self.level {
+            return if v.old.is_table(v.level) {
+                Ok(Step::Descend)
+            } else {
+                Err(WalkError::Fail(Error::NotABlock))
+            };
+        }
+        if !v.old.is_leaf(v.level) {
+            return Err(WalkError::Fail(Error::NotABlock));
+        }
+        // Break-before-make of the block (one IPA invalidated: a block is
+        // one TLB entry), counted in `splits`.
+        cx.split(v.old, &mut self.cache)?;
+        Ok(Step::Next)
+    }
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
+    /// Checks that `ipa` can start a block at `level` in this regime.
+    fn check_block(&self, ipa: Ipa, level: Level) -> Result<(), Error> {
+        if !(1..=2).contains(&level) || !self.geo.leaf_allowed(level) {
+            return Err(Error::BadConfig);
+        }
+        if !ipa.is_aligned(level_size(level)) {
+            return Err(Error::Unaligned);
+        }
+        if ipa.get() >= self.geo.ipa_limit() {
+            return Err(Error::OutOfRange);
+        }
+        Ok(())
+    }
+
+    /// The entry at `level` for `ipa`, read locklessly (the caller is in
+    /// an RCU read-side section). `None` if the path has no table.
+    fn peek_entry(&self, ipa: u64, level: Level) -> Option<Desc> {
+        let mut table = self.root;
+        let mut lvl = self.geo.start_level();
+        loop {
+            let (slot, _) = self.slot(table, self.geo.index(lvl, ipa));
+            let d = Desc::from_bits(load_entry(slot));
+            if lvl == level {
+                return Some(d);
+            }
+            if !d.is_table(lvl) {
+                return None;
+            }
+            table = d.addr();
+            lvl += 1;
+        }
+    }
+
+    /// Step 1: the slot of the entry at `level` for `ipa`, with the lock of
+    /// the table page holding it taken and that page verified attached to
+    /// its parent entry (the walker's `lock_page` recheck). The caller is in
+    /// an RCU read-side section. `NotATable` if the path has no table.
+    fn lock_entry(&self, ipa: u64, level: Level) -> Result<(&AtomicU64, PtLockGuard<'_>), Error> {
+        loop {
+            let mut table = self.root;
+            let mut lvl = self.geo.start_level();
+            let mut parent: Option<(&AtomicU64, u64)> = None;
+            while lvl < level {
+                let (slot, _) = self.slot(table, self.geo.index(lvl, ipa));
+                let d = Desc::from_bits(load_entry(slot));
+                if !d.is_table(lvl) {
+                    return Err(Error::NotATable);
+                }
+                parent = Some((slot, d.bits()));
+                table = d.addr();
+                lvl += 1;
+            }
+            let (slot, page) = self.slot(table, self.geo.index(level, ipa));
+            let guard = lock(self.table_lock(page));
+            match parent {
+                Some((pslot, pval)) if pslot.load(Ordering::Acquire) != pval => {
+                    // Detached (or replaced) before we locked it: again.
+                    drop(guard);
+                    crate::sync::spin_hint();
+                }
+                _ => return Ok((slot, guard)),
+            }
+        }
+    }
+
+    /// Step 3: checks that the 512 entries of `child` (a table at level
+    /// `clevel`, whose lock the caller holds) are valid leaves with the same
+    /// bits apart from the output address, none with the contiguous hint.
+    /// Fills `pas` with their output addresses; returns the common bits.
+    fn uniform_leaves(
+        &self,
+        child: PhysAddr,
+        clevel: Level,
+        pas: &mut [PhysAddr; ENTRIES_PER_TABLE],
+    ) -> Result<u64, Error> {
+        // The count is exact under the lock: a quick refusal first.
+        if self.mem.ptdesc(child).valid_entries() != ENTRIES_PER_TABLE {
+            return Err(Error::NotCollapsible);
+        }
+        let mut common = None;
+        for (i, pa) in pas.iter_mut().enumerate() {
+            let (slot, _) = self.slot(child, i);
+            let d = Desc::from_bits(slot.load(Ordering::Relaxed));
+            let bits = d.bits() & !OA_BITS;
+            if !d.is_leaf(clevel) || bits & CONTIGUOUS != 0 || *common.get_or_insert(bits) != bits {
+                return Err(Error::NotCollapsible);
+            }
+            *pa = d.addr();
+        }
+        common.ok_or(Error::NotCollapsible)
+    }
+
+    /// Steps 1-8 around `make`, which runs under both locks with the
+    /// child table's address: it checks the child (and may write its
+    /// entries, with `batch`) and returns the block to install, or an
+    /// error after which nothing has changed.
+    fn replace_table<R>(
+        &self,
+        ipa: Ipa,
+        level: Level,
+        make: impl FnOnce(PhysAddr, &mut TlbBatch<'_, T>) -> Result<(Desc, R), Error>,
+    ) -> Result<R, Error> {
+        let mut batch = self.tlb_batch();
+        let mut detached = TableList::default();
+        let result = {
+            let _rcu = self.rcu.read_lock();
+            // 1. The pmd lock (or pud lock), the table attached.
+            let (slot, _parent_lock) = self.lock_entry(ipa.get(), level)?;
+            // 2. The entry, stable under that lock, and the child's lock.
+            let old = Desc::from_bits(slot.load(Ordering::Relaxed));
+            if !old.is_table(level) {
+                return Err(Error::NotATable);
+            }
+            let child = old.addr();
+            let _child_lock = (self.mode == LockMode::Split).then(|| lock(self.table_lock(child)));
+            // 3. Check (and, for a copy, write-protect and copy).
+            let (block, r) = make(child, &mut batch)?;
+            debug_assert!(block.is_leaf(level));
+            // 4. Break.
+            slot.store(Desc::INVALID.bits(), Ordering::Release);
+            // 5. Every page of the span, and the walks through the table;
+            //    completed before the make.
+            batch.add_span(ipa, level);
+            batch.flush();
+            // 6. Make. Release: a copied block's contents before the block.
+            slot.store(block.bits(), Ordering::Release);
+            detached.push(self.mem, child);
+            r
+            // 7. Unlock the child, then the parent (reverse declaration).
+        };
+        // 8. Free the old table after a grace period; its detachment is
+        //    invalidated already.
+        self.defer_free(&mut detached);
+        self.tstats.collapses.fetch_add(1, Ordering::Relaxed);
+        drop(batch);
+        self.reclaim();
+        Ok(result)
+    }
+
+    /// Replaces the table under the entry at `level` for `ipa` by one block
+    /// mapping the same memory, in place: a level-3 table of 512 pages by a
+    /// 2 MiB block (`level` 2), or a level-2 table of 512 2 MiB blocks by a
+    /// 1 GiB block (`level` 1). The leaves must be valid, have identical
+    /// descriptor bits apart from the output address, and map one
+    /// physically contiguous range aligned to the block size.
+    ///
+    /// The old table is freed after a grace period (see the module
+    /// documentation for the sequence and what readers see).
+    ///
+    /// Errors, with nothing changed: `BadConfig` (the regime has no
+    /// blocks at `level`, e.g. level 1 when the walk starts at level 2),
+    /// `Unaligned` (`ipa` not aligned to the block size), `OutOfRange`,
+    /// `NotATable` (the entry is invalid or a block already),
+    /// `NotCollapsible` (the table's contents).
+    pub fn collapse(&self, ipa: Ipa, level: Level) -> Result<Collapsed, Error> {
+        self.check_block(ipa, level)?;
+        let size = level_size(level);
+        let pa = self.replace_table(ipa, level, |child, _| {
+            let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
+            let bits = self.uniform_leaves(child, level + 1, &mut pas)?;
+            let first = pas[0];
+            let step = level_size(level + 1);
+            let contiguous =
+                pas.iter().enumerate().all(|(i, pa)| pa.get() == first.get() + i as u64 * step);
+            if !first.is_aligned(size) || !contiguous {
+                return Err(Error::NotCollapsible);
+            }
+            Ok((Desc::from_bits(first.get() | (bits & !TABLE_OR_PAGE)), first))
+        })?;
+        Ok(Collapsed { ipa, level, pa })
+    }
+
+    /// khugepaged's collapse: replaces the level-3 table under the pmd for
+    /// `ipa` (2 MiB aligned) by a 2 MiB block at `new_block`, into which
+    /// `copy(src, dst)` copies each of the 512 pages first. The pages must
+    /// be valid, with identical attributes (Normal memory, not Device), but
+    /// need not be contiguous.
+    ///
+    /// No guest write is lost: the pages are write-protected (and the TLBs
+    /// invalidated, waited for) before the first copy, and the block is
+    /// installed with the original attributes only after the last. All of
+    /// it happens under the pmd's and the table's locks, so `copy` must not
+    /// touch this address space's tables. Returns the old pages, for the
+    /// caller to free: no TLB maps them any more.
+    ///
+    /// Errors, with nothing changed and `copy` never called: `Unaligned`
+    /// (`ipa` or `new_block`), `OutOfRange` (`ipa`, or `new_block` beyond
+    /// the output range), `NotATable`, `NotCollapsible` (an entry not a
+    /// valid page, attributes that differ, Device memory, the contiguous
+    /// hint or the dirty-bit modifier set), `AlreadyMapped` (an old page
+    /// lies inside `new_block`'s range).
+    pub fn collapse_copy(
+        &self,
+        ipa: Ipa,
+        new_block: PhysAddr,
+        copy: &dyn Fn(PhysAddr, PhysAddr),
+    ) -> Result<CopyCollapsed, Error> {
+        const LEVEL: Level = 2;
+        self.check_block(ipa, LEVEL)?;
+        let size = level_size(LEVEL);
+        if !new_block.is_aligned(size) {
+            return Err(Error::Unaligned);
+        }
+        if (new_block.get() + size - 1) & !(self.geo.oa_mask() | (PAGE_SIZE - 1)) != 0 {
+            return Err(Error::OutOfRange);
+        }
+        let old_pages = self.replace_table(ipa, LEVEL, |child, batch| {
+            let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
+            let bits = self.uniform_leaves(child, LEVEL + 1, &mut pas)?;
+            let device = matches!(
+                Desc::from_bits(bits).attrs(&self.geo).mem,
+                MemType::DeviceNGnRnE | MemType::DeviceNGnRE
+            );
+            if device || bits & DBM != 0 {
+                return Err(Error::NotCollapsible);
+            }
+            let inside = |pa: &PhysAddr| pa.get().wrapping_sub(new_block.get()) < size;
+            if pas.iter().any(inside) {
+                return Err(Error::AlreadyMapped);
+            }
+            // Checked: from here on nothing fails.
+            if bits & S2AP_W != 0 {
+                let pd = self.mem.ptdesc(child);
+                for (i, pa) in pas.iter().enumerate() {
+                    let (slot, _) = self.slot(child, i);
+                    let at = EntrySlot {
+                        slot,
+                        pd,
+                        level: LEVEL + 1,
+                        ipa: Ipa(ipa.get() + i as u64 * PAGE_SIZE),
+                    };
+                    let old = Desc::from_bits(pa.get() | bits);
+                    // Permission only: in place, gathered.
+                    self.write_entry(at, old, Desc::from_bits(old.bits() & !S2AP_W), batch);
+                }
+                // No vCPU can write any of the pages once this completes.
+                batch.flush();
+            }
+            for (i, &src) in pas.iter().enumerate() {
+                copy(src, PhysAddr(new_block.get() + i as u64 * PAGE_SIZE));
+            }
+            Ok((Desc::from_bits(new_block.get() | (bits & !TABLE_OR_PAGE)), pas))
+        })?;
+        Ok(CopyCollapsed { block: Collapsed { ipa, level: LEVEL, pa: new_block }, old_pages })
+    }
+
+    /// Splits the block at `ipa` (level 1: 1 GiB, level 2: 2 MiB) into a
+    /// table of the next level mapping the same range with the same
+    /// attributes, break-before-make, the table complete before it is
+    /// visible. Counted in [`Stats::splits`](crate::Stats::splits).
+    ///
+    /// Errors, with nothing changed: `BadConfig`, `Unaligned`,
+    /// `OutOfRange` (as for [`Stage2::collapse`]), `NotABlock` (the entry
+    /// is a table, invalid, or inside a larger block), `OutOfMemory`.
+    pub fn split(&self, ipa: Ipa, level: Level) -> Result<(), Error> {
+        self.check_block(ipa, level)?;
+        // A lockless look first, so that the common refusal allocates
+        // nothing; the walk decides under the lock.
+        {
+            let _rcu = self.rcu.read_lock();
+            if !self.peek_entry(ipa.get(), level).is_some_and(|d| d.is_leaf(level)) {
+                return Err(Error::NotABlock);
+            }
+        }
+        let cache = TableCache::fill(self, 1)?;
+        let mut v = SplitOne { level, cache };
+        let mut batch = self.tlb_batch();
+        let result = self.walk(ipa.get(), ipa.get() + level_size(level), &mut v, &mut batch);
+        v.cache.release(self);
+        drop(batch);
+        self.reclaim();
+        result
+    }
+}
