@@ -454,6 +454,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
     /// Linux's `pte_offset_map`: enters an RCU read-side section, reads
     /// the pmd once and returns the level-3 table for `pmd.ipa()`, or
     /// `None` if the pmd holds no table (invalid, a block, or bad).
+    #[inline]
     pub fn pte_offset_map<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteMap<'a>> {
         if pmd.level != 2 {
             return None;
@@ -502,10 +503,15 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
     /// stays so until the guard drops. `None` if there is no table.
     pub fn pte_offset_map_lock<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteMapLock<'a, M, T>> {
         loop {
-            match self.pte_offset_map_rw_nolock(pmd)?.lock() {
-                Ok(locked) => return Some(locked),
-                Err(_) => crate::sync::spin_hint(),
+            let map = self.pte_offset_map(pmd)?;
+            let ptl = self.pte_lockptr(map.pmdval);
+            let guard = lock(ptl);
+            if pmd_same(map.pmdval, pmd.read()) {
+                return Some(PteMapLock { map, ptl, _guard: guard, s2: self });
             }
+            drop(guard);
+            drop(map);
+            crate::sync::spin_hint();
         }
     }
 

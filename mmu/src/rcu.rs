@@ -205,6 +205,7 @@ impl Rcu {
         }
     }
 
+    #[inline]
     fn me(&self) -> usize {
         let cpu = (self.cpu_id)();
         assert!(cpu < MAX_CPUS, "CPU {cpu} outside the RCU domain");
@@ -277,13 +278,14 @@ impl Rcu {
 
     fn leave_quiescent(&self, c: &CpuState) {
         c.state.store(ONLINE, Ordering::SeqCst);
-        // Loom models SeqCst loads and stores as AcqRel (loom's README,
-        // "Unsupported features"), so it would let the load below read an
-        // old `started` while the detector misses this store: the store →
-        // load order that SeqCst gives here (and STLR → LDAR on AArch64).
-        // The models get that order from a SeqCst fence, which loom does
-        // model; it then pairs with `get_state`'s fence as the argument in
-        // the module documentation pairs the SeqCst accesses with it.
+        // Loom only: loom treats SeqCst loads and stores as AcqRel (its
+        // README, "Unsupported features"), so it lets the load below miss a
+        // grace period that started while the detector missed this store,
+        // which SeqCst forbids (as STLR then LDAR does on AArch64). A SeqCst
+        // fence, which loom does model, restores that store → load order
+        // for the models (`mmu/tests/loom_rcu.rs`); it pairs with
+        // `get_state`'s fence as the SeqCst accesses do in the argument
+        // above.
         #[cfg(loom)]
         fence(Ordering::SeqCst);
         // See the module documentation: orders the CPU's next entry loads
@@ -452,12 +454,14 @@ impl Default for Rcu {
 impl RcuReadGuard<'_> {
     /// A nested read-side section. It borrows this one, which stays open
     /// at least as long.
+    #[inline]
     pub fn nest(&self) -> RcuReadGuard<'_> {
         self.rcu.read_lock()
     }
 }
 
 impl Drop for RcuReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let c = &self.rcu.cpus[self.cpu];
         c.nesting.store(c.nesting.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
