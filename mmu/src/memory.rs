@@ -73,7 +73,6 @@ impl PtDesc {
     }
 }
 
-#[cfg(not(loom))]
 impl Default for PtDesc {
     fn default() -> Self {
         Self::new()

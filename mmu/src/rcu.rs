@@ -444,7 +444,6 @@ impl Rcu {
     }
 }
 
-#[cfg(not(loom))]
 impl Default for Rcu {
     fn default() -> Self {
         Self::new()

@@ -61,7 +61,10 @@ impl Memory {
 
     fn page(&self, pa: PhysAddr) -> &Page {
         let i = (pa.get().wrapping_sub(BASE) / PAGE_SIZE) as usize;
-        assert!(pa.get() % PAGE_SIZE == 0 && i < self.pages.len(), "PA {pa:?} outside the pool");
+        assert!(
+            pa.get().is_multiple_of(PAGE_SIZE) && i < self.pages.len(),
+            "PA {pa:?} outside the pool"
+        );
         &self.pages[i]
     }
 
