@@ -465,10 +465,15 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                 // A new page segment: offer it to the visitor as a run.
                 let seg_end = end.min((ipa | (page_span - 1)).wrapping_add(1)).max(ipa + 1);
                 let n = ((seg_end - 1 - (ipa & !(size - 1))) / size) as usize + 1;
-                // SAFETY: `slot` is entry `index % 512` of the page and the
+                // SAFETY: `pages.entries` points at the page's 512 entries
+                // (it was just used for `slot`, entry `index % 512`), and the
                 // run stays inside the page (`seg_end` is clipped to it), so
-                // the `n` entries from `slot` are live entries of the page.
-                let slots = unsafe { core::slice::from_raw_parts(slot as *const AtomicU64, n) };
+                // the `n` entries from there are live entries of the page.
+                // (Built from the page's pointer, not from `slot`: a
+                // reference to one entry gives no access to its neighbours.)
+                let slots = unsafe {
+                    core::slice::from_raw_parts(pages.entries.add(index % ENTRIES_PER_TABLE), n)
+                };
                 let mut rc = RunCursor {
                     s2: self,
                     slots,
