@@ -343,7 +343,8 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// (`ipa` or `new_block`), `OutOfRange` (`ipa`, or `new_block` beyond
     /// the output range), `NotATable`, `NotCollapsible` (an entry not a
     /// valid page, attributes that differ, Device memory, the contiguous
-    /// hint or the dirty-bit modifier set), `AlreadyMapped` (an old page
+    /// hint or the dirty-bit modifier set, a page the reverse map tracks),
+    /// `AlreadyMapped` (an old page
     /// lies inside `new_block`'s range).
     pub fn collapse_copy(
         &self,
@@ -367,7 +368,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                 Desc::from_bits(bits).attrs(&self.geo).mem,
                 MemType::DeviceNGnRnE | MemType::DeviceNGnRE
             );
-            if device || bits & DBM != 0 {
+            // A tracked page has aliases: a copy would part them.
+            let aliased = self.rmap.is_some_and(|r| r.any_tracked(&pas));
+            if device || bits & DBM != 0 || aliased {
                 return Err(Error::NotCollapsible);
             }
             let inside = |pa: &PhysAddr| pa.get().wrapping_sub(new_block.get()) < size;

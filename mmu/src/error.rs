@@ -31,6 +31,8 @@ pub enum Error {
     /// attributes that differ, or (in place) not one physically contiguous,
     /// aligned range.
     NotCollapsible,
+    /// The IPA is not mapped by a page (it is unmapped, or inside a block).
+    NotMapped,
 }
 
 impl fmt::Display for Error {
@@ -45,6 +47,7 @@ impl fmt::Display for Error {
             Error::NotATable => "entry is not a table",
             Error::NotABlock => "entry is not a block",
             Error::NotCollapsible => "table cannot be collapsed into a block",
+            Error::NotMapped => "not mapped by a page",
         })
     }
 }

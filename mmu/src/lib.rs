@@ -17,6 +17,7 @@
 extern crate std;
 
 pub mod addr;
+mod coherent;
 mod collapse;
 pub mod desc;
 mod dump;
@@ -26,6 +27,7 @@ pub mod memory;
 mod ops;
 pub mod pgtable;
 pub mod rcu;
+pub mod rmap;
 mod stage2;
 pub mod sync;
 pub mod tlb;
@@ -35,6 +37,7 @@ mod walk;
 pub mod testing;
 
 pub use addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
+pub use coherent::{make_coherent, CacheMaintenance, Coherence};
 pub use collapse::{Collapsed, CopyCollapsed};
 pub use desc::{pmd_same, pte_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareability};
 pub use error::Error;
@@ -42,5 +45,6 @@ pub use geometry::{Arch, Features, Geometry, Level};
 pub use memory::{PtDesc, TableMemory};
 pub use ops::{Granularity, Translation};
 pub use rcu::{Rcu, RcuReadGuard};
+pub use rmap::{Mapping, Rmap};
 pub use stage2::{LockMode, Stage2, Stats};
 pub use tlb::{TlbBatch, TlbMaintenance};

@@ -355,7 +355,35 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// invalid entries are written.
     ///
     /// The contiguous hint is not managed by this layer yet and is refused.
+    ///
+    /// With a reverse map ([`Stage2::with_rmap`]), the tracked pages in
+    /// the range are recorded as mapped here (`OutOfMemory` if one has no
+    /// room left; nothing is mapped then).
     pub fn map(
+        &self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: &Attrs,
+        gran: Granularity,
+    ) -> Result<(), Error> {
+        let Some(rmap) = self.rmap else { return self.map_range(ipa, pa, size, attrs, gran) };
+        self.check_range(ipa, size)?;
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(Error::Unaligned);
+        }
+        // Recorded before the entries are written: `make_coherent` finds
+        // the new mapping as soon as it can exist.
+        let noted = rmap.note_map(self.vmid, ipa, pa, size)?;
+        let result = self.map_range(ipa, pa, size, attrs, gran);
+        if result.is_err() {
+            rmap.forget(noted, self.vmid, ipa, pa);
+        }
+        result
+    }
+
+    /// [`Stage2::map`] without the reverse map.
+    fn map_range(
         &self,
         ipa: Ipa,
         pa: PhysAddr,
@@ -460,6 +488,11 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         commit.cache.release(self);
         // Invalidate before the detached tables can be freed and reused.
         batch.flush();
+        if let Some(r) = self.rmap {
+            // After the entries are gone: until then, `make_coherent` may
+            // still find and adjust them.
+            r.note_unmap(self.vmid, ipa, size);
+        }
         self.defer_free(&mut commit.detached);
         drop(batch);
         self.reclaim();

@@ -142,7 +142,19 @@ struct PteTable<'a> {
     ipa: Ipa,
 }
 
-impl PteTable<'_> {
+impl<'a> PteTable<'a> {
+    /// Where the entry for `ipa` lives, to write it through
+    /// [`Stage2::write_entry`].
+    fn entry_slot<M: TableMemory, T: TlbMaintenance>(
+        &self,
+        s2: &'a Stage2<'a, M, T>,
+        ipa: Ipa,
+    ) -> Result<EntrySlot<'a>, Error> {
+        let slot = &self.entries[self.index(ipa)?];
+        let ipa = ipa.align_down(1 << level_shift(3));
+        Ok(EntrySlot { slot, pd: s2.mem.ptdesc(self.pa), level: 3, ipa })
+    }
+
     fn index(&self, ipa: Ipa) -> Result<usize, Error> {
         // The table maps one 2 MiB-aligned span; other IPAs are not in it.
         if ipa.get() >> level_shift(2) != self.ipa.get() >> level_shift(2) {
@@ -226,11 +238,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
         if new.is_valid() {
             self.check_page(new)?;
         }
-        let idx = self.map.table.index(ipa)?;
-        let slot = &self.map.table.entries[idx];
-        let old = Desc::from_bits(slot.load(Ordering::Relaxed));
-        let ipa = ipa.align_down(1 << level_shift(3));
-        let at = EntrySlot { slot, pd: self.s2.mem.ptdesc(self.map.table.pa), level: 3, ipa };
+        let at = self.entry_slot(ipa)?;
+        let old = Desc::from_bits(at.slot.load(Ordering::Relaxed));
         self.s2.write_entry(at, old, new, batch);
         Ok(old)
     }
@@ -258,6 +267,16 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
             return Err(Error::BadAttributes);
         }
         Ok(())
+    }
+
+    /// The slot of `ipa` in this table, for writers in this crate.
+    pub(crate) fn entry_slot(&self, ipa: Ipa) -> Result<EntrySlot<'a>, Error> {
+        self.map.table.entry_slot(self.s2, ipa)
+    }
+
+    /// The address space the table belongs to.
+    pub(crate) fn stage2(&self) -> &'a Stage2<'a, M, T> {
+        self.s2
     }
 
     /// Maps `ipa` with `new` only if its entry is invalid (the fault-path
@@ -366,6 +385,19 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteRwNoLock<'a, M, T> {
     /// The lock that protects this table.
     pub fn ptl(&self) -> &'a PtLock {
         self.ptl
+    }
+
+    /// The slot of `ipa` in this table. Only for writers in this crate
+    /// that hold [`PteRwNoLock::ptl`] (taken by them, or by their caller)
+    /// and have rechecked [`PteRwNoLock::pmd_unchanged`] under it.
+    pub(crate) fn entry_slot(&self, ipa: Ipa) -> Result<EntrySlot<'a>, Error> {
+        self.map.table.entry_slot(self.s2, ipa)
+    }
+
+    /// `pmd_same(pmdval, *pmd)`: whether the pmd still holds the value the
+    /// table was reached through.
+    pub(crate) fn pmd_unchanged(&self) -> bool {
+        pmd_same(self.map.pmdval, self.pmd.read())
     }
 
     /// Takes the table's lock and rechecks that the pmd still points at

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::geometry::{Geometry, Level};
 use crate::memory::{table_of, PtDesc, TableMemory};
 use crate::rcu::{GpCookie, Rcu};
+use crate::rmap::Rmap;
 use crate::sync::{lock, new_lock, AtomicU64, Mutex, Ordering, PtLock};
 use crate::tlb::{TlbBatch, TlbMaintenance, TlbStats};
 
@@ -157,6 +158,14 @@ pub struct Stage2<'a, M: TableMemory, T: TlbMaintenance> {
     pending: Mutex<TableList>,
     pub(crate) tstats: TableStats,
     pub(crate) tlb_stats: TlbStats,
+    /// The reverse map this space records its mappings of tracked pages
+    /// in, if it takes part in aliasing.
+    pub(crate) rmap: Option<&'a Rmap>,
+    /// Test-only hook run by `make_coherent` between reading an alias's
+    /// table without its lock and locking it (see
+    /// [`Stage2::set_alias_hook_for_tests`]).
+    #[cfg(feature = "testing")]
+    pub(crate) alias_hook: std::sync::Mutex<Option<std::boxed::Box<dyn FnOnce() + Send>>>,
     /// Test-only fault injection: see
     /// [`Stage2::set_free_immediately_for_tests`]. A `core` atomic, not one
     /// of `crate::sync`: the loom models need not explore a flag that no
@@ -197,6 +206,9 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             pending: Mutex::new(TableList::default()),
             tstats: TableStats::default(),
             tlb_stats: TlbStats::default(),
+            rmap: None,
+            #[cfg(feature = "testing")]
+            alias_hook: std::sync::Mutex::new(None),
             #[cfg(feature = "testing")]
             free_immediately: core::sync::atomic::AtomicBool::new(false),
         };
@@ -205,6 +217,20 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE)).init(geo.start_level());
         }
         Ok(s2)
+    }
+
+    /// Makes this space record its mappings of the pages `rmap` tracks,
+    /// so [`make_coherent`](crate::make_coherent) can find them. Every
+    /// space whose mappings may alias uses the same `rmap`, and VMIDs
+    /// unique among them.
+    pub fn with_rmap(mut self, rmap: &'a Rmap) -> Self {
+        self.rmap = Some(rmap);
+        self
+    }
+
+    /// The reverse map, if any.
+    pub fn rmap(&self) -> Option<&'a Rmap> {
+        self.rmap
     }
 
     /// The regime's geometry.
@@ -314,6 +340,21 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         new: Desc,
         batch: &mut TlbBatch<'_, T>,
     ) {
+        self.write_entry_with(at, old, new, batch, || {});
+    }
+
+    /// [`Stage2::write_entry`], running `between` in a break-before-make
+    /// after the break is invalidated and before the make (where cache
+    /// maintenance for a changing memory type goes). Not run otherwise.
+    #[inline]
+    pub(crate) fn write_entry_with(
+        &self,
+        at: EntrySlot<'_>,
+        old: Desc,
+        new: Desc,
+        batch: &mut TlbBatch<'_, T>,
+        between: impl FnOnce(),
+    ) {
         let EntrySlot { slot, pd, level, ipa } = at;
         if old == new {
             return;
@@ -337,6 +378,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             slot.store(0, Ordering::Release);
             batch.add(ipa, level, old_leaf);
             batch.flush();
+            between();
             slot.store(new.bits(), Ordering::Release);
         }
     }
@@ -436,6 +478,29 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         self.free_immediately.store(on, core::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Test hook (feature `testing`): the next time
+    /// [`make_coherent`](crate::make_coherent) visits an alias in this
+    /// space, it runs `hook` after reading the alias's table without its
+    /// lock and before locking it: the window in which a collapse or an
+    /// unmap can take the table away. Runs once.
+    #[cfg(feature = "testing")]
+    pub fn set_alias_hook_for_tests(&self, hook: impl FnOnce() + Send + 'static) {
+        *self.alias_hook.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::boxed::Box::new(hook));
+    }
+
+    /// Runs the hook [`Stage2::set_alias_hook_for_tests`] set, if any.
+    #[inline]
+    pub(crate) fn alias_hook(&self) {
+        #[cfg(feature = "testing")]
+        {
+            let hook = self.alias_hook.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+    }
+
     /// Waits for a grace period and frees every detached table. Must not
     /// be called inside an RCU read-side section.
     pub fn rcu_barrier(&self) {
@@ -458,9 +523,12 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<'_, M, T> {
-    /// Tears the address space down: the whole VMID is invalidated first,
-    /// then every table is freed (no reader can hold `&self` any more).
+    /// Tears the address space down: its mappings leave the reverse map,
+    /// the whole VMID is invalidated, then every table is freed (no reader can hold `&self` any more).
     fn drop(&mut self) {
+        if let Some(r) = self.rmap {
+            r.note_unmap(self.vmid, Ipa(0), u64::MAX);
+        }
         let t = self.tlb;
         t.sync_tables();
         t.invalidate_vmid(self.vmid);

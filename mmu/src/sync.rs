@@ -43,6 +43,19 @@ pub fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Takes a lock if it is free.
+#[inline]
+pub fn try_lock<T>(l: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    #[cfg(not(loom))]
+    {
+        l.try_lock()
+    }
+    #[cfg(loom)]
+    {
+        l.try_lock().ok()
+    }
+}
+
 /// A new, unlocked page-table lock.
 #[cfg(not(loom))]
 pub const fn new_lock() -> PtLock {
