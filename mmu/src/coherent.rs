@@ -160,7 +160,7 @@ impl<C: CacheMaintenance> Adjust<'_, C> {
                 },
                 None => Some(lock(ptl)),
             };
-            if !pte.pmd_unchanged() {
+            if !pte.pmd_unchanged() && !s2.skip_pmd_recheck() {
                 // Collapsed, detached or replaced since the lockless read:
                 // unlock (dropping `_taken`) and look again.
                 out.retries += 1;

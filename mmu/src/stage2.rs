@@ -166,6 +166,10 @@ pub struct Stage2<'a, M: TableMemory, T: TlbMaintenance> {
     /// [`Stage2::set_alias_hook_for_tests`]).
     #[cfg(feature = "testing")]
     pub(crate) alias_hook: std::sync::Mutex<Option<std::boxed::Box<dyn FnOnce() + Send>>>,
+    /// Test-only: `make_coherent` skips its `pmd_same` recheck (see
+    /// [`Stage2::set_skip_pmd_recheck_for_tests`]).
+    #[cfg(feature = "testing")]
+    pub(crate) skip_recheck: core::sync::atomic::AtomicBool,
     /// Test-only fault injection: see
     /// [`Stage2::set_free_immediately_for_tests`]. A `core` atomic, not one
     /// of `crate::sync`: the loom models need not explore a flag that no
@@ -209,6 +213,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             rmap: None,
             #[cfg(feature = "testing")]
             alias_hook: std::sync::Mutex::new(None),
+            #[cfg(feature = "testing")]
+            skip_recheck: core::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "testing")]
             free_immediately: core::sync::atomic::AtomicBool::new(false),
         };
@@ -487,6 +493,30 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     pub fn set_alias_hook_for_tests(&self, hook: impl FnOnce() + Send + 'static) {
         *self.alias_hook.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::boxed::Box::new(hook));
+    }
+
+    /// **Breaks `adjust_pte` on purpose, for tests only** (feature
+    /// `testing`): with `on`, an alias's table is written after locking
+    /// without rechecking `pmd_same`, so a table collapsed or detached in
+    /// the window is written after it left the tables. Exists to show the
+    /// race tests of `mmu/tests/coherent.rs` catch that bug.
+    #[cfg(feature = "testing")]
+    pub fn set_skip_pmd_recheck_for_tests(&self, on: bool) {
+        self.skip_recheck.store(on, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the deliberate bug of
+    /// [`Stage2::set_skip_pmd_recheck_for_tests`] is on.
+    #[inline]
+    pub(crate) fn skip_pmd_recheck(&self) -> bool {
+        #[cfg(feature = "testing")]
+        {
+            self.skip_recheck.load(core::sync::atomic::Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "testing"))]
+        {
+            false
+        }
     }
 
     /// Runs the hook [`Stage2::set_alias_hook_for_tests`] set, if any.

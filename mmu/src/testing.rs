@@ -12,6 +12,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, ENTRIES_PER_TABLE, PAGE_SIZE};
+use crate::coherent::CacheMaintenance;
 use crate::geometry::Level;
 use crate::memory::{PtDesc, TableMemory};
 use crate::sync::{AtomicU64, Ordering};
@@ -256,6 +257,14 @@ pub enum TlbOp {
     Vmid(Vmid),
     /// `DSB ISH; ISB`.
     Complete,
+    /// Data cache clean and invalidate to the PoC (not a TLB operation:
+    /// recorded in the same log so tests see its order among them).
+    CleanInval {
+        /// First byte.
+        pa: PhysAddr,
+        /// Bytes.
+        len: u64,
+    },
 }
 
 /// A TLB that records what it is asked to do.
@@ -293,6 +302,12 @@ impl RecordingTlb {
 impl Default for RecordingTlb {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl CacheMaintenance for RecordingTlb {
+    fn clean_inval_poc(&self, pa: PhysAddr, len: u64) {
+        self.push(TlbOp::CleanInval { pa, len });
     }
 }
 
