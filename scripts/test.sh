@@ -70,8 +70,8 @@ add "QEMU harness (tests/: hypervisor and guest images on qemu-system-aarch64)" 
 # because loom is slow unoptimised, in a separate target dir so that the
 # --cfg loom build does not invalidate the normal one. They print nothing
 # on success; LOOM_COVERAGE=1 with -- --nocapture prints what they explored.
-add "loom models (mmu: RCU, pte_offset_map_lock, rw_nolock)" \
-    'CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p mmu --release --test loom_rcu --test loom_map_lock --test loom_rw_nolock'
+add "loom models (mmu: RCU, pte_offset_map_lock, rw_nolock, adjust_pte vs collapse)" \
+    'CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p mmu --release --test loom_rcu --test loom_map_lock --test loom_rw_nolock --test loom_adjust_pte'
 
 # Miri (undefined-behaviour checks of mmu's unsafe code: the RCU callback
 # list in the unit tests; raw table memory, the walker's run slices and the

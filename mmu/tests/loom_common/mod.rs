@@ -19,7 +19,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64 as StdU64, AtomicUsize as StdUsize, Ordering as StdOrdering};
 
 use mmu::sync::AtomicU64;
-use mmu::{Ipa, Level, PhysAddr, PtDesc, Rcu, TableMemory, TlbMaintenance, Vmid, PAGE_SIZE};
+use mmu::{
+    CacheMaintenance, Ipa, Level, PhysAddr, PtDesc, Rcu, TableMemory, TlbMaintenance, Vmid,
+    PAGE_SIZE,
+};
 
 /// Physical address of the first pool page.
 pub const BASE: u64 = 0x4000_0000;
@@ -153,6 +156,10 @@ impl TlbMaintenance for NoTlb {
     fn invalidate_stage1(&self, _: Vmid) {}
     fn invalidate_vmid(&self, _: Vmid) {}
     fn complete(&self) {}
+}
+
+impl CacheMaintenance for NoTlb {
+    fn clean_inval_poc(&self, _: PhysAddr, _: u64) {}
 }
 
 loom::thread_local! {
