@@ -241,7 +241,8 @@ fn without_fault_context_every_lock_is_taken_by_adjust_aliases() {
         let rcu = a.rcu().read_lock();
         for (s, ipa) in [(&a, IPA1), (&b, IPB)] {
             let pmd = s.pmd_lookup(&rcu, Ipa(ipa)).unwrap();
-            assert!(s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl().try_lock().is_some());
+            let ptl = s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl();
+            assert!(mmu::sync::try_lock(ptl).is_some());
         }
     }
 }
