@@ -15,6 +15,9 @@ pub enum SmcccError {
     NotSupported,
     /// An argument is out of range, unaligned or otherwise bad.
     InvalidParameter,
+    /// A bounded resource is exhausted: the alias table, the reverse map,
+    /// a page's mappings, or free frames (vendor-defined code -4).
+    NoMemory,
 }
 
 impl SmcccError {
@@ -23,6 +26,7 @@ impl SmcccError {
         match self {
             SmcccError::NotSupported => -1i64 as u64,
             SmcccError::InvalidParameter => -3i64 as u64,
+            SmcccError::NoMemory => -4i64 as u64,
         }
     }
 }
@@ -58,11 +62,26 @@ pub enum Stat {
     Exits = 12,
     /// Synchronous external aborts injected.
     ExternalAborts = 13,
+    /// Faults that ran the coherency policy: translation faults mapping an
+    /// alias, and (policy `ro`) write faults on an aliased page.
+    CoherencyFaults = 14,
+    /// Entries those faults rewrote (`Coherence::adjusted`).
+    AliasesAdjusted = 15,
+    /// Recorded mappings passed over (`Coherence::skipped`).
+    AliasesSkipped = 16,
+    /// `pmd_same` retries (`Coherence::retries`).
+    AliasRetries = 17,
+    /// Aliases left for the lock-free second pass (`Coherence::deferred`).
+    AliasesDeferred = 18,
+    /// Entries in the VM's alias table now.
+    AliasEntries = 19,
+    /// Pages other VMs shared into this one (`HYP_SHARE` with it as target).
+    SharesReceived = 20,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 14] = [
+    pub const ALL: [Stat; 21] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -77,6 +96,13 @@ impl Stat {
         Stat::PermFaults,
         Stat::Exits,
         Stat::ExternalAborts,
+        Stat::CoherencyFaults,
+        Stat::AliasesAdjusted,
+        Stat::AliasesSkipped,
+        Stat::AliasRetries,
+        Stat::AliasesDeferred,
+        Stat::AliasEntries,
+        Stat::SharesReceived,
     ];
 
     /// A short name for tables.
@@ -96,6 +122,13 @@ impl Stat {
             Stat::PermFaults => "permission faults",
             Stat::Exits => "guest exits",
             Stat::ExternalAborts => "external aborts",
+            Stat::CoherencyFaults => "coherency faults",
+            Stat::AliasesAdjusted => "aliases adjusted",
+            Stat::AliasesSkipped => "aliases skipped",
+            Stat::AliasRetries => "alias retries",
+            Stat::AliasesDeferred => "aliases deferred",
+            Stat::AliasEntries => "alias entries",
+            Stat::SharesReceived => "shares received",
         }
     }
 }
@@ -163,8 +196,34 @@ pub enum Call {
         /// Bytes.
         size: u64,
     },
-    /// Functions of later issues (collapse, split, alias, share).
-    Later(u32),
+    /// `HYP_ALIAS`: the page at `dst` becomes another mapping of the
+    /// page at `src` (same VM).
+    Alias {
+        /// The page whose frame is aliased.
+        src: u64,
+        /// The page that will map it too.
+        dst: u64,
+    },
+    /// `HYP_SHARE`: the page at `dst` in VM `vm` becomes another mapping of
+    /// the caller's page at `src`.
+    Share {
+        /// The caller's page.
+        src: u64,
+        /// The target VM's id (exists, not the caller).
+        vm: u64,
+        /// The page in the target VM's RAM.
+        dst: u64,
+    },
+}
+
+/// The VM making a hypercall, as far as validation needs it.
+pub struct Caller<'a> {
+    /// Its id.
+    pub id: u64,
+    /// Its RAM: (IPA base, size).
+    pub ram: (u64, u64),
+    /// The RAM of VM `id`, if that VM exists (for `HYP_SHARE`'s target).
+    pub vm_ram: &'a dyn Fn(u64) -> Option<(u64, u64)>,
 }
 
 const PAGE: u64 = 4096;
@@ -198,9 +257,10 @@ fn ram_range(ipa: u64, size: u64, ram: (u64, u64)) -> Result<(), SmcccError> {
     }
 }
 
-/// Decodes the vendor hypercall `fid` with arguments `a` (`x1..x6`) for a
-/// VM whose RAM is `ram` = (IPA base, size).
-pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError> {
+/// Decodes the vendor hypercall `fid` with arguments `a` (`x1..x6`) made
+/// by `caller`.
+pub fn decode(fid: u32, a: [u64; 6], caller: &Caller<'_>) -> Result<Call, SmcccError> {
+    let ram = caller.ram;
     match fid.wrapping_sub(HYP_BASE) {
         0x00 => Ok(Call::Version),
         0x01 => Ok(Call::Report { pass: a[0] == 0, test: a[1], code: a[0] }),
@@ -223,7 +283,23 @@ pub fn decode(fid: u32, a: [u64; 6], ram: (u64, u64)) -> Result<Call, SmcccError
         0x06 => Err(SmcccError::InvalidParameter),
         0x07 => block_arg(a, ram).map(|(ipa, level)| Call::Collapse { ipa, level }),
         0x08 => block_arg(a, ram).map(|(ipa, level)| Call::Split { ipa, level }),
-        0x09..=0x0a => Ok(Call::Later(fid)),
+        0x09 => {
+            ram_range(a[0], PAGE, ram)?;
+            ram_range(a[1], PAGE, ram)?;
+            if a[0] == a[1] {
+                return Err(SmcccError::InvalidParameter);
+            }
+            Ok(Call::Alias { src: a[0], dst: a[1] })
+        }
+        0x0a => {
+            ram_range(a[0], PAGE, ram)?;
+            if a[1] == caller.id {
+                return Err(SmcccError::InvalidParameter);
+            }
+            let target = (caller.vm_ram)(a[1]).ok_or(SmcccError::InvalidParameter)?;
+            ram_range(a[2], PAGE, target)?;
+            Ok(Call::Share { src: a[0], vm: a[1], dst: a[2] })
+        }
         0x0b => ram_range(a[0], a[1], ram).map(|_| Call::DirtyCount { ipa: a[0], size: a[1] }),
         _ => Err(SmcccError::NotSupported),
     }
@@ -235,8 +311,21 @@ mod tests {
 
     const RAM: (u64, u64) = (0x4000_0000, 128 << 20);
 
+    /// VMs 1 and 2 have `RAM`; VM 3 has 2 MiB at the same base.
+    fn vm_ram(id: u64) -> Option<(u64, u64)> {
+        match id {
+            1 | 2 => Some(RAM),
+            3 => Some((0x4000_0000, 2 << 20)),
+            _ => None,
+        }
+    }
+
+    fn decode_as(id: u64, ram: (u64, u64), fid: u32, a: [u64; 6]) -> Result<Call, SmcccError> {
+        decode(fid, a, &Caller { id, ram, vm_ram: &vm_ram })
+    }
+
     fn call(n: u32, a: [u64; 6]) -> Result<Call, SmcccError> {
-        decode(HYP_BASE + n, a, RAM)
+        decode_as(1, RAM, HYP_BASE + n, a)
     }
 
     #[test]
@@ -267,7 +356,7 @@ mod tests {
         // 1 GiB: aligned, and inside RAM (128 MiB here: never).
         assert_eq!(call(7, [0x4000_0000, 1, 0, 0, 0, 0]), Err(SmcccError::InvalidParameter));
         assert_eq!(
-            decode(HYP_BASE + 7, [0x8000_0000, 1, 0, 0, 0, 0], (0x4000_0000, 2 << 30)),
+            decode_as(1, (0x4000_0000, 2 << 30), HYP_BASE + 7, [0x8000_0000, 1, 0, 0, 0, 0]),
             Ok(Call::Collapse { ipa: 0x8000_0000, level: 1 })
         );
         assert_eq!(call(8, [0x4020_0000, 3, 0, 0, 0, 0]), Err(SmcccError::InvalidParameter));
@@ -291,7 +380,7 @@ mod tests {
         // Unknown permission bits; write without read.
         assert_eq!(call(5, [0x4000_0000, 4096, 8, 0, 0, 0]), Err(bad));
         assert_eq!(call(5, [0x4000_0000, 4096, 2, 0, 0, 0]), Err(bad));
-        assert_eq!(call(2, [14, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(2, [21, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(6, [3, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0b, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
@@ -299,7 +388,52 @@ mod tests {
         assert_eq!(call(7, [0x4020_1000, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(8, [0x4000_0000 + (128 << 20), 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0c, [0; 6]), Err(SmcccError::NotSupported));
-        assert_eq!(decode(0xC600_1000, [0; 6], RAM), Err(SmcccError::NotSupported));
+        assert_eq!(decode_as(1, RAM, 0xC600_1000, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);
+        assert_eq!(SmcccError::NoMemory.code(), (-4i64) as u64);
+    }
+
+    #[test]
+    fn alias_and_share() {
+        let (a, b) = (0x4100_0000, 0x4110_0000);
+        assert_eq!(call(9, [a, b, 0, 0, 0, 0]), Ok(Call::Alias { src: a, dst: b }));
+        let last = 0x4000_0000 + (128 << 20) - 4096;
+        assert_eq!(call(9, [last, a, 0, 0, 0, 0]), Ok(Call::Alias { src: last, dst: a }));
+        assert_eq!(call(0x0a, [a, 2, b, 0, 0, 0]), Ok(Call::Share { src: a, vm: 2, dst: b }));
+        // VM 2 shares into VM 1; VM 3's RAM is smaller and checked as its own.
+        assert_eq!(
+            decode_as(2, RAM, HYP_BASE + 0x0a, [a, 1, a, 0, 0, 0]),
+            Ok(Call::Share { src: a, vm: 1, dst: a })
+        );
+        assert_eq!(
+            call(0x0a, [a, 3, 0x401f_f000, 0, 0, 0]),
+            Ok(Call::Share { src: a, vm: 3, dst: 0x401f_f000 })
+        );
+    }
+
+    #[test]
+    fn bad_alias_and_share_arguments_are_refused() {
+        let bad = Err(SmcccError::InvalidParameter);
+        let (a, b) = (0x4100_0000u64, 0x4110_0000u64);
+        let end = 0x4000_0000 + (128 << 20);
+        // The same page twice; unaligned; outside RAM; past the end; wrapping.
+        assert_eq!(call(9, [a, a, 0, 0, 0, 0]), bad);
+        assert_eq!(call(9, [a + 8, b, 0, 0, 0, 0]), bad);
+        assert_eq!(call(9, [a, b + 0x800, 0, 0, 0, 0]), bad);
+        assert_eq!(call(9, [0x3fff_f000, b, 0, 0, 0, 0]), bad);
+        assert_eq!(call(9, [a, end, 0, 0, 0, 0]), bad);
+        assert_eq!(call(9, [!0xfff_u64, b, 0, 0, 0, 0]), bad);
+        // Share: with itself, with a VM that does not exist (0, 4, huge),
+        // a source outside the caller's RAM, a target page outside the
+        // target's RAM (VM 3's is 2 MiB), unaligned.
+        assert_eq!(call(0x0a, [a, 1, b, 0, 0, 0]), bad);
+        for vm in [0, 4, u64::MAX] {
+            assert_eq!(call(0x0a, [a, vm, b, 0, 0, 0]), bad);
+        }
+        assert_eq!(call(0x0a, [end, 2, b, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a, 2, end, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a, 3, 0x4020_0000, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a, 2, b + 4, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a + 4, 2, b, 0, 0, 0]), bad);
     }
 }

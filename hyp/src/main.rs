@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod alias;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
@@ -191,7 +192,7 @@ mod hyp_main {
             None => return Err("no guest: neither an initrd nor a built-in demo guest".into()),
         };
         log::info!(
-            "guest image {} KiB ({}), {} VM(s) x {} vCPU(s), {} MiB RAM each, {:?} policy, {:?} locks, premap {}",
+            "guest image {} KiB ({}), {} VM(s) x {} vCPU(s), {} MiB RAM each, {:?} policy, {:?} locks, premap {}, coherency {:?}",
             image.len() >> 10,
             if plat.initrd.is_some() { "initrd" } else { "built-in demo" },
             cfg.vms,
@@ -199,7 +200,8 @@ mod hyp_main {
             cfg.mem >> 20,
             cfg.policy,
             cfg.lock,
-            cfg.premap
+            cfg.premap,
+            cfg.coherency
         );
 
         // The DTB takes the RAM below the image address; images go above.
@@ -231,6 +233,7 @@ mod hyp_main {
         } else {
             mmu::LockMode::Split
         };
+        vm::set_coherency(cfg.coherency);
         for id in 1..=cfg.vms {
             let spec = vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock };
             let vm = Vm::create(&spec, pool, &RCU).map_err(|e| format!("vm{id}: {e}"))?;

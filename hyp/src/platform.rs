@@ -596,8 +596,22 @@ pub enum LockKind {
     Single,
 }
 
+/// How the aliases of a page shared with `HYP_ALIAS` or `HYP_SHARE` are
+/// kept coherent (`coherency=`): what every mapping of such a page becomes
+/// once it has another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Coherency {
+    /// Normal Non-cacheable (default).
+    #[default]
+    Nc,
+    /// Read-only: a write faults, and the writing mapping becomes the only
+    /// writable one.
+    Ro,
+}
+
 /// The hypervisor configuration from `/chosen/bootargs`:
-/// `vms=N vcpus=N mem=SIZE policy=pages|blocks lock=split|single`.
+/// `vms=N vcpus=N mem=SIZE policy=pages|blocks lock=split|single
+/// premap=0|1 collapse=0|1 coherency=nc|ro`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Number of VMs running the guest image (1..=8, default 1).
@@ -616,6 +630,8 @@ pub struct Config {
     /// Collapse a 2 MiB range into a block once all its pages are mapped
     /// (`collapse=1`). Default 0.
     pub collapse: bool,
+    /// Coherency policy for aliased pages (default `nc`).
+    pub coherency: Coherency,
 }
 
 impl Config {
@@ -688,6 +704,13 @@ impl Config {
                 }
                 "premap" => config.premap = parse_bool("premap", value)?,
                 "collapse" => config.collapse = parse_bool("collapse", value)?,
+                "coherency" => {
+                    config.coherency = match value {
+                        "nc" => Coherency::Nc,
+                        "ro" => Coherency::Ro,
+                        _ => return Err(bad_choice("coherency", value, "nc|ro")),
+                    }
+                }
                 _ => return Err(ConfigError::UnknownKey(key.into())),
             }
         }
@@ -705,6 +728,7 @@ impl Default for Config {
             lock: LockKind::Split,
             premap: false,
             collapse: false,
+            coherency: Coherency::Nc,
         }
     }
 }
@@ -771,7 +795,7 @@ impl fmt::Display for ConfigError {
             Self::UnknownKey(k) => {
                 write!(
                     f,
-                    "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock, premap, collapse)"
+                    "bootargs: unknown key {k:?} (known: vms, vcpus, mem, policy, lock, premap, collapse, coherency)"
                 )
             }
             Self::DuplicateKey(k) => write!(f, "bootargs: {k} given twice"),
@@ -2045,6 +2069,7 @@ mod tests {
                 lock: LockKind::Split,
                 premap: false,
                 collapse: false,
+                coherency: Coherency::Nc,
             }
         );
         assert_eq!(Config::parse(""), Ok(Config::default()));
@@ -2059,8 +2084,11 @@ mod tests {
                 lock: LockKind::Single,
                 premap: true,
                 collapse: false,
+                coherency: Coherency::Nc,
             })
         );
+        assert_eq!(Config::parse("coherency=ro").unwrap().coherency, Coherency::Ro);
+        assert_eq!(Config::parse("coherency=nc").unwrap().coherency, Coherency::Nc);
         assert!(!Config::parse("premap=0").unwrap().premap);
         assert!(Config::parse("collapse=1").unwrap().collapse);
         assert!(matches!(Config::parse("premap=yes"), Err(ConfigError::BadChoice { .. })));
@@ -2103,6 +2131,10 @@ mod tests {
         assert_eq!(
             err("policy=huge"),
             BadChoice { key: "policy", value: "huge".into(), expected: "pages|blocks" }
+        );
+        assert_eq!(
+            err("coherency=wb"),
+            BadChoice { key: "coherency", value: "wb".into(), expected: "nc|ro" }
         );
         assert_eq!(
             err("lock=none"),

@@ -7,9 +7,9 @@ use core::sync::atomic::Ordering;
 use arch::read_sysreg;
 use mmu::Error;
 
-use crate::hypercall::{self, Call, SmcccError};
+use crate::hypercall::{self, Call, Caller, SmcccError};
 use crate::psci;
-use crate::vm::{Policy, Vcpu, VcpuState, VcpuStatus, VmStats, RAM_BASE, UART_IPA};
+use crate::vm::{self, Policy, Vcpu, VcpuState, VcpuStatus, VmStats, RAM_BASE, UART_IPA};
 
 /// What the run loop does next with the vCPU.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,10 +74,14 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
         hypercall::SMCCC_VERSION => 0x1_0001,
         hypercall::SMCCC_ARCH_FEATURES => SmcccError::NotSupported.code(),
         0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f => return guest_psci(vcpu, st, fid),
-        0xc600_0000..=0xc600_ffff => match hypercall::decode(fid, a, (RAM_BASE, vm.ram_size)) {
-            Ok(c) => hyp_call(vcpu, c),
-            Err(e) => e.code(),
-        },
+        0xc600_0000..=0xc600_ffff => {
+            let vm_ram = |id: u64| vm::find(id).map(|v| (RAM_BASE, v.ram_size));
+            let caller = Caller { id: vm.id as u64, ram: (RAM_BASE, vm.ram_size), vm_ram: &vm_ram };
+            match hypercall::decode(fid, a, &caller) {
+                Ok(c) => hyp_call(vcpu, c),
+                Err(e) => e.code(),
+            }
+        }
         _ => SmcccError::NotSupported.code(),
     };
     st.regs.x[0] = ret;
@@ -91,7 +95,11 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
         Ok(()) => 0,
         Err(e) => {
             log::warn!("vm{}: hypercall {c:?} failed: {e}", vm.id);
-            SmcccError::InvalidParameter.code()
+            match e {
+                // A bounded table (alias table, reverse map) or memory ran out.
+                Error::OutOfMemory => SmcccError::NoMemory.code(),
+                _ => SmcccError::InvalidParameter.code(),
+            }
         }
     };
     match c {
@@ -119,7 +127,12 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
         Call::DirtyCount { ipa, size } => vm.dirty_count(ipa, size),
         Call::Collapse { ipa, level } => done(vm.collapse(ipa, level)),
         Call::Split { ipa, level } => done(vm.split(ipa, level)),
-        Call::Later(_) => SmcccError::NotSupported.code(),
+        Call::Alias { src, dst } => done(vm.alias(src, dst)),
+        Call::Share { src, vm: target, dst } => match vm::find(target) {
+            Some(t) => done(vm.share(src, t, dst)),
+            // Checked by `decode`; VMs are never removed.
+            None => SmcccError::InvalidParameter.code(),
+        },
     }
 }
 
@@ -179,7 +192,9 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
         // Translation fault, levels 0 to 3.
         0x04..=0x07 if vm.in_ram(ipa & !0xfff, 0x1000) => {
             VmStats::bump(&vm.stats.faults);
-            match vm.populate(ipa) {
+            // An alias (HYP_ALIAS, HYP_SHARE) maps its frame; anything else
+            // gets fresh memory.
+            match vm.fault_alias(ipa).unwrap_or_else(|| vm.populate(ipa)) {
                 Ok(()) => {
                     vm.maybe_collapse(ipa);
                     Action::Resume

@@ -36,3 +36,19 @@ pub fn icache_inval_all() {
     dsb_ish();
     isb();
 }
+
+/// [`mmu::CacheMaintenance`] for the hypervisor: data-cache maintenance by
+/// physical address through [`clean_inval_poc`].
+///
+/// Requires the EL2 stage-1 map to be the identity over every page it is
+/// given (PA == VA), as the hypervisor's boot map is for RAM: `DC CIVAC`
+/// takes a virtual address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PocByPa;
+
+impl mmu::CacheMaintenance for PocByPa {
+    fn clean_inval_poc(&self, pa: mmu::PhysAddr, len: u64) {
+        // Ends with DSB ISH: complete before the caller goes on.
+        clean_inval_poc(pa.get() as usize, len as usize);
+    }
+}

@@ -6,6 +6,12 @@
 pub const SMCCC_NOT_SUPPORTED: i64 = -1;
 /// SMCCC result: an argument was rejected.
 pub const SMCCC_INVALID_PARAMETER: i64 = -3;
+/// The hypervisor's result for a full bounded table (alias table, reverse
+/// map) or no memory (vendor-defined).
+pub const HYP_NO_MEMORY: i64 = -4;
+
+/// Entries of a VM's alias table (`HYP_ALIAS`, `HYP_SHARE`).
+pub const ALIAS_ENTRIES: u64 = 16;
 
 /// Hypercall function ids (SMC64 fast calls, vendor-specific hypervisor
 /// service range, OEN 6), issued with `HVC #0`.
@@ -29,9 +35,11 @@ pub mod hyp {
     pub const HYP_COLLAPSE: u64 = 0xC600_0007;
     /// `x1` = 2 MiB-aligned IPA.
     pub const HYP_SPLIT: u64 = 0xC600_0008;
-    /// `x1` = IPA, `x2` = second IPA.
+    /// `x1` = source page, `x2` = another page of the caller's RAM: from
+    /// its next access on, the second page maps the source page's frame.
     pub const HYP_ALIAS: u64 = 0xC600_0009;
-    /// `x1` = IPA, `x2` = VM id, `x3` = its IPA.
+    /// `x1` = source page, `x2` = another VM's id, `x3` = a page of that
+    /// VM's RAM: as `HYP_ALIAS`, across VMs.
     pub const HYP_SHARE: u64 = 0xC600_000A;
     /// `x1` = IPA, `x2` = size: pages mapped writable (dirty logging).
     pub const HYP_DIRTY_COUNT: u64 = 0xC600_000B;
@@ -81,8 +89,22 @@ pub mod counter {
     pub const GUEST_EXITS: u64 = 12;
     /// External aborts injected.
     pub const ABORTS_INJECTED: u64 = 13;
+    /// Faults that applied the coherency policy to an aliased page.
+    pub const COHERENCY_FAULTS: u64 = 14;
+    /// Mappings those faults rewrote.
+    pub const ALIASES_ADJUSTED: u64 = 15;
+    /// Recorded mappings they passed over.
+    pub const ALIASES_SKIPPED: u64 = 16;
+    /// `pmd_same` retries while adjusting.
+    pub const ALIAS_RETRIES: u64 = 17;
+    /// Aliases left for the second pass (lock busy).
+    pub const ALIASES_DEFERRED: u64 = 18;
+    /// Entries in this VM's alias table now.
+    pub const ALIAS_ENTRIES: u64 = 19;
+    /// Pages other VMs shared into this one.
+    pub const SHARES_RECEIVED: u64 = 20;
     /// Number of counters.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 21;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -99,6 +121,13 @@ pub mod counter {
         "perm_faults",
         "exits",
         "aborts_injected",
+        "coherency_faults",
+        "aliases_adjusted",
+        "aliases_skipped",
+        "alias_retries",
+        "aliases_deferred",
+        "alias_entries",
+        "shares_received",
     ];
 }
 

@@ -163,39 +163,17 @@ impl Stats {
 
     /// Prints the counters, `name=value`, on one line after `title`.
     pub fn print(&self, title: &str) {
-        let s = &self.0;
-        crate::println!(
-            "{title}: {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} \
-             {}={} {}={}",
-            counter::NAMES[0],
-            s[0],
-            counter::NAMES[1],
-            s[1],
-            counter::NAMES[2],
-            s[2],
-            counter::NAMES[3],
-            s[3],
-            counter::NAMES[4],
-            s[4],
-            counter::NAMES[5],
-            s[5],
-            counter::NAMES[6],
-            s[6],
-            counter::NAMES[7],
-            s[7],
-            counter::NAMES[8],
-            s[8],
-            counter::NAMES[9],
-            s[9],
-            counter::NAMES[10],
-            s[10],
-            counter::NAMES[11],
-            s[11],
-            counter::NAMES[12],
-            s[12],
-            counter::NAMES[13],
-            s[13],
-        );
+        crate::println!("{title}:{self}");
+    }
+}
+
+impl core::fmt::Display for Stats {
+    /// ` name=value` for every counter.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (name, v) in counter::NAMES.iter().zip(self.0) {
+            write!(f, " {name}={v}")?;
+        }
+        Ok(())
     }
 }
 
@@ -263,22 +241,26 @@ pub unsafe fn hyp_split(ipa: u64) -> i64 {
     unsafe { hyp_call(hyp::HYP_SPLIT, ipa, 0, 0) }
 }
 
-/// `HYP_ALIAS` of `ipa2` to `ipa` (raw result).
+/// `HYP_ALIAS`: from its next access on, the page `dst` maps the frame of
+/// the page `src` (which is faulted in first if need be); what `dst`
+/// mapped is dropped. Returns 0 or a negative error
+/// ([`crate::abi::HYP_NO_MEMORY`] when the alias table is full).
 ///
 /// # Safety
 ///
-/// Both pages must not hold memory Rust code uses.
-pub unsafe fn hyp_alias(ipa: u64, ipa2: u64) -> i64 {
+/// Neither page may hold memory Rust code uses (`dst`'s contents are
+/// lost, and writes through one page show through the other).
+pub unsafe fn hyp_alias(src: u64, dst: u64) -> i64 {
     // SAFETY: forwarded from the caller.
-    unsafe { hyp_call(hyp::HYP_ALIAS, ipa, ipa2, 0) }
+    unsafe { hyp_call(hyp::HYP_ALIAS, src, dst, 0) }
 }
 
-/// `HYP_SHARE` of `ipa` with VM `vm` at its `vm_ipa` (raw result).
+/// `HYP_SHARE`: as [`hyp_alias`], with `dst` a page of VM `vm`'s RAM.
 ///
 /// # Safety
 ///
-/// The page must not hold memory Rust code uses.
-pub unsafe fn hyp_share(ipa: u64, vm: u64, vm_ipa: u64) -> i64 {
+/// As [`hyp_alias`] for `src` (another VM writes it from now on).
+pub unsafe fn hyp_share(src: u64, vm: u64, dst: u64) -> i64 {
     // SAFETY: forwarded from the caller.
-    unsafe { hyp_call(hyp::HYP_SHARE, ipa, vm, vm_ipa) }
+    unsafe { hyp_call(hyp::HYP_SHARE, src, vm, dst) }
 }

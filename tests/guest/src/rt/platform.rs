@@ -118,6 +118,19 @@ pub fn bootargs() -> Option<&'static str> {
     fdt()?.bootargs()
 }
 
+/// The value of the last `key=value` word of the bootargs with this key
+/// (the hypervisor appends its own words, such as `vm=N`, after the
+/// configuration's).
+pub fn bootarg(key: &str) -> Option<&'static str> {
+    bootargs()?.split_whitespace().rev().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// This VM's id under the hypervisor (`vm=N`, which it appends to the
+/// bootargs; `HYP_SHARE` names VMs by it), if given.
+pub fn vm_id() -> Option<u64> {
+    bootarg("vm")?.parse().ok()
+}
+
 /// The DTB's extent `[dtb, dtb + totalsize)` (empty without a valid DTB).
 pub fn dtb_range() -> (u64, u64) {
     let d = dtb();

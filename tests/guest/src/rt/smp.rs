@@ -55,6 +55,20 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_until`] for at most about `us` microseconds of the virtual
+/// counter; whether `cond` came to hold. For waiting on another VM, which
+/// may never get there.
+pub fn wait_until_for(mut cond: impl FnMut() -> bool, us: u64) -> bool {
+    let ticks = super::timer::frequency() / 1_000_000 * us;
+    let t0 = super::timer::counter();
+    let mut done = cond();
+    wait_until(|| {
+        done = done || cond();
+        done || super::timer::counter().wrapping_sub(t0) >= ticks
+    });
+    done
+}
+
 /// A reusable barrier for `n` vCPUs (sense counting by generation).
 #[derive(Debug)]
 pub struct Barrier {
