@@ -1,6 +1,7 @@
 //! One pass through every path of `mmu` that turns table memory into
 //! references (`Stage2::slot`, the walker's page cache and run slices, the
-//! accessors' table guards, detach and deferred free, collapse), small
+//! accessors' table guards, detach and deferred free, collapse,
+//! `make_coherent`), small
 //! enough for Miri to interpret in seconds: `scripts/test.sh` runs it with
 //! `cargo +nightly miri test`. The other integration tests cover the same
 //! code far more thoroughly but take Miri many minutes each.
@@ -125,5 +126,32 @@ fn two_cpus_fault_one_table() {
     for page in 0..9 {
         let t = s2.translate(Ipa(BASE + page * PAGE_SIZE)).unwrap();
         assert_eq!(t.pa, PhysAddr(0x8000_0000 + page * PAGE_SIZE));
+    }
+}
+
+/// `make_coherent`: an alias in the faulting table (written through the
+/// held lock) and one in another space (written through `rw_nolock`).
+#[test]
+fn aliases_made_coherent() {
+    let geo = Geometry::aarch64(40, 48, Features::default()).unwrap();
+    for mode in [LockMode::Split, LockMode::Single] {
+        let (mem, tlb, rcu, rmap) =
+            (HostMemory::new(16), RecordingTlb::silent(), Rcu::new(), mmu::Rmap::new());
+        let a = Stage2::new(geo, Vmid(1), mode, &mem, &tlb, &rcu).unwrap().with_rmap(&rmap);
+        let b = Stage2::new(geo, Vmid(2), mode, &mem, &tlb, &rcu).unwrap().with_rmap(&rmap);
+        let p = PhysAddr(0x8000_0000);
+        let map = |s: &Stage2<'_, _, _>, ipa| {
+            s.map(Ipa(ipa), p, PAGE_SIZE, &Attrs::RAM, Granularity::Pages).unwrap()
+        };
+        map(&a, BASE);
+        a.track_page(Ipa(BASE)).unwrap();
+        map(&b, BASE + MB2);
+        map(&a, BASE + PAGE_SIZE);
+        let nc = |x: &Attrs| Attrs { mem: mmu::MemType::NormalNc, ..*x };
+        let g = rcu.read_lock();
+        let pmd = a.pmd_lookup(&g, Ipa(BASE + PAGE_SIZE)).unwrap();
+        let mut pte = a.pte_offset_map_lock(&pmd).unwrap();
+        let c = mmu::make_coherent(&mut pte, Ipa(BASE + PAGE_SIZE), &[&b], &nc, &tlb).unwrap();
+        assert_eq!((c.aliases, c.adjusted), (2, 3));
     }
 }
