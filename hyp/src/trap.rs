@@ -94,7 +94,16 @@ fn hyp_call(vcpu: &'static Vcpu, c: Call) -> u64 {
     let done = |r: Result<(), Error>| match r {
         Ok(()) => 0,
         Err(e) => {
-            log::warn!("vm{}: hypercall {c:?} failed: {e}", vm.id);
+            let aliasing = matches!(c, Call::Alias { .. } | Call::Share { .. });
+            if aliasing && e == Error::OutOfMemory {
+                // mmu's wording ("table memory") would mislead here.
+                log::warn!(
+                    "vm{}: hypercall {c:?} failed: alias table, reverse map or frames full",
+                    vm.id
+                );
+            } else {
+                log::warn!("vm{}: hypercall {c:?} failed: {e}", vm.id);
+            }
             match e {
                 // A bounded table (alias table, reverse map) or memory ran out.
                 Error::OutOfMemory => SmcccError::NoMemory.code(),

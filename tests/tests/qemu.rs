@@ -182,6 +182,10 @@ fn isolation_two_vms_smp1() {
 /// checks what the hypervisor counted: each VM had coherency faults that
 /// adjusted mappings, both took part in the share, nothing failed.
 fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
+    let vcpus: u64 = append
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vcpus="))
+        .map_or(1, |v| v.parse().expect("vcpus=N"));
     let run = boot(Qemu::new().cpu(cpu).smp(smp).guest("alias").append(append));
     run.assert_ok_vms(2);
     for (check, want) in
@@ -201,9 +205,15 @@ fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
         );
     }
     // VM 2 received the one share; VM 1 none. Every alias was dropped by
-    // the guest's unmap and remap but one per VM (C).
+    // the guest's unmap and remap but C (and VM 2's Y, and with two vCPUs
+    // the last round's two).
     assert_eq!(counter("shares received"), [0, 1], "{run}");
-    assert_eq!(counter("alias entries"), [1, 2], "{run}");
+    let rounds = if vcpus >= 2 { 2 } else { 0 };
+    assert_eq!(counter("alias entries"), [1 + rounds, 2 + rounds], "{run}");
+    if vcpus >= 2 {
+        let n = run.lines_with("alias/smp_data PASS").len();
+        assert_eq!(n, 2, "{n} `alias/smp_data PASS` lines, want 2\n{run}");
+    }
     run
 }
 
@@ -226,6 +236,17 @@ fn alias_two_vms_smp1() {
 #[test]
 fn alias_two_vms_smp1_single_lock() {
     alias_two_vms(A57, 1, "vms=2 lock=single");
+}
+
+/// Two vCPUs per VM fault in aliases of one page at once, round after round.
+#[test]
+fn alias_two_vms_vcpus2_smp2() {
+    alias_two_vms(MAX, 2, "vms=2 vcpus=2");
+}
+
+#[test]
+fn alias_two_vms_vcpus2_smp2_single_lock_ro() {
+    alias_two_vms(A57, 2, "vms=2 vcpus=2 lock=single coherency=ro");
 }
 
 #[test]

@@ -20,7 +20,11 @@
 //!   16 entries, the 17th is NO_MEMORY and changes nothing;
 //! * unmapping aliases drops them; unmapping the source leaves the frame
 //!   to its other mappings (not freed: fresh pages do not get it); remapping
-//!   an alias gives it a frame of its own.
+//!   an alias gives it a frame of its own;
+//! * with two vCPUs or more (`vcpus=2`): rounds in which vCPUs 0 and 1
+//!   fault in two fresh aliases of one page (in different level-3 tables)
+//!   at once, each writing its word and reading the other's through its
+//!   own alias; vCPU 0 unmaps and re-aliases both between rounds.
 //!
 //! Checks: 1 `setup`, 2 `alias`, 3 `split`, 4 `b_sees_a`, 5
 //! `coherency_fault`, 6 `adjusted`, 7 `b_write_shows_in_a`, 8
@@ -28,7 +32,8 @@
 //! `no_block_over_alias`, 13 `bad_args`, 14 `table_full`, 15
 //! `unmap_drops_aliases`, 16 `source_unmapped`, 17 `remap_alias`; with
 //! `vms=2`, VM 1: 20 `share`, 21 `reply`; VM 2: 20 `share_seen`, 21
-//! `exchange`, 22 `cross_vm_coherency`.
+//! `exchange`, 22 `cross_vm_coherency`; with two vCPUs, 30 `smp_start`, 31
+//! `smp_data`, 32 `smp_faults`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -38,7 +43,7 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod image {
-    use core::sync::atomic::{fence, Ordering};
+    use core::sync::atomic::{fence, AtomicU64, Ordering};
 
     use guest::abi::SMCCC_INVALID_PARAMETER as EINVAL;
     use guest::abi::{counter, ALIAS_ENTRIES, HYP_NO_MEMORY, OUTSIDE_IPA, PAGE_SIZE};
@@ -46,7 +51,7 @@ mod image {
     use guest::println;
     use guest::rt::mem::{self, pattern};
     use guest::rt::{check_eq, check_mem, hyp_alias, hyp_set_policy, hyp_share, hyp_unmap};
-    use guest::rt::{hyp_remap, platform, smp, stat, test_result_with, Stats};
+    use guest::rt::{hyp_remap, platform, smp, stat, test_result_with, Barrier, Stats};
 
     guest::guest_main!("alias", 1500, main);
 
@@ -64,6 +69,17 @@ mod image {
     /// Fresh pages touched after the source is unmapped.
     const FRESH: u64 = TEST_REGION + 10 * BLOCK_SIZE;
     const FRESH_PAGES: u64 = 64;
+    /// The two-vCPU rounds: the source, and each vCPU's alias (2 MiB apart:
+    /// different level-3 tables, so different locks unless `lock=single`).
+    const SMP_SRC: u64 = TEST_REGION + 11 * BLOCK_SIZE;
+    const SMP_DST: [u64; 2] =
+        [TEST_REGION + 12 * BLOCK_SIZE, TEST_REGION + 13 * BLOCK_SIZE + 0x7000];
+    const ROUNDS: u64 = 32;
+    static BARRIER: Barrier = Barrier::new();
+    /// Words a vCPU read wrong through its alias.
+    static SMP_ERRORS: AtomicU64 = AtomicU64::new(0);
+    /// HYP_ALIAS/HYP_UNMAP calls that failed.
+    static SMP_CALL_ERRORS: AtomicU64 = AtomicU64::new(0);
     /// How long a VM waits for the other (µs of the virtual counter).
     const WAIT_US: u64 = 20_000_000;
 
@@ -106,7 +122,79 @@ mod image {
             println!("alias: one VM: HYP_SHARE is only checked with vms=2");
         }
         one_vm(id, vms, ro);
+        if platform::cpus_or(1) >= 2 {
+            two_vcpus();
+        } else {
+            println!("alias: one vCPU: the concurrent rounds need vcpus=2");
+        }
         Stats::read().print("alias: counters");
+    }
+
+    /// (Re)makes both vCPUs' aliases of the source: vCPU 0, between rounds.
+    fn realias() {
+        for dst in SMP_DST {
+            // SAFETY: test memory, which Rust code never uses.
+            let r = unsafe { hyp_unmap(dst, PAGE_SIZE) | hyp_alias(SMP_SRC, dst) };
+            if r != 0 {
+                SMP_CALL_ERRORS.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// One vCPU's part of the rounds. The first access to its alias in a
+    /// round faults, at the same time as the other vCPU's.
+    fn round_worker(cpu: usize) {
+        let mine = SMP_DST[cpu];
+        let other = 1 - cpu as u64;
+        for round in 0..ROUNDS {
+            BARRIER.wait(2); // aliases made
+            mem::write64(mine + 8 * cpu as u64, (round << 8) | cpu as u64);
+            BARRIER.wait(2); // both written
+            if mem::read64(mine + 8 * other) != (round << 8) | other {
+                SMP_ERRORS.fetch_add(1, Ordering::SeqCst);
+            }
+            BARRIER.wait(2); // both read
+            if cpu == 0 && round + 1 < ROUNDS {
+                realias();
+            }
+        }
+    }
+
+    fn two_vcpus() {
+        fill(SMP_SRC, SEED_S);
+        realias();
+        let s0 = Stats::read();
+        let started = smp::start_secondaries(2, round_worker);
+        test_result_with(30, "smp_start", started.is_ok(), format_args!("{started:?}"));
+        if started.is_err() {
+            return;
+        }
+        round_worker(0);
+        smp::join_secondaries();
+        let d = Stats::read().delta(&s0);
+        let (bad, calls) =
+            (SMP_ERRORS.load(Ordering::SeqCst), SMP_CALL_ERRORS.load(Ordering::SeqCst));
+        test_result_with(
+            31,
+            "smp_data",
+            bad == 0 && calls == 0,
+            format_args!("{bad} words read wrong, {calls} calls failed, {ROUNDS} rounds"),
+        );
+        let faults = d.get(counter::COHERENCY_FAULTS);
+        test_result_with(
+            32,
+            "smp_faults",
+            faults >= 2 * ROUNDS,
+            format_args!(
+                "{faults} coherency faults (want >= {}), adjusted {}, skipped {}, retries {}, \
+                 deferred {}",
+                2 * ROUNDS,
+                d.get(counter::ALIASES_ADJUSTED),
+                d.get(counter::ALIASES_SKIPPED),
+                d.get(counter::ALIAS_RETRIES),
+                d.get(counter::ALIASES_DEFERRED)
+            ),
+        );
     }
 
     /// VM 1: writes X, shares it as VM 2's Y, waits for VM 2's reply in
