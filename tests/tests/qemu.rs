@@ -257,11 +257,15 @@ fn alias_read_only_policy() {
     assert!(perm.len() == 2 && perm.iter().all(|&v| v >= 2), "permission faults {perm:?}\n{run}");
 }
 
+/// One VM (no share), two vCPUs; the image ends with SYSTEM_RESET, after
+/// which its alias table must be empty.
 #[test]
-fn alias_one_vm_a57() {
-    let run = guest("alias", A57, 2, "");
+fn alias_one_vm_reset_a57() {
+    let run = guest("alias", A57, 2, "vcpus=2");
+    run.assert_contains("[vm1] TEST alias/reset_drops_aliases PASS");
     let adjusted = run.counter("aliases adjusted").unwrap_or_default();
     assert!(adjusted.len() == 1 && adjusted[0] >= 2, "aliases adjusted {adjusted:?}\n{run}");
+    assert_eq!(run.counter("alias entries"), Some(vec![0]), "{run}");
 }
 
 // --- refusal at EL1 ------------------------------------------------------------

@@ -24,7 +24,9 @@
 //! * with two vCPUs or more (`vcpus=2`): rounds in which vCPUs 0 and 1
 //!   fault in two fresh aliases of one page (in different level-3 tables)
 //!   at once, each writing its word and reading the other's through its
-//!   own alias; vCPU 0 unmaps and re-aliases both between rounds.
+//!   own alias; vCPU 0 unmaps and re-aliases both between rounds;
+//! * with one VM, PSCI `SYSTEM_RESET` with aliases in place: after it the
+//!   alias table is empty and the former aliases are fresh pages.
 //!
 //! Checks: 1 `setup`, 2 `alias`, 3 `split`, 4 `b_sees_a`, 5
 //! `coherency_fault`, 6 `adjusted`, 7 `b_write_shows_in_a`, 8
@@ -33,7 +35,8 @@
 //! `unmap_drops_aliases`, 16 `source_unmapped`, 17 `remap_alias`; with
 //! `vms=2`, VM 1: 20 `share`, 21 `reply`; VM 2: 20 `share_seen`, 21
 //! `exchange`, 22 `cross_vm_coherency`; with two vCPUs, 30 `smp_start`, 31
-//! `smp_data`, 32 `smp_faults`.
+//! `smp_data`, 32 `smp_faults`; with one VM, after the reset, 40
+//! `reset_drops_aliases`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -51,7 +54,7 @@ mod image {
     use guest::println;
     use guest::rt::mem::{self, pattern};
     use guest::rt::{check_eq, check_mem, hyp_alias, hyp_set_policy, hyp_share, hyp_unmap};
-    use guest::rt::{hyp_remap, platform, smp, stat, test_result_with, Barrier, Stats};
+    use guest::rt::{hyp_remap, platform, psci, smp, stat, test_result_with, Barrier, Stats};
 
     guest::guest_main!("alias", 1500, main);
 
@@ -108,6 +111,10 @@ mod image {
     fn main(_dtb: u64) {
         let id = platform::vm_id().unwrap_or(0);
         let vms: u64 = platform::bootarg("vms").and_then(|v| v.parse().ok()).unwrap_or(1);
+        if platform::bootarg("resets").is_some() {
+            after_reset();
+            return;
+        }
         let ro = platform::bootarg("coherency") == Some("ro");
         println!("alias: VM {id} of {vms}, coherency {}", if ro { "ro" } else { "nc" });
         let ok = hyp_set_policy(POLICY_BLOCKS) == 0 && id != 0;
@@ -128,6 +135,32 @@ mod image {
             println!("alias: one vCPU: the concurrent rounds need vcpus=2");
         }
         Stats::read().print("alias: counters");
+        if vms == 1 {
+            println!("alias: SYSTEM_RESET with {} aliases in place", stat(counter::ALIAS_ENTRIES));
+            psci::system_reset();
+        }
+    }
+
+    /// Second boot of a one-VM run: the reset dropped every alias; the
+    /// pages that were aliases (C; the two-vCPU rounds' if there were any)
+    /// are fresh memory now.
+    fn after_reset() {
+        let entries = stat(counter::ALIAS_ENTRIES);
+        let mut fresh = mem::verify_zero(C, PAGE_SIZE);
+        if platform::cpus_or(1) >= 2 {
+            for dst in SMP_DST {
+                fresh = fresh.and(mem::verify_zero(dst, PAGE_SIZE));
+            }
+        }
+        // Writing C must not show anywhere else (it is no alias any more).
+        fill(C, SEED_D);
+        let alone = mem::verify_zero(A, PAGE_SIZE).and(mem::verify_zero(B, PAGE_SIZE));
+        test_result_with(
+            40,
+            "reset_drops_aliases",
+            entries == 0 && fresh.is_ok() && alone.is_ok(),
+            format_args!("{entries} entries; former aliases {fresh:x?}; A, B {alone:x?}"),
+        );
     }
 
     /// (Re)makes both vCPUs' aliases of the source: vCPU 0, between rounds.
