@@ -392,7 +392,11 @@ impl Vm {
     /// (its alias entries go with it) and filled again from the image, and
     /// vCPU 0 starts over.
     pub fn reset(&'static self) -> Result<(), Error> {
-        self.unmap(RAM_BASE, self.ram_size)?;
+        // Held until RAM is loaded again: a page another VM shares into
+        // this one meanwhile becomes an alias after the load, rather than
+        // being shadowed by a page the load maps.
+        let mut t = self.aliases.lock();
+        self.unmap_locked(&mut t, RAM_BASE, self.ram_size)?;
         self.resets.fetch_add(1, Ordering::Relaxed);
         self.off.store(false, Ordering::SeqCst);
         let boot = self.boot.get().ok_or(Error::BadConfig)?;
@@ -404,6 +408,7 @@ impl Vm {
         };
         // `boot` keeps the first value; `again` only carries it through.
         let r = self.boot(again);
+        drop(t);
         self.reset_pending.store(false, Ordering::SeqCst);
         r
     }
@@ -830,8 +835,12 @@ impl Vm {
     /// Unmaps `[ipa, ipa + size)`, frees the frames it mapped (see
     /// `unmap_frames`) and forgets the aliases in the range.
     pub fn unmap(&self, ipa: u64, size: u64) -> Result<(), Error> {
-        let mut t = self.aliases.lock();
-        self.unmap_frames(&t, ipa, size)?;
+        self.unmap_locked(&mut self.aliases.lock(), ipa, size)
+    }
+
+    /// [`Vm::unmap`] with the alias table `t` locked by the caller.
+    fn unmap_locked(&self, t: &mut AliasTable, ipa: u64, size: u64) -> Result<(), Error> {
+        self.unmap_frames(t, ipa, size)?;
         let gone = t.remove_range(ipa, size);
         self.alias_count.store(t.len(), Ordering::SeqCst);
         for pa in gone {
