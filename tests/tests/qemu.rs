@@ -178,9 +178,10 @@ fn isolation_two_vms_smp1() {
 
 // --- aliases and shared pages (HYP_ALIAS, HYP_SHARE) --------------------------
 
-/// Runs the `alias` image in two VMs (VM 1 shares a page with VM 2) and
-/// checks what the hypervisor counted: each VM had coherency faults that
-/// adjusted mappings, both took part in the share, nothing failed.
+/// Runs the `alias` image in two VMs (VM 1 shares pages with VM 2, resets,
+/// and shares one more) and checks what the hypervisor counted: each VM had
+/// coherency faults that adjusted mappings, both took part in the shares,
+/// VM 2 found VM 1's pages intact after VM 1's reset, nothing failed.
 fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
     let vcpus: u64 = append
         .split_whitespace()
@@ -188,11 +189,16 @@ fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
         .map_or(1, |v| v.parse().expect("vcpus=N"));
     let run = boot(Qemu::new().cpu(cpu).smp(smp).guest("alias").append(append));
     run.assert_ok_vms(2);
-    for (check, want) in
-        [("alias/share PASS", 1), ("alias/reply PASS", 1), ("alias/exchange PASS", 1)]
-    {
+    for check in [
+        "[vm1] TEST alias/share PASS",
+        "[vm1] TEST alias/reply PASS",
+        "[vm2] TEST alias/exchange PASS",
+        "[vm1] TEST alias/reset_drops_aliases PASS",
+        "[vm1] TEST alias/share_after_reset PASS",
+        "[vm2] TEST alias/kept_across_reset PASS",
+    ] {
         let n = run.lines_with(check).len();
-        assert_eq!(n, want, "{n} `{check}` lines, want {want}\n{run}");
+        assert_eq!(n, 1, "{n} `{check}` lines, want 1\n{run}");
     }
     let counter = |name: &str| {
         run.counter(name).unwrap_or_else(|| panic!("no `{name}` row in the counters\n{run}"))
@@ -204,12 +210,12 @@ fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
             "`{name}` is {values:?}, want > 0 for both VMs\n{run}"
         );
     }
-    // VM 2 received the one share; VM 1 none. Every alias was dropped by
-    // the guest's unmap and remap but C (and VM 2's Y, and with two vCPUs
-    // the last round's two).
-    assert_eq!(counter("shares received"), [0, 1], "{run}");
+    // VM 2 received three shares; VM 1 none. VM 1's reset dropped its
+    // aliases; VM 2's guest dropped its own but C (and with two vCPUs the
+    // last round's two), and kept Y, YQ and Y2.
+    assert_eq!(counter("shares received"), [0, 3], "{run}");
     let rounds = if vcpus >= 2 { 2 } else { 0 };
-    assert_eq!(counter("alias entries"), [1 + rounds, 2 + rounds], "{run}");
+    assert_eq!(counter("alias entries"), [0, 4 + rounds], "{run}");
     if vcpus >= 2 {
         let n = run.lines_with("alias/smp_data PASS").len();
         assert_eq!(n, 2, "{n} `alias/smp_data PASS` lines, want 2\n{run}");

@@ -5,10 +5,11 @@
 //! making its own mapping the one writable mapping).
 //!
 //! Under the block policy, so that the source page first lies in a 2 MiB
-//! block the hypervisor must split. With `vms=2`, VM 1 first shares a page
-//! with VM 2, which waits for it (polling `HYP_STAT` "shares received",
-//! with WFI: a yield) before touching it, reads VM 1's data through it and
-//! writes a reply that VM 1 waits for. Then each VM on its own:
+//! block the hypervisor must split. With `vms=2`, VM 1 first shares two
+//! pages with VM 2 (X as Y, Q as YQ), which waits for them (polling
+//! `HYP_STAT` "shares received", with WFI: a yield) before touching them,
+//! reads VM 1's data through Y and writes a reply that VM 1 waits for. Then
+//! each VM on its own:
 //!
 //! * A (a written page in a block) aliased at B (same block): B reads A's
 //!   data; the first access to B was a coherency fault that adjusted both
@@ -25,8 +26,14 @@
 //!   fault in two fresh aliases of one page (in different level-3 tables)
 //!   at once, each writing its word and reading the other's through its
 //!   own alias; vCPU 0 unmaps and re-aliases both between rounds;
-//! * with one VM, PSCI `SYSTEM_RESET` with aliases in place: after it the
-//!   alias table is empty and the former aliases are fresh pages.
+//! * PSCI `SYSTEM_RESET` with aliases in place (with `vms=2`, VM 1 only,
+//!   once VM 2 says it is done): after it the alias table is empty and the
+//!   former aliases are fresh pages. With `vms=2`, VM 1 then faults in
+//!   8 MiB of fresh pages (which would get any frame its reset freed) and
+//!   shares a third page (Z as Y2); VM 2, which waited for it, finds Y and
+//!   YQ still holding what VM 1 wrote before its reset (YQ was never mapped
+//!   in VM 2 until now: only its alias entry kept the frame) and Y2 VM 1's
+//!   new data.
 //!
 //! Checks: 1 `setup`, 2 `alias`, 3 `split`, 4 `b_sees_a`, 5
 //! `coherency_fault`, 6 `adjusted`, 7 `b_write_shows_in_a`, 8
@@ -34,9 +41,11 @@
 //! `no_block_over_alias`, 13 `bad_args`, 14 `table_full`, 15
 //! `unmap_drops_aliases`, 16 `source_unmapped`, 17 `remap_alias`; with
 //! `vms=2`, VM 1: 20 `share`, 21 `reply`; VM 2: 20 `share_seen`, 21
-//! `exchange`, 22 `cross_vm_coherency`; with two vCPUs, 30 `smp_start`, 31
-//! `smp_data`, 32 `smp_faults`; with one VM, after the reset, 40
-//! `reset_drops_aliases`.
+//! `exchange`, 22 `cross_vm_coherency`, 23 `vm1_reset_seen`, 24
+//! `kept_across_reset`; VM 1 before its reset, 25 `vm2_done`; with two
+//! vCPUs, 30 `smp_start`, 31 `smp_data`, 32 `smp_faults`; after the reset,
+//! 40 `reset_drops_aliases`, and with `vms=2` 41 `refill`, 42
+//! `share_after_reset`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -66,9 +75,23 @@ mod image {
     /// Sources and aliases of the table-full check.
     const SRCS: u64 = TEST_REGION + 4 * BLOCK_SIZE;
     const DSTS: u64 = TEST_REGION + 6 * BLOCK_SIZE;
-    /// VM 1's shared page, and where VM 2 sees it.
+    /// VM 1's shared pages, and where VM 2 sees them: X (Y) for the
+    /// exchange, Q (YQ) only read after VM 1's reset, Z (Y2) shared after it.
     const X: u64 = TEST_REGION + 8 * BLOCK_SIZE;
     const Y: u64 = TEST_REGION + 9 * BLOCK_SIZE + 0x5000;
+    const Q: u64 = X + PAGE_SIZE;
+    const YQ: u64 = TEST_REGION + 9 * BLOCK_SIZE + 0x9000;
+    const Z: u64 = TEST_REGION + 14 * BLOCK_SIZE;
+    const Y2: u64 = TEST_REGION + 14 * BLOCK_SIZE + 0x2000;
+    /// In the exchange page: VM 2's reply from half the page up to the two
+    /// last words, "replied" in the last, "done with its checks" before it.
+    const HALF: u64 = PAGE_SIZE / 2;
+    const REPLY_LEN: u64 = HALF - 16;
+    const REPLIED: u64 = PAGE_SIZE - 8;
+    const DONE: u64 = PAGE_SIZE - 16;
+    /// What VM 1 faults in after its reset.
+    const REFILL: u64 = TEST_REGION + 16 * BLOCK_SIZE;
+    const REFILL_SIZE: u64 = 8 << 20;
     /// Fresh pages touched after the source is unmapped.
     const FRESH: u64 = TEST_REGION + 10 * BLOCK_SIZE;
     const FRESH_PAGES: u64 = 64;
@@ -96,6 +119,9 @@ mod image {
     const SEED_5: u64 = 0xa11a_0000_0000_0008;
     const SEED_X: u64 = 0x5aa5_0000_0000_0001;
     const SEED_R: u64 = 0x5aa5_0000_0000_0002;
+    const SEED_Q: u64 = 0x5aa5_0000_0000_0003;
+    const SEED_Z: u64 = 0x5aa5_0000_0000_0004;
+    const SEED_F: u64 = 0x5aa5_0000_0000_0005;
     const REMAPPED: u64 = 0x4e3a_11a5_4e3a_11a5;
 
     /// Page contents that depend on the offset in the page only, so that
@@ -112,7 +138,7 @@ mod image {
         let id = platform::vm_id().unwrap_or(0);
         let vms: u64 = platform::bootarg("vms").and_then(|v| v.parse().ok()).unwrap_or(1);
         if platform::bootarg("resets").is_some() {
-            after_reset();
+            after_reset(id, vms);
             return;
         }
         let ro = platform::bootarg("coherency") == Some("ro");
@@ -135,16 +161,48 @@ mod image {
             println!("alias: one vCPU: the concurrent rounds need vcpus=2");
         }
         Stats::read().print("alias: counters");
-        if vms == 1 {
-            println!("alias: SYSTEM_RESET with {} aliases in place", stat(counter::ALIAS_ENTRIES));
-            psci::system_reset();
+        match (vms, id) {
+            (1, _) => {}
+            (_, 1) => {
+                // Not before VM 2 is done: our reset ends with a share that
+                // its own checks of its alias table must not see.
+                let done = smp::wait_until_for(|| mem::read64(X + DONE) != 0, WAIT_US);
+                test_result_with(25, "vm2_done", done, format_args!("VM 2 done: {done}"));
+            }
+            (_, 2) => {
+                mem::write64(Y + DONE, 1);
+                vm1_reset();
+                return;
+            }
+            _ => return,
         }
+        println!("alias: SYSTEM_RESET with {} aliases in place", stat(counter::ALIAS_ENTRIES));
+        psci::system_reset();
     }
 
-    /// Second boot of a one-VM run: the reset dropped every alias; the
-    /// pages that were aliases (C; the two-vCPU rounds' if there were any)
-    /// are fresh memory now.
-    fn after_reset() {
+    /// VM 2, done with its own checks: waits for VM 1's reset and its
+    /// share after it, then checks what VM 1's pages held before the reset
+    /// is still there.
+    fn vm1_reset() {
+        let seen = smp::wait_until_for(|| stat(counter::SHARES_RECEIVED) >= 3, WAIT_US);
+        test_result_with(23, "vm1_reset_seen", seen, format_args!("third share seen: {seen}"));
+        let kept = mem::verify(Y, HALF, |a| pattern(SEED_X, a - Y))
+            .and(mem::verify(Y + HALF, REPLY_LEN, |a| pattern(SEED_R, a - Y)))
+            .and(verify(YQ, SEED_Q));
+        let new = verify(Y2, SEED_Z);
+        test_result_with(
+            24,
+            "kept_across_reset",
+            seen && kept.is_ok() && new.is_ok(),
+            format_args!("Y and YQ {kept:x?}; Y2 {new:x?}"),
+        );
+    }
+
+    /// Second boot (VM 1 of two, or the one VM): the reset dropped every
+    /// alias; the pages that were aliases (C; the two-vCPU rounds' if there
+    /// were any) are fresh memory now. With two VMs, fresh pages, then a
+    /// share that tells VM 2 the reset is over.
+    fn after_reset(id: u64, vms: u64) {
         let entries = stat(counter::ALIAS_ENTRIES);
         let mut fresh = mem::verify_zero(C, PAGE_SIZE);
         if platform::cpus_or(1) >= 2 {
@@ -161,6 +219,17 @@ mod image {
             entries == 0 && fresh.is_ok() && alone.is_ok(),
             format_args!("{entries} entries; former aliases {fresh:x?}; A, B {alone:x?}"),
         );
+        if vms < 2 || id != 1 {
+            return;
+        }
+        // Single pages: each takes a freed frame, if there is one.
+        hyp_set_policy(POLICY_PAGES);
+        mem::fill(REFILL, REFILL_SIZE, |a| pattern(SEED_F, a));
+        check_mem(41, "refill", mem::verify(REFILL, REFILL_SIZE, |a| pattern(SEED_F, a)));
+        fill(Z, SEED_Z);
+        // SAFETY: test memory.
+        let r = unsafe { hyp_share(Z, 2, Y2) };
+        check_eq(42, "share_after_reset", r, 0);
     }
 
     /// (Re)makes both vCPUs' aliases of the source: vCPU 0, between rounds.
@@ -230,18 +299,17 @@ mod image {
         );
     }
 
-    /// VM 1: writes X, shares it as VM 2's Y, waits for VM 2's reply in
-    /// X's second half.
+    /// VM 1: writes X and Q, shares them as VM 2's Y and YQ, waits for VM
+    /// 2's reply in X's second half.
     fn share_from_vm1() {
-        let half = PAGE_SIZE / 2;
-        mem::fill(X, half, |a| pattern(SEED_X, a - X));
+        mem::fill(X, HALF, |a| pattern(SEED_X, a - X));
+        fill(Q, SEED_Q);
         // SAFETY: test memory, which Rust code never uses.
-        let r = unsafe { hyp_share(X, 2, Y) };
-        check_eq(20, "share", r, 0);
-        let flag = X + PAGE_SIZE - 8;
-        let replied = smp::wait_until_for(|| mem::read64(flag) != 0, WAIT_US);
+        let r = unsafe { [hyp_share(X, 2, Y), hyp_share(Q, 2, YQ)] };
+        check_eq(20, "share", r, [0, 0]);
+        let replied = smp::wait_until_for(|| mem::read64(X + REPLIED) != 0, WAIT_US);
         fence(Ordering::Acquire);
-        let reply = mem::verify(X + half, half - 8, |a| pattern(SEED_R, a - X));
+        let reply = mem::verify(X + HALF, REPLY_LEN, |a| pattern(SEED_R, a - X));
         test_result_with(
             21,
             "reply",
@@ -250,23 +318,23 @@ mod image {
         );
     }
 
-    /// VM 2: waits for VM 1's share, reads its data through Y, replies.
+    /// VM 2: waits for VM 1's shares, reads its data through Y, replies.
     fn share_into_vm2() {
-        let half = PAGE_SIZE / 2;
         // Y is not RAM of ours until the share: an access before it would
         // map a fresh page (which the share then replaces), so wait for the
-        // hypervisor's word.
-        let seen = smp::wait_until_for(|| stat(counter::SHARES_RECEIVED) >= 1, WAIT_US);
+        // hypervisor's word. Both shares come before our own checks, which
+        // count the entries of our alias table.
+        let seen = smp::wait_until_for(|| stat(counter::SHARES_RECEIVED) >= 2, WAIT_US);
         test_result_with(20, "share_seen", seen, format_args!("shares received: {seen}"));
         if !seen {
             return;
         }
         let s0 = Stats::read();
-        let data = mem::verify(Y, half, |a| pattern(SEED_X, a - Y));
+        let data = mem::verify(Y, HALF, |a| pattern(SEED_X, a - Y));
         let s1 = Stats::read();
-        mem::fill(Y + half, half - 8, |a| pattern(SEED_R, a - Y));
+        mem::fill(Y + HALF, REPLY_LEN, |a| pattern(SEED_R, a - Y));
         fence(Ordering::Release);
-        mem::write64(Y + PAGE_SIZE - 8, 1);
+        mem::write64(Y + REPLIED, 1);
         check_mem(21, "exchange", data);
         let d = s1.delta(&s0);
         let (faults, adjusted) =
