@@ -14,7 +14,8 @@ pub enum Error {
     /// The range is already mapped (to something else) and the operation
     /// does not replace mappings.
     AlreadyMapped,
-    /// The page allocator ran out of table pages.
+    /// The page allocator ran out of table pages, or the reverse map out of
+    /// room (tracked pages, or mappings of one page).
     OutOfMemory,
     /// Attributes that cannot be encoded or make no sense (executable device
     /// memory, split XN without FEAT_XNX, software bits out of range).
@@ -41,7 +42,7 @@ impl fmt::Display for Error {
             Error::Unaligned => "address or size not aligned",
             Error::OutOfRange => "address range out of bounds",
             Error::AlreadyMapped => "range already mapped",
-            Error::OutOfMemory => "out of table memory",
+            Error::OutOfMemory => "out of table memory or reverse-map room",
             Error::BadAttributes => "invalid stage-2 attributes",
             Error::BadConfig => "unsupported stage-2 configuration",
             Error::NotATable => "entry is not a table",
