@@ -81,6 +81,14 @@ fn within_5s<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'stat
     rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("{what}: deadlocked"))
 }
 
+/// The address of the lock protecting `ipa`'s level-3 table in `s`.
+fn lock_of(s: &S2<'_>, ipa: u64) -> usize {
+    let rcu = s.rcu().read_lock();
+    let pmd = s.pmd_lookup(&rcu, Ipa(ipa)).unwrap();
+    let ptl = s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl() as *const _ as usize;
+    ptl
+}
+
 fn attrs_at(s2: &S2<'_>, ipa: u64) -> Attrs {
     s2.translate(Ipa(ipa)).unwrap_or_else(|| panic!("{ipa:#x} unmapped")).attrs
 }
@@ -384,12 +392,6 @@ fn busy_lock_against_the_order_is_deferred_then_finished_without_context() {
         map_page(&x, IPA1, P);
         x.track_page(Ipa(IPA1)).unwrap();
         map_page(&y, IPB, P);
-        let lock_of = |s: &S2<'_>, ipa: u64| {
-            let rcu = s.rcu().read_lock();
-            let pmd = s.pmd_lookup(&rcu, Ipa(ipa)).unwrap();
-            let ptl = s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl() as *const _ as usize;
-            ptl
-        };
         // Fault in the space whose lock is higher; the alias's is lower.
         let ((hi, hi_ipa, hi_fault), (lo, lo_ipa)) = if lock_of(&x, IPA1) > lock_of(&y, IPB) {
             ((&x, IPA1, IPA_SAME), (&y, IPB))
@@ -426,12 +428,6 @@ fn busy_lock_in_order_is_waited_for() {
     map_page(x, IPA1, P);
     x.track_page(Ipa(IPA1)).unwrap();
     map_page(y, IPB, P);
-    let lock_of = |s: &S2<'_>, ipa: u64| {
-        let rcu = s.rcu().read_lock();
-        let pmd = s.pmd_lookup(&rcu, Ipa(ipa)).unwrap();
-        let ptl = s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl() as *const _ as usize;
-        ptl
-    };
     // Fault in the space whose lock is lower; the alias's is higher.
     let (lo, lo_fault, hi, hi_ipa) = if lock_of(x, IPA1) < lock_of(y, IPB) {
         (x, IPA_SAME, y, IPB)
