@@ -1,13 +1,19 @@
-//! Links the bare-metal image with `linker.ld` and embeds the demo guest.
+//! Links the bare-metal image with `linker-aarch64.ld` or `linker-arm.ld`
+//! and embeds the demo guest.
 
 use std::{env, fs, path::PathBuf};
 
 fn main() {
     let target = env::var("TARGET").unwrap_or_default();
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    if target.starts_with("aarch64") && target.ends_with("-none") {
-        println!("cargo:rustc-link-arg-bins=-T{}", dir.join("linker.ld").display());
-        println!("cargo:rerun-if-changed=linker.ld");
+    let script = match target.as_str() {
+        "aarch64-unknown-none" => Some("linker-aarch64.ld"),
+        "armv7a-none-eabi" => Some("linker-arm.ld"),
+        _ => None,
+    };
+    if let Some(script) = script {
+        println!("cargo:rustc-link-arg-bins=-T{}", dir.join(script).display());
+        println!("cargo:rerun-if-changed={script}");
     }
     // The built-in demo guest: `scripts/build.sh` builds it first and points
     // HYP_DEMO_GUEST at the raw image. Without it the hypervisor has no

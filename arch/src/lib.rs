@@ -1,6 +1,6 @@
 //! CPU-specific code for the hypervisor: TLB and cache maintenance
-//! instructions and system-register plumbing for AArch64 (ARMv7 arrives
-//! with the ARM32 port).
+//! instructions and system-register plumbing for AArch64 at EL2 and for
+//! ARMv7-A with the virtualization extensions in Hyp mode.
 //!
 //! Policy (what to invalidate, when) is `mmu`'s; this crate carries it out.
 //! On other architectures (the host) it is empty, so the workspace builds.
@@ -9,3 +9,6 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+
+#[cfg(target_arch = "arm")]
+pub mod armv7;

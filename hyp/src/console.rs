@@ -49,10 +49,11 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Seconds and microseconds since boot, from `CNTPCT_EL0`/`CNTFRQ_EL0`.
+/// Seconds and microseconds since boot, from the generic timer's
+/// physical count and frequency.
 pub fn timestamp() -> (u64, u64) {
-    let cnt = arch::read_sysreg!("cntpct_el0");
-    let frq = arch::read_sysreg!("cntfrq_el0").max(1);
+    let (cnt, frq) = crate::cpu::counter();
+    let frq = frq.max(1);
     (cnt / frq, (cnt % frq) * 1_000_000 / frq)
 }
 
@@ -66,7 +67,7 @@ impl log::Log for Logger {
 
     fn log(&self, r: &log::Record<'_>) {
         let (s, us) = timestamp();
-        let cpu = crate::percpu::cpu_index();
+        let cpu = crate::cpu::cpu_index();
         print(format_args!("[{s:4}.{us:06}] cpu{cpu} {:5} {}\n", r.level(), r.args()));
     }
 

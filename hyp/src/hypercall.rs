@@ -7,6 +7,10 @@ pub const SMCCC_VERSION: u32 = 0x8000_0000;
 pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
 /// First function ID of the vendor-specific hypervisor service (SMC64).
 pub const HYP_BASE: u32 = 0xC600_0000;
+/// The same service in the SMC32 calling convention (ARM32 guests).
+pub const HYP_BASE32: u32 = 0x8600_0000;
+/// SMCCC function id bit 30: the SMC64 calling convention.
+const SMC64_BIT: u32 = 1 << 30;
 
 /// SMCCC error codes returned in `x0`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -305,6 +309,20 @@ pub fn decode(fid: u32, a: [u64; 6], caller: &Caller<'_>) -> Result<Call, SmcccE
     }
 }
 
+/// The SMC64 form of a call to this hypervisor's service, for
+/// [`decode`]. An SMC32 call (`0x8600_0000 | n`, what an ARM32 guest
+/// issues) names the same function as `0xC600_0000 | n`; its arguments
+/// are the low 32 bits of the registers (SMCCC: the upper halves of an
+/// AArch64 caller's registers are ignored for SMC32). Other ids are
+/// returned unchanged.
+pub fn smc64_form(fid: u32, a: [u64; 6]) -> (u32, [u64; 6]) {
+    if fid & 0xffff_0000 == HYP_BASE32 {
+        (fid | SMC64_BIT, a.map(|v| v & 0xffff_ffff))
+    } else {
+        (fid, a)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +453,19 @@ mod tests {
         assert_eq!(call(0x0a, [a, 3, 0x4020_0000, 0, 0, 0]), bad);
         assert_eq!(call(0x0a, [a, 2, b + 4, 0, 0, 0]), bad);
         assert_eq!(call(0x0a, [a + 4, 2, b, 0, 0, 0]), bad);
+    }
+
+    #[test]
+    fn smc32_calls_name_the_same_functions_with_32_bit_arguments() {
+        let a = [0x1_4000_1000, 0x2000, 7, 0, 0, u64::MAX];
+        let (fid, b) = smc64_form(HYP_BASE32 + 3, a);
+        assert_eq!(fid, HYP_BASE + 3);
+        assert_eq!(b, [0x4000_1000, 0x2000, 7, 0, 0, 0xffff_ffff]);
+        // SMC64 ids and other services are left alone.
+        assert_eq!(smc64_form(HYP_BASE + 3, a), (HYP_BASE + 3, a));
+        assert_eq!(smc64_form(0x8400_0008, a), (0x8400_0008, a));
+        // An SMC32 unmap decodes like the SMC64 one with the narrowed range.
+        let (fid, b) = smc64_form(HYP_BASE32 + 3, [0x1_4010_0000, 0x2000, 0, 0, 0, 0]);
+        assert_eq!(decode_as(1, RAM, fid, b), Ok(Call::Unmap { ipa: 0x4010_0000, size: 0x2000 }));
     }
 }

@@ -12,18 +12,14 @@ extern crate alloc;
 
 pub mod alias;
 #[cfg(target_os = "none")]
-mod boot;
-#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
-mod exception;
+mod cpu;
 pub mod fdt_writer;
 pub mod hypercall;
 pub mod image;
 #[cfg(target_os = "none")]
 mod mm;
-#[cfg(target_os = "none")]
-mod percpu;
 pub mod platform;
 pub mod psci;
 #[cfg(target_os = "none")]
@@ -45,40 +41,18 @@ mod hyp_main {
 
     use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-    use arch::read_sysreg;
-    use mmu::{Features, Geometry, Rcu};
+    use mmu::Rcu;
 
-    use crate::exception::{guest_enter, Exit};
+    use crate::cpu::{self, cpu_index, Exit};
     use crate::mm::{self, TablePool};
-    use crate::percpu::{cpu_index, host_context};
     use crate::platform::{self, Config, Platform};
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action};
     use crate::vm::{self, Policy, Vcpu, VcpuStatus, Vm, IMAGE_IPA, RAM_BASE, RUNQ, VMS};
-    use crate::{boot, console, image, println};
+    use crate::{console, image, println};
 
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
-
-    /// HCR_EL2 while guests run: stage 2 (VM), set/way as clean+inval
-    /// (SWIO), physical interrupts to EL2 (FMO, IMO, AMO), broadcast TLB
-    /// and cache maintenance Inner Shareable (FB, BSU=IS), WFI, WFE and SMC
-    /// trapped (TWI, TWE: a waiting vCPU yields its CPU; TSC), EL1 is
-    /// AArch64 (RW), pointer authentication
-    /// keys and instructions not trapped (APK, API).
-    const HCR_GUEST: u64 = (1 << 0)
-        | (1 << 1)
-        | (1 << 3)
-        | (1 << 4)
-        | (1 << 5)
-        | (1 << 9)
-        | (1 << 10)
-        | (1 << 13)
-        | (1 << 14)
-        | (1 << 19)
-        | (1 << 31)
-        | (1 << 40)
-        | (1 << 41);
 
     static CONDUIT: AtomicU8 = AtomicU8::new(0);
     static PL011_BASE: core::sync::atomic::AtomicU64 =
@@ -100,29 +74,15 @@ mod hyp_main {
     unsafe extern "C" {
         static __image_start: u8;
         static __image_end: u8;
-        fn secondary_entry();
-    }
-
-    /// Entered at EL1: say why nothing happens (the MMU is off, so the
-    /// PL011 at QEMU virt's address is reachable as device memory).
-    #[unsafe(no_mangle)]
-    extern "C" fn refuse_el1(_dtb: u64) {
-        console::print_raw(
-            0x0900_0000,
-            format_args!(
-                "\nhyp: entered at EL1: the hypervisor needs EL2 \
-                 (QEMU: -M virt,virtualization=on). Stopping.\n"
-            ),
-        );
     }
 
     /// The primary CPU, from `boot.rs`, with the MMU and caches on.
     #[unsafe(no_mangle)]
-    extern "C" fn primary_main(dtb: u64) -> ! {
+    extern "C" fn primary_main(dtb: usize) -> ! {
         mm::init_heap();
         // SAFETY: the boot loader passes the DTB's address in x0; the boot
         // map covers RAM, and the header says how long the blob is.
-        let plat = match unsafe { Platform::from_addr(dtb) } {
+        let plat = match unsafe { Platform::from_addr(dtb as u64) } {
             Ok(p) => p,
             Err(e) => {
                 console::print_raw(0x0900_0000, format_args!("hyp: bad device tree: {e}\n"));
@@ -136,8 +96,8 @@ mod hyp_main {
             CONDUIT.store(1, Ordering::Relaxed);
         }
         let (s, us) = console::timestamp();
-        println!("\ns2hyp: stage-2 MMU hypervisor, AArch64 EL2 (boot at {s}.{us:06} s)");
-        log::info!("CPU MIDR {:#x}, {} CPUs in the DTB", read_sysreg!("midr_el1"), plat.cpus.len());
+        println!("\ns2hyp: stage-2 MMU hypervisor, {} (boot at {s}.{us:06} s)", cpu::NAME);
+        log::info!("CPU MIDR {:#x}, {} CPUs in the DTB", cpu::midr(), plat.cpus.len());
 
         if let Err(e) = run(&plat) {
             log::error!("boot failed: {e}");
@@ -216,15 +176,9 @@ mod hyp_main {
         let pool: &'static TablePool = Box::leak(Box::new(
             TablePool::new(mm::TABLE_POOL_PAGES).ok_or("no memory for the stage-2 table pool")?,
         ));
-        let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
-        let pa_bits = [32, 36, 40, 42, 44, 48, 48][parange.min(6) as usize];
-        let features = Features {
-            tlbi_range: (read_sysreg!("id_aa64isar0_el1") >> 56) & 0xf >= 2,
-            ..Features::default()
-        };
-        let geo = Geometry::aarch64(40, pa_bits, features).map_err(|e| format!("geometry: {e}"))?;
+        let geo = cpu::stage2_geometry().map_err(|e| format!("geometry: {e}"))?;
         VTCR.store(geo.vtcr(), Ordering::Relaxed);
-        cpu_el2_init();
+        cpu::el2_init(geo.vtcr());
 
         let policy =
             if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
@@ -254,43 +208,24 @@ mod hyp_main {
         }
 
         // The other CPUs enter at `secondary_entry` with their index.
-        let me = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
-        for (i, cpu) in plat.cpus.iter().enumerate().take(boot::MAX_CPUS) {
-            if cpu.mpidr == me {
+        let me = cpu::mpidr();
+        for (i, c) in plat.cpus.iter().enumerate().take(cpu::MAX_CPUS) {
+            if c.mpidr == me {
                 continue;
             }
-            let r = psci::call(
-                conduit(),
-                psci::CPU_ON_64,
-                cpu.mpidr,
-                secondary_entry as *const () as u64,
-                i as u64,
-            );
+            let entry = cpu::secondary_entry();
+            let r = cpu::firmware_call(conduit(), cpu::PSCI_CPU_ON, c.mpidr, entry, i as u64);
             if r != psci::SUCCESS {
-                log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", cpu.mpidr);
+                log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", c.mpidr);
             }
         }
         Ok(())
     }
 
-    /// EL2 state each CPU needs before it runs guests.
-    fn cpu_el2_init() {
-        // SAFETY: configuration of this CPU's EL2 for guests; no guest runs.
-        unsafe {
-            arch::write_sysreg!("vtcr_el2", VTCR.load(Ordering::Relaxed));
-            arch::write_sysreg!("hcr_el2", HCR_GUEST);
-            // EL1 may use the physical counter and timer.
-            arch::write_sysreg!("cnthctl_el2", 0b11);
-            arch::write_sysreg!("cntvoff_el2", 0);
-            arch::write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-        }
-        arch::aarch64::barrier::isb();
-    }
-
     /// A secondary CPU, from `boot.rs`.
     #[unsafe(no_mangle)]
-    extern "C" fn secondary_main(index: u64) -> ! {
-        cpu_el2_init();
+    extern "C" fn secondary_main(index: usize) -> ! {
+        cpu::el2_init(VTCR.load(Ordering::Relaxed));
         RCU.online(cpu_index());
         log::info!("cpu{} up (index {index})", cpu_index());
         run_loop()
@@ -348,36 +283,23 @@ mod hyp_main {
             stopped(vm);
             return;
         }
-        // SAFETY: switching this CPU's stage 2 and EL1 context to the vCPU;
-        // no guest runs on this CPU meanwhile.
-        unsafe {
-            arch::write_sysreg!("vttbr_el2", vm.s2.vttbr());
-            arch::write_sysreg!("vmpidr_el2", 0x8000_0000 | vcpu.index as u64);
-        }
-        arch::aarch64::barrier::isb();
-        if *last != Some(vcpu as *const Vcpu) {
-            // Another vCPU ran here: its stage-1 entries (same VMID, maybe
-            // the same ASIDs) must not serve this one.
-            // SAFETY: TLB invalidation only drops cached translations.
-            unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
-            *last = Some(vcpu as *const Vcpu);
-        }
-        st.el1.restore();
+        let other_ran = *last != Some(vcpu as *const Vcpu);
+        cpu::load_vcpu(vm.s2.vttbr(), vcpu.index, other_ran);
+        *last = Some(vcpu as *const Vcpu);
+        st.sys.restore();
         let action = loop {
             // Running the guest is an extended quiescent state.
             RCU.enter_extended();
-            // SAFETY: the registers and host context outlive the call; EL2
-            // state for this VM is loaded above.
-            let exit = Exit::from_code(unsafe { guest_enter(&mut st.regs, host_context()) });
+            let exit = cpu::run_guest(&mut st.regs);
             RCU.exit_extended();
             let a = match exit {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
                 Exit::Irq | Exit::Fiq => Action::Yield,
                 Exit::SError => {
                     log::error!(
-                        "vm{}: SError (ESR {:#x}): VM stopped",
+                        "vm{}: SError (syndrome {:#x}): VM stopped",
                         vm.id,
-                        read_sysreg!("esr_el2")
+                        cpu::syndrome().0
                     );
                     vm.off.store(true, Ordering::SeqCst);
                     Action::Stop
@@ -387,7 +309,7 @@ mod hyp_main {
                 break if vm.off.load(Ordering::SeqCst) { Action::Stop } else { a };
             }
         };
-        st.el1.save();
+        st.sys.save();
         match action {
             Action::Yield => {
                 drop(st);
@@ -414,23 +336,14 @@ mod hyp_main {
     }
 
     fn power_off() -> ! {
-        psci::call(conduit(), psci::SYSTEM_OFF, 0, 0, 0);
+        cpu::firmware_call(conduit(), psci::SYSTEM_OFF, 0, 0, 0);
         halt()
     }
 
     fn halt() -> ! {
         loop {
-            // SAFETY: waits for an event; no memory effects.
-            unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+            cpu::wait_for_event();
         }
-    }
-
-    /// An exception taken at EL2: a hypervisor bug.
-    #[unsafe(no_mangle)]
-    extern "C" fn el2_exception(kind: u64, frame: *const u64) -> ! {
-        // SAFETY: the vector saved 31 registers at `frame`.
-        let x = unsafe { core::slice::from_raw_parts(frame, 31) };
-        panic!("EL2 exception (vector {kind}), x0={:#x} x1={:#x} x30={:#x}", x[0], x[1], x[30]);
     }
 
     #[panic_handler]
@@ -438,15 +351,7 @@ mod hyp_main {
         let base = PL011_BASE.load(Ordering::Relaxed);
         console::print_raw(
             base,
-            format_args!(
-                "\nPANIC on cpu{}: {info}\n  ESR_EL2 {:#x} FAR_EL2 {:#x} ELR_EL2 {:#x} SPSR_EL2 {:#x} HPFAR_EL2 {:#x}\n",
-                cpu_index(),
-                read_sysreg!("esr_el2"),
-                read_sysreg!("far_el2"),
-                read_sysreg!("elr_el2"),
-                read_sysreg!("spsr_el2"),
-                read_sysreg!("hpfar_el2"),
-            ),
+            format_args!("\nPANIC on cpu{}: {info}\n  {}\n", cpu_index(), cpu::ExceptionState,),
         );
         power_off()
     }

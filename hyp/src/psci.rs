@@ -38,26 +38,3 @@ pub enum Conduit {
     /// `HVC #0` (only below a higher hypervisor).
     Hvc,
 }
-
-/// Calls the firmware.
-#[cfg(target_arch = "aarch64")]
-pub fn call(conduit: Conduit, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
-    let mut x0 = u64::from(fid);
-    // SAFETY: an SMCCC call to the firmware; it preserves x4-x17 and our
-    // memory, and clobbers at most x0-x3.
-    unsafe {
-        match conduit {
-            Conduit::Smc => core::arch::asm!(
-                "smc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                options(nostack)
-            ),
-            Conduit::Hvc => core::arch::asm!(
-                "hvc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                options(nostack)
-            ),
-        }
-    }
-    x0 as i64
-}

@@ -4,9 +4,9 @@
 
 use core::sync::atomic::Ordering;
 
-use arch::read_sysreg;
 use mmu::Error;
 
+use crate::cpu::{self, ec, EntryArg, Syndrome};
 use crate::hypercall::{self, Call, Caller, SmcccError};
 use crate::psci;
 use crate::vm::{self, Policy, Vcpu, VcpuState, VcpuStatus, VmStats, RAM_BASE, UART_IPA};
@@ -22,36 +22,31 @@ pub enum Action {
     Stop,
 }
 
-const EC_WFX: u64 = 0x01;
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
-const EC_IABT_LOW: u64 = 0x20;
-const EC_DABT_LOW: u64 = 0x24;
-
 /// Handles a synchronous exit of `vcpu`, whose saved state is `st`.
 pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
     let vm = vcpu.vm;
     VmStats::bump(&vm.stats.exits);
-    let esr = read_sysreg!("esr_el2");
-    match (esr >> 26) & 0x3f {
-        EC_HVC64 => call(vcpu, st),
-        EC_SMC64 => {
+    let syn = cpu::syndrome();
+    match syn.ec() {
+        cpu::EC_HVC => call(vcpu, st),
+        cpu::EC_SMC => {
             // A trapped SMC returns to the SMC itself: skip it, then treat it
             // as the same call an HVC would be.
-            st.regs.pc += 4;
+            st.regs.skip(syn.insn_len());
             call(vcpu, st)
         }
-        EC_WFX => {
-            st.regs.pc += 4;
+        ec::WFX => {
+            st.regs.skip(syn.insn_len());
             Action::Yield
         }
-        ec @ (EC_IABT_LOW | EC_DABT_LOW) => abort(vcpu, st, esr, ec),
-        ec => {
+        ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
+        other => {
             log::error!(
-                "vm{} vcpu{}: unhandled exit EC {ec:#x} ESR {esr:#x} at PC {:#x}: VM stopped",
+                "vm{} vcpu{}: unhandled exit EC {other:#x} syndrome {:#x} at PC {:#x}: VM stopped",
                 vm.id,
                 vcpu.index,
-                st.regs.pc
+                syn.0,
+                st.regs.pc()
             );
             stop_vm(vcpu, st)
         }
@@ -68,8 +63,11 @@ fn stop_vm(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
 /// An SMCCC call (HVC or trapped SMC): PSCI or a hypercall.
 fn call(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
     let vm = vcpu.vm;
-    let fid = st.regs.x[0] as u32;
-    let a = [st.regs.x[1], st.regs.x[2], st.regs.x[3], st.regs.x[4], st.regs.x[5], st.regs.x[6]];
+    let r = &st.regs;
+    let (fid, a) = hypercall::smc64_form(
+        r.gpr(0) as u32,
+        [r.gpr(1), r.gpr(2), r.gpr(3), r.gpr(4), r.gpr(5), r.gpr(6)],
+    );
     let ret: u64 = match fid {
         hypercall::SMCCC_VERSION => 0x1_0001,
         hypercall::SMCCC_ARCH_FEATURES => SmcccError::NotSupported.code(),
@@ -84,7 +82,7 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuState) -> Action {
         }
         _ => SmcccError::NotSupported.code(),
     };
-    st.regs.x[0] = ret;
+    st.regs.set_gpr(0, ret);
     Action::Resume
 }
 
@@ -151,18 +149,19 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
     let ret: i64 = match fid {
         psci::VERSION => 0x1_0001,
         psci::FEATURES => {
-            if psci::guest_supports(st.regs.x[1] as u32) {
+            if psci::guest_supports(st.regs.gpr(1) as u32) {
                 psci::SUCCESS
             } else {
                 psci::NOT_SUPPORTED
             }
         }
         psci::CPU_ON_64 | psci::CPU_ON_32 => {
-            let target = st.regs.x[1];
+            let target = st.regs.gpr(1);
             let index = (target & 0xff) as usize;
+            let (entry, context) = (st.regs.gpr(2), EntryArg::Context(st.regs.gpr(3)));
             if target & !0xff != 0 || index >= vm.vcpus().len() {
                 psci::INVALID_PARAMETERS
-            } else if vm.start_vcpu(index, st.regs.x[2], st.regs.x[3]) {
+            } else if vm.start_vcpu(index, entry, context) {
                 psci::SUCCESS
             } else {
                 psci::ALREADY_ON
@@ -184,19 +183,19 @@ fn guest_psci(vcpu: &'static Vcpu, st: &mut VcpuState, fid: u32) -> Action {
         }
         _ => psci::NOT_SUPPORTED,
     };
-    st.regs.x[0] = ret as u64;
+    st.regs.set_gpr(0, ret as u64);
     Action::Resume
 }
 
 /// A stage-2 data or instruction abort.
-fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
+fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, syn: Syndrome) -> Action {
     let vm = vcpu.vm;
-    let iss = esr & 0x1ff_ffff;
+    let (iss, data) = (syn.iss(), syn.ec() == ec::DABT_LOW);
     let fsc = iss & 0x3f;
-    let far = read_sysreg!("far_el2");
-    // HPFAR_EL2.FIPA [43:4] holds IPA[51:12]; FAR gives the page offset.
-    let ipa = ((read_sysreg!("hpfar_el2") & 0x0fff_ffff_fff0) << 8) | (far & 0xfff);
-    let write = ec == EC_DABT_LOW && iss & (1 << 6) != 0;
+    let far = cpu::fault_va(syn.ec());
+    // HPFAR gives the IPA's page, the VA its offset.
+    let ipa = cpu::fault_ipa_page() | (far & 0xfff);
+    let write = data && iss & (1 << 6) != 0;
     match fsc {
         // Translation fault, levels 0 to 3.
         0x04..=0x07 if vm.in_ram(ipa & !0xfff, 0x1000) => {
@@ -214,7 +213,7 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
                 }
             }
         }
-        0x04..=0x07 if ipa & !0xfff == UART_IPA && ec == EC_DABT_LOW => uart(vcpu, st, iss, ipa),
+        0x04..=0x07 if ipa & !0xfff == UART_IPA && data => uart(vcpu, st, syn, ipa),
         // Permission fault on a write: dirty logging.
         0x0c..=0x0f if write && vm.in_ram(ipa & !0xfff, 0x1000) => match vm.write_fault(ipa) {
             Ok(()) => Action::Resume,
@@ -224,7 +223,7 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
             }
         },
         _ => {
-            inject_sea(st, ec, iss, far);
+            cpu::inject_external_abort(&mut st.regs, data, write, far);
             VmStats::bump(&vm.stats.sea);
             Action::Resume
         }
@@ -233,18 +232,20 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuState, esr: u64, ec: u64) -> Action {
 
 /// The emulated PL011: UARTDR writes go to the console, UARTFR reads say
 /// "ready", the identification registers read as a PL011's.
-fn uart(vcpu: &'static Vcpu, st: &mut VcpuState, iss: u64, ipa: u64) -> Action {
+fn uart(vcpu: &'static Vcpu, st: &mut VcpuState, syn: Syndrome, ipa: u64) -> Action {
+    let iss = syn.iss();
+    let write = iss & (1 << 6) != 0;
     if iss & (1 << 24) == 0 {
         // No syndrome (a load/store pair, say): cannot emulate.
-        inject_sea(st, EC_DABT_LOW, iss, read_sysreg!("far_el2"));
+        cpu::inject_external_abort(&mut st.regs, true, write, cpu::fault_va(syn.ec()));
         VmStats::bump(&vcpu.vm.stats.sea);
         return Action::Resume;
     }
+    // SRT [20:16] (AArch64; [19:16] on ARMv7, bit 20 is zero there).
     let srt = ((iss >> 16) & 0x1f) as usize;
-    let write = iss & (1 << 6) != 0;
     let off = ipa & 0xfff;
     if write {
-        let v = if srt == 31 { 0 } else { st.regs.x[srt] };
+        let v = st.regs.gpr(srt);
         if off == 0 {
             vcpu.vm.console_byte(v as u8);
         }
@@ -261,42 +262,8 @@ fn uart(vcpu: &'static Vcpu, st: &mut VcpuState, iss: u64, ipa: u64) -> Action {
             0xffc => 0xb1,
             _ => 0,
         };
-        if srt != 31 {
-            st.regs.x[srt] = v;
-        }
+        st.regs.set_gpr(srt, v);
     }
-    st.regs.pc += 4;
+    st.regs.skip(syn.insn_len());
     Action::Resume
-}
-
-/// Injects a synchronous external abort into the guest's EL1, as the
-/// architecture would take it: ESR/FAR/ELR/SPSR_EL1 set, PC at the right
-/// vector, EL1h with interrupts masked.
-fn inject_sea(st: &mut VcpuState, ec: u64, iss: u64, far: u64) {
-    let from_el1 = st.regs.pstate & 0xc == 0x4;
-    let offset = match (from_el1, st.regs.pstate & 1) {
-        (false, _) => 0x400, // lower EL, AArch64
-        (true, 1) => 0x200,  // current EL, SP_ELx
-        (true, _) => 0x000,  // current EL, SP_EL0
-    };
-    // Data or instruction abort, same or lower EL; IL; DFSC/IFSC = 0x10.
-    let new_ec = match (ec == EC_DABT_LOW, from_el1) {
-        (true, true) => 0x25,
-        (true, false) => 0x24,
-        (false, true) => 0x21,
-        (false, false) => 0x20,
-    };
-    let wnr = if ec == EC_DABT_LOW { iss & (1 << 6) } else { 0 };
-    let esr = (new_ec << 26) | (1 << 25) | wnr | 0x10;
-    let vbar = read_sysreg!("vbar_el1");
-    // SAFETY: the guest's EL1 registers are live on this CPU while its
-    // vCPU is handled; writing them is what taking the exception does.
-    unsafe {
-        arch::write_sysreg!("esr_el1", esr);
-        arch::write_sysreg!("far_el1", far);
-        arch::write_sysreg!("elr_el1", st.regs.pc);
-        arch::write_sysreg!("spsr_el1", st.regs.pstate);
-    }
-    st.regs.pc = vbar + offset;
-    st.regs.pstate = 0x3c5;
 }

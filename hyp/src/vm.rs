@@ -5,8 +5,6 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use arch::aarch64::cache::{self, PocByPa};
-use arch::aarch64::tlb::Stage2Tlb;
 use mmu::rmap::RMAP_MAPPINGS;
 use mmu::{
     make_coherent, Attrs, Coherence, Error, Exec, Geometry, Granularity, Ipa, LockMode, MemType,
@@ -15,7 +13,7 @@ use mmu::{
 use spin::Mutex;
 
 use crate::alias::{AliasTable, Pins};
-use crate::exception::GuestRegs;
+use crate::cpu::{cache, EntryArg, GuestRegs, GuestSysRegs, PocByPa, Stage2Tlb};
 use crate::hypercall::Stat;
 use crate::mm::{self, TablePool};
 use crate::platform::Coherency;
@@ -179,52 +177,6 @@ pub struct VmStats {
     pub shares_in: AtomicU64,
 }
 
-/// EL1 system registers of a vCPU, switched when another vCPU runs on
-/// the same CPU.
-#[derive(Clone, Copy, Default, Debug)]
-pub struct El1Regs {
-    r: [u64; 20],
-}
-
-macro_rules! el1_regs {
-    ($m:ident) => {
-        $m!(
-            0 "sctlr_el1", 1 "ttbr0_el1", 2 "ttbr1_el1", 3 "tcr_el1", 4 "mair_el1",
-            5 "amair_el1", 6 "vbar_el1", 7 "contextidr_el1", 8 "cpacr_el1", 9 "esr_el1",
-            10 "far_el1", 11 "afsr0_el1", 12 "afsr1_el1", 13 "elr_el1", 14 "spsr_el1",
-            15 "sp_el0", 16 "tpidr_el0", 17 "tpidrro_el0", 18 "tpidr_el1", 19 "par_el1"
-        )
-    };
-}
-
-impl El1Regs {
-    /// The state a vCPU starts with: MMU off, FP/SIMD not trapped.
-    pub fn reset() -> Self {
-        let mut r = Self::default();
-        r.r[0] = 0x30d0_0800; // SCTLR_EL1 RES1 bits, MMU and caches off
-        r.r[8] = 3 << 20; // CPACR_EL1.FPEN
-        r
-    }
-
-    /// Reads the live registers.
-    pub fn save(&mut self) {
-        macro_rules! save { ($($i:literal $n:literal),*) => { $( self.r[$i] = arch::read_sysreg!($n); )* } }
-        el1_regs!(save);
-    }
-
-    /// Writes them back.
-    pub fn restore(&self) {
-        macro_rules! restore {
-            ($($i:literal $n:literal),*) => {
-                // SAFETY: EL1 registers only affect the guest, which is not
-                // running while the hypervisor switches them.
-                $( unsafe { arch::write_sysreg!($n, self.r[$i]) }; )*
-            }
-        }
-        el1_regs!(restore);
-    }
-}
-
 /// What a vCPU is doing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VcpuStatus {
@@ -239,7 +191,7 @@ pub struct VcpuState {
     /// General-purpose and FP/SIMD registers.
     pub regs: GuestRegs,
     /// EL1 system registers.
-    pub el1: El1Regs,
+    pub sys: GuestSysRegs,
     /// Status.
     pub status: VcpuStatus,
 }
@@ -351,7 +303,7 @@ impl Vm {
                     index,
                     state: Mutex::new(VcpuState {
                         regs: GuestRegs::new(),
-                        el1: El1Regs::reset(),
+                        sys: GuestSysRegs::reset(),
                         status: VcpuStatus::Off,
                     }),
                 }))
@@ -384,7 +336,7 @@ impl Vm {
         for &(ipa, data, size) in &boot.segments {
             self.load(ipa, data, size)?;
         }
-        self.start_vcpu(0, boot.entry, RAM_BASE);
+        self.start_vcpu(0, boot.entry, EntryArg::Dtb(RAM_BASE));
         Ok(())
     }
 
@@ -1067,19 +1019,16 @@ impl Vm {
         }
     }
 
-    /// Starts vCPU `index` at `entry` with `x0 = arg` (boot or PSCI
-    /// CPU_ON). Returns false if it is already on.
-    pub fn start_vcpu(&'static self, index: usize, entry: u64, arg: u64) -> bool {
+    /// Starts vCPU `index` at `entry` with `arg` in its registers (boot or
+    /// PSCI CPU_ON). Returns false if it is already on.
+    pub fn start_vcpu(&'static self, index: usize, entry: u64, arg: EntryArg) -> bool {
         let vcpu = self.vcpus()[index];
         let mut st = vcpu.state.lock();
         if st.status != VcpuStatus::Off {
             return false;
         }
-        st.regs = GuestRegs::new();
-        st.regs.x[0] = arg;
-        st.regs.pc = entry;
-        st.regs.pstate = 0x3c5; // EL1h, DAIF masked
-        st.el1 = El1Regs::reset();
+        st.regs = GuestRegs::at_entry(entry, arg);
+        st.sys = GuestSysRegs::reset();
         st.status = VcpuStatus::Runnable;
         drop(st);
         self.running.fetch_add(1, Ordering::SeqCst);

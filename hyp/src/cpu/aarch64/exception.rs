@@ -11,19 +11,6 @@
 
 use core::arch::global_asm;
 
-/// Why the guest exited.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Exit {
-    /// A synchronous exception (trap, abort, HVC, SMC, WFI...).
-    Sync = 0,
-    /// A physical IRQ routed to EL2.
-    Irq = 1,
-    /// A physical FIQ routed to EL2.
-    Fiq = 2,
-    /// An SError routed to EL2.
-    SError = 3,
-}
-
 /// The guest's general-purpose and FP/SIMD state, saved on exit.
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Debug)]
@@ -42,19 +29,6 @@ pub struct GuestRegs {
     pub fpsr: u64,
     /// V0 to V31.
     pub v: [u128; 32],
-}
-
-impl Exit {
-    /// The exit for the code `guest_exit_save` returns (the vector's
-    /// position in its group).
-    pub fn from_code(code: u64) -> Self {
-        match code {
-            0 => Exit::Sync,
-            1 => Exit::Irq,
-            2 => Exit::Fiq,
-            _ => Exit::SError,
-        }
-    }
 }
 
 impl GuestRegs {
@@ -90,8 +64,8 @@ unsafe extern "C" {
     ///
     /// `regs` and `host` stay valid until the call returns; EL1 state and
     /// stage 2 (`VTTBR_EL2`, `HCR_EL2`...) are set up for this guest.
-    /// Returns the exit code for [`Exit::from_code`].
-    pub fn guest_enter(regs: *mut GuestRegs, host: *mut HostContext) -> u64;
+    /// Returns the exit code for [`Exit::from_code`](crate::cpu::Exit::from_code).
+    pub fn guest_enter(regs: *mut GuestRegs, host: *mut HostContext) -> usize;
 }
 
 // Offsets in GuestRegs: x at 0, sp_el1 248, pc 256, pstate 264, fpcr 272,

@@ -1,0 +1,58 @@
+//! AArch32 cache maintenance by virtual address to the point of coherency.
+//!
+//! Hyp mode's stage-1 map is an identity map of the low 4 GiB, so a
+//! physical address below 4 GiB is also the address these operations take.
+
+use core::arch::asm;
+
+use super::barrier::{dsb_ish, isb};
+
+/// The smallest data cache line (`CTR.DminLine`, in words), in bytes.
+#[inline]
+pub fn dcache_line() -> usize {
+    let ctr = crate::read_cp15!("p15, 0, {}, c0, c0, 1");
+    4 << ((ctr >> 16) & 0xf)
+}
+
+/// Cleans and invalidates `[start, start + len)` to the PoC (`DCCIMVAC`
+/// per line), then waits for completion.
+pub fn clean_inval_poc(start: usize, len: usize) {
+    let line = dcache_line();
+    let mut p = start & !(line - 1);
+    while p < start.saturating_add(len) {
+        // SAFETY: cache maintenance by address on mapped memory has no
+        // architectural effect on its contents.
+        unsafe { asm!("mcr p15, 0, {}, c7, c14, 1", in(reg) p, options(nostack, preserves_flags)) };
+        p += line;
+    }
+    dsb_ish();
+}
+
+/// Invalidates all instruction caches, Inner Shareable (`ICIALLUIS`), and
+/// the branch predictors (`BPIALLIS`), after new code was written.
+pub fn icache_inval_all() {
+    dsb_ish();
+    // SAFETY: invalidating instruction caches and branch predictors only
+    // drops cached copies; the register operand is ignored.
+    unsafe {
+        asm!(
+            "mcr p15, 0, {0}, c7, c1, 0",
+            "mcr p15, 0, {0}, c7, c1, 6",
+            in(reg) 0u32,
+            options(nostack, preserves_flags)
+        )
+    };
+    dsb_ish();
+    isb();
+}
+
+/// `mmu`'s cache maintenance, by physical address (identity mapped).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PocByPa;
+
+impl mmu::CacheMaintenance for PocByPa {
+    fn clean_inval_poc(&self, pa: mmu::PhysAddr, len: u64) {
+        let start = usize::try_from(pa.get()).expect("page above the Hyp-mode map");
+        clean_inval_poc(start, len as usize);
+    }
+}

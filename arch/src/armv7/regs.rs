@@ -1,0 +1,172 @@
+//! The Hyp-mode registers the hypervisor uses, by name.
+//!
+//! Reads are safe (no side effects); writes are `unsafe` because they
+//! change how the CPU translates, traps or runs guests.
+
+use crate::{read_cp15, read_cp15_64, write_cp15, write_cp15_64};
+
+/// Reads `MIDR` (main ID).
+pub fn midr() -> u32 {
+    read_cp15!("p15, 0, {}, c0, c0, 0")
+}
+
+/// Reads `MPIDR` (multiprocessor affinity).
+pub fn mpidr() -> u32 {
+    read_cp15!("p15, 0, {}, c0, c0, 5")
+}
+
+/// Reads `ID_MMFR0`: `VMSA` [3:0] is 5 or more with LPAE.
+pub fn id_mmfr0() -> u32 {
+    read_cp15!("p15, 0, {}, c0, c1, 4")
+}
+
+/// Reads `HSR`, the syndrome of the exception taken to Hyp mode (same
+/// layout as `ESR_EL2`: EC [31:26], IL [25], ISS [24:0]).
+pub fn hsr() -> u32 {
+    read_cp15!("p15, 4, {}, c5, c2, 0")
+}
+
+/// Reads `HDFAR`: the VA of a data abort taken to Hyp mode.
+pub fn hdfar() -> u32 {
+    read_cp15!("p15, 4, {}, c6, c0, 0")
+}
+
+/// Reads `HIFAR`: the VA of a prefetch abort taken to Hyp mode.
+pub fn hifar() -> u32 {
+    read_cp15!("p15, 4, {}, c6, c0, 2")
+}
+
+/// Reads `HPFAR`: IPA [39:12] of a stage-2 abort in bits [31:4].
+pub fn hpfar() -> u32 {
+    read_cp15!("p15, 4, {}, c6, c0, 4")
+}
+
+/// The faulting IPA's page from `HPFAR`.
+pub fn fault_ipa_page() -> u64 {
+    (u64::from(hpfar()) & 0xffff_fff0) << 8
+}
+
+/// Reads `HSCTLR`.
+pub fn hsctlr() -> u32 {
+    read_cp15!("p15, 4, {}, c1, c0, 0")
+}
+
+/// Reads `VTTBR`.
+pub fn vttbr() -> u64 {
+    read_cp15_64!("p15, 6, {}, {}, c2")
+}
+
+/// Reads `CNTPCT`, the physical count.
+pub fn cntpct() -> u64 {
+    read_cp15_64!("p15, 0, {}, {}, c14")
+}
+
+/// Reads `CNTFRQ`, the counter frequency in Hz.
+pub fn cntfrq() -> u32 {
+    read_cp15!("p15, 0, {}, c14, c0, 0")
+}
+
+/// Writes `HCR`, the hypervisor configuration.
+///
+/// # Safety
+///
+/// Changes traps and stage 2 for the guest that runs next.
+pub unsafe fn set_hcr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c1, c1, 0", v) }
+}
+
+/// Writes `HCPTR` (coprocessor traps).
+///
+/// # Safety
+///
+/// As [`set_hcr`].
+pub unsafe fn set_hcptr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c1, c1, 2", v) }
+}
+
+/// Writes `HSTR` (CP15 primary-register traps).
+///
+/// # Safety
+///
+/// As [`set_hcr`].
+pub unsafe fn set_hstr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c1, c1, 3", v) }
+}
+
+/// Writes `VTCR` (stage-2 translation control).
+///
+/// # Safety
+///
+/// Stage 2 of the next guest is walked with it.
+pub unsafe fn set_vtcr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c2, c1, 2", v) }
+}
+
+/// Writes `VTTBR` (stage-2 root and VMID [55:48]) with `MCRR`.
+///
+/// # Safety
+///
+/// The table must be a valid stage-2 root for the guest run next.
+pub unsafe fn set_vttbr(v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15_64!("p15, 6, {}, {}, c2", v) }
+}
+
+/// Writes `VPIDR`, the `MIDR` guests read.
+///
+/// # Safety
+///
+/// Only what guests see changes.
+pub unsafe fn set_vpidr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c0, c0, 0", v) }
+}
+
+/// Writes `VMPIDR`, the `MPIDR` guests read.
+///
+/// # Safety
+///
+/// Only what guests see changes.
+pub unsafe fn set_vmpidr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c0, c0, 5", v) }
+}
+
+/// Writes `CNTHCTL` (PL1 access to the physical counter and timer).
+///
+/// # Safety
+///
+/// Only what guests may access changes.
+pub unsafe fn set_cnthctl(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c14, c1, 0", v) }
+}
+
+/// Writes `CNTVOFF` (virtual counter offset).
+///
+/// # Safety
+///
+/// Only what guests see changes.
+pub unsafe fn set_cntvoff(v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15_64!("p15, 4, {}, {}, c14", v) }
+}
+
+/// Invalidates this CPU's stage-1 entries of the VMID in `VTTBR`
+/// (`TLBIALL`, not broadcast): another vCPU of the same VM ran here.
+pub fn local_invalidate_vmid() {
+    // SAFETY: TLB invalidation only drops cached translations.
+    unsafe {
+        core::arch::asm!(
+            "mcr p15, 0, {}, c8, c7, 0",
+            "dsb nsh",
+            "isb",
+            in(reg) 0u32,
+            options(nostack)
+        )
+    };
+}

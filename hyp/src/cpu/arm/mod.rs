@@ -1,0 +1,449 @@
+//! ARMv7-A with the virtualization extensions, in Hyp mode.
+
+mod boot;
+mod exception;
+
+use core::fmt;
+
+pub use arch::armv7::cache::{self, PocByPa};
+use arch::armv7::regs;
+pub use arch::armv7::tlb::Stage2Tlb;
+use arch::{read_cp15, read_cp15_64, write_cp15, write_cp15_64};
+pub use boot::MAX_CPUS;
+pub use exception::GuestRegs;
+use mmu::Geometry;
+
+use super::{ec, EntryArg, Exit, Syndrome};
+use crate::psci::{self, Conduit};
+
+/// How the banner names the CPU mode.
+pub const NAME: &str = "ARMv7 Hyp mode";
+
+/// `HVC` from an AArch32 guest.
+pub const EC_HVC: u64 = 0x12;
+/// `SMC` from an AArch32 guest, trapped (`HCR.TSC`).
+pub const EC_SMC: u64 = 0x13;
+
+/// PSCI `CPU_ON` as this hypervisor calls it.
+pub const PSCI_CPU_ON: u32 = psci::CPU_ON_32;
+
+/// HCR while guests run: stage 2 (VM), set/way as clean+inval (SWIO),
+/// physical interrupts and asynchronous aborts to Hyp mode (FMO, IMO,
+/// AMO), broadcast TLB and cache maintenance Inner Shareable (FB,
+/// BSU=IS), WFI, WFE and SMC trapped (TWI, TWE, TSC). The same bits as
+/// the low half of `HCR_EL2`.
+const HCR_GUEST: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 19);
+
+/// HCPTR while guests run: every coprocessor trap bit that exists, CP10
+/// and CP11 (VFP, Advanced SIMD) included, and TASE. The hypervisor does
+/// not switch FP state, so a guest that uses it exits and is stopped
+/// rather than seeing another guest's registers.
+const HCPTR_GUEST: u32 = 0x3fff | (1 << 15);
+
+/// CPSR of a vCPU at its first instruction: SVC mode, ARM state,
+/// asynchronous aborts, IRQ and FIQ masked.
+const CPSR_SVC_MASKED: u32 = 0x1d3;
+
+/// Processor modes (CPSR.M).
+const MODE_FIQ: u32 = 0x11;
+const MODE_IRQ: u32 = 0x12;
+const MODE_SVC: u32 = 0x13;
+const MODE_ABT: u32 = 0x17;
+const MODE_UND: u32 = 0x1b;
+
+/// This CPU's index: `MPIDR.Aff0` (CPUs of QEMU `virt` and of the
+/// Raspberry Pi 2 are numbered 0..n there).
+#[inline]
+pub fn cpu_index() -> usize {
+    (regs::mpidr() & 0xff) as usize
+}
+
+/// This CPU's affinity (`MPIDR` Aff2..Aff0), as the DTB's `reg`.
+pub fn mpidr() -> u64 {
+    u64::from(regs::mpidr() & 0xff_ffff)
+}
+
+/// `MIDR`.
+pub fn midr() -> u64 {
+    u64::from(regs::midr())
+}
+
+/// The physical count and the counter frequency (`CNTPCT`, `CNTFRQ`).
+pub fn counter() -> (u64, u64) {
+    (regs::cntpct(), u64::from(regs::cntfrq()))
+}
+
+/// The guests' stage-2 regime: ARMv7 LPAE with a 40-bit IPA (from level
+/// 1, two concatenated roots).
+pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
+    Geometry::armv7(40)
+}
+
+/// Hyp-mode state each CPU needs before it runs guests.
+pub fn el2_init(vtcr: u64) {
+    // SAFETY: configuration of this CPU's Hyp mode for guests; no guest
+    // runs.
+    unsafe {
+        regs::set_vtcr(vtcr as u32);
+        regs::set_hcr(HCR_GUEST);
+        regs::set_hcptr(HCPTR_GUEST);
+        regs::set_hstr(0);
+        // PL1 may use the physical counter and timer.
+        regs::set_cnthctl(0b11);
+        regs::set_cntvoff(0);
+        regs::set_vpidr(regs::midr());
+    }
+    arch::armv7::barrier::isb();
+}
+
+/// Loads vCPU `index` of the VM whose stage 2 is `vttbr`. `other_ran`:
+/// another vCPU ran on this CPU since this one did, so its stage-1
+/// entries (same VMID, maybe the same ASIDs) must not serve this one.
+pub fn load_vcpu(vttbr: u64, index: usize, other_ran: bool) {
+    // SAFETY: switching this CPU's stage 2 to the vCPU; no guest runs on
+    // this CPU meanwhile.
+    unsafe {
+        regs::set_vttbr(vttbr);
+        regs::set_vmpidr(0x8000_0000 | index as u32);
+    }
+    arch::armv7::barrier::isb();
+    if other_ran {
+        regs::local_invalidate_vmid();
+    }
+}
+
+/// Runs the guest whose registers are `regs` until it exits.
+pub fn run_guest(regs: &mut GuestRegs) -> Exit {
+    // SAFETY: the registers outlive the call; `load_vcpu` and
+    // `GuestSysRegs::restore` set up Hyp mode and PL1 for it.
+    Exit::from_code(unsafe { exception::guest_enter(regs) })
+}
+
+/// The syndrome of the exception that made the guest exit (`HSR`).
+pub fn syndrome() -> Syndrome {
+    Syndrome(u64::from(regs::hsr()))
+}
+
+/// The faulting virtual address of a guest abort (`HIFAR` for a prefetch
+/// abort, `HDFAR` for a data abort).
+pub fn fault_va(ec: u64) -> u64 {
+    u64::from(if ec == ec::IABT_LOW { regs::hifar() } else { regs::hdfar() })
+}
+
+/// The faulting IPA's page, from `HPFAR`.
+pub fn fault_ipa_page() -> u64 {
+    regs::fault_ipa_page()
+}
+
+/// Injects a synchronous external abort into the guest, as the CPU takes
+/// one: Abort mode with IRQs and asynchronous aborts masked, `SPSR_abt` =
+/// the old CPSR, `LR_abt` = the faulting instruction + 8 (data) or + 4
+/// (prefetch), `DFSR`/`DFAR` or `IFSR`/`IFAR` set in the format `TTBCR.EAE`
+/// selects, PC at the vector (`VBAR`, or `0xffff_0000` with `SCTLR.V`).
+pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
+    let sctlr = read_cp15!("p15, 0, {}, c1, c0, 0");
+    let lpae = read_cp15!("p15, 0, {}, c2, c0, 2") & (1 << 31) != 0;
+    // Synchronous external abort, not on a table walk: status 0b010000
+    // (long-descriptor format, with the LPAE bit) or FS 0b01000.
+    let status = if lpae { (1 << 9) | 0x10 } else { 0x08 };
+    let (offset, lr) = if data {
+        let dfsr = status | if write { 1 << 11 } else { 0 };
+        // SAFETY: the guest's PL1 registers are live on this CPU while
+        // its vCPU is handled; writing them is what taking the abort does.
+        unsafe {
+            write_cp15!("p15, 0, {}, c5, c0, 0", dfsr);
+            write_cp15!("p15, 0, {}, c6, c0, 0", far as u32);
+        }
+        (0x10, regs.pc.wrapping_add(8))
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            write_cp15!("p15, 0, {}, c5, c0, 1", status);
+            write_cp15!("p15, 0, {}, c6, c0, 2", far as u32);
+        }
+        (0x0c, regs.pc.wrapping_add(4))
+    };
+    regs.abt = [regs.abt[0], lr, regs.cpsr];
+    let vbar =
+        if sctlr & (1 << 13) != 0 { 0xffff_0000 } else { read_cp15!("p15, 0, {}, c12, c0, 0") };
+    // Thumb state and endianness on exceptions from SCTLR.TE and .EE;
+    // IT state and J cleared; F kept.
+    let te = if sctlr & (1 << 30) != 0 { 1 << 5 } else { 0 };
+    let ee = if sctlr & (1 << 25) != 0 { 1 << 9 } else { 0 };
+    regs.cpsr = (regs.cpsr & (1 << 6)) | (1 << 8) | (1 << 7) | te | ee | MODE_ABT;
+    regs.pc = vbar.wrapping_add(offset);
+}
+
+impl GuestRegs {
+    /// A vCPU about to run its first instruction at `entry`, in SVC mode
+    /// with interrupts masked. The boot vCPU gets the ARM Linux boot
+    /// registers (`r0` = 0, `r1` = `0xffff_ffff`: no machine type, the DTB
+    /// describes the machine; `r2` = the DTB), a PSCI `CPU_ON` one `r0` =
+    /// the context id.
+    pub fn at_entry(entry: u64, arg: EntryArg) -> Self {
+        let mut r = Self::default();
+        match arg {
+            EntryArg::Dtb(dtb) => r.r[..3].copy_from_slice(&[0, u32::MAX, dtb as u32]),
+            EntryArg::Context(c) => r.r[0] = c as u32,
+        }
+        r.pc = entry as u32;
+        r.cpsr = CPSR_SVC_MASKED;
+        r
+    }
+
+    /// The banked SP, LR (and SPSR) of the guest's current mode.
+    fn banked(&mut self) -> &mut [u32] {
+        match self.cpsr & 0x1f {
+            MODE_FIQ => &mut self.fiq[5..],
+            MODE_IRQ => &mut self.irq,
+            MODE_SVC => &mut self.svc,
+            MODE_ABT => &mut self.abt,
+            MODE_UND => &mut self.und,
+            _ => &mut self.usr,
+        }
+    }
+
+    /// Register `n` as the guest's current mode sees it (15 reads as the
+    /// instruction's address + 8, as in ARM state).
+    pub fn gpr(&self, n: usize) -> u64 {
+        // `slot` hands out the banked storage; a copy keeps this `&self`.
+        let v = (*self).slot(n).map(|r| *r);
+        u64::from(v.unwrap_or(self.pc.wrapping_add(8)))
+    }
+
+    /// Sets register `n` (the low 32 bits of `v`) as the guest's current
+    /// mode sees it; writes to the PC are dropped.
+    pub fn set_gpr(&mut self, n: usize, v: u64) {
+        if let Some(r) = self.slot(n) {
+            *r = v as u32;
+        }
+    }
+
+    /// Where register `n` of the current mode lives (none for the PC).
+    fn slot(&mut self, n: usize) -> Option<&mut u32> {
+        let fiq = self.cpsr & 0x1f == MODE_FIQ;
+        match n {
+            8..=12 if fiq => Some(&mut self.fiq[n - 8]),
+            0..=12 => Some(&mut self.r[n]),
+            13 | 14 => Some(&mut self.banked()[n - 13]),
+            _ => None,
+        }
+    }
+
+    /// Where the guest resumes.
+    pub fn pc(&self) -> u64 {
+        u64::from(self.pc)
+    }
+
+    /// Moves the guest on by `len` bytes (a trapped instruction). A
+    /// trapped instruction inside a Thumb IT block is not supported: the
+    /// guest images run in ARM state.
+    pub fn skip(&mut self, len: u64) {
+        self.pc = self.pc.wrapping_add(len as u32);
+    }
+}
+
+/// The guest's PL1 system registers (the Non-secure banked CP15
+/// registers), switched when another vCPU runs on the same CPU.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GuestSysRegs {
+    r: [u32; 20],
+    /// TTBR0, TTBR1, PAR (64-bit with LPAE).
+    d: [u64; 3],
+}
+
+macro_rules! pl1_regs {
+    ($m:ident) => {
+        $m!(
+            0 "p15, 0, {}, c1, c0, 0",   // SCTLR
+            1 "p15, 0, {}, c1, c0, 2",   // CPACR
+            2 "p15, 0, {}, c2, c0, 2",   // TTBCR
+            3 "p15, 0, {}, c3, c0, 0",   // DACR
+            4 "p15, 0, {}, c5, c0, 0",   // DFSR
+            5 "p15, 0, {}, c5, c0, 1",   // IFSR
+            6 "p15, 0, {}, c5, c1, 0",   // ADFSR
+            7 "p15, 0, {}, c5, c1, 1",   // AIFSR
+            8 "p15, 0, {}, c6, c0, 0",   // DFAR
+            9 "p15, 0, {}, c6, c0, 2",   // IFAR
+            10 "p15, 0, {}, c10, c2, 0", // PRRR / MAIR0
+            11 "p15, 0, {}, c10, c2, 1", // NMRR / MAIR1
+            12 "p15, 0, {}, c10, c3, 0", // AMAIR0
+            13 "p15, 0, {}, c10, c3, 1", // AMAIR1
+            14 "p15, 0, {}, c12, c0, 0", // VBAR
+            15 "p15, 0, {}, c13, c0, 1", // CONTEXTIDR
+            16 "p15, 0, {}, c13, c0, 2", // TPIDRURW
+            17 "p15, 0, {}, c13, c0, 3", // TPIDRURO
+            18 "p15, 0, {}, c13, c0, 4", // TPIDRPRW
+            19 "p15, 0, {}, c14, c1, 0"  // CNTKCTL
+        )
+    };
+}
+
+macro_rules! pl1_regs_64 {
+    ($m:ident) => {
+        $m!(
+            0 "p15, 0, {}, {}, c2", // TTBR0
+            1 "p15, 1, {}, {}, c2", // TTBR1
+            2 "p15, 0, {}, {}, c7"  // PAR
+        )
+    };
+}
+
+impl GuestSysRegs {
+    /// The state a vCPU starts with: SCTLR with its should-be-one bits,
+    /// MMU, caches and alignment checks off; no coprocessor access.
+    pub fn reset() -> Self {
+        let mut s = Self::default();
+        s.r[0] = 0x00c5_0078;
+        s
+    }
+
+    /// Reads the live registers.
+    pub fn save(&mut self) {
+        macro_rules! save { ($($i:literal $e:literal),*) => { $( self.r[$i] = read_cp15!($e); )* } }
+        macro_rules! save64 { ($($i:literal $e:literal),*) => { $( self.d[$i] = read_cp15_64!($e); )* } }
+        pl1_regs!(save);
+        pl1_regs_64!(save64);
+    }
+
+    /// Writes them back.
+    pub fn restore(&self) {
+        macro_rules! restore {
+            ($($i:literal $e:literal),*) => {
+                // SAFETY: PL1 registers only affect the guest, which is not
+                // running while the hypervisor switches them.
+                $( unsafe { write_cp15!($e, self.r[$i]) }; )*
+            }
+        }
+        macro_rules! restore64 {
+            ($($i:literal $e:literal),*) => {
+                // SAFETY: as above.
+                $( unsafe { write_cp15_64!($e, self.d[$i]) }; )*
+            }
+        }
+        pl1_regs!(restore);
+        pl1_regs_64!(restore64);
+    }
+}
+
+/// Calls the firmware (SMCCC, SMC32 register use).
+pub fn firmware_call(conduit: Conduit, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let mut r0 = fid;
+    let (a1, a2, a3) = (a1 as u32, a2 as u32, a3 as u32);
+    // SAFETY: an SMCCC call to the firmware; it preserves r4-r14 and our
+    // memory, and clobbers at most r0-r3.
+    unsafe {
+        match conduit {
+            Conduit::Smc => core::arch::asm!(
+                ".arch_extension sec",
+                "smc #0",
+                inout("r0") r0, inout("r1") a1 => _, inout("r2") a2 => _, inout("r3") a3 => _,
+                options(nostack)
+            ),
+            Conduit::Hvc => core::arch::asm!(
+                ".arch_extension virt",
+                "hvc #0",
+                inout("r0") r0, inout("r1") a1 => _, inout("r2") a2 => _, inout("r3") a3 => _,
+                options(nostack)
+            ),
+        }
+    }
+    i64::from(r0 as i32)
+}
+
+/// Where secondary CPUs enter (PSCI `CPU_ON`, context id = CPU index).
+pub fn secondary_entry() -> u64 {
+    unsafe extern "C" {
+        fn secondary_entry();
+    }
+    secondary_entry as *const () as usize as u64
+}
+
+/// Waits for an event (idle, or stopped for good).
+pub fn wait_for_event() {
+    // SAFETY: waits for an event; no memory effects.
+    unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+}
+
+fn elr_hyp() -> u32 {
+    let v: u32;
+    // SAFETY: reading a special register has no side effects.
+    unsafe {
+        core::arch::asm!(".arch_extension virt", "mrs {}, elr_hyp", out(reg) v,
+            options(nomem, nostack))
+    };
+    v
+}
+
+fn spsr_hyp() -> u32 {
+    let v: u32;
+    // SAFETY: reading a special register has no side effects.
+    unsafe { core::arch::asm!("mrs {}, spsr", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// The Hyp-mode exception registers, for a panic message.
+pub struct ExceptionState;
+
+impl fmt::Display for ExceptionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HSR {:#x} HDFAR {:#x} HIFAR {:#x} ELR_hyp {:#x} SPSR_hyp {:#x} HPFAR {:#x}",
+            regs::hsr(),
+            regs::hdfar(),
+            regs::hifar(),
+            elr_hyp(),
+            spsr_hyp(),
+            regs::hpfar(),
+        )
+    }
+}
+
+/// Entered in a mode other than Hyp: say why nothing happens (the MMU is
+/// off, so the PL011 at QEMU virt's address is reachable as device
+/// memory).
+#[unsafe(no_mangle)]
+extern "C" fn refuse_not_hyp(_dtb: usize) {
+    let cpsr: u32;
+    // SAFETY: reading the CPSR has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack)) };
+    let mode = match cpsr & 0x1f {
+        MODE_SVC => "SVC",
+        0x1f => "System",
+        0x16 => "Monitor",
+        _ => "a non-Hyp",
+    };
+    crate::console::print_raw(
+        0x0900_0000,
+        format_args!(
+            "\nhyp: entered in {mode} mode (CPSR {cpsr:#x}): the hypervisor needs Hyp mode \
+             (QEMU: -M virt,virtualization=on; a Raspberry Pi 2 firmware entering in Hyp mode). \
+             Stopping.\n"
+        ),
+    );
+}
+
+/// An exception taken in Hyp mode: a hypervisor bug.
+#[unsafe(no_mangle)]
+extern "C" fn hyp_exception(kind: u32, frame: *const u32) -> ! {
+    // SAFETY: the vector pushed r0-r12 and LR at `frame`.
+    let r = unsafe { core::slice::from_raw_parts(frame, 14) };
+    let what = ["reset", "undefined instruction", "SVC/HVC", "prefetch abort", "data abort"];
+    panic!(
+        "Hyp-mode exception ({}), r0={:#x} r1={:#x} lr={:#x}",
+        what.get(kind as usize).unwrap_or(&"?"),
+        r[0],
+        r[1],
+        r[13]
+    );
+}

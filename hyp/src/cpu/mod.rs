@@ -1,0 +1,91 @@
+//! What differs between the two architectures the hypervisor runs on:
+//! AArch64 at EL2 ([`aarch64`](self)) and ARMv7-A in Hyp mode (`arm`).
+//!
+//! Each side has its boot entry (`boot.rs`), its vectors with guest entry
+//! and exit (`exception.rs`), and here the same small interface for the
+//! portable code: the guest register frame ([`GuestRegs`]) and system
+//! registers ([`GuestSysRegs`]), the syndrome of an exit, the injection of
+//! an external abort, loading a vCPU's stage 2, the per-CPU EL2 set-up,
+//! firmware calls and the stage-2 geometry. Everything above this module
+//! (VMs, the fault path, hypercalls, PSCI for guests) is shared.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;
+
+#[cfg(target_arch = "arm")]
+mod arm;
+#[cfg(target_arch = "arm")]
+pub use arm::*;
+
+/// Why the guest exited.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Exit {
+    /// A synchronous exception (trap, abort, HVC, SMC, WFI...).
+    Sync = 0,
+    /// A physical IRQ routed to EL2.
+    Irq = 1,
+    /// A physical FIQ routed to EL2.
+    Fiq = 2,
+    /// An SError (AArch64) or asynchronous abort routed to EL2.
+    SError = 3,
+}
+
+impl Exit {
+    /// The exit for the code the vectors return.
+    pub fn from_code(code: usize) -> Self {
+        match code {
+            0 => Exit::Sync,
+            1 => Exit::Irq,
+            2 => Exit::Fiq,
+            _ => Exit::SError,
+        }
+    }
+}
+
+/// What a vCPU finds in its registers when it starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EntryArg {
+    /// The boot vCPU: the IPA of its device tree.
+    Dtb(u64),
+    /// A vCPU started with PSCI `CPU_ON`: the caller's context id.
+    Context(u64),
+}
+
+/// Exception classes (`ESR_EL2.EC`, `HSR.EC`: the same field) both
+/// architectures share.
+pub mod ec {
+    /// WFI or WFE trapped.
+    pub const WFX: u64 = 0x01;
+    /// Instruction abort from the guest.
+    pub const IABT_LOW: u64 = 0x20;
+    /// Data abort from the guest.
+    pub const DABT_LOW: u64 = 0x24;
+}
+
+/// Fields of a syndrome (`ESR_EL2` or `HSR`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Syndrome(pub u64);
+
+impl Syndrome {
+    /// Exception class [31:26].
+    pub fn ec(self) -> u64 {
+        (self.0 >> 26) & 0x3f
+    }
+
+    /// Instruction length [25]: 4 bytes when set, 2 (a 16-bit Thumb
+    /// instruction) when clear.
+    pub fn insn_len(self) -> u64 {
+        if self.0 & (1 << 25) != 0 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Instruction-specific syndrome [24:0].
+    pub fn iss(self) -> u64 {
+        self.0 & 0x1ff_ffff
+    }
+}
