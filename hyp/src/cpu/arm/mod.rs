@@ -215,8 +215,9 @@ impl GuestRegs {
     /// Register `n` as the guest's current mode sees it (15 reads as the
     /// instruction's address + 8, as in ARM state).
     pub fn gpr(&self, n: usize) -> u64 {
-        // `slot` hands out the banked storage; a copy keeps this `&self`.
-        let v = (*self).slot(n).map(|r| *r);
+        // `slot` hands out the banked storage mutably; read it from a copy.
+        let mut copy = *self;
+        let v = copy.slot(n).map(|r| *r);
         u64::from(v.unwrap_or(self.pc.wrapping_add(8)))
     }
 
