@@ -3,7 +3,9 @@
 //! `guest_enter(regs)` pushes the host's callee-saved registers and `regs`
 //! on the Hyp stack, loads the guest's banked registers (every PL1 mode's
 //! SP, LR and SPSR, FIQ's r8-r12), `ELR_hyp` and `SPSR_hyp` from `regs`,
-//! then its r0-r12, and ERETs. The Hyp stack pointer is banked, so an
+//! then its r0-r12, and ERETs. Hyp mode has no LR of its own: its R14 is
+//! `LR_usr`, so that one is loaded and saved as plain `lr` (the banked
+//! `MSR`/`MRS` forms may not name a register of the current mode). The Hyp stack pointer is banked, so an
 //! exception from the guest finds the stack exactly as `guest_enter` left
 //! it: the vector saves the guest's registers back into `regs`, pops the
 //! host's registers and returns from `guest_enter` with the kind of exit
@@ -87,9 +89,8 @@ global_asm!(
 guest_enter:
     push    {{r0, r1, r4-r12, lr}}  // r0 = regs, found again on exit
     add     r1, r0, #{banked}
-    ldm     r1!, {{r2, r3}}
+    ldm     r1!, {{r2, lr}}         // Hyp mode's LR is LR_usr
     msr     sp_usr, r2
-    msr     lr_usr, r3
     ldm     r1!, {{r2, r3, r4}}
     msr     sp_svc, r2
     msr     lr_svc, r3
@@ -138,8 +139,7 @@ guest_exit_save:
     mov     r12, r1
     add     r1, r0, #{banked}
     mrs     r2, sp_usr
-    mrs     r3, lr_usr
-    stm     r1!, {{r2, r3}}
+    stm     r1!, {{r2, lr}}         // LR_usr, untouched since the exit
     mrs     r2, sp_svc
     mrs     r3, lr_svc
     mrs     r4, spsr_svc
