@@ -325,9 +325,45 @@ pub const GUEST_UART_SIZE: u64 = 0x1000;
 pub const GUEST_UART_CLOCK_HZ: u32 = 24_000_000;
 const GUEST_CLOCK_PHANDLE: u32 = 1;
 
+/// The architecture guests run in, for the CPU and timer nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestArch {
+    /// AArch64 at EL1.
+    Armv8,
+    /// ARMv7-A (AArch32) in SVC mode.
+    Armv7,
+}
+
+impl GuestArch {
+    /// The architecture the hypervisor itself was built for.
+    pub const fn native() -> Self {
+        if cfg!(target_arch = "arm") {
+            GuestArch::Armv7
+        } else {
+            GuestArch::Armv8
+        }
+    }
+
+    fn cpu_compatible(self) -> &'static str {
+        match self {
+            GuestArch::Armv8 => "arm,armv8",
+            GuestArch::Armv7 => "arm,armv7",
+        }
+    }
+
+    fn timer_compatible(self) -> &'static str {
+        match self {
+            GuestArch::Armv8 => "arm,armv8-timer",
+            GuestArch::Armv7 => "arm,armv7-timer",
+        }
+    }
+}
+
 /// What varies between guests' device trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestDtbSpec {
+    /// The guests' architecture.
+    pub arch: GuestArch,
     /// Guest RAM base IPA ([`GUEST_RAM_BASE`] per `docs/HYPERVISOR.md`).
     pub ram_base: u64,
     /// Guest RAM size in bytes.
@@ -346,7 +382,8 @@ pub struct GuestDtbSpec {
 /// - `/memory@<ram_base>` (`/memory@40000000`): `device_type = "memory"`,
 ///   `reg = <ram_base ram_size>`;
 /// - `/cpus` (`#address-cells = <1>`, `#size-cells = <0>`) with one
-///   `cpu@i` per vCPU: `compatible = "arm,armv8"`, `device_type = "cpu"`,
+///   `cpu@i` per vCPU: `compatible = "arm,armv8"` (`"arm,armv7"` for ARM32
+///   guests), `device_type = "cpu"`,
 ///   `reg = <i>`, `enable-method = "psci"`;
 /// - `/psci`: `compatible = "arm,psci-1.0"`, `method = "hvc"`;
 /// - `/apb-pclk`: a 24 MHz `fixed-clock` (phandle 1), and
@@ -354,7 +391,8 @@ pub struct GuestDtbSpec {
 ///   `reg = <0x0900_0000 0x1000>`, `clocks`/`clock-names` pointing at
 ///   `apb-pclk` (Linux's PL011 driver will not probe without them);
 /// - `/chosen`: `stdout-path = "/pl011@9000000"`, `bootargs`;
-/// - `/timer`: `compatible = "arm,armv8-timer"`, `always-on`. No
+/// - `/timer`: `compatible = "arm,armv8-timer"` (`"arm,armv7-timer"`),
+///   `always-on`. No
 ///   `interrupts` (nor any `interrupt-parent`): the hypervisor models no
 ///   interrupt controller for guests yet, so the timer node only tells an
 ///   OS that the architected timer exists. A guest that needs timer
@@ -385,7 +423,7 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.prop_u32("#size-cells", 0);
     for i in 0..spec.cpus {
         let cpu = w.begin_node(&alloc::format!("cpu@{i:x}"));
-        w.prop_str("compatible", "arm,armv8");
+        w.prop_str("compatible", spec.arch.cpu_compatible());
         w.prop_str("device_type", "cpu");
         w.prop_u32("reg", i);
         w.prop_str("enable-method", "psci");
@@ -421,7 +459,7 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.end_node(chosen);
 
     let timer = w.begin_node("timer");
-    w.prop_str("compatible", "arm,armv8-timer");
+    w.prop_str("compatible", spec.arch.timer_compatible());
     w.prop_empty("always-on");
     w.end_node(timer);
 
@@ -453,6 +491,7 @@ mod tests {
 
     fn spec(bootargs: &str) -> GuestDtbSpec {
         GuestDtbSpec {
+            arch: GuestArch::Armv8,
             ram_base: GUEST_RAM_BASE,
             ram_size: 128 << 20,
             cpus: 3,
@@ -705,5 +744,17 @@ mod tests {
         assert!(!stderr.contains("ERROR"), "{stderr}");
         assert!(dts.contains("method = \"hvc\";"), "{dts}");
         assert!(dts.contains("stdout-path = \"/pl011@9000000\";"), "{dts}");
+    }
+
+    #[test]
+    fn armv7_guests_get_armv7_cpu_and_timer_nodes() {
+        let blob = guest_dtb(&GuestDtbSpec { arch: GuestArch::Armv7, ..spec("") });
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(fdt.cpus().count(), 3);
+        for cpu in fdt.cpus() {
+            assert_eq!(cpu.property("compatible").unwrap().as_str(), Some("arm,armv7"));
+        }
+        let timer = fdt.find_node("/timer").unwrap();
+        assert_eq!(timer.property("compatible").unwrap().as_str(), Some("arm,armv7-timer"));
     }
 }

@@ -326,6 +326,7 @@ impl Vm {
             bootargs.push_str(&alloc::format!(" resets={resets}"));
         }
         let spec = crate::fdt_writer::GuestDtbSpec {
+            arch: crate::fdt_writer::GuestArch::native(),
             ram_base: RAM_BASE,
             ram_size: self.ram_size,
             cpus: boot.vcpus,
