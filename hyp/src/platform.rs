@@ -1547,6 +1547,7 @@ mod tests {
     #[test]
     fn guest_dtb_round_trip() {
         let spec = GuestDtbSpec {
+            arch: crate::fdt_writer::GuestArch::Armv8,
             ram_base: crate::fdt_writer::GUEST_RAM_BASE,
             ram_size: 64 * MIB,
             cpus: 2,
