@@ -1,6 +1,10 @@
 //! The hypervisor ABI seen from a guest (`docs/HYPERVISOR.md`): hypercall
 //! function ids, `HYP_STAT` counter indices, PSCI function ids and the guest
 //! IPA memory map.
+//!
+//! The ids are written in their SMC64 form (`0xC...`), as AArch64 guests
+//! issue them; ARM32 guests issue the SMC32 form of the same call
+//! ([`smc32`]), with 32-bit arguments and results.
 
 /// SMCCC result: the function is not supported.
 pub const SMCCC_NOT_SUPPORTED: i64 = -1;
@@ -12,6 +16,17 @@ pub const HYP_NO_MEMORY: i64 = -4;
 
 /// Entries of a VM's alias table (`HYP_ALIAS`, `HYP_SHARE`).
 pub const ALIAS_ENTRIES: u64 = 16;
+
+/// SMCCC function id bit 30: set for the SMC64 calling convention.
+pub const SMCCC_64: u64 = 1 << 30;
+
+/// The SMC32 form of an SMCCC function id (bit 30 clear), which ARM32
+/// guests issue: `HYP_VERSION` `0xC600_0000` becomes `0x8600_0000`, PSCI
+/// `CPU_ON` `0xC400_0003` becomes `0x8400_0003`; ids that are SMC32
+/// already (`PSCI_VERSION`) are unchanged.
+pub const fn smc32(id: u64) -> u32 {
+    (id & !SMCCC_64) as u32
+}
 
 /// Hypercall function ids (SMC64 fast calls, vendor-specific hypervisor
 /// service range, OEN 6), issued with `HVC #0`.
@@ -162,11 +177,57 @@ pub const IMAGE_BASE: u64 = 0x4020_0000;
 pub const TEST_REGION: u64 = 0x4100_0000;
 /// The PL011 console.
 pub const UART_BASE: u64 = 0x0900_0000;
-/// An IPA with neither RAM nor a device (the `outside` image probes it).
-pub const OUTSIDE_IPA: u64 = 0x1_0000_0000;
+/// An IPA with neither RAM nor a device (the `outside` image probes it):
+/// [`OUTSIDE_IPA_AARCH64`] or, for ARM32 guests, [`OUTSIDE_IPA_ARM`].
+#[cfg(not(target_arch = "arm"))]
+pub const OUTSIDE_IPA: u64 = OUTSIDE_IPA_AARCH64;
+/// An IPA with neither RAM nor a device (the `outside` image probes it):
+/// [`OUTSIDE_IPA_AARCH64`] or, for ARM32 guests, [`OUTSIDE_IPA_ARM`].
+#[cfg(target_arch = "arm")]
+pub const OUTSIDE_IPA: u64 = OUTSIDE_IPA_ARM;
+/// [`OUTSIDE_IPA`] of AArch64 guests: 4 GiB, just above the largest RAM
+/// the tests configure (`mem=2G` ends at `0xC000_0000`), mapped Device by
+/// the runtime's stage 1.
+pub const OUTSIDE_IPA_AARCH64: u64 = 0x1_0000_0000;
+/// [`OUTSIDE_IPA`] of ARM32 guests, whose 32-bit VAs cannot reach 4 GiB:
+/// the last 256 MiB of the 32-bit space, also above the largest RAM the
+/// tests configure, mapped Normal like all of 1-4 GiB by the ARM32
+/// runtime's stage 1.
+pub const OUTSIDE_IPA_ARM: u64 = 0xF000_0000;
+// ARM32 guests reach only 32-bit VAs (identity mapped).
+const _: () = assert!(OUTSIDE_IPA_ARM < 1 << 32);
 /// Page size.
 pub const PAGE_SIZE: u64 = 4096;
 /// Block size (level-2 block, 4 KiB granule).
 pub const BLOCK_SIZE: u64 = 2 << 20;
 /// Most vCPUs the runtime supports (stacks, per-CPU data).
 pub const MAX_CPUS: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smc32_clears_the_smc64_bit() {
+        assert_eq!(smc32(hyp::HYP_VERSION), 0x8600_0000);
+        assert_eq!(smc32(hyp::HYP_DIRTY_COUNT), 0x8600_000B);
+        assert_eq!(smc32(psci::CPU_ON), 0x8400_0003);
+        // Already SMC32: unchanged.
+        assert_eq!(smc32(psci::VERSION), 0x8400_0000);
+        assert_eq!(smc32(psci::SYSTEM_OFF), 0x8400_0008);
+        // Every hypercall keeps its number and the fast-call bit.
+        for n in 0..=0xB {
+            assert_eq!(smc32(0xC600_0000 | n), 0x8600_0000 | n as u32);
+        }
+    }
+
+    #[test]
+    fn outside_ipas_are_above_test_ram_and_reachable() {
+        const TWO_GIB_OF_RAM_END: u64 = RAM_BASE + (2 << 30);
+        for ipa in [OUTSIDE_IPA_AARCH64, OUTSIDE_IPA_ARM] {
+            assert!(ipa >= TWO_GIB_OF_RAM_END, "{ipa:#x}");
+            assert!(ipa.is_multiple_of(PAGE_SIZE), "{ipa:#x}");
+        }
+        assert_eq!(OUTSIDE_IPA, OUTSIDE_IPA_AARCH64);
+    }
+}

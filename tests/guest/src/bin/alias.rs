@@ -46,11 +46,15 @@
 //! vCPUs, 30 `smp_start`, 31 `smp_data`, 32 `smp_faults`; after the reset,
 //! 40 `reset_drops_aliases`, and with `vms=2` 41 `refill`, 42
 //! `share_after_reset`.
+//!
+//! ARM32: the same checks; `bad_args` names the IPA outside RAM as
+//! `OUTSIDE_IPA` = `0xF000_0000` (hypercall arguments are 32-bit) and
+//! `remap_alias` fills with a 32-bit pattern (`rt::remap_fill`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("alias: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("alias: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]
@@ -63,7 +67,8 @@ mod image {
     use guest::println;
     use guest::rt::mem::{self, pattern};
     use guest::rt::{check_eq, check_mem, hyp_alias, hyp_set_policy, hyp_share, hyp_unmap};
-    use guest::rt::{hyp_remap, platform, psci, smp, stat, test_result_with, Barrier, Stats};
+    use guest::rt::{hyp_remap, platform, psci, remap_fill, smp, stat, test_result_with};
+    use guest::rt::{Barrier, Stats};
 
     guest::guest_main!("alias", 1500, main);
 
@@ -122,7 +127,8 @@ mod image {
     const SEED_Q: u64 = 0x5aa5_0000_0000_0003;
     const SEED_Z: u64 = 0x5aa5_0000_0000_0004;
     const SEED_F: u64 = 0x5aa5_0000_0000_0005;
-    const REMAPPED: u64 = 0x4e3a_11a5_4e3a_11a5;
+    /// The `HYP_REMAP` fill (ARM32: the low 32 bits, `remap_fill`).
+    const REMAPPED: u64 = remap_fill(0x4e3a_11a5_4e3a_11a5);
 
     /// Page contents that depend on the offset in the page only, so that
     /// every alias of the page expects the same words.

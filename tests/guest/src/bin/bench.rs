@@ -19,7 +19,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("bench: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("bench: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]

@@ -11,7 +11,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("dirty: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("dirty: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]

@@ -13,7 +13,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("faults: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("faults: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]

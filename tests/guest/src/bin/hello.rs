@@ -1,22 +1,24 @@
 //! `hello`: a smoke test of the guest runtime itself, which also runs
 //! without the hypervisor.
 //!
-//! Checks: running at EL1; MMU and caches on; `.data` loaded and `.bss`
-//! zeroed; SP inside this vCPU's stack; atomics on Normal memory; the
-//! generic timer; a read of `OUTSIDE_IPA` (`0x1_0000_0000`) and of the first IPA past RAM
-//! take a synchronous external abort that the vectors catch (QEMU's answer
-//! for unassigned addresses too); with PSCI, every vCPU of the DTB starts
-//! on its own stack and joins.
+//! Checks: running at EL1 (ARM32: in SVC mode, PL1); MMU and caches on;
+//! `.data` loaded and `.bss` zeroed; SP inside this vCPU's stack; atomics
+//! on Normal memory; the generic timer; a read of `OUTSIDE_IPA`
+//! (`0x1_0000_0000`; ARM32: `0xF000_0000`, as 32-bit VAs end at 4 GiB) and
+//! of the first IPA past RAM take a synchronous external abort that the
+//! vectors catch (QEMU's answer for unassigned addresses too); with PSCI,
+//! every vCPU of the DTB starts on its own stack and joins.
 //!
 //! Plain QEMU, no PSCI (`-device loader`): prints and halts in `wfi`.
-//! Plain QEMU with `-kernel hello.bin` (QEMU's own PSCI over HVC): the
-//! secondaries start too and the VM powers off at the end. Under the
-//! hypervisor it reports its checks like the other images.
+//! Plain QEMU with `-kernel hello.bin` (ARM32: `-kernel` with the ELF;
+//! QEMU's own PSCI over HVC): the secondaries start too and the VM powers
+//! off at the end. Under the hypervisor it reports its checks like the
+//! other images.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("hello: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("hello: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]
@@ -39,19 +41,52 @@ mod image {
     static BARRIER: Barrier = Barrier::new();
     static NCPUS: AtomicUsize = AtomicUsize::new(1);
 
-    fn sysreg_current_el() -> u64 {
+    /// The exception level (AArch64 `CurrentEL`).
+    #[cfg(target_arch = "aarch64")]
+    fn current_el() -> u64 {
         let v: u64;
         // SAFETY: reading CurrentEL has no side effects.
         unsafe { asm!("mrs {}, CurrentEL", out(reg) v, options(nomem, nostack)) };
-        (v >> 2) & 3
+        let el = (v >> 2) & 3;
+        println!("hello: CurrentEL = {el}");
+        el
     }
 
+    /// The exception level (ARM32: 1 for the PL1 SVC mode the images run
+    /// in, from `CPSR.M`).
+    #[cfg(target_arch = "arm")]
+    fn current_el() -> u64 {
+        let cpsr: u32;
+        // SAFETY: reading CPSR has no side effects.
+        unsafe { asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack)) };
+        let mode = cpsr & guest::aarch32::MODE_MASK;
+        println!("hello: CPSR = {cpsr:#x}, mode {mode:#x}");
+        u64::from(mode == guest::aarch32::MODE_SVC)
+    }
+
+    /// `SCTLR_EL1`.
+    #[cfg(target_arch = "aarch64")]
     fn sysreg_sctlr() -> u64 {
         let v: u64;
         // SAFETY: reading SCTLR_EL1 has no side effects.
         unsafe { asm!("mrs {}, sctlr_el1", out(reg) v, options(nomem, nostack)) };
         v
     }
+
+    /// `SCTLR` (M, C and I are the same bits as in `SCTLR_EL1`).
+    #[cfg(target_arch = "arm")]
+    fn sysreg_sctlr() -> u64 {
+        let v: u32;
+        // SAFETY: reading SCTLR has no side effects.
+        unsafe { asm!("mrc p15, 0, {}, c1, c0, 0", out(reg) v, options(nomem, nostack)) };
+        u64::from(v)
+    }
+
+    /// Register names for the console lines.
+    #[cfg(target_arch = "aarch64")]
+    const NAMES: (&str, &str) = ("SCTLR_EL1", "CNTFRQ_EL0");
+    #[cfg(target_arch = "arm")]
+    const NAMES: (&str, &str) = ("SCTLR", "CNTFRQ");
 
     /// True if a local of this frame lies in this vCPU's stack.
     fn on_own_stack() -> bool {
@@ -66,17 +101,20 @@ mod image {
             STACK_OK.fetch_add(1, Ordering::SeqCst);
         }
         COUNTER.fetch_add(1, Ordering::SeqCst);
-        println!("hello: cpu {cpu} up, MPIDR {:#x}, SCTLR_EL1 {:#x}", smp::mpidr(), sysreg_sctlr());
+        println!(
+            "hello: cpu {cpu} up, MPIDR {:#x}, {} {:#x}",
+            smp::mpidr(),
+            NAMES.0,
+            sysreg_sctlr()
+        );
         BARRIER.wait(NCPUS.load(Ordering::SeqCst));
     }
 
     fn main(_dtb: u64) {
-        let el = sysreg_current_el();
-        println!("hello: CurrentEL = {el}");
-        test_result(1, "el1", el == 1);
+        test_result(1, "el1", current_el() == 1);
 
         let sctlr = sysreg_sctlr();
-        println!("hello: SCTLR_EL1 = {sctlr:#x}");
+        println!("hello: {} = {sctlr:#x}", NAMES.0);
         test_result(2, "mmu_caches_on", sctlr & 0x1005 == 0x1005);
 
         let data_ok = DATA.load(Ordering::SeqCst) == 0x1234_5678_9abc_def0;
@@ -92,11 +130,12 @@ mod image {
 
         let (f, t0) = (timer::frequency(), timer::counter());
         let t1 = timer::counter();
-        println!("hello: CNTFRQ_EL0 = {f} Hz");
+        println!("hello: {} = {f} Hz", NAMES.1);
         test_result(6, "timer", f != 0 && t1 >= t0);
 
-        // SAFETY: OUTSIDE_IPA is in the runtime's Device mapping (4-8 GiB)
-        // and has no device: the read aborts or returns nothing harmful.
+        // SAFETY: OUTSIDE_IPA is in the runtime's stage-1 map (Device 4-8
+        // GiB on AArch64, Normal on ARM32) and has neither RAM nor a
+        // device: the read aborts or returns nothing harmful.
         let r = unsafe { exception::probe_read(OUTSIDE_IPA) };
         println!("hello: read {OUTSIDE_IPA:#x}: {r:x?}");
         test_result(

@@ -5,18 +5,26 @@
 //! RAM end comes from the DTB's `/memory` node, or is the contract's
 //! default `0x4000_0000 + 128 MiB` when the DTB has none.
 //!
-//! Checks: 1 `outside_read` (read of `0x1_0000_0000` aborts, FAR = the
-//! address), 2 `outside_write`, 3 `ram_end_read` (the first IPA past RAM),
+//! Checks: 1 `outside_read` (read of `OUTSIDE_IPA`, `0x1_0000_0000`,
+//! aborts, FAR = the address), 2 `outside_write`, 3 `ram_end_read` (the
+//! first IPA past RAM),
 //! 4 `ram_end_write` (a page further), 5 `device_hole` (`0x0a00_0000`: no
 //! device in the guest), 6 `last_ram_word` (the last word of RAM is RAM:
 //! no abort, reads zero), 7 `aborts_counted` (`HYP_STAT` external aborts
 //! injected grew by exactly 5), 8 `still_running` (normal memory still
 //! works after the aborts).
+//!
+//! ARM32: 32-bit VAs cannot reach `0x1_0000_0000`, so checks 1 and 2 probe
+//! `abi::OUTSIDE_IPA_ARM` (`0xF000_0000`), the ARM32 value of
+//! `OUTSIDE_IPA`: also above any RAM the tests configure, but mapped Normal
+//! (the runtime's stage 1 maps 1-4 GiB Normal) where AArch64 maps it
+//! Device. The probes are one `ldrd`/`strd` there (one `ldr`/`str` of a
+//! 64-bit register on AArch64).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("outside: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("outside: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]
@@ -54,8 +62,9 @@ mod image {
         let a0 = stat(counter::ABORTS_INJECTED);
 
         // SAFETY: (for all the probes below) the addresses are in the runtime's stage-1
-        // map (Device 0-1 GiB and 4-8 GiB, Normal 1-4 GiB) and are neither
-        // RAM nor a device of the guest, so nothing Rust uses changes.
+        // map (Device 0-1 GiB and, on AArch64, 4-8 GiB; Normal 1-4 GiB) and
+        // are neither RAM nor a device of the guest, so nothing Rust uses
+        // changes.
         let r = unsafe { probe_read(OUTSIDE_IPA) }.map(|_| ());
         check_abort(1, "outside_read", OUTSIDE_IPA, r);
         // SAFETY: as above.

@@ -10,11 +10,15 @@
 //! fault), 6 `data_c`, 7 `remap_again` (D seen), 8 `neighbour` (the next
 //! page still holds A), 9 `bad_args` (unaligned and out-of-RAM IPAs are
 //! rejected with INVALID_PARAMETER).
+//!
+//! On ARM32 the fill patterns are 32-bit (the call passes one 32-bit
+//! register, which the hypervisor zero-extends: `rt::remap_fill`), and the
+//! IPA outside RAM is `abi::OUTSIDE_IPA_ARM`, below 4 GiB.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("remap: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("remap: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]
@@ -23,15 +27,16 @@ mod image {
     use guest::abi::{counter, OUTSIDE_IPA, PAGE_SIZE, POLICY_PAGES, TEST_REGION};
     use guest::println;
     use guest::rt::mem::{self, pattern};
-    use guest::rt::{check_eq, check_mem, hyp_remap, hyp_set_policy, platform, stat};
+    use guest::rt::{check_eq, check_mem, hyp_remap, hyp_set_policy, platform, remap_fill, stat};
     use guest::rt::{test_result, test_result_with};
 
     guest::guest_main!("remap", 500, main);
 
     const SEED_A: u64 = 0x0a0a_0000_0000_0005;
     const SEED_C: u64 = 0x0c0c_0000_0000_0005;
-    const B: u64 = 0xbbbb_5555_bbbb_5555;
-    const D: u64 = 0xdddd_0005_dddd_0005;
+    // Fill patterns as the remapped words hold them (ARM32: the low 32 bits).
+    const B: u64 = remap_fill(0xbbbb_5555_bbbb_5555);
+    const D: u64 = remap_fill(0xdddd_0005_dddd_0005);
 
     fn main(_dtb: u64) {
         check_eq(1, "policy_pages", hyp_set_policy(POLICY_PAGES), 0);

@@ -23,7 +23,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("smp: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!(
+        "smp: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)"
+    );
 }
 
 #[cfg(target_os = "none")]

@@ -9,12 +9,14 @@
 //! `zero_after` (all 16 pages read zero), 5 `refaults` (faults grew by
 //! exactly 16), 6 `tlbi` (at least one TLB invalidation counted), 7
 //! `data_after` (the new pages hold new data), 8 `bad_args` (unaligned,
-//! zero-sized and out-of-RAM ranges are rejected with INVALID_PARAMETER).
+//! zero-sized and out-of-RAM ranges are rejected with INVALID_PARAMETER;
+//! the range outside RAM starts at `OUTSIDE_IPA`, which is `0xF000_0000`
+//! on ARM32, where hypercall arguments are 32-bit).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("unmap: a guest image; it runs under the hypervisor (aarch64-unknown-none)");
+    println!("unmap: a guest image; it runs under the hypervisor (aarch64-unknown-none, armv7a-none-eabi)");
 }
 
 #[cfg(target_os = "none")]

@@ -1,6 +1,8 @@
 //! The PL011 console at `0x0900_0000` and the `print!`/`println!` macros.
 //!
-//! Only the two registers the hypervisor emulates are touched: bytes are
+//! Only the two registers the hypervisor emulates are touched, each with a
+//! single 32-bit `ldr`/`str` (no writeback, no pair or multiple loads, so
+//! the hypervisor can emulate the access from the syndrome): bytes are
 //! written to UARTDR (offset 0) after polling UARTFR (offset 0x18) until
 //! TXFF (bit 5) is clear. Nothing initialises the UART (the hypervisor's
 //! needs nothing; QEMU's transmits from reset). Each `print!` or `println!`
@@ -8,33 +10,20 @@
 //! line; a nested print on the same vCPU (an exception while printing)
 //! goes through without it.
 
-use core::arch::asm;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::abi::UART_BASE;
+use crate::rt::arch::access::{mmio_read32, mmio_write32};
 use crate::rt::smp::{cpu_index, notify, wait_until};
 
-const UARTDR: u64 = UART_BASE;
-const UARTFR: u64 = UART_BASE + 0x18;
+const UARTDR: usize = UART_BASE as usize;
+const UARTFR: usize = UART_BASE as usize + 0x18;
 const FR_TXFF: u32 = 1 << 5;
 
 /// Owner of the console lock: a CPU index, or `FREE`.
 static OWNER: AtomicUsize = AtomicUsize::new(FREE);
 const FREE: usize = usize::MAX;
-
-fn mmio_read32(addr: u64) -> u32 {
-    let v: u32;
-    // SAFETY: `addr` is a PL011 register in the runtime's Device mapping; a
-    // plain `ldr` (no writeback) so that a trapping hypervisor can emulate it.
-    unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
-    v
-}
-
-fn mmio_write32(addr: u64, v: u32) {
-    // SAFETY: as `mmio_read32`; writing UARTDR only transmits a byte.
-    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack)) };
-}
 
 /// Writes one byte to the UART, waiting while its FIFO is full.
 pub fn putb(b: u8) {

@@ -3,19 +3,32 @@
 //!
 //! At boot the runtime probes `HYP_VERSION` and `PSCI_VERSION` with
 //! UNDEFINED instructions caught (`detect`): without the hypervisor (plain
-//! QEMU at EL1) `HVC` is UNDEFINED for everything but QEMU's own PSCI. When
-//! the hypervisor is absent the typed wrappers return
-//! [`SMCCC_NOT_SUPPORTED`] without trapping, so an image still runs to its
-//! end and reports its checks as failed.
+//! QEMU at EL1, or in SVC mode for ARM32) `HVC` is UNDEFINED for
+//! everything but QEMU's own PSCI. When the hypervisor is absent the typed
+//! wrappers return [`SMCCC_NOT_SUPPORTED`] without trapping, so an image
+//! still runs to its end and reports its checks as failed.
+//!
+//! ARM32 guests issue the same calls in their SMC32 form with 32-bit
+//! registers (see [`hvc`]); the wrappers keep their 64-bit signatures so
+//! that the images' source is shared.
 
-use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::abi::{counter, hyp, psci, SMCCC_NOT_SUPPORTED};
+use crate::rt::arch;
 use crate::rt::exception::catch_undefined;
 
-/// Issues `HVC #0` with function id `fid` and arguments `a1..a5` in
-/// `x1..x5`; returns `x0..x3`. `x4..x17` are treated as clobbered.
+/// Issues `HVC #0` with function id `fid` and arguments `a1..a5`; returns
+/// the result registers 0-3.
+///
+/// AArch64: `x0` = `fid`, `x1..x5` = arguments, returns `x0..x3`
+/// (`x4..x17` are treated as clobbered).
+///
+/// ARM32: `r0` = the SMC32 form of `fid` ([`crate::abi::smc32`]),
+/// `r1..r5` = arguments, each of which must fit in 32 bits (else this
+/// panics: a truncated address could name other memory); returns `r0`
+/// sign-extended (so `as i64` reads SMCCC errors) and `r1..r3`
+/// zero-extended.
 ///
 /// # Safety
 ///
@@ -24,34 +37,8 @@ use crate::rt::exception::catch_undefined;
 /// Rust code uses is affected and that the function id is meant.
 #[inline(always)]
 pub unsafe fn hvc(fid: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> (u64, u64, u64, u64) {
-    let (r0, r1, r2, r3);
-    // SAFETY: `hvc #0` traps to EL2 (or to the emulator's PSCI); the
-    // registers are declared, the rest is the caller's contract.
-    unsafe {
-        asm!(
-            "hvc #0",
-            inlateout("x0") fid => r0,
-            inlateout("x1") a1 => r1,
-            inlateout("x2") a2 => r2,
-            inlateout("x3") a3 => r3,
-            inlateout("x4") a4 => _,
-            inlateout("x5") a5 => _,
-            lateout("x6") _,
-            lateout("x7") _,
-            lateout("x8") _,
-            lateout("x9") _,
-            lateout("x10") _,
-            lateout("x11") _,
-            lateout("x12") _,
-            lateout("x13") _,
-            lateout("x14") _,
-            lateout("x15") _,
-            lateout("x16") _,
-            lateout("x17") _,
-            options(nostack),
-        );
-    }
-    (r0, r1, r2, r3)
+    // SAFETY: forwarded from the caller.
+    unsafe { arch::hvc::hvc(fid, a1, a2, a3, a4, a5) }
 }
 
 static HYP_PRESENT: AtomicBool = AtomicBool::new(false);
@@ -63,14 +50,15 @@ static PSCI_VERSION_SEEN: AtomicU64 = AtomicU64::new(0);
 /// Called once by the primary vCPU before `main`.
 pub(crate) fn detect() {
     // SAFETY: HYP_VERSION has no side effects; an UNDEFINED `hvc` is
-    // skipped by the vectors (catch_undefined) and leaves x0 = fid.
+    // skipped by the vectors (catch_undefined) and leaves register 0 as the
+    // id it was issued with (negative either way).
     let ((v, ..), undef) = catch_undefined(|| unsafe { hvc(hyp::HYP_VERSION, 0, 0, 0, 0, 0) });
-    let present = !undef && (v as i64) >= 0 && v != hyp::HYP_VERSION;
+    let present = !undef && (v as i64) >= 0 && v != arch::hvc::call_id(hyp::HYP_VERSION);
     HYP_VERSION_SEEN.store(if undef { u64::MAX } else { v }, Ordering::SeqCst);
     HYP_PRESENT.store(present, Ordering::SeqCst);
     // SAFETY: as above, PSCI_VERSION has no side effects.
     let ((v, ..), undef) = catch_undefined(|| unsafe { hvc(psci::VERSION, 0, 0, 0, 0, 0) });
-    let present = !undef && (v as i64) >= 0 && v != psci::VERSION;
+    let present = !undef && (v as i64) >= 0 && v != arch::hvc::call_id(psci::VERSION);
     PSCI_VERSION_SEEN.store(if undef { u64::MAX } else { v }, Ordering::SeqCst);
     PSCI_PRESENT.store(present, Ordering::SeqCst);
 }
@@ -122,6 +110,7 @@ pub fn hyp_report(test: u64, code: u64) -> i64 {
 }
 
 /// `HYP_STAT`: the value of counter `index` ([`counter`]), or negative.
+/// ARM32: the counter's low 32 bits (sign-extended like every result).
 pub fn hyp_stat(index: u64) -> i64 {
     // SAFETY: reads a counter.
     unsafe { hyp_call(hyp::HYP_STAT, index, 0, 0) }
@@ -188,7 +177,9 @@ pub unsafe fn hyp_unmap(ipa: u64, size: u64) -> i64 {
     unsafe { hyp_call(hyp::HYP_UNMAP, ipa, size, 0) }
 }
 
-/// `HYP_REMAP`: maps a fresh frame filled with `pattern` at the page `ipa`.
+/// `HYP_REMAP`: maps a fresh frame filled with `pattern` at the page `ipa`:
+/// every 64-bit word then holds [`remap_fill`]`(pattern)`. On ARM32 the
+/// pattern travels in one 32-bit register, so it must be below 2^32.
 ///
 /// # Safety
 ///
@@ -196,6 +187,15 @@ pub unsafe fn hyp_unmap(ipa: u64, size: u64) -> i64 {
 pub unsafe fn hyp_remap(ipa: u64, pattern: u64) -> i64 {
     // SAFETY: forwarded from the caller.
     unsafe { hyp_call(hyp::HYP_REMAP, ipa, pattern, 0) }
+}
+
+/// The 64-bit word a page remapped with `pattern` holds, for a pattern
+/// chosen as if it were 64-bit: `pattern` on AArch64; on ARM32, where the
+/// call passes 32 bits that the hypervisor zero-extends, its low 32 bits.
+/// Images write `const P: u64 = remap_fill(0x...)` and pass and compare
+/// `P` alike on both architectures.
+pub const fn remap_fill(pattern: u64) -> u64 {
+    pattern & arch::hvc::REGISTER_MASK
 }
 
 /// `HYP_PROTECT`: sets the stage-2 permissions of `[ipa, ipa + size)` to

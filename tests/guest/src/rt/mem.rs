@@ -7,16 +7,17 @@
 //! what the hypervisor mapped, not a value the compiler remembered.
 
 use crate::abi::{PAGE_SIZE, TEST_REGION};
-use crate::rt::platform;
+use crate::rt::{arch, platform};
 
-/// Panics unless `[addr, addr + len)` is 8-byte aligned test memory.
+/// Panics unless `[addr, addr + len)` is 8-byte aligned test memory that
+/// the runtime's stage-1 map reaches (on ARM32, RAM above 4 GiB is not).
 pub fn check_range(addr: u64, len: u64) {
     let end = addr.checked_add(len);
     let (dtb_lo, dtb_hi) = platform::dtb_range();
     let ok = addr.is_multiple_of(8)
         && len.is_multiple_of(8)
         && addr >= TEST_REGION
-        && end.is_some_and(|e| e <= platform::ram_end())
+        && end.is_some_and(|e| e <= platform::ram_end() && e <= arch::boot::VA_END)
         && end.is_some_and(|e| e <= dtb_lo || addr >= dtb_hi);
     assert!(
         ok,
@@ -25,12 +26,19 @@ pub fn check_range(addr: u64, len: u64) {
     );
 }
 
+/// The word at `addr`, an address [`check_range`] accepted (so below
+/// `VA_END`, which fits in a pointer).
+#[inline]
+fn word(addr: u64) -> *mut u64 {
+    addr as usize as *mut u64
+}
+
 /// Writes the word at `addr`.
 #[inline]
 pub fn write64(addr: u64, value: u64) {
     check_range(addr, 8);
     // SAFETY: checked: aligned test memory, mapped Normal, unused by Rust.
-    unsafe { (addr as *mut u64).write_volatile(value) }
+    unsafe { word(addr).write_volatile(value) }
 }
 
 /// Reads the word at `addr`.
@@ -38,7 +46,7 @@ pub fn write64(addr: u64, value: u64) {
 pub fn read64(addr: u64) -> u64 {
     check_range(addr, 8);
     // SAFETY: checked: aligned test memory, mapped Normal, unused by Rust.
-    unsafe { (addr as *const u64).read_volatile() }
+    unsafe { word(addr).read_volatile() }
 }
 
 /// Writes `f(a)` to every word `a` of `[addr, addr + len)`, in order.
@@ -47,7 +55,7 @@ pub fn fill(addr: u64, len: u64, f: impl Fn(u64) -> u64) {
     let mut a = addr;
     while a < addr + len {
         // SAFETY: checked above for the whole range.
-        unsafe { (a as *mut u64).write_volatile(f(a)) };
+        unsafe { word(a).write_volatile(f(a)) };
         a += 8;
     }
 }
@@ -70,7 +78,7 @@ pub fn verify(addr: u64, len: u64, f: impl Fn(u64) -> u64) -> Result<(), Mismatc
     let mut a = addr;
     while a < addr + len {
         // SAFETY: checked above for the whole range.
-        let got = unsafe { (a as *const u64).read_volatile() };
+        let got = unsafe { word(a).read_volatile() };
         let want = f(a);
         if got != want {
             return Err(Mismatch { addr: a, got, want });

@@ -1,14 +1,17 @@
-//! The EL1 runtime of the guest images (bare-metal AArch64 only).
+//! The runtime of the guest images: EL1 on AArch64, PL1 (SVC mode) on
+//! ARM32. The architecture-specific code (entry assembly, stage-1 map,
+//! vectors, the `HVC` conduit, system registers) lives in `aarch64/` and
+//! `arm/`, behind the same small interface (the private `arch` module);
+//! everything else, and the API the images use, is shared.
 //!
-//! Boot (`boot`): the image starts with an arm64 Linux image header whose
-//! first word branches over it, so the first instruction at `0x4020_0000`
-//! is the entry (`_start`). Entered at EL1h with the MMU off and `x0` = DTB
-//! IPA (the contract), the primary vCPU enables FP/SIMD, sets `VBAR_EL1`,
-//! turns on the stage-1 MMU with a static identity map (IPA 0-1 GiB
-//! Device-nGnRE, 1-4 GiB Normal write-back inner shareable, 4-8 GiB
-//! Device-nGnRE) and the caches, zeroes `.bss` (which holds the stacks),
-//! takes its stack, then in Rust probes for the hypervisor and PSCI, reads
-//! the DTB ([`platform`]) and calls the image's `main` (see
+//! Boot: the first instruction at `0x4020_0000` is the entry (`_start`).
+//! The primary vCPU, entered with the MMU off (AArch64: EL1h, `x0` = DTB
+//! IPA; ARM32: SVC mode, `r2` = DTB IPA), sets the vector base, turns on
+//! the stage-1 MMU with a static identity map (IPA 0-1 GiB Device, 1-4 GiB
+//! Normal write-back inner shareable; AArch64 also 4-8 GiB Device) and the
+//! caches, zeroes `.bss` (which holds the stacks), takes its stack, then
+//! in Rust probes for the hypervisor and PSCI, reads the DTB
+//! ([`platform`]) and calls the image's `main` (see
 //! [`guest_main!`](crate::guest_main)). When `main` returns the runtime
 //! prints a summary and calls PSCI `SYSTEM_OFF` ([`test::finish`]).
 //!
@@ -16,10 +19,17 @@
 //! `__rt_secondary_entry` with their CPU index as PSCI context id, set up
 //! the same way (shared page tables), run the given function and `CPU_OFF`.
 //!
-//! Modules: [`console`] (`print!`/`println!`), [`mod@hvc`] (hypercalls),
-//! [`psci`], [`exception`] (vectors, SEA probes), [`smp`], [`mem`]
-//! (volatile test-memory accessors), [`timer`], [`mod@test`] (results), and
-//! [`platform`].
+//! Modules: [`boot`] (stacks, Rust entries), [`console`]
+//! (`print!`/`println!`), [`mod@hvc`] (hypercalls), [`psci`],
+//! [`exception`] (SEA probes), [`smp`], [`mem`] (volatile test-memory
+//! accessors), [`timer`], [`mod@test`] (results), and [`platform`].
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64/mod.rs"]
+mod arch;
+#[cfg(target_arch = "arm")]
+#[path = "arm/mod.rs"]
+mod arch;
 
 pub mod boot;
 pub mod console;

@@ -1,4 +1,4 @@
-//! What the guest learns from its DTB (`x0` at entry): RAM, vCPUs, PSCI
+//! What the guest learns from its DTB (`x0` at entry; ARM32: `r2`): RAM, vCPUs, PSCI
 //! method, bootargs. Read once by the primary before `main`.
 //!
 //! Without a usable DTB (none passed, or not in RAM) RAM is the contract's
@@ -30,14 +30,14 @@ pub fn fdt_at(addr: u64) -> Option<Fdt<'static>> {
     // SAFETY: the header lies in the runtime's Normal identity mapping of
     // 1-4 GiB, which is guest RAM (or aborts, which the caller's contract
     // rules out: the DTB is in RAM) and nothing writes it.
-    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
+    let header = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, 8) };
     let size = Fdt::header_total_size(header)?;
-    if size < 40 || size as u64 > NORMAL_END - addr {
+    if size < 40 || size as u64 > NORMAL_END - addr || isize::try_from(size).is_err() {
         return None;
     }
     // SAFETY: as above, for the whole blob, which stays untouched for the
     // life of the image.
-    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
+    let blob = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, size) };
     Fdt::new(blob)
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn init(dtb: u64) {
     NCPUS.store(n, Ordering::Relaxed);
 }
 
-/// The DTB IPA passed in `x0`.
+/// The DTB IPA passed at entry (`x0`; ARM32: `r2`, see `aarch32::boot_dtb`).
 pub fn dtb() -> u64 {
     DTB.load(Ordering::Relaxed)
 }

@@ -5,6 +5,7 @@
 //! `wfi` loop.
 
 use crate::abi::{psci, SMCCC_NOT_SUPPORTED};
+use crate::rt::arch::hvc::call_id;
 use crate::rt::hvc::{hvc, psci_present};
 
 /// Parks this vCPU forever.
@@ -25,16 +26,17 @@ pub fn version() -> i64 {
 }
 
 /// `PSCI_FEATURES(fid)`: 0 (or feature flags) if implemented, else negative.
+/// On ARM32 the SMC32 form of `fid` is asked about, the one it would call.
 pub fn features(fid: u64) -> i64 {
     if !psci_present() {
         return SMCCC_NOT_SUPPORTED;
     }
     // SAFETY: no side effects.
-    unsafe { hvc(psci::FEATURES, fid, 0, 0, 0, 0).0 as i64 }
+    unsafe { hvc(psci::FEATURES, call_id(fid), 0, 0, 0, 0).0 as i64 }
 }
 
 /// `CPU_ON`: starts the vCPU with MPIDR affinity `target_mpidr` at IPA
-/// `entry` (MMU off, EL1h) with `x0 = context_id`.
+/// `entry` (MMU off, EL1h; ARM32: SVC mode) with `x0` (`r0`) = `context_id`.
 ///
 /// # Safety
 ///

@@ -10,21 +10,16 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::abi::MAX_CPUS;
 use crate::rt::{platform, psci};
 
-/// This vCPU's index (0 = the primary), from `TPIDR_EL1` (set at entry).
+/// This vCPU's index (0 = the primary), from `TPIDR_EL1` (ARM32:
+/// `TPIDRPRW`), set at entry.
 #[inline]
 pub fn cpu_index() -> usize {
-    let v: u64;
-    // SAFETY: reading TPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v as usize
+    super::arch::sysreg::cpu_index()
 }
 
-/// `MPIDR_EL1` of this vCPU.
+/// `MPIDR_EL1` (ARM32: `MPIDR`) of this vCPU.
 pub fn mpidr() -> u64 {
-    let v: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    super::arch::sysreg::mpidr()
 }
 
 /// Wakes vCPUs waiting in [`wait_until`]: call after the store they wait
@@ -45,7 +40,8 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
     let yield_to_hyp = super::hvc::hyp_present();
     while !cond() {
         if yield_to_hyp {
-            // SAFETY: trapped by the hypervisor (HCR_EL2.TWI): a yield.
+            // SAFETY: trapped by the hypervisor (HCR_EL2.TWI, HCR.TWI on
+            // ARM32): a yield.
             unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
         } else {
             // SAFETY: `wfe` only waits for an event (a `sev`, or a
@@ -55,9 +51,9 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// [`wait_until`] for at most about `us` microseconds of the virtual
-/// counter; whether `cond` came to hold. For waiting on another VM, which
-/// may never get there.
+/// [`wait_until`] for at most about `us` microseconds of the generic
+/// timer's counter; whether `cond` came to hold. For waiting on another
+/// VM, which may never get there.
 pub fn wait_until_for(mut cond: impl FnMut() -> bool, us: u64) -> bool {
     let ticks = super::timer::frequency() / 1_000_000 * us;
     let t0 = super::timer::counter();
@@ -138,7 +134,7 @@ pub fn start_secondaries(n: usize, f: fn(usize)) -> Result<(), StartError> {
     ONLINE.store(0, Ordering::Release);
     DONE.store(0, Ordering::Release);
     STARTED.store(0, Ordering::Release);
-    let entry = super::boot::__rt_secondary_entry as *const () as u64;
+    let entry = super::boot::__rt_secondary_entry as *const () as usize as u64;
     for cpu in 1..n {
         // SAFETY: the runtime's secondary entry starts a vCPU from reset
         // state; the context id is its CPU index (< MAX_CPUS).

@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::println;
 use crate::rt::mem::Mismatch;
-use crate::rt::{exception, hvc, image, platform, psci, smp, Image};
+use crate::rt::{arch, exception, hvc, image, platform, psci, smp, Image};
 
 static PASSED: AtomicU32 = AtomicU32::new(0);
 static FAILED: AtomicU32 = AtomicU32::new(0);
@@ -27,8 +27,9 @@ pub const FATAL_CHECK: u64 = 99;
 pub(crate) fn start(image: &Image) {
     let (hyp, psci) = (hvc::hyp_version_at_boot(), hvc::psci_version_at_boot());
     println!(
-        "guest {}: EL1 up on cpu 0 (MPIDR {:#x}), DTB {:#x}, RAM {:#x}-{:#x} ({}), {} vCPU(s) in DTB",
+        "guest {}: {} up on cpu 0 (MPIDR {:#x}), DTB {:#x}, RAM {:#x}-{:#x} ({}), {} vCPU(s) in DTB",
         image.name,
+        arch::boot::RUNS_AT,
         smp::mpidr(),
         platform::dtb(),
         platform::ram_start(),
@@ -50,7 +51,11 @@ pub(crate) fn start(image: &Image) {
             psci & 0xffff
         ),
         (false, false) => {
-            println!("guest {}: no hypervisor calls and no PSCI (plain EL1)", image.name)
+            println!(
+                "guest {}: no hypervisor calls and no PSCI (plain {})",
+                image.name,
+                arch::boot::RUNS_AT
+            )
         }
     }
     if let Some(args) = platform::bootargs() {

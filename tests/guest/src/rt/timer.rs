@@ -1,23 +1,16 @@
-//! The generic timer's virtual counter, for timing the fault path.
+//! The generic timer's counter, for timing the fault path: the virtual
+//! counter `CNTVCT_EL0` on AArch64, the physical counter `CNTPCT` on ARM32
+//! (the hypervisor gives PL1 access to it).
 
-use core::arch::asm;
-
-/// `CNTVCT_EL0` (after an `isb`, so earlier instructions are done).
+/// The counter, read after an `isb` (so earlier instructions are done).
 #[inline]
 pub fn counter() -> u64 {
-    let v: u64;
-    // SAFETY: reading the virtual counter has no side effects (EL1 access
-    // is always allowed).
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
-    v
+    super::arch::sysreg::counter()
 }
 
-/// `CNTFRQ_EL0`: counter ticks per second.
+/// The counter frequency (`CNTFRQ`): ticks per second.
 pub fn frequency() -> u64 {
-    let v: u64;
-    // SAFETY: reading the counter frequency has no side effects.
-    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    super::arch::sysreg::frequency()
 }
 
 /// Counter ticks to nanoseconds (0 if the frequency is unknown).

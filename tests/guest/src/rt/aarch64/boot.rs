@@ -1,4 +1,4 @@
-//! Entry points, stacks and the stage-1 identity map.
+//! AArch64 entry points and the stage-1 identity map.
 //!
 //! The image header: `_start` (first byte of the image, section
 //! `.text.boot`, placed first by `linker.ld`) is an arm64 Linux image
@@ -13,29 +13,16 @@
 //! maintenance is needed for data written before the MMU is enabled.
 
 use core::arch::global_asm;
-use core::cell::UnsafeCell;
 
 use crate::abi::MAX_CPUS;
+use crate::rt::boot::{primary_main, STACKS, STACK_SIZE};
+use crate::rt::smp::secondary_main;
 
-/// Stack size per vCPU.
-pub const STACK_SIZE: usize = 32 * 1024;
+/// Where the runtime runs, for the banner.
+pub(crate) const RUNS_AT: &str = "EL1";
 
-/// The per-vCPU stacks, in `.bss` (zeroed, hence faulted in, by the primary
-/// before `main`, so stack growth never adds stage-2 faults to a test).
-#[repr(C, align(16))]
-pub(crate) struct Stacks(UnsafeCell<[[u8; STACK_SIZE]; MAX_CPUS]>);
-
-// SAFETY: only the assembly entry code touches the stacks (each vCPU takes
-// its own slot as SP); Rust never creates references into them.
-unsafe impl Sync for Stacks {}
-
-static STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CPUS]));
-
-/// Lowest and one-past-highest address of vCPU `cpu`'s stack.
-pub fn stack_bounds(cpu: usize) -> (u64, u64) {
-    let base = STACKS.0.get() as u64 + (cpu * STACK_SIZE) as u64;
-    (base, base + STACK_SIZE as u64)
-}
+/// End of the runtime's stage-1 identity map (8 GiB): the VAs it reaches.
+pub(crate) const VA_END: u64 = 8 << 30;
 
 /// One translation table (4 KiB granule, 512 entries).
 #[repr(C, align(4096))]
@@ -197,23 +184,12 @@ __rt_el1_setup:
     sctlr = const SCTLR,
 );
 
-unsafe extern "C" {
-    /// The PSCI `CPU_ON` entry point of secondary vCPUs (context id = CPU
-    /// index).
-    pub(crate) fn __rt_secondary_entry() -> !;
-}
-
 /// Rust entry of the primary vCPU: MMU, caches, stack and vectors are up.
 extern "C" fn rt_primary_entry(dtb: u64) -> ! {
-    super::hvc::detect();
-    super::platform::init(dtb);
-    let image = super::image();
-    super::test::start(image);
-    (image.main)(dtb);
-    super::test::finish()
+    primary_main(dtb)
 }
 
 /// Rust entry of a secondary vCPU.
 extern "C" fn rt_secondary_entry(cpu: u64) -> ! {
-    super::smp::secondary_main(cpu as usize)
+    secondary_main(cpu as usize)
 }

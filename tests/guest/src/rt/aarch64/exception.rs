@@ -1,25 +1,27 @@
-//! The EL1 exception vectors and the synchronous-abort probes.
+//! The EL1 exception vectors.
 //!
 //! Every vector saves the full register state (x0-x30, ELR, SPSR, FPSR,
 //! FPCR, q0-q31) in a [`TrapFrame`] on the current stack and calls
 //! `rt_exception`. A data abort taken from EL1 whose DFSC is "synchronous
-//! external abort" (0x10) is expected: the handler records FAR_EL1 and
-//! ESR_EL1 in a per-CPU slot (read with [`sea_take`]), steps ELR_EL1 over
-//! the faulting instruction and returns, so [`probe_read`] and
-//! [`probe_write`] tell whether an access aborted. Any other exception
-//! prints ESR_EL1, ELR_EL1 and FAR_EL1, reports a failure and powers the VM
-//! off (`test::fatal`).
+//! external abort" (0x10) is recorded (`exception::record_sea`, with
+//! FAR_EL1 unless ESR.FnV) and ELR_EL1 stepped over the faulting
+//! instruction; so is an UNDEFINED instruction (EC 0) inside
+//! `exception::catch_undefined`. Any other exception prints ESR_EL1,
+//! ELR_EL1 and FAR_EL1, reports a failure and powers the VM off
+//! (`test::fatal`).
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::abi::MAX_CPUS;
+use crate::rt::exception::{record_sea, take_undefined};
 use crate::rt::smp::cpu_index;
 
 /// The registers saved on exception entry (800 bytes, see the vectors).
+/// The vectors' assembly writes and restores every field; the handler
+/// reads and adjusts ELR and SPSR only.
 #[repr(C)]
 #[derive(Debug)]
-pub struct TrapFrame {
+#[allow(dead_code)]
+pub(crate) struct TrapFrame {
     /// x0-x30.
     pub x: [u64; 31],
     _pad: u64,
@@ -39,135 +41,13 @@ const FRAME_SIZE: usize = 800;
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == FRAME_SIZE);
 
 /// ESR_EL1.EC: data abort taken without a change of exception level.
-pub const EC_DABT_CUR: u64 = 0x25;
+const EC_DABT_CUR: u64 = 0x25;
 /// ESR_EL1.EC: unknown reason (an UNDEFINED instruction).
-pub const EC_UNKNOWN: u64 = 0x00;
+const EC_UNKNOWN: u64 = 0x00;
 /// DFSC: synchronous external abort, not on a translation table walk.
-pub const DFSC_SEA: u64 = 0x10;
+const DFSC_SEA: u64 = 0x10;
 /// ESR_EL1.ISS.FnV: FAR_EL1 is not valid.
 const ESR_FNV: u64 = 1 << 10;
-
-/// A synchronous external abort seen by the handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sea {
-    /// FAR_EL1 (the faulting address), or `None` when ESR.FnV says it is
-    /// not valid.
-    pub far: Option<u64>,
-    /// ESR_EL1.
-    pub esr: u64,
-}
-
-/// Per-CPU trap state, written by the handler on the same CPU.
-struct CpuTrap {
-    sea_seen: AtomicBool,
-    sea_far: AtomicU64,
-    sea_esr: AtomicU64,
-    sea_count: AtomicU64,
-    /// An UNDEFINED instruction (EC 0) is expected and skipped.
-    undef_probe: AtomicBool,
-    undef_seen: AtomicBool,
-    /// Set while reporting a fatal exception: a second one halts.
-    in_fatal: AtomicBool,
-}
-
-impl CpuTrap {
-    const fn new() -> Self {
-        CpuTrap {
-            sea_seen: AtomicBool::new(false),
-            sea_far: AtomicU64::new(0),
-            sea_esr: AtomicU64::new(0),
-            sea_count: AtomicU64::new(0),
-            undef_probe: AtomicBool::new(false),
-            undef_seen: AtomicBool::new(false),
-            in_fatal: AtomicBool::new(false),
-        }
-    }
-}
-
-static TRAP: [CpuTrap; MAX_CPUS] = [const { CpuTrap::new() }; MAX_CPUS];
-
-fn this_cpu() -> &'static CpuTrap {
-    &TRAP[cpu_index() % MAX_CPUS]
-}
-
-/// Takes (and clears) this CPU's "SEA seen" flag.
-pub fn sea_take() -> Option<Sea> {
-    let t = this_cpu();
-    if !t.sea_seen.swap(false, Ordering::SeqCst) {
-        return None;
-    }
-    let esr = t.sea_esr.load(Ordering::SeqCst);
-    let far = t.sea_far.load(Ordering::SeqCst);
-    Some(Sea { far: (esr & ESR_FNV == 0).then_some(far), esr })
-}
-
-/// Synchronous external aborts handled on this CPU since boot.
-pub fn sea_count() -> u64 {
-    this_cpu().sea_count.load(Ordering::SeqCst)
-}
-
-/// Reads the 64-bit word at `addr` with one `ldr`; `Err` with the abort if
-/// it took a synchronous external abort (the hypervisor's answer for an
-/// IPA with neither RAM nor a device).
-///
-/// # Safety
-///
-/// `addr` must be 8-byte aligned and mapped by the runtime's stage-1 map
-/// (IPA below 8 GiB); reading it must have no side effect that breaks Rust
-/// code (e.g. no device register with read side effects).
-pub unsafe fn probe_read(addr: u64) -> Result<u64, Sea> {
-    sea_take();
-    let mut v: u64 = 0;
-    // SAFETY: the caller guarantees the address is aligned, mapped at stage
-    // 1 and harmless to read; a synchronous external abort is handled by the
-    // vectors, which skip the `ldr` (leaving `v` = 0).
-    unsafe {
-        asm!("ldr {v}, [{a}]", a = in(reg) addr, v = inout(reg) v, options(nostack));
-    }
-    match sea_take() {
-        Some(sea) => Err(sea),
-        None => Ok(v),
-    }
-}
-
-/// Writes `value` to the 64-bit word at `addr` with one `str`; `Err` with
-/// the abort if it took a synchronous external abort.
-///
-/// # Safety
-///
-/// As [`probe_read`], and the write must not change memory Rust code uses.
-pub unsafe fn probe_write(addr: u64, value: u64) -> Result<(), Sea> {
-    sea_take();
-    // SAFETY: the caller guarantees the address is aligned, mapped at stage
-    // 1 and not used by Rust code; an abort is handled by the vectors, which
-    // skip the `str`.
-    unsafe {
-        asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack));
-    }
-    match sea_take() {
-        Some(sea) => Err(sea),
-        None => Ok(()),
-    }
-}
-
-/// Runs `f` with UNDEFINED instructions (ESR.EC 0) skipped instead of
-/// fatal; returns `f`'s result and whether one was skipped. Used to probe
-/// for `HVC` conduits (`HVC` is UNDEFINED at EL1 when nothing at EL2 or in
-/// the emulator handles it).
-pub(crate) fn catch_undefined<R>(f: impl FnOnce() -> R) -> (R, bool) {
-    let t = this_cpu();
-    t.undef_seen.store(false, Ordering::SeqCst);
-    t.undef_probe.store(true, Ordering::SeqCst);
-    let r = f();
-    t.undef_probe.store(false, Ordering::SeqCst);
-    (r, t.undef_seen.swap(false, Ordering::SeqCst))
-}
-
-/// Marks this CPU as reporting a fatal error; false if it already was (a
-/// fault while reporting one).
-pub(crate) fn enter_fatal() -> bool {
-    !this_cpu().in_fatal.swap(true, Ordering::SeqCst)
-}
 
 const KIND_NAMES: [&str; 16] = [
     "EL1t sync",
@@ -198,18 +78,13 @@ extern "C" fn rt_exception(frame: &mut TrapFrame, kind: u64) {
         asm!("mrs {}, far_el1", out(reg) far, options(nomem, nostack, preserves_flags));
     }
     let ec = esr >> 26;
-    let t = this_cpu();
     if kind == 4 {
         if ec == EC_DABT_CUR && esr & 0x3f == DFSC_SEA {
-            t.sea_far.store(far, Ordering::SeqCst);
-            t.sea_esr.store(esr, Ordering::SeqCst);
-            t.sea_seen.store(true, Ordering::SeqCst);
-            t.sea_count.fetch_add(1, Ordering::SeqCst);
+            record_sea((esr & ESR_FNV == 0).then_some(far), esr);
             frame.elr += 4;
             return;
         }
-        if ec == EC_UNKNOWN && t.undef_probe.load(Ordering::SeqCst) {
-            t.undef_seen.store(true, Ordering::SeqCst);
+        if ec == EC_UNKNOWN && take_undefined() {
             frame.elr += 4;
             return;
         }
