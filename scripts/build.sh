@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Build the bare-metal images into out/ (see docs/HYPERVISOR.md, "Images and
-# build"):
+# build"), for AArch64 (aarch64-unknown-none) and ARM32 (armv7a-none-eabi):
 #
-#   out/guest-<name>.bin  every bin of the `guest` package (tests/guest), as a
-#                         flat image linked at IPA 0x4020_0000
-#   out/hyp.elf           the EL2 hypervisor (ELF, for gdb), with the demo
-#                         guest (out/guest-demo.bin) built in
-#   out/hyp.bin           the same as a flat arm64 Linux image (QEMU -kernel)
+#   out/guest-<name>.bin      every bin of the `guest` package (tests/guest),
+#                             AArch64, as a flat image linked at IPA 0x4020_0000
+#   out/hyp.elf               the EL2 hypervisor (ELF, for gdb), with the demo
+#                             guest (out/guest-demo.bin) built in
+#   out/hyp.bin               the same as a flat arm64 Linux image (QEMU -kernel)
+#   out/arm/guest-<name>.bin  the guest images for ARM32 (SVC mode), same IPA
+#   out/arm/hyp.elf           the ARMv7 Hyp-mode hypervisor, with
+#                             out/arm/guest-demo.bin built in
+#   out/arm/hyp.bin           the same as a flat zImage-style ARM image, linked
+#                             and loaded at 0x4001_0000
 #
 # Flat images are made with llvm-objcopy from the `llvm-tools` rustup
 # component (rust-toolchain.toml lists it). Idempotent and quick when
@@ -14,38 +19,63 @@
 # rewritten when its content changes (so the hypervisor, which embeds
 # out/guest-demo.bin, is not rebuilt needlessly).
 #
-# Usage: scripts/build.sh [--release | --debug]   (default: --release)
+# Usage: scripts/build.sh [--release | --debug] [--arch aarch64|arm|all]
+#        (default: --release --arch all)
 # Exit status: 0 on success, 1 when a build or a check fails, 2 on bad usage.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 readonly ROOT
-readonly TARGET=aarch64-unknown-none
-readonly OUT="$ROOT/out"
+readonly OUT_ROOT="$ROOT/out"
 
 log() { printf 'build: %s\n' "$*"; }
 err() { printf 'build: error: %s\n' "$*" >&2; }
 
 usage() {
     cat <<'EOF'
-Usage: scripts/build.sh [--release | --debug]
+Usage: scripts/build.sh [--release | --debug] [--arch aarch64|arm|all]
 
-Build the guest test images and the hypervisor for aarch64-unknown-none and
-write out/guest-<name>.bin, out/hyp.elf and out/hyp.bin.
+Build the guest test images and the hypervisor and write, for AArch64
+(aarch64-unknown-none), out/guest-<name>.bin, out/hyp.elf and out/hyp.bin,
+and for ARM32 (armv7a-none-eabi) the same files under out/arm/.
 
 Options:
-  --release   optimised build (default)
-  --debug     unoptimised (dev profile) build
-  -h, --help  show this help and exit
+  --release      optimised build (default)
+  --debug        unoptimised (dev profile) build
+  --arch ARCH    aarch64, arm, or all (default: all)
+  -h, --help     show this help and exit
 EOF
 }
 
 profile=release
+arches=(aarch64 arm)
 while (($#)); do
     case $1 in
     --release) profile=release ;;
     --debug) profile=debug ;;
+    --arch | --arch=*)
+        if [[ $1 == --arch=* ]]; then
+            value=${1#--arch=}
+        else
+            (($# >= 2)) || {
+                printf 'build.sh: --arch needs a value\n\n' >&2
+                usage >&2
+                exit 2
+            }
+            value=$2
+            shift
+        fi
+        case $value in
+        aarch64 | arm) arches=("$value") ;;
+        all) arches=(aarch64 arm) ;;
+        *)
+            printf 'build.sh: invalid --arch %s (expected aarch64, arm or all)\n\n' "$value" >&2
+            usage >&2
+            exit 2
+            ;;
+        esac
+        ;;
     -h | --help)
         usage
         exit 0
@@ -72,8 +102,6 @@ if [[ ! -x $OBJCOPY ]]; then
     err "install the llvm-tools component:  rustup component add llvm-tools"
     exit 1
 fi
-
-mkdir -p "$OUT"
 
 # install_if_changed TMP DEST: move TMP to DEST unless DEST already has the
 # same content (then drop TMP), so that DEST's mtime only moves on change.
@@ -119,84 +147,136 @@ le() {
     printf '%d\n' "$v"
 }
 
-# --- guest images ---------------------------------------------------------
-
-log "guest images: cargo build -p guest --target $TARGET ${cargo_profile[*]} --bins"
-if ! guest_exes=$(cargo_exes -p guest --target "$TARGET" "${cargo_profile[@]}" --bins); then
-    err "building the guest images failed (see above)"
-    exit 1
-fi
-if [[ -z $guest_exes ]]; then
-    err "the guest package has no bins"
-    exit 1
-fi
-
-declare -A made=()
-while IFS= read -r exe; do
-    name=$(basename "$exe")
-    flat "$exe" "$OUT/guest-$name.bin"
-    made["guest-$name.bin"]=1
-done <<<"$guest_exes"
-
-# Drop images of bins that no longer exist, so the harness never runs a
-# stale one.
-for f in "$OUT"/guest-*.bin; do
-    [[ -e $f ]] || continue
-    if [[ -z ${made[$(basename "$f")]:-} ]]; then
-        log "removing stale $f"
-        rm -f "$f"
+# check_arm64_header BIN: the arm64 Linux image header
+# (Documentation/arch/arm64/booting.rst): code0 at 0 (here a branch over the
+# header), text_offset at 8, image_size at 16, magic "ARM\x64" at 56.
+check_arm64_header() {
+    local bin=$1 code0 magic
+    if (($(size_of "$bin") < 64)); then
+        err "$bin is smaller than the 64-byte arm64 image header"
+        exit 1
     fi
-done
+    code0=$(le 4 "$bin" 0)
+    if (((code0 >> 26) != 0x05)); then
+        err "$bin does not start with a branch (B): first word is $(printf '%#010x' "$code0")"
+        exit 1
+    fi
+    magic=$(le 4 "$bin" 56)
+    if ((magic != 0x644d5241)); then
+        err "$bin has no arm64 image magic \"ARM\\x64\" at offset 56 (found $(printf '%#010x' "$magic"))"
+        exit 1
+    fi
+    log "arm64 image header ok: text_offset $(printf '%#x' "$(le 8 "$bin" 8)"), image_size $(le 8 "$bin" 16) bytes (with BSS)"
+}
 
-# --- hypervisor -----------------------------------------------------------
+# check_zimage_header BIN: the ARM zImage header the ARM32 hypervisor starts
+# with: an A32 branch (B, condition AL) at 0, magic 0x016f2818 at 0x24, the
+# load address (QEMU virt's raw-kernel address 0x40010000) at 0x28 and the
+# end of the loaded file at 0x2c, which must match the file's size.
+check_zimage_header() {
+    local bin=$1 code0 magic start end size
+    size=$(size_of "$bin")
+    if ((size < 48)); then
+        err "$bin is smaller than the 48-byte zImage header"
+        exit 1
+    fi
+    code0=$(le 4 "$bin" 0)
+    if (((code0 >> 24) != 0xea)); then
+        err "$bin does not start with an A32 branch (B): first word is $(printf '%#010x' "$code0")"
+        exit 1
+    fi
+    magic=$(le 4 "$bin" 36)
+    if ((magic != 0x016f2818)); then
+        err "$bin has no zImage magic 0x016f2818 at offset 0x24 (found $(printf '%#010x' "$magic"))"
+        exit 1
+    fi
+    start=$(le 4 "$bin" 40)
+    end=$(le 4 "$bin" 44)
+    if ((start != 0x40010000)); then
+        err "$bin is linked at $(printf '%#x' "$start"), not at 0x40010000 where QEMU virt loads it"
+        exit 1
+    fi
+    if ((end - start != size)); then
+        err "$bin: the zImage header says $((end - start)) bytes, the file has $size"
+        exit 1
+    fi
+    log "zImage header ok: load address $(printf '%#x' "$start"), $size bytes"
+}
 
-demo="$OUT/guest-demo.bin"
-if [[ -f $demo ]]; then
-    export HYP_DEMO_GUEST=$demo
-else
-    unset HYP_DEMO_GUEST
-    log "warning: no guest bin 'demo': the hypervisor gets no built-in guest and needs -initrd"
-fi
+# build_arch ARCH: the guest images and the hypervisor of one architecture.
+build_arch() {
+    local target out
+    case $1 in
+    aarch64) target=aarch64-unknown-none out=$OUT_ROOT ;;
+    arm) target=armv7a-none-eabi out=$OUT_ROOT/arm ;;
+    esac
+    mkdir -p "$out"
 
-log "hypervisor: HYP_DEMO_GUEST=${HYP_DEMO_GUEST:-(unset)} cargo build -p hyp --target $TARGET ${cargo_profile[*]}"
-if ! hyp_exes=$(cargo_exes -p hyp --target "$TARGET" "${cargo_profile[@]}" --bin hyp); then
-    err "building the hypervisor failed (see above)"
-    exit 1
-fi
-hyp_elf=$(grep '/hyp$' <<<"$hyp_exes" || true)
-if [[ -z $hyp_elf || ! -f $hyp_elf ]]; then
-    err "cargo reported no 'hyp' executable (got: ${hyp_exes:-nothing})"
-    exit 1
-fi
+    # --- guest images ---------------------------------------------------------
 
-cp "$hyp_elf" "$OUT/hyp.elf.tmp"
-install_if_changed "$OUT/hyp.elf.tmp" "$OUT/hyp.elf"
-flat "$OUT/hyp.elf" "$OUT/hyp.bin"
+    log "guest images: cargo build -p guest --target $target ${cargo_profile[*]} --bins"
+    if ! guest_exes=$(cargo_exes -p guest --target "$target" "${cargo_profile[@]}" --bins); then
+        err "building the guest images failed (see above)"
+        exit 1
+    fi
+    if [[ -z $guest_exes ]]; then
+        err "the guest package has no bins"
+        exit 1
+    fi
 
-# --- checks ---------------------------------------------------------------
+    declare -A made=()
+    while IFS= read -r exe; do
+        name=$(basename "$exe")
+        flat "$exe" "$out/guest-$name.bin"
+        made["guest-$name.bin"]=1
+    done <<<"$guest_exes"
 
-# The arm64 Linux image header (Documentation/arch/arm64/booting.rst):
-# code0 at 0 (here a branch over the header), text_offset at 8, image_size
-# at 16, magic "ARM\x64" at 56.
-bin="$OUT/hyp.bin"
-if (($(size_of "$bin") < 64)); then
-    err "$bin is smaller than the 64-byte arm64 image header"
-    exit 1
-fi
-code0=$(le 4 "$bin" 0)
-if (((code0 >> 26) != 0x05)); then
-    err "$bin does not start with a branch (B): first word is $(printf '%#010x' "$code0")"
-    exit 1
-fi
-magic=$(le 4 "$bin" 56)
-if ((magic != 0x644d5241)); then
-    err "$bin has no arm64 image magic \"ARM\\x64\" at offset 56 (found $(printf '%#010x' "$magic"))"
-    exit 1
-fi
-text_offset=$(le 8 "$bin" 8)
-image_size=$(le 8 "$bin" 16)
+    # Drop images of bins that no longer exist, so the harness never runs a
+    # stale one.
+    for f in "$out"/guest-*.bin; do
+        [[ -e $f ]] || continue
+        if [[ -z ${made[$(basename "$f")]:-} ]]; then
+            log "removing stale $f"
+            rm -f "$f"
+        fi
+    done
 
-log "arm64 image header ok: text_offset $(printf '%#x' "$text_offset"), image_size $image_size bytes (with BSS)"
-for f in "$OUT"/guest-*.bin "$OUT/hyp.elf" "$OUT/hyp.bin"; do
-    printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"
+    # --- hypervisor -----------------------------------------------------------
+
+    demo="$out/guest-demo.bin"
+    if [[ -f $demo ]]; then
+        export HYP_DEMO_GUEST=$demo
+    else
+        unset HYP_DEMO_GUEST
+        log "warning: no guest bin 'demo': the hypervisor gets no built-in guest and needs -initrd"
+    fi
+
+    log "hypervisor: HYP_DEMO_GUEST=${HYP_DEMO_GUEST:-(unset)} cargo build -p hyp --target $target ${cargo_profile[*]}"
+    if ! hyp_exes=$(cargo_exes -p hyp --target "$target" "${cargo_profile[@]}" --bin hyp); then
+        err "building the hypervisor failed (see above)"
+        exit 1
+    fi
+    hyp_elf=$(grep '/hyp$' <<<"$hyp_exes" || true)
+    if [[ -z $hyp_elf || ! -f $hyp_elf ]]; then
+        err "cargo reported no 'hyp' executable (got: ${hyp_exes:-nothing})"
+        exit 1
+    fi
+
+    cp "$hyp_elf" "$out/hyp.elf.tmp"
+    install_if_changed "$out/hyp.elf.tmp" "$out/hyp.elf"
+    flat "$out/hyp.elf" "$out/hyp.bin"
+
+    # --- checks ---------------------------------------------------------------
+
+    case $1 in
+    aarch64) check_arm64_header "$out/hyp.bin" ;;
+    arm) check_zimage_header "$out/hyp.bin" ;;
+    esac
+    for f in "$out"/guest-*.bin "$out/hyp.elf" "$out/hyp.bin"; do
+        printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"
+    done
+}
+
+for a in "${arches[@]}"; do
+    build_arch "$a"
 done

@@ -3,8 +3,9 @@
 #
 # Checks its options, makes sure QEMU and the toolchain are installed
 # (scripts/setup.sh), builds out/ (scripts/build.sh), then boots out/hyp.bin
-# on QEMU's AArch64 `virt` machine at EL2 with the built-in demo guest, or
-# with --guest IMAGE as initrd. The serial console is the terminal (Ctrl-A X
+# on QEMU's AArch64 `virt` machine at EL2 (or, with --arch arm, out/arm/hyp.bin
+# on the 32-bit `virt` machine in ARMv7 Hyp mode) with the built-in demo
+# guest, or with --guest IMAGE as initrd. The serial console is the terminal (Ctrl-A X
 # quits QEMU). The exit status is QEMU's: 0 once the hypervisor has powered
 # off after its VMs stopped.
 set -euo pipefail
@@ -24,18 +25,20 @@ Options:
   --smp N         number of virtual CPUs, N >= 1 (default: 1)
   --guest IMAGE   guest image to run under the hypervisor, passed as QEMU
                   -initrd: a path, or a name such as "faults" for
-                  out/guest-faults.bin (default: the demo guest built into
-                  the hypervisor)
+                  out/guest-faults.bin (out/arm/guest-faults.bin with
+                  --arch arm) (default: the demo guest built into the
+                  hypervisor)
   --append ARGS   hypervisor bootargs, e.g. "vms=2 vcpus=4 policy=blocks"
                   (see docs/HYPERVISOR.md, "Configuration")
-  --cpu MODEL     QEMU CPU model (default: max; e.g. cortex-a57)
+  --cpu MODEL     QEMU CPU model (default: max for aarch64, e.g. cortex-a57;
+                  cortex-a15 for arm, or cortex-a7)
   --gdb           start QEMU halted with a GDB server on localhost:1234
   --board BOARD   emulated board: rpi4 (QEMU raspi4b, aarch64 only) or
                   rpi3 (QEMU raspi3b) (default: QEMU's generic "virt")
   -h, --help      show this help and exit
 
 Options taking a value also accept the --option=VALUE form.
---arch arm and --board are not supported yet (later issues): exit 2.
+--board is not supported yet (a later issue): exit 2.
 Exit status: QEMU's (0 after the hypervisor powers off), 1 when setup or
 the build fails, 2 on invalid usage.
 EOF
@@ -52,7 +55,7 @@ arch=aarch64
 smp=1
 guest=""
 append=""
-cpu=max
+cpu=""
 gdb=0
 board=virt
 
@@ -115,19 +118,22 @@ if [[ $board == rpi4 && $arch != aarch64 ]]; then
     usage_error "--board rpi4 needs --arch aarch64"
 fi
 
-if [[ $arch == arm ]]; then
-    echo "run.sh: --arch arm (ARMv7 Hyp mode) arrives with a later issue; only aarch64 runs for now." >&2
-    exit 2
-fi
 if [[ $board != virt ]]; then
     echo "run.sh: --board $board arrives with a later issue; only QEMU's virt machine runs for now." >&2
     exit 2
 fi
-# --guest NAME (no slash) means out/guest-NAME.bin; a relative path is
+if [[ $arch == arm ]]; then
+    out=out/arm
+    [[ -n $cpu ]] || cpu=cortex-a15
+else
+    out=out
+    [[ -n $cpu ]] || cpu=max
+fi
+# --guest NAME (no slash) means $out/guest-NAME.bin; a relative path is
 # relative to the caller's directory.
 if [[ -n $guest ]]; then
     if [[ $guest != */* ]]; then
-        guest=out/guest-${guest%.bin}.bin
+        guest=$out/guest-${guest%.bin}.bin
     elif [[ $guest != /* ]]; then
         guest=$caller_dir/$guest
     fi
@@ -136,34 +142,38 @@ fi
 # Options are checked before setup so that --help and typos never install
 # anything.
 scripts/setup.sh
-scripts/build.sh
+scripts/build.sh --arch "$arch"
 
 if [[ -n $guest && ! -f $guest ]]; then
     echo "run.sh: guest image '$guest' does not exist; the built ones are:" >&2
-    ls out/guest-*.bin >&2 || true
+    ls "$out"/guest-*.bin >&2 || true
     exit 2
 fi
 
-qemu=(
-    qemu-system-aarch64
-    -M "virt,virtualization=on,gic-version=3"
+if [[ $arch == arm ]]; then
+    # ARMv7 CPUs have a GICv2 (QEMU's default for virt).
+    qemu=(qemu-system-arm -M "virt,virtualization=on")
+else
+    qemu=(qemu-system-aarch64 -M "virt,virtualization=on,gic-version=3")
+fi
+qemu+=(
     -cpu "$cpu"
     -smp "$smp"
     -m 1G
     -nographic
     -no-reboot
     -nic none # no default NIC (its boot ROM is not in a minimal QEMU install)
-    -kernel out/hyp.bin
+    -kernel "$out/hyp.bin"
 )
 [[ -n $guest ]] && qemu+=(-initrd "$guest")
 [[ -n $append ]] && qemu+=(-append "$append")
 if ((gdb)); then
     qemu+=(-s -S)
     echo "run.sh: QEMU waits for a debugger on localhost:1234; attach with:"
-    echo "    gdb-multiarch out/hyp.elf -ex 'target remote :1234'"
+    echo "    gdb-multiarch $out/hyp.elf -ex 'target remote :1234'"
 fi
 
-echo "run.sh: guest=${guest:-demo (built in)} smp=$smp cpu=$cpu bootargs='$append'; Ctrl-A X quits QEMU"
+echo "run.sh: arch=$arch guest=${guest:-demo (built in)} smp=$smp cpu=$cpu bootargs='$append'; Ctrl-A X quits QEMU"
 line="run.sh: \$"
 for a in "${qemu[@]}"; do
     if [[ $a =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then line+=" $a"; else line+=" $(printf '%q' "$a")"; fi

@@ -4,15 +4,19 @@
 # Steps (each announced with a "==> [n/N] ..." header):
 #   setup       scripts/setup.sh: QEMU >= 9 and the pinned Rust toolchain
 #   fmt         cargo fmt --all --check
-#   clippy      host (whole workspace, all targets) and the bare-metal mmu
-#               crate for aarch64-unknown-none and armv7a-none-eabi
+#   clippy      host (whole workspace, all targets); hyp, arch and guest, and
+#               the mmu crate alone, for aarch64-unknown-none and
+#               armv7a-none-eabi
 #   build       mmu for both bare-metal targets, release; then
 #               scripts/build.sh: guest images and the hypervisor in out/
+#               (AArch64) and out/arm/ (ARM32)
 #   test        cargo test --workspace (host) except the QEMU harness, with
 #               cargo's normal output
 #   QEMU        cargo test -p harness: boots out/hyp.bin with every guest
-#               image under qemu-system-aarch64 (tests/tests/qemu.rs), at
-#               most two QEMU instances at a time
+#               image under qemu-system-aarch64 (tests/tests/qemu.rs), then
+#               out/arm/hyp.bin in ARMv7 Hyp mode with the ARM32 images under
+#               qemu-system-arm (tests/tests/qemu_arm.rs), at most two QEMU
+#               instances at a time
 #   loom        the loom models of mmu (mmu/tests/loom_*.rs), --cfg loom
 #   miri        cargo +nightly miri test on mmu, or a plain "skipped" line
 #               where the nightly miri component cannot be installed
@@ -49,8 +53,10 @@ fi
 
 add "rustfmt" "cargo fmt --all --check"
 add "clippy (host, workspace)" "cargo clippy --workspace --all-targets -- -D warnings"
-add "clippy (hyp, arch, guest; aarch64-unknown-none)" \
-    "cargo clippy -p hyp -p arch -p guest --target aarch64-unknown-none -- -D warnings"
+for target in "${BARE_METAL_TARGETS[@]}"; do
+    add "clippy (hyp, arch, guest; $target)" \
+        "cargo clippy -p hyp -p arch -p guest --target $target -- -D warnings"
+done
 for target in "${BARE_METAL_TARGETS[@]}"; do
     add "clippy (mmu, $target)" "cargo clippy -p mmu --target $target -- -D warnings"
 done
@@ -62,8 +68,10 @@ add "build (guest images and hypervisor into out/, release)" "scripts/build.sh"
 # --workspace` runs it, building out/ itself); here it is a step of its own
 # so that its output stands apart and its parallelism is explicit.
 add "unit and integration tests (host)" "cargo test --workspace --exclude harness"
-add "QEMU harness (tests/: hypervisor and guest images on qemu-system-aarch64)" \
-    "cargo test -p harness -- --test-threads=2"
+add "QEMU harness, AArch64 (hypervisor at EL2 and guest images on qemu-system-aarch64)" \
+    "cargo test -p harness --lib --bins --test qemu -- --test-threads=2"
+add "QEMU harness, ARM32 (hypervisor in ARMv7 Hyp mode, guests in SVC mode, qemu-system-arm)" \
+    "cargo test -p harness --test qemu_arm -- --test-threads=2"
 
 # Loom models of the mmu concurrency code (mmu/tests/loom_*.rs: RCU grace
 # periods, pte_offset_map_lock and rw_nolock against a detach), release
@@ -95,11 +103,6 @@ miri_mmu() {
     cargo +nightly miri test -p mmu --lib --test miri_smoke
 }
 add "miri (mmu: unit tests, table-memory smoke test)" "miri_mmu"
-
-# --- Added by later issues -------------------------------------------------
-#
-# QEMU harness for ARM32 (qemu-system-arm), with the ARMv7 hypervisor.
-# ---------------------------------------------------------------------------
 
 total=${#steps[@]}
 start_all=$SECONDS

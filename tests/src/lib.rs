@@ -1,5 +1,6 @@
 //! Host-side harness: boots the hypervisor (`out/hyp.bin`) and the guest
-//! test images (`out/guest-<name>.bin`) under `qemu-system-aarch64` and
+//! test images (`out/guest-<name>.bin`) under `qemu-system-aarch64`, or
+//! their ARM32 builds (`out/arm/`) under `qemu-system-arm` ([`Arch`]), and
 //! judges the serial log.
 //!
 //! * [`build_images`] runs `scripts/build.sh` once per process and caches
@@ -33,8 +34,42 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The QEMU binary the harness runs.
-pub const QEMU_BIN: &str = "qemu-system-aarch64";
+/// The architecture a boot runs: which images, which QEMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// AArch64: the hypervisor at EL2, `out/`, `qemu-system-aarch64`.
+    Aarch64,
+    /// ARMv7-A: the hypervisor in Hyp mode, `out/arm/`, `qemu-system-arm`.
+    Arm,
+}
+
+impl Arch {
+    /// The QEMU binary for this architecture.
+    pub fn qemu_bin(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "qemu-system-aarch64",
+            Arch::Arm => "qemu-system-arm",
+        }
+    }
+
+    /// Where `scripts/build.sh` writes this architecture's images.
+    pub fn out_dir(self) -> PathBuf {
+        match self {
+            Arch::Aarch64 => out_dir(),
+            Arch::Arm => out_dir().join("arm"),
+        }
+    }
+
+    /// The hypervisor image (`hyp.bin`) for this architecture.
+    pub fn hyp_bin(self) -> PathBuf {
+        self.out_dir().join("hyp.bin")
+    }
+
+    /// Guest image `guest-<name>.bin` built for this architecture.
+    pub fn guest_bin(self, name: &str) -> PathBuf {
+        self.out_dir().join(format!("guest-{name}.bin"))
+    }
+}
 
 /// Default timeout of one boot.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +80,9 @@ pub const POWER_OFF_LINE: &str = "all VMs stopped: powering off";
 
 /// What the hypervisor prints when it is entered at EL1.
 pub const NEEDS_EL2: &str = "the hypervisor needs EL2";
+
+/// What the ARM32 hypervisor prints when it is entered outside Hyp mode.
+pub const NEEDS_HYP: &str = "the hypervisor needs Hyp mode";
 
 /// The repository root (the parent of this crate's directory).
 pub fn repo_root() -> PathBuf {
@@ -61,12 +99,12 @@ pub fn out_dir() -> PathBuf {
 
 /// `out/hyp.bin`, the hypervisor as a flat arm64 image.
 pub fn hyp_bin() -> PathBuf {
-    out_dir().join("hyp.bin")
+    Arch::Aarch64.hyp_bin()
 }
 
-/// `out/guest-<name>.bin`, a guest test image.
+/// `out/guest-<name>.bin`, an AArch64 guest test image.
 pub fn guest_bin(name: &str) -> PathBuf {
-    out_dir().join(format!("guest-{name}.bin"))
+    Arch::Aarch64.guest_bin(name)
 }
 
 /// Runs `scripts/build.sh` (release) once per process and returns its
@@ -101,28 +139,33 @@ pub fn build_images() -> Result<(), String> {
         .clone()
 }
 
-/// Checks that [`QEMU_BIN`] can be run and returns its version line.
+/// Checks that both QEMU binaries ([`Arch::qemu_bin`]) can be run and
+/// returns the AArch64 one's version line.
 pub fn require_qemu() -> Result<String, String> {
     static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let missing = |why: String| {
-                format!(
-                    "{QEMU_BIN} is not usable ({why}). Install QEMU >= 9 with \
-                     scripts/setup.sh (as root), or e.g. \
-                     `apt-get install qemu-system-arm`."
-                )
-            };
-            let out = Command::new(QEMU_BIN)
-                .arg("--version")
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| missing(e.to_string()))?;
-            if !out.status.success() {
-                return Err(missing(format!("`{QEMU_BIN} --version`: {}", out.status)));
+            let mut first = None;
+            for bin in [Arch::Aarch64.qemu_bin(), Arch::Arm.qemu_bin()] {
+                let missing = |why: String| {
+                    format!(
+                        "{bin} is not usable ({why}). Install QEMU >= 9 with \
+                         scripts/setup.sh (as root), or e.g. \
+                         `apt-get install qemu-system-arm`."
+                    )
+                };
+                let out = Command::new(bin)
+                    .arg("--version")
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| missing(e.to_string()))?;
+                if !out.status.success() {
+                    return Err(missing(format!("`{bin} --version`: {}", out.status)));
+                }
+                let text = String::from_utf8_lossy(&out.stdout);
+                first.get_or_insert_with(|| text.lines().next().unwrap_or("").to_string());
             }
-            let text = String::from_utf8_lossy(&out.stdout);
-            Ok(text.lines().next().unwrap_or("").to_string())
+            Ok(first.unwrap_or_default())
         })
         .clone()
 }
@@ -136,8 +179,10 @@ pub fn prepare() {
     if let Err(e) = build_images() {
         panic!("{e}");
     }
-    let hyp = hyp_bin();
-    assert!(hyp.is_file(), "{} is missing although scripts/build.sh succeeded", hyp.display());
+    for arch in [Arch::Aarch64, Arch::Arm] {
+        let hyp = arch.hyp_bin();
+        assert!(hyp.is_file(), "{} is missing although scripts/build.sh succeeded", hyp.display());
+    }
 }
 
 /// How many QEMU instances may run at once in this process:
@@ -187,6 +232,7 @@ impl Drop for Slot {
 #[derive(Clone, Debug)]
 pub struct Qemu {
     cpu: String,
+    arch: Arch,
     smp: u32,
     mem: String,
     virtualization: bool,
@@ -205,11 +251,12 @@ impl Default for Qemu {
 }
 
 impl Qemu {
-    /// `-M virt,virtualization=on,gic-version=3 -cpu max -smp 1 -m 1G
-    /// -kernel out/hyp.bin`, no initrd (the demo guest), no bootargs,
-    /// [`DEFAULT_TIMEOUT`].
+    /// `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu
+    /// max -smp 1 -m 1G -kernel out/hyp.bin`, no initrd (the demo guest),
+    /// no bootargs, [`DEFAULT_TIMEOUT`].
     pub fn new() -> Self {
         Qemu {
+            arch: Arch::Aarch64,
             cpu: "max".into(),
             smp: 1,
             mem: "1G".into(),
@@ -221,6 +268,23 @@ impl Qemu {
             stop_when: None,
             extra: Vec::new(),
         }
+    }
+
+    /// As [`Qemu::new`] for ARM32: `qemu-system-arm -M virt,virtualization=on
+    /// -cpu cortex-a15 -kernel out/arm/hyp.bin` (the hypervisor in Hyp
+    /// mode; guest images from `out/arm/`).
+    pub fn arm() -> Self {
+        Qemu {
+            arch: Arch::Arm,
+            cpu: "cortex-a15".into(),
+            kernel: Arch::Arm.hyp_bin(),
+            ..Self::new()
+        }
+    }
+
+    /// The architecture this boot runs.
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     /// The CPU model (`-cpu`), e.g. `max` or `cortex-a57`.
@@ -254,9 +318,11 @@ impl Qemu {
         self
     }
 
-    /// The guest image `out/guest-<name>.bin` as initrd.
+    /// The guest image `guest-<name>.bin` of this boot's architecture as
+    /// initrd.
     pub fn guest(self, name: &str) -> Self {
-        self.initrd(guest_bin(name))
+        let image = self.arch.guest_bin(name);
+        self.initrd(image)
     }
 
     /// An initrd (`-initrd`): the guest image the hypervisor runs.
@@ -300,7 +366,10 @@ impl Qemu {
         if self.virtualization {
             machine.push_str(",virtualization=on");
         }
-        machine.push_str(",gic-version=3");
+        if self.arch == Arch::Aarch64 {
+            // ARMv7 CPUs have a GICv2, QEMU's default.
+            machine.push_str(",gic-version=3");
+        }
         let mut args: Vec<String> = vec![
             "-M".into(),
             machine,
@@ -333,7 +402,7 @@ impl Qemu {
 
     /// The command line, quoted for a shell (for logs and reproduction).
     pub fn command_line(&self) -> String {
-        std::iter::once(QEMU_BIN.to_string())
+        std::iter::once(self.arch.qemu_bin().to_string())
             .chain(self.args().iter().map(|a| shell_quote(a)))
             .collect::<Vec<_>>()
             .join(" ")
@@ -355,7 +424,7 @@ impl Qemu {
         let _slot = Slot::acquire();
         let command = self.command_line();
         let started = Instant::now();
-        let mut child = Command::new(QEMU_BIN)
+        let mut child = Command::new(self.arch.qemu_bin())
             .args(self.args())
             .current_dir(repo_root())
             .stdin(Stdio::null())
@@ -731,6 +800,51 @@ fn parse_report_at(s: &str) -> Option<Report> {
         return None;
     };
     Some(Report { vm, test, pass })
+}
+
+/// Judges a run of the `alias` guest image with `vms=2` and bootargs
+/// `append` (shared by the AArch64 and ARM32 scenarios): both VMs passed;
+/// each cross-VM check passed exactly once; both VMs took coherency
+/// faults and adjusted aliases; VM 2 received three shares and holds the
+/// alias entries the guest keeps (two more with two vCPUs, whose SMP data
+/// check then passed in both VMs).
+pub fn check_alias_two_vms(run: &Run, append: &str) {
+    let vcpus: u64 = append
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vcpus="))
+        .map_or(1, |v| v.parse().expect("vcpus=N"));
+    run.assert_ok_vms(2);
+    for check in [
+        "[vm1] TEST alias/share PASS",
+        "[vm1] TEST alias/reply PASS",
+        "[vm2] TEST alias/exchange PASS",
+        "[vm1] TEST alias/reset_drops_aliases PASS",
+        "[vm1] TEST alias/share_after_reset PASS",
+        "[vm2] TEST alias/kept_across_reset PASS",
+    ] {
+        let n = run.lines_with(check).len();
+        assert_eq!(n, 1, "{n} `{check}` lines, want 1\n{run}");
+    }
+    let counter = |name: &str| {
+        run.counter(name).unwrap_or_else(|| panic!("no `{name}` row in the counters\n{run}"))
+    };
+    for name in ["coherency faults", "aliases adjusted"] {
+        let values = counter(name);
+        assert!(
+            values.len() == 2 && values.iter().all(|&v| v > 0),
+            "`{name}` is {values:?}, want > 0 for both VMs\n{run}"
+        );
+    }
+    // VM 2 received three shares; VM 1 none. VM 1's reset dropped its
+    // aliases; VM 2's guest dropped its own but C (and with two vCPUs the
+    // last round's two), and kept Y, YQ and Y2.
+    assert_eq!(counter("shares received"), [0, 3], "{run}");
+    let rounds = if vcpus >= 2 { 2 } else { 0 };
+    assert_eq!(counter("alias entries"), [0, 4 + rounds], "{run}");
+    if vcpus >= 2 {
+        let n = run.lines_with("alias/smp_data PASS").len();
+        assert_eq!(n, 2, "{n} `alias/smp_data PASS` lines, want 2\n{run}");
+    }
 }
 
 #[cfg(test)]

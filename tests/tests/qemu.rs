@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use harness::{prepare, Qemu, Run, NEEDS_EL2};
+use harness::{check_alias_two_vms, prepare, Qemu, Run, NEEDS_EL2};
 
 /// The CPU model with every feature QEMU emulates.
 const MAX: &str = "max";
@@ -183,43 +183,8 @@ fn isolation_two_vms_smp1() {
 /// coherency faults that adjusted mappings, both took part in the shares,
 /// VM 2 found VM 1's pages intact after VM 1's reset, nothing failed.
 fn alias_two_vms(cpu: &str, smp: u32, append: &str) -> Run {
-    let vcpus: u64 = append
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("vcpus="))
-        .map_or(1, |v| v.parse().expect("vcpus=N"));
     let run = boot(Qemu::new().cpu(cpu).smp(smp).guest("alias").append(append));
-    run.assert_ok_vms(2);
-    for check in [
-        "[vm1] TEST alias/share PASS",
-        "[vm1] TEST alias/reply PASS",
-        "[vm2] TEST alias/exchange PASS",
-        "[vm1] TEST alias/reset_drops_aliases PASS",
-        "[vm1] TEST alias/share_after_reset PASS",
-        "[vm2] TEST alias/kept_across_reset PASS",
-    ] {
-        let n = run.lines_with(check).len();
-        assert_eq!(n, 1, "{n} `{check}` lines, want 1\n{run}");
-    }
-    let counter = |name: &str| {
-        run.counter(name).unwrap_or_else(|| panic!("no `{name}` row in the counters\n{run}"))
-    };
-    for name in ["coherency faults", "aliases adjusted"] {
-        let values = counter(name);
-        assert!(
-            values.len() == 2 && values.iter().all(|&v| v > 0),
-            "`{name}` is {values:?}, want > 0 for both VMs\n{run}"
-        );
-    }
-    // VM 2 received three shares; VM 1 none. VM 1's reset dropped its
-    // aliases; VM 2's guest dropped its own but C (and with two vCPUs the
-    // last round's two), and kept Y, YQ and Y2.
-    assert_eq!(counter("shares received"), [0, 3], "{run}");
-    let rounds = if vcpus >= 2 { 2 } else { 0 };
-    assert_eq!(counter("alias entries"), [0, 4 + rounds], "{run}");
-    if vcpus >= 2 {
-        let n = run.lines_with("alias/smp_data PASS").len();
-        assert_eq!(n, 2, "{n} `alias/smp_data PASS` lines, want 2\n{run}");
-    }
+    check_alias_two_vms(&run, append);
     run
 }
 

@@ -18,7 +18,13 @@
 //!
 //! ```sh
 //! cargo run -p harness --bin fault-bench --release [-- --cpu cortex-a57]
+//! cargo run -p harness --bin fault-bench --release -- --arch arm [--cpu cortex-a7]
 //! ```
+//!
+//! `--arch arm` runs the ARM32 build (ARMv7 Hyp mode, `qemu-system-arm`,
+//! default `-cpu cortex-a15`) on 1 and 2 CPUs: QEMU's 32-bit `virt` board
+//! takes up to 8, but the figures are compared with the AArch64 ones on
+//! the same two settings.
 //!
 //! Exit status: 0 when every boot ran cleanly (see `harness::Run::problems`;
 //! for the comparison runs: exit 0 and a `BENCH` line), 1 otherwise, 2 on
@@ -26,13 +32,13 @@
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
-use harness::{prepare, Qemu, Run};
+use harness::{prepare, Arch, Qemu, Run};
 
 const GIB: f64 = (1u64 << 30) as f64;
 const PAGE: f64 = 4096.0;
 
 fn usage() -> &'static str {
-    "usage: fault-bench [--compare BOOTARGS | --no-compare] [--cpu MODEL] [--mem SIZE]\n\
+    "usage: fault-bench [--compare BOOTARGS | --no-compare] [--arch aarch64|arm] [--cpu MODEL] [--mem SIZE]\n\
      Boots the bench guest with policy pages/blocks on 1 and 4 CPUs and\n\
      prints the fault-path figures. Each configuration runs again with\n\
      BOOTARGS (default: premap=1) added, for the time ratio. --mem is the\n\
@@ -41,7 +47,8 @@ fn usage() -> &'static str {
 
 fn main() -> ExitCode {
     let mut compare: Option<String> = Some("premap=1".into());
-    let mut cpu = "max".to_string();
+    let mut cpu: Option<String> = None;
+    let mut arch = Arch::Aarch64;
     let mut mem = "512M".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -52,7 +59,15 @@ fn main() -> ExitCode {
                 compare = None;
                 Ok(())
             }
-            "--cpu" => value("--cpu").map(|v| cpu = v),
+            "--cpu" => value("--cpu").map(|v| cpu = Some(v)),
+            "--arch" => value("--arch").and_then(|v| {
+                arch = match v.as_str() {
+                    "aarch64" => Arch::Aarch64,
+                    "arm" => Arch::Arm,
+                    _ => return Err(format!("--arch {v:?}: expected aarch64 or arm")),
+                };
+                Ok(())
+            }),
             "--mem" => value("--mem").map(|v| mem = v),
             "-h" | "--help" => {
                 println!("{}", usage());
@@ -66,18 +81,21 @@ fn main() -> ExitCode {
         }
     }
 
+    let cpu =
+        cpu.unwrap_or_else(|| (if arch == Arch::Arm { "cortex-a15" } else { "max" }).to_string());
+    let cpus: &[u32] = if arch == Arch::Arm { &[1, 2] } else { &[1, 4] };
     prepare();
     let mut ok = true;
     let mut rows = Vec::new();
     for policy in ["pages", "blocks"] {
-        for smp in [1u32, 4] {
+        for &smp in cpus {
             let bootargs = format!("policy={policy} vcpus={smp} mem={mem}");
-            let run = bench(&cpu, smp, &bootargs);
+            let run = bench(arch, &cpu, smp, &bootargs);
             ok &= report(&bootargs, &run, true);
             let mut row = Row::new(policy, smp, &run);
             if let Some(extra) = &compare {
                 let args = format!("{bootargs} {extra}");
-                let other = bench(&cpu, smp, &args);
+                let other = bench(arch, &cpu, smp, &args);
                 ok &= report(&args, &other, false);
                 row.compared_ns = bench_line(&other).get("ns").copied();
             }
@@ -85,7 +103,7 @@ fn main() -> ExitCode {
         }
     }
 
-    println!("\n==== summary (-cpu {cpu}, guest mem={mem})");
+    println!("\n==== summary ({}, -cpu {cpu}, guest mem={mem})", arch.qemu_bin());
     println!(
         "{:<7} {:>3} {:>7} {:>8} {:>9} {:>7} {:>11} {:>6} {:>10} {:>7}",
         "policy",
@@ -137,14 +155,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(cpu: &str, smp: u32, bootargs: &str) -> Run {
-    Qemu::new()
-        .cpu(cpu)
-        .smp(smp)
-        .guest("bench")
-        .append(bootargs)
-        .timeout(Duration::from_secs(300))
-        .run()
+fn bench(arch: Arch, cpu: &str, smp: u32, bootargs: &str) -> Run {
+    let qemu = if arch == Arch::Arm { Qemu::arm() } else { Qemu::new() };
+    qemu.cpu(cpu).smp(smp).guest("bench").append(bootargs).timeout(Duration::from_secs(300)).run()
 }
 
 /// The key=value pairs of the guest's `BENCH ...` line (empty if none).
