@@ -9,6 +9,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+pub mod barrier;
 
 #[cfg(target_arch = "arm")]
 pub mod armv7;

@@ -1,6 +1,6 @@
 //! AArch64 at EL2.
 
-pub mod barrier;
+pub use crate::barrier;
 pub mod cache;
 pub mod tlb;
 

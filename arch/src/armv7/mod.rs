@@ -6,7 +6,7 @@
 //! (`"p15, 4, {}, c5, c2, 0"` for HSR) so that every access reads like the
 //! Arm ARM's register tables.
 
-pub mod barrier;
+pub use crate::barrier;
 pub mod cache;
 pub mod regs;
 pub mod tlb;

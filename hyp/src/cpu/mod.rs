@@ -19,6 +19,19 @@ mod arm;
 #[cfg(target_arch = "arm")]
 pub use arm::*;
 
+/// Bytes of stack per CPU.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// CPUs the hypervisor supports.
+pub const MAX_CPUS: usize = 8;
+
+/// Per-CPU stacks, in BSS; the boot code gives CPU `i` the `i`-th.
+#[repr(C, align(4096))]
+pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
+
+/// The stacks (the boot code names them).
+#[unsafe(no_mangle)]
+pub static mut BOOT_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
 /// Why the guest exited.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Exit {

@@ -13,18 +13,7 @@
 
 use core::arch::global_asm;
 
-/// Bytes of stack per CPU.
-pub const STACK_SIZE: usize = 64 * 1024;
-/// CPUs the hypervisor supports.
-pub const MAX_CPUS: usize = 8;
-
-/// Per-CPU stacks.
-#[repr(C, align(4096))]
-pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
-
-/// The stacks, in BSS.
-#[unsafe(no_mangle)]
-pub static mut BOOT_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+use super::super::STACK_SIZE;
 
 /// The boot-time level-1 table: four 1 GiB blocks, see the module doc.
 #[repr(C, align(4096))]

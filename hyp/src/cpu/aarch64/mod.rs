@@ -9,12 +9,11 @@ use core::fmt;
 pub use arch::aarch64::cache::{self, PocByPa};
 pub use arch::aarch64::tlb::Stage2Tlb;
 use arch::{read_sysreg, write_sysreg};
-pub use boot::MAX_CPUS;
 pub use exception::GuestRegs;
 use exception::{guest_enter, HostContext};
 use mmu::{Features, Geometry};
 
-use super::{EntryArg, Exit, Syndrome};
+use super::{EntryArg, Exit, Syndrome, MAX_CPUS};
 use crate::psci::{self, Conduit};
 
 /// How the banner names the CPU mode.

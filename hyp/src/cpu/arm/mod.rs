@@ -9,7 +9,6 @@ pub use arch::armv7::cache::{self, PocByPa};
 use arch::armv7::regs;
 pub use arch::armv7::tlb::Stage2Tlb;
 use arch::{read_cp15, read_cp15_64, write_cp15, write_cp15_64};
-pub use boot::MAX_CPUS;
 pub use exception::GuestRegs;
 use mmu::Geometry;
 

@@ -1,4 +1,5 @@
-//! Barriers.
+//! Barriers: AArch64 and ARMv7 spell DSB, DMB and ISB (with their
+//! shareability options) the same way.
 
 use core::arch::asm;
 
