@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod alias;
+pub mod board;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]

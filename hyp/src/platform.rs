@@ -277,6 +277,8 @@ pub enum Board {
     RaspberryPi4B,
     /// `"raspberrypi,3-model-b"` (or `-plus`).
     RaspberryPi3B,
+    /// `"raspberrypi,2-model-b"`.
+    RaspberryPi2B,
     /// `"linux,dummy-virt"` (QEMU `virt`).
     QemuVirt,
     /// Anything else.
@@ -442,6 +444,7 @@ impl Platform {
                 "raspberrypi,3-model-b" | "raspberrypi,3-model-b-plus" => {
                     return Board::RaspberryPi3B
                 }
+                "raspberrypi,2-model-b" => return Board::RaspberryPi2B,
                 "linux,dummy-virt" => return Board::QemuVirt,
                 _ => {}
             }

@@ -32,6 +32,28 @@ pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
 #[unsafe(no_mangle)]
 pub static mut BOOT_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
+/// The early map's level-2 tables (see [`crate::board`]).
+#[unsafe(no_mangle)]
+pub static HYP_BOOT_L2: crate::board::BootTables =
+    crate::board::boot_tables(crate::board::BUILT_FOR);
+
+// The early map's level-1 table, pointing at `HYP_BOOT_L2`: four table
+// descriptors cover 4 GiB (AArch64 `TCR_EL2.T0SZ` = 32 and ARMv7 `HTCR.T0SZ`
+// = 0 both start the walk at level 1 with four entries). Written here
+// because a descriptor holds an address, which only the linker knows.
+core::arch::global_asm!(
+    r#"
+    .section .rodata.hyp_boot_l1, "a"
+    .balign 4096
+    .global HYP_BOOT_L1
+HYP_BOOT_L1:
+    .word   HYP_BOOT_L2 + 0x0003, 0
+    .word   HYP_BOOT_L2 + 0x1003, 0
+    .word   HYP_BOOT_L2 + 0x2003, 0
+    .word   HYP_BOOT_L2 + 0x3003, 0
+"#
+);
+
 /// Why the guest exited.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Exit {

@@ -6,34 +6,13 @@
 //! pass the DTB address in `x0`. Before any Rust runs: the exception level
 //! is settled (EL3 drops to EL2; EL1 is refused on the console), BSS is
 //! cleared, the CPU gets its stack, and the EL2 stage-1 MMU and caches are
-//! on with a static identity map of the first 4 GiB (1 GiB blocks: the
-//! lowest as Device-nGnRE, the rest Normal write-back), because Rust code
-//! may use exclusives, which need Normal memory. `mm` replaces that map
-//! with one built from the DTB.
+//! on with the board's static identity map of the first 4 GiB
+//! (`HYP_BOOT_L1`, 2 MiB blocks from [`crate::board`]), because Rust code
+//! may use exclusives, which need Normal memory.
 
 use core::arch::global_asm;
 
 use super::super::STACK_SIZE;
-
-/// The boot-time level-1 table: four 1 GiB blocks, see the module doc.
-#[repr(C, align(4096))]
-pub struct BootTable(pub [u64; 512]);
-
-/// AttrIndx 0: Device-nGnRE; AF; XN.
-const BOOT_DEVICE: u64 = 0x401 | (1 << 54);
-/// AttrIndx 1: Normal WB; Inner Shareable; AF.
-const BOOT_NORMAL: u64 = 0x705;
-
-/// The boot-time identity map.
-#[unsafe(no_mangle)]
-pub static BOOT_L1: BootTable = {
-    let mut t = [0u64; 512];
-    t[0] = BOOT_DEVICE;
-    t[1] = (1 << 30) | BOOT_NORMAL;
-    t[2] = (2 << 30) | BOOT_NORMAL;
-    t[3] = (3 << 30) | BOOT_NORMAL;
-    BootTable(t)
-};
 
 // MAIR_EL2: Attr0 = 0x04 (Device-nGnRE), Attr1 = 0xff (Normal WB RW-alloc).
 // TCR_EL2: T0SZ = 32 (4 GiB), IRGN0/ORGN0 = WB-WA, SH0 = Inner, TG0 = 4K,
@@ -46,7 +25,7 @@ global_asm!(
 _start:
     b       primary_entry
     .long   0
-    .quad   0x200000                // text_offset
+    .quad   __text_offset           // from the linker script
     .quad   __image_size            // image_size, BSS included
     .quad   0x2                     // flags: little endian, 4 KiB pages
     .quad   0
@@ -130,8 +109,8 @@ el2_setup:
     ldr     x2, =((1 << 31) | (1 << 23) | (3 << 12) | (1 << 10) | (1 << 8) | 32)
     orr     x1, x1, x2
     msr     tcr_el2, x1
-    adrp    x1, BOOT_L1
-    add     x1, x1, :lo12:BOOT_L1
+    adrp    x1, HYP_BOOT_L1
+    add     x1, x1, :lo12:HYP_BOOT_L1
     msr     ttbr0_el2, x1
     // FP/SIMD not trapped (CPTR_EL2 RES1 bits, TFP = 0).
     ldr     x1, =0x33ff

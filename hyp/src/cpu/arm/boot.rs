@@ -5,40 +5,22 @@
 //! 0x24, start and end addresses after it), so QEMU `-kernel`, U-Boot
 //! `bootz` and the Raspberry Pi firmware load it the same way and pass the
 //! DTB address in `r2` (`r0` = 0, `r1` = machine type). The image is
-//! linked where QEMU virt puts a raw ARM kernel (RAM base + 0x1_0000) and
-//! must run there.
+//! linked where the board's loader puts a raw ARM kernel (QEMU virt: RAM
+//! base + 0x1_0000; the Raspberry Pi 2 firmware: 0x8000) and must run
+//! there.
 //!
 //! Before any Rust runs: the CPU mode is checked (anything but Hyp mode is
 //! refused on the console: without the virtualization extensions' PL2
 //! there is no stage 2), interrupts are masked, BSS is cleared, the CPU
 //! gets its stack and `HVBAR`, and the Hyp-mode stage-1 MMU (LPAE long
-//! descriptors, `HTTBR`/`HTCR`/`HMAIR0`) and caches are on with a static
-//! identity map of the 4 GiB VA space (1 GiB blocks: the lowest as
-//! Device-nGnRE, the rest Normal write-back), because Rust code uses
-//! exclusives, which need Normal memory.
+//! descriptors, `HTTBR`/`HTCR`/`HMAIR0`) and caches are on with the
+//! board's static identity map of the 4 GiB VA space (`HYP_BOOT_L1`,
+//! 2 MiB blocks from [`crate::board`]), because Rust code uses exclusives,
+//! which need Normal memory.
 
 use core::arch::global_asm;
 
 use super::super::STACK_SIZE;
-
-/// The boot-time level-1 table: four 1 GiB blocks (`HTCR.T0SZ` = 0 starts
-/// the walk at level 1 with 4 entries).
-#[repr(C, align(4096))]
-pub struct BootTable(pub [u64; 4]);
-
-/// AttrIndx 0 (Device-nGnRE); AP[1] (should be one in Hyp mode); AF; XN.
-const BOOT_DEVICE: u64 = 0x441 | (1 << 54);
-/// AttrIndx 1 (Normal WB); AP[1]; Inner Shareable; AF.
-const BOOT_NORMAL: u64 = 0x745;
-
-/// The boot-time identity map.
-#[unsafe(no_mangle)]
-pub static HYP_BOOT_L1: BootTable = BootTable([
-    BOOT_DEVICE,
-    (1 << 30) | BOOT_NORMAL,
-    (2 << 30) | BOOT_NORMAL,
-    (3 << 30) | BOOT_NORMAL,
-]);
 
 // HMAIR0: Attr0 = 0x04 (Device-nGnRE), Attr1 = 0xff (Normal WB RW-alloc).
 // HTCR: bits 31 and 23 should be one, SH0 = Inner, ORGN0/IRGN0 = WB-WA,

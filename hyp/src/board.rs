@@ -1,0 +1,237 @@
+//! What the hypervisor knows about a board before, or without, a device
+//! tree: the board an image is built for (cargo feature `rpi4`, `rpi3`,
+//! `rpi2`, or QEMU `virt` without one).
+//!
+//! Two things come from here. The early identity map of the first 4 GiB
+//! (2 MiB blocks; RAM Normal write-back, devices Device-nGnRE, the rest
+//! unmapped), which must be right before anything is parsed: the Pis have
+//! RAM where QEMU `virt` has devices. And a machine description for when
+//! the boot loader passes no DTB (QEMU's `raspi` boards given a raw kernel
+//! and no `-dtb`): RAM, the PL011 and how secondary CPUs are started. A
+//! DTB, when there is one, always wins; its root `compatible` names the
+//! board, and this build's board is the fallback.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::platform::{Board, Cpu, EnableMethod, NamedRegion, Platform, Region};
+
+/// A board as this build knows it.
+#[derive(Debug)]
+pub struct BoardSpec {
+    /// How the board is named in the log.
+    pub name: &'static str,
+    /// The board a DTB's root `compatible` would name.
+    pub board: Board,
+    /// The PL011 the console uses.
+    pub uart: u64,
+    /// Ranges mapped Normal write-back by the early map.
+    pub normal: &'static [(u64, u64)],
+    /// Ranges mapped Device-nGnRE by the early map.
+    pub device: &'static [(u64, u64)],
+    /// RAM assumed without a DTB (the part every model of the board has,
+    /// below the VideoCore's share on the Pis).
+    pub ram: &'static [(u64, u64)],
+    /// RAM the boot firmware keeps, without a DTB's `/memreserve/`.
+    pub reserved: &'static [(&'static str, u64, u64)],
+    /// CPUs without a DTB.
+    pub cpus: u64,
+    /// Where CPU `i` is released without a DTB: the spin table of the
+    /// firmware's arm64 stub (`cpu-release-addr` 0xd8 + 8 i).
+    pub spin_table: Option<u64>,
+}
+
+const GIB: u64 = 1 << 30;
+
+/// QEMU `virt`: devices in the first GiB, RAM from 1 GiB.
+pub const VIRT: BoardSpec = BoardSpec {
+    name: "QEMU virt",
+    board: Board::QemuVirt,
+    uart: 0x0900_0000,
+    normal: &[(GIB, 4 * GIB)],
+    device: &[(0, GIB)],
+    ram: &[],
+    reserved: &[],
+    cpus: 1,
+    spin_table: None,
+};
+
+/// Raspberry Pi 4 Model B (BCM2711, low-peripheral mode): RAM below
+/// 0xfc00_0000, peripherals (PL011 at 0xfe20_1000, GIC-400 at
+/// 0xff84_0000) above.
+pub const RPI4: BoardSpec = BoardSpec {
+    name: "Raspberry Pi 4 Model B (BCM2711)",
+    board: Board::RaspberryPi4B,
+    uart: 0xfe20_1000,
+    normal: &[(0, 0xfc00_0000)],
+    device: &[(0xfc00_0000, 4 * GIB)],
+    ram: &[(0, 0x3c00_0000)],
+    reserved: &[("firmware spin table", 0, 0x1000)],
+    cpus: 4,
+    spin_table: Some(0xd8),
+};
+
+/// Raspberry Pi 3 Model B (BCM2837): RAM below 0x3f00_0000, peripherals
+/// (PL011 at 0x3f20_1000) up to 1 GiB, the ARM local peripherals above;
+/// no GIC.
+pub const RPI3: BoardSpec = BoardSpec {
+    name: "Raspberry Pi 3 Model B (BCM2837)",
+    board: Board::RaspberryPi3B,
+    uart: 0x3f20_1000,
+    normal: &[(0, 0x3f00_0000)],
+    device: &[(0x3f00_0000, GIB + 0x20_0000)],
+    ram: &[(0, 0x3c00_0000)],
+    reserved: &[("firmware spin table", 0, 0x1000)],
+    cpus: 4,
+    spin_table: Some(0xd8),
+};
+
+/// Raspberry Pi 2 Model B (BCM2836, ARMv7 Hyp mode): the BCM2837's map.
+/// Its secondary CPUs wait on the ARM local mailboxes, which this
+/// hypervisor does not drive: it runs on CPU 0 there.
+pub const RPI2: BoardSpec = BoardSpec {
+    name: "Raspberry Pi 2 Model B (BCM2836)",
+    board: Board::RaspberryPi2B,
+    uart: 0x3f20_1000,
+    normal: &[(0, 0x3f00_0000)],
+    device: &[(0x3f00_0000, GIB + 0x20_0000)],
+    ram: &[(0, 0x3c00_0000)],
+    reserved: &[("firmware", 0, 0x1000)],
+    cpus: 1,
+    spin_table: None,
+};
+
+/// The board this image was built for.
+pub const BUILT_FOR: &BoardSpec = if cfg!(feature = "rpi4") {
+    &RPI4
+} else if cfg!(feature = "rpi3") {
+    &RPI3
+} else if cfg!(feature = "rpi2") {
+    &RPI2
+} else {
+    &VIRT
+};
+
+/// The spec for a board a DTB names, if this build knows it.
+pub fn spec(board: Board) -> Option<&'static BoardSpec> {
+    [&VIRT, &RPI4, &RPI3, &RPI2].into_iter().find(|s| s.board == board)
+}
+
+/// Level-2 tables of 2 MiB blocks for the first 4 GiB: table `i` maps
+/// `[i GiB, (i + 1) GiB)`.
+#[repr(C, align(4096))]
+pub struct BootTables(pub [[u64; 512]; 4]);
+
+/// Block attributes of the early map, valid for the AArch64 EL2 and the
+/// ARMv7 Hyp-mode stage 1 alike (AP[1] is should-be-one in both).
+/// AttrIndx 0 (Device-nGnRE); AP[1]; AF; XN.
+const BLOCK_DEVICE: u64 = 0x441 | (1 << 54);
+/// AttrIndx 1 (Normal write-back); AP[1]; Inner Shareable; AF.
+const BLOCK_NORMAL: u64 = 0x745;
+
+const fn within(ranges: &[(u64, u64)], a: u64) -> bool {
+    let mut i = 0;
+    while i < ranges.len() {
+        if ranges[i].0 <= a && a < ranges[i].1 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The early map for `spec`: each 2 MiB block Normal, Device or invalid.
+pub const fn boot_tables(spec: &BoardSpec) -> BootTables {
+    let mut t = [[0u64; 512]; 4];
+    let mut i = 0;
+    while i < 4 * 512 {
+        let a = (i as u64) << 21;
+        t[i / 512][i % 512] = if within(spec.device, a) {
+            a | BLOCK_DEVICE
+        } else if within(spec.normal, a) {
+            a | BLOCK_NORMAL
+        } else {
+            0
+        };
+        i += 1;
+    }
+    BootTables(t)
+}
+
+impl BoardSpec {
+    /// The machine as this spec describes it, for a boot without a DTB.
+    pub fn platform(&self) -> Platform {
+        let cpus = (0..self.cpus)
+            .map(|i| Cpu {
+                mpidr: i,
+                enable_method: self
+                    .spin_table
+                    .map(|base| EnableMethod::SpinTable { release_addr: base + 8 * i }),
+            })
+            .collect();
+        Platform {
+            dtb: Region::new(0, 0),
+            boot_cpuid: 0,
+            memory: self.ram.iter().map(|&(s, e)| Region::new(s, e - s)).collect(),
+            reserved: self
+                .reserved
+                .iter()
+                .map(|&(name, s, e)| NamedRegion::new(name, Region::new(s, e - s)))
+                .collect(),
+            initrd: None,
+            bootargs: None,
+            uart: Some(Region::new(self.uart, 0x1000)),
+            gic: None,
+            cpus,
+            psci: None,
+            compatible: Vec::new(),
+            model: Some(String::from(self.name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(t: &BootTables, a: u64) -> u64 {
+        let e = t.0[(a >> 30) as usize][((a >> 21) & 511) as usize];
+        assert!(e == 0 || e & !0xfff & ((1 << 48) - 1) == a & !0x1f_ffff, "{a:#x}: {e:#x}");
+        e & 0xfff
+    }
+
+    #[test]
+    fn early_maps_put_ram_and_devices_where_each_board_has_them() {
+        let virt = boot_tables(&VIRT);
+        assert_eq!(kind(&virt, 0x0900_0000), 0x441);
+        assert_eq!(kind(&virt, 0x4000_0000), 0x745);
+        assert_eq!(kind(&virt, 0xffe0_0000), 0x745);
+        let pi4 = boot_tables(&RPI4);
+        assert_eq!(kind(&pi4, 0), 0x745);
+        assert_eq!(kind(&pi4, 0xfbe0_0000), 0x745);
+        assert_eq!(kind(&pi4, 0xfe20_1000), 0x441);
+        assert_eq!(kind(&pi4, 0xff84_1000), 0x441);
+        let pi3 = boot_tables(&RPI3);
+        assert_eq!(kind(&pi3, 0x3ee0_0000), 0x745);
+        assert_eq!(kind(&pi3, 0x3f20_1000), 0x441);
+        assert_eq!(kind(&pi3, 0x4000_0000), 0x441);
+        assert_eq!(kind(&pi3, 0x4020_0000), 0);
+        assert_eq!(kind(&pi3, 0x8000_0000), 0);
+        // Devices are never executable; RAM is.
+        assert_ne!(pi3.0[0][0x3f20_1000 >> 21] & (1 << 54), 0);
+        assert_eq!(pi3.0[0][0] & (1 << 54), 0);
+    }
+
+    #[test]
+    fn without_a_dtb_the_spec_describes_the_machine() {
+        let p = RPI3.platform();
+        assert_eq!(p.memory, [Region::new(0, 0x3c00_0000)]);
+        assert_eq!(p.uart, Some(Region::new(0x3f20_1000, 0x1000)));
+        assert_eq!(p.psci, None);
+        assert_eq!(p.cpus.len(), 4);
+        assert_eq!(p.cpus[3].enable_method, Some(EnableMethod::SpinTable { release_addr: 0xf0 }));
+        assert!(RPI2.platform().cpus.iter().all(|c| c.enable_method.is_none()));
+        assert_eq!(spec(Board::RaspberryPi4B).map(|s| s.uart), Some(0xfe20_1000));
+        assert_eq!(BUILT_FOR.board, Board::QemuVirt);
+    }
+}
