@@ -12,6 +12,11 @@
 #                             out/arm/guest-demo.bin built in
 #   out/arm/hyp.bin           the same as a flat zImage-style ARM image, linked
 #                             and loaded at 0x4001_0000
+#   out/rpi4/kernel8.img      the hypervisor for the Raspberry Pi 4 (feature
+#   out/rpi3/kernel8.img      rpi4, rpi3: arm64 image, text_offset 0x80000)
+#   out/rpi2/kernel7.img      and Pi 2 (feature rpi2: zImage-style, at 0x8000),
+#                             each with its architecture's demo guest built
+#                             in, and their ELFs (hyp.elf) beside them
 #
 # Flat images are made with llvm-objcopy from the `llvm-tools` rustup
 # component (rust-toolchain.toml lists it). Idempotent and quick when
@@ -20,7 +25,8 @@
 # out/guest-demo.bin, is not rebuilt needlessly).
 #
 # Usage: scripts/build.sh [--release | --debug] [--arch aarch64|arm|all]
-#        (default: --release --arch all)
+#                        [--board rpi4|rpi3|rpi2]
+#        (default: --release, both architectures and the three boards)
 # Exit status: 0 on success, 1 when a build or a check fails, 2 on bad usage.
 set -euo pipefail
 
@@ -35,21 +41,27 @@ err() { printf 'build: error: %s\n' "$*" >&2; }
 usage() {
     cat <<'EOF'
 Usage: scripts/build.sh [--release | --debug] [--arch aarch64|arm|all]
+                        [--board rpi4|rpi3|rpi2]
 
 Build the guest test images and the hypervisor and write, for AArch64
 (aarch64-unknown-none), out/guest-<name>.bin, out/hyp.elf and out/hyp.bin,
-and for ARM32 (armv7a-none-eabi) the same files under out/arm/.
+for ARM32 (armv7a-none-eabi) the same files under out/arm/, and the
+Raspberry Pi images out/rpi4/kernel8.img, out/rpi3/kernel8.img and
+out/rpi2/kernel7.img.
 
 Options:
   --release      optimised build (default)
   --debug        unoptimised (dev profile) build
-  --arch ARCH    aarch64, arm, or all (default: all)
+  --arch ARCH    only this architecture's guests and QEMU virt hypervisor:
+                 aarch64, arm, or all (default: all, with the boards)
+  --board BOARD  only this Raspberry Pi's image (and the guests it embeds)
   -h, --help     show this help and exit
 EOF
 }
 
 profile=release
 arches=(aarch64 arm)
+boards=(rpi4 rpi3 rpi2)
 while (($#)); do
     case $1 in
     --release) profile=release ;;
@@ -66,11 +78,36 @@ while (($#)); do
             value=$2
             shift
         fi
+        boards=()
         case $value in
         aarch64 | arm) arches=("$value") ;;
         all) arches=(aarch64 arm) ;;
         *)
             printf 'build.sh: invalid --arch %s (expected aarch64, arm or all)\n\n' "$value" >&2
+            usage >&2
+            exit 2
+            ;;
+        esac
+        ;;
+    --board | --board=*)
+        if [[ $1 == --board=* ]]; then
+            value=${1#--board=}
+        else
+            (($# >= 2)) || {
+                printf 'build.sh: --board needs a value\n\n' >&2
+                usage >&2
+                exit 2
+            }
+            value=$2
+            shift
+        fi
+        case $value in
+        rpi4 | rpi3 | rpi2)
+            boards=("$value")
+            arches=()
+            ;;
+        *)
+            printf 'build.sh: invalid --board %s (expected rpi4, rpi3 or rpi2)\n\n' "$value" >&2
             usage >&2
             exit 2
             ;;
@@ -147,9 +184,10 @@ le() {
     printf '%d\n' "$v"
 }
 
-# check_arm64_header BIN: the arm64 Linux image header
+# check_arm64_header BIN TEXT_OFFSET: the arm64 Linux image header
 # (Documentation/arch/arm64/booting.rst): code0 at 0 (here a branch over the
-# header), text_offset at 8, image_size at 16, magic "ARM\x64" at 56.
+# header), text_offset at 8 (as expected), image_size at 16, magic "ARM\x64"
+# at 56.
 check_arm64_header() {
     local bin=$1 code0 magic
     if (($(size_of "$bin") < 64)); then
@@ -166,13 +204,18 @@ check_arm64_header() {
         err "$bin has no arm64 image magic \"ARM\\x64\" at offset 56 (found $(printf '%#010x' "$magic"))"
         exit 1
     fi
+    if (($(le 8 "$bin" 8) != $2)); then
+        err "$bin has text_offset $(printf '%#x' "$(le 8 "$bin" 8)"), expected $(printf '%#x' "$2")"
+        exit 1
+    fi
     log "arm64 image header ok: text_offset $(printf '%#x' "$(le 8 "$bin" 8)"), image_size $(le 8 "$bin" 16) bytes (with BSS)"
 }
 
-# check_zimage_header BIN: the ARM zImage header the ARM32 hypervisor starts
-# with: an A32 branch (B, condition AL) at 0, magic 0x016f2818 at 0x24, the
-# load address (QEMU virt's raw-kernel address 0x40010000) at 0x28 and the
-# end of the loaded file at 0x2c, which must match the file's size.
+# check_zimage_header BIN LOAD: the ARM zImage header the ARM32 hypervisor
+# starts with: an A32 branch (B, condition AL) at 0, magic 0x016f2818 at
+# 0x24, the load address LOAD (QEMU virt's raw-kernel address 0x40010000,
+# the Pi 2 firmware's 0x8000) at 0x28 and the end of the loaded file at
+# 0x2c, which must match the file's size.
 check_zimage_header() {
     local bin=$1 code0 magic start end size
     size=$(size_of "$bin")
@@ -192,8 +235,8 @@ check_zimage_header() {
     fi
     start=$(le 4 "$bin" 40)
     end=$(le 4 "$bin" 44)
-    if ((start != 0x40010000)); then
-        err "$bin is linked at $(printf '%#x' "$start"), not at 0x40010000 where QEMU virt loads it"
+    if ((start != $2)); then
+        err "$bin is linked at $(printf '%#x' "$start"), not at $(printf '%#x' "$2") where it is loaded"
         exit 1
     fi
     if ((end - start != size)); then
@@ -243,16 +286,33 @@ build_arch() {
 
     # --- hypervisor -----------------------------------------------------------
 
-    demo="$out/guest-demo.bin"
+    build_hyp "$target" "$out/hyp.elf" "$out/guest-demo.bin"
+    flat "$out/hyp.elf" "$out/hyp.bin"
+
+    # --- checks ---------------------------------------------------------------
+
+    case $1 in
+    aarch64) check_arm64_header "$out/hyp.bin" 0x200000 ;;
+    arm) check_zimage_header "$out/hyp.bin" 0x40010000 ;;
+    esac
+    for f in "$out"/guest-*.bin "$out/hyp.elf" "$out/hyp.bin"; do
+        printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"
+    done
+}
+
+# build_hyp TARGET ELF DEMO [CARGO_ARGS...]: the hypervisor for TARGET with
+# the guest image DEMO built in (none if DEMO does not exist), copied to ELF.
+build_hyp() {
+    local target=$1 elf=$2 demo=$3 hyp_exes hyp_elf
+    shift 3
     if [[ -f $demo ]]; then
         export HYP_DEMO_GUEST=$demo
     else
         unset HYP_DEMO_GUEST
         log "warning: no guest bin 'demo': the hypervisor gets no built-in guest and needs -initrd"
     fi
-
-    log "hypervisor: HYP_DEMO_GUEST=${HYP_DEMO_GUEST:-(unset)} cargo build -p hyp --target $target ${cargo_profile[*]}"
-    if ! hyp_exes=$(cargo_exes -p hyp --target "$target" "${cargo_profile[@]}" --bin hyp); then
+    log "hypervisor: HYP_DEMO_GUEST=${HYP_DEMO_GUEST:-(unset)} cargo build -p hyp --target $target ${cargo_profile[*]} $*"
+    if ! hyp_exes=$(cargo_exes -p hyp --target "$target" "${cargo_profile[@]}" --bin hyp "$@"); then
         err "building the hypervisor failed (see above)"
         exit 1
     fi
@@ -261,22 +321,37 @@ build_arch() {
         err "cargo reported no 'hyp' executable (got: ${hyp_exes:-nothing})"
         exit 1
     fi
+    cp "$hyp_elf" "$elf.tmp"
+    install_if_changed "$elf.tmp" "$elf"
+}
 
-    cp "$hyp_elf" "$out/hyp.elf.tmp"
-    install_if_changed "$out/hyp.elf.tmp" "$out/hyp.elf"
-    flat "$out/hyp.elf" "$out/hyp.bin"
-
-    # --- checks ---------------------------------------------------------------
-
-    case $1 in
-    aarch64) check_arm64_header "$out/hyp.bin" ;;
-    arm) check_zimage_header "$out/hyp.bin" ;;
+# build_board BOARD: the Raspberry Pi image (cargo feature BOARD), with the
+# demo guest of its architecture built in (building that first if needed).
+build_board() {
+    local board=$1 target guests image out
+    case $board in
+    rpi4 | rpi3) target=aarch64-unknown-none guests=$OUT_ROOT image=kernel8.img ;;
+    rpi2) target=armv7a-none-eabi guests=$OUT_ROOT/arm image=kernel7.img ;;
     esac
-    for f in "$out"/guest-*.bin "$out/hyp.elf" "$out/hyp.bin"; do
+    if [[ ! -f $guests/guest-demo.bin ]]; then
+        if [[ $target == aarch64-unknown-none ]]; then build_arch aarch64; else build_arch arm; fi
+    fi
+    out=$OUT_ROOT/$board
+    mkdir -p "$out"
+    build_hyp "$target" "$out/hyp.elf" "$guests/guest-demo.bin" --features "$board"
+    flat "$out/hyp.elf" "$out/$image"
+    case $board in
+    rpi4 | rpi3) check_arm64_header "$out/$image" 0x80000 ;;
+    rpi2) check_zimage_header "$out/$image" 0x8000 ;;
+    esac
+    for f in "$out/hyp.elf" "$out/$image"; do
         printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"
     done
 }
 
 for a in "${arches[@]}"; do
     build_arch "$a"
+done
+for b in "${boards[@]}"; do
+    build_board "$b"
 done

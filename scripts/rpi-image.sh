@@ -39,6 +39,7 @@ write the boot folder for the SD card's FAT partition into OUTDIR:
 
   kernel8.img (rpi4, rpi3) or kernel7.img (rpi2)   the hypervisor image
   config.txt                                       firmware settings
+  cmdline.txt                                      the hypervisor's bootargs
   README.txt                                       firmware files to add,
                                                    wiring, expected output
 
@@ -51,8 +52,8 @@ Environment:
   RPI_IMAGE=PATH  use this image instead of building one (scripts/build.sh
                   is not run); it must have the board's header
 
-OUTDIR is created if needed; its kernel image, config.txt and README.txt are
-overwritten. See docs/RASPBERRY-PI.md for the whole bring-up.
+OUTDIR is created if needed; its kernel image, config.txt, cmdline.txt and
+README.txt are overwritten. See docs/RASPBERRY-PI.md for the whole bring-up.
 Exit status: 0 on success, 1 when the build or a check fails, 2 on bad usage.
 EOF
 }
@@ -345,6 +346,9 @@ to do when nothing appears on the console, is in docs/RASPBERRY-PI.md.
 
    $kernel   the hypervisor, with its demo guest built in
    config.txt    firmware settings (each key commented)
+   cmdline.txt   the hypervisor's bootargs, after "--" (the firmware puts its
+                 own Linux options before them, which the hypervisor skips),
+                 e.g. "-- vms=2 vcpus=2" (docs/HYPERVISOR.md, Configuration)
    README.txt    this file
 
 2. Firmware files to add
@@ -454,6 +458,10 @@ cp -f "$image" "$outdir/$kernel.tmp"
 mv -f "$outdir/$kernel.tmp" "$outdir/$kernel"
 "config_$board" >"$outdir/config.txt.tmp"
 mv -f "$outdir/config.txt.tmp" "$outdir/config.txt"
+# The firmware prepends its own options to cmdline.txt; the hypervisor
+# reads only what follows "--" (defaults when nothing does).
+echo "--" >"$outdir/cmdline.txt.tmp"
+mv -f "$outdir/cmdline.txt.tmp" "$outdir/cmdline.txt"
 readme >"$outdir/README.txt.tmp"
 mv -f "$outdir/README.txt.tmp" "$outdir/README.txt"
 
@@ -463,7 +471,7 @@ if [[ -e $outdir/$other_kernel ]]; then
 fi
 
 log "wrote $outdir for --board $board:"
-for f in "$kernel" config.txt README.txt; do
+for f in "$kernel" config.txt cmdline.txt README.txt; do
     printf 'rpi-image: %10d  %s\n' "$(size_of "$outdir/$f")" "$outdir/$f"
 done
 log "next: add the firmware files listed in $outdir/README.txt and copy the folder to the SD card's FAT partition"

@@ -15,8 +15,9 @@
 #   QEMU        cargo test -p harness: boots out/hyp.bin with every guest
 #               image under qemu-system-aarch64 (tests/tests/qemu.rs), then
 #               out/arm/hyp.bin in ARMv7 Hyp mode with the ARM32 images under
-#               qemu-system-arm (tests/tests/qemu_arm.rs), at most two QEMU
-#               instances at a time
+#               qemu-system-arm (tests/tests/qemu_arm.rs), then the Raspberry
+#               Pi images on QEMU raspi4b/raspi3b (tests/tests/qemu_rpi.rs),
+#               at most two QEMU instances at a time
 #   loom        the loom models of mmu (mmu/tests/loom_*.rs), --cfg loom
 #   miri        cargo +nightly miri test on mmu, or a plain "skipped" line
 #               where the nightly miri component cannot be installed
@@ -72,6 +73,8 @@ add "QEMU harness, AArch64 (hypervisor at EL2 and guest images on qemu-system-aa
     "cargo test -p harness --lib --bins --test qemu -- --test-threads=2"
 add "QEMU harness, ARM32 (hypervisor in ARMv7 Hyp mode, guests in SVC mode, qemu-system-arm)" \
     "cargo test -p harness --test qemu_arm -- --test-threads=2"
+add "QEMU harness, Raspberry Pi (raspi4b, raspi3b; the Pi 2 image checked)" \
+    "cargo test -p harness --test qemu_rpi -- --test-threads=2"
 
 # Loom models of the mmu concurrency code (mmu/tests/loom_*.rs: RCU grace
 # periods, pte_offset_map_lock and rw_nolock against a detach), release

@@ -12,7 +12,6 @@
 //! board, and this build's board is the fallback.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use crate::platform::{Board, Cpu, EnableMethod, NamedRegion, Platform, Region};
 
@@ -23,6 +22,8 @@ pub struct BoardSpec {
     pub name: &'static str,
     /// The board a DTB's root `compatible` would name.
     pub board: Board,
+    /// That root `compatible` string.
+    pub compatible: &'static str,
     /// The PL011 the console uses.
     pub uart: u64,
     /// Ranges mapped Normal write-back by the early map.
@@ -46,6 +47,7 @@ const GIB: u64 = 1 << 30;
 /// QEMU `virt`: devices in the first GiB, RAM from 1 GiB.
 pub const VIRT: BoardSpec = BoardSpec {
     name: "QEMU virt",
+    compatible: "linux,dummy-virt",
     board: Board::QemuVirt,
     uart: 0x0900_0000,
     normal: &[(GIB, 4 * GIB)],
@@ -61,6 +63,7 @@ pub const VIRT: BoardSpec = BoardSpec {
 /// 0xff84_0000) above.
 pub const RPI4: BoardSpec = BoardSpec {
     name: "Raspberry Pi 4 Model B (BCM2711)",
+    compatible: "raspberrypi,4-model-b",
     board: Board::RaspberryPi4B,
     uart: 0xfe20_1000,
     normal: &[(0, 0xfc00_0000)],
@@ -76,6 +79,7 @@ pub const RPI4: BoardSpec = BoardSpec {
 /// no GIC.
 pub const RPI3: BoardSpec = BoardSpec {
     name: "Raspberry Pi 3 Model B (BCM2837)",
+    compatible: "raspberrypi,3-model-b",
     board: Board::RaspberryPi3B,
     uart: 0x3f20_1000,
     normal: &[(0, 0x3f00_0000)],
@@ -91,6 +95,7 @@ pub const RPI3: BoardSpec = BoardSpec {
 /// hypervisor does not drive: it runs on CPU 0 there.
 pub const RPI2: BoardSpec = BoardSpec {
     name: "Raspberry Pi 2 Model B (BCM2836)",
+    compatible: "raspberrypi,2-model-b",
     board: Board::RaspberryPi2B,
     uart: 0x3f20_1000,
     normal: &[(0, 0x3f00_0000)],
@@ -184,8 +189,8 @@ impl BoardSpec {
             gic: None,
             cpus,
             psci: None,
-            compatible: Vec::new(),
-            model: Some(String::from(self.name)),
+            compatible: alloc::vec![String::from(self.compatible)],
+            model: None,
         }
     }
 }
@@ -228,6 +233,7 @@ mod tests {
         assert_eq!(p.memory, [Region::new(0, 0x3c00_0000)]);
         assert_eq!(p.uart, Some(Region::new(0x3f20_1000, 0x1000)));
         assert_eq!(p.psci, None);
+        assert_eq!(p.board(), Board::RaspberryPi3B);
         assert_eq!(p.cpus.len(), 4);
         assert_eq!(p.cpus[3].enable_method, Some(EnableMethod::SpinTable { release_addr: 0xf0 }));
         assert!(RPI2.platform().cpus.iter().all(|c| c.enable_method.is_none()));

@@ -44,8 +44,10 @@ mod hyp_main {
 
     use mmu::Rcu;
 
+    use crate::board;
     use crate::cpu::{self, cpu_index, Exit};
     use crate::mm::{self, TablePool};
+    use crate::platform::Board;
     use crate::platform::{self, Config, Platform};
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action};
@@ -55,20 +57,21 @@ mod hyp_main {
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
 
+    /// How the firmware is called: 0 SMC, 1 HVC, 2 not at all (no PSCI).
     static CONDUIT: AtomicU8 = AtomicU8::new(0);
     static PL011_BASE: core::sync::atomic::AtomicU64 =
-        core::sync::atomic::AtomicU64::new(0x0900_0000);
+        core::sync::atomic::AtomicU64::new(board::BUILT_FOR.uart);
     static FINISHED: AtomicBool = AtomicBool::new(false);
     /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
     /// is online from the start, the others from `secondary_main`.
     static RCU: Rcu = Rcu::with_cpus(cpu_index, 1);
     static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-    fn conduit() -> Conduit {
-        if CONDUIT.load(Ordering::Relaxed) == 1 {
-            Conduit::Hvc
-        } else {
-            Conduit::Smc
+    fn conduit() -> Option<Conduit> {
+        match CONDUIT.load(Ordering::Relaxed) {
+            0 => Some(Conduit::Smc),
+            1 => Some(Conduit::Hvc),
+            _ => None,
         }
     }
 
@@ -83,22 +86,45 @@ mod hyp_main {
         mm::init_heap();
         // SAFETY: the boot loader passes the DTB's address in x0; the boot
         // map covers RAM, and the header says how long the blob is.
-        let plat = match unsafe { Platform::from_addr(dtb as u64) } {
-            Ok(p) => p,
+        let built_for = board::BUILT_FOR;
+        // SAFETY: the boot loader passes the DTB's address in x0 (r2); the
+        // boot map covers RAM, and the header says how long the blob is.
+        let (plat, source) = match unsafe { Platform::from_addr(dtb as u64) } {
+            Ok(p) => (p, "from the DTB"),
+            // A Pi image may be started without a DTB (QEMU raspi boards
+            // without -dtb): its own description stands in.
+            Err(e) if built_for.board != Board::QemuVirt => {
+                console::print_raw(
+                    built_for.uart,
+                    format_args!(
+                        "hyp: no usable device tree at {dtb:#x} ({e}): built-in description\n"
+                    ),
+                );
+                (built_for.platform(), "built in: no DTB")
+            }
             Err(e) => {
-                console::print_raw(0x0900_0000, format_args!("hyp: bad device tree: {e}\n"));
+                console::print_raw(built_for.uart, format_args!("hyp: bad device tree: {e}\n"));
                 halt();
             }
         };
-        let uart = plat.uart.map_or(0x0900_0000, |r| r.base);
+        let uart = plat.uart.map_or(built_for.uart, |r| r.base);
         PL011_BASE.store(uart, Ordering::Relaxed);
         console::init(uart);
-        if plat.psci.map(|p| p.method) == Some(platform::PsciMethod::Hvc) {
-            CONDUIT.store(1, Ordering::Relaxed);
+        match plat.psci.map(|p| p.method) {
+            Some(platform::PsciMethod::Smc) => CONDUIT.store(0, Ordering::Relaxed),
+            Some(platform::PsciMethod::Hvc) => CONDUIT.store(1, Ordering::Relaxed),
+            None => CONDUIT.store(2, Ordering::Relaxed),
         }
         let (s, us) = console::timestamp();
         println!("\ns2hyp: stage-2 MMU hypervisor, {} (boot at {s}.{us:06} s)", cpu::NAME);
-        log::info!("CPU MIDR {:#x}, {} CPUs in the DTB", cpu::midr(), plat.cpus.len());
+        let named = board::spec(plat.board());
+        let board_name = named.unwrap_or(built_for).name;
+        let how = if named.is_some() { source } else { "not named by the DTB: this build's board" };
+        match &plat.model {
+            Some(m) => log::info!("board: {board_name} ({how}), model \"{m}\""),
+            None => log::info!("board: {board_name} ({how})"),
+        }
+        log::info!("CPU MIDR {:#x}, {} CPUs", cpu::midr(), plat.cpus.len());
 
         if let Err(e) = run(&plat) {
             log::error!("boot failed: {e}");
@@ -117,7 +143,7 @@ mod hyp_main {
         for r in &plat.memory {
             log::info!("RAM  {:#012x}-{:#012x} ({} MiB)", r.base, r.base + r.size, r.size >> 20);
         }
-        for r in plat.excluded_regions(image) {
+        for r in plat.excluded_regions(image).iter().filter(|r| r.region.size > 0) {
             let (b, n) = (r.region.base, r.region.size);
             log::info!("kept {:#012x}-{:#012x} {}", b, b + n, r.name);
         }
@@ -208,19 +234,38 @@ mod hyp_main {
             vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;
         }
 
-        // The other CPUs enter at `secondary_entry` with their index.
+        start_secondaries(plat);
+        Ok(())
+    }
+
+    /// Starts the other CPUs: PSCI `CPU_ON` to `secondary_entry` with the
+    /// CPU's index, or a release through the firmware's spin table to
+    /// `secondary_entry_spin` (which finds its index in MPIDR).
+    fn start_secondaries(plat: &Platform) {
         let me = cpu::mpidr();
         for (i, c) in plat.cpus.iter().enumerate().take(cpu::MAX_CPUS) {
             if c.mpidr == me {
                 continue;
             }
-            let entry = cpu::secondary_entry();
-            let r = cpu::firmware_call(conduit(), cpu::PSCI_CPU_ON, c.mpidr, entry, i as u64);
-            if r != psci::SUCCESS {
-                log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", c.mpidr);
+            match (&c.enable_method, conduit()) {
+                (Some(platform::EnableMethod::SpinTable { release_addr }), _) => {
+                    cpu::release_from_spin_table(*release_addr);
+                }
+                (Some(platform::EnableMethod::Psci) | None, Some(conduit)) => {
+                    let entry = cpu::secondary_entry();
+                    let r = cpu::firmware_call(conduit, cpu::PSCI_CPU_ON, c.mpidr, entry, i as u64);
+                    if r != psci::SUCCESS {
+                        log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", c.mpidr);
+                    }
+                }
+                (method, _) => {
+                    log::warn!(
+                        "CPU MPIDR {:#x} left off: no way to start it ({method:?})",
+                        c.mpidr
+                    );
+                }
             }
         }
-        Ok(())
     }
 
     /// A secondary CPU, from `boot.rs`.
@@ -337,7 +382,12 @@ mod hyp_main {
     }
 
     fn power_off() -> ! {
-        cpu::firmware_call(conduit(), psci::SYSTEM_OFF, 0, 0, 0);
+        match conduit() {
+            Some(c) => {
+                cpu::firmware_call(c, psci::SYSTEM_OFF, 0, 0, 0);
+            }
+            None => println!("no PSCI on this machine: halted"),
+        }
         halt()
     }
 

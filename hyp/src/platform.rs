@@ -652,13 +652,20 @@ impl Config {
     pub const DEFAULT_MEM: u64 = 128 << 20;
 
     /// Parses whitespace-separated `key=value` words. An unknown key, a
-    /// key given twice or a word without `=` is an error (so bootargs with
-    /// the firmware's own options, as the Raspberry Pi firmware prepends,
-    /// are rejected). Keys not given keep their defaults.
+    /// key given twice or a word without `=` is an error. When a word is
+    /// `--`, only the words after the first one are the hypervisor's: the
+    /// Raspberry Pi firmware puts its own Linux options before the contents
+    /// of `cmdline.txt`, which therefore starts with `--`. Keys not given
+    /// keep their defaults.
     pub fn parse(bootargs: &str) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         let mut seen: Vec<&str> = Vec::new();
-        for word in bootargs.split_ascii_whitespace() {
+        let words: Vec<&str> = bootargs.split_ascii_whitespace().collect();
+        let ours = match words.iter().position(|&w| w == "--") {
+            Some(i) => &words[i + 1..],
+            None => &words[..],
+        };
+        for &word in ours {
             let Some((key, value)) = word.split_once('=') else {
                 return Err(ConfigError::NotKeyValue(word.into()));
             };
@@ -2144,6 +2151,12 @@ mod tests {
             err("lock=none"),
             BadChoice { key: "lock", value: "none".into(), expected: "split|single" }
         );
+        // What follows `--` is ours; before it, the boot loader's.
+        let pi = "coherent_pool=1M 8250.nr_uarts=1 console=ttyS0,115200 -- vms=2 lock=single";
+        let c = Config::parse(pi).unwrap();
+        assert_eq!((c.vms, c.lock), (2, LockKind::Single));
+        assert_eq!(Config::parse("console=ttyS0 --").unwrap(), Config::default());
+        assert_eq!(err("console=ttyS0 -- bogus=1"), UnknownKey("bogus".into()));
         assert_eq!(err("vms=2 bogus=1"), UnknownKey("bogus".into()));
         assert!(err("console=x").to_string().contains("unknown key \"console\""));
         assert!(err("mem=3M").to_string().contains("multiple of 2097152"));

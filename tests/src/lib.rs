@@ -233,6 +233,9 @@ impl Drop for Slot {
 pub struct Qemu {
     cpu: String,
     arch: Arch,
+    /// `None`: QEMU `virt` with the settings below; `Some(m)`: a board
+    /// model (`raspi4b`...) with its fixed CPUs and memory.
+    board: Option<String>,
     smp: u32,
     mem: String,
     virtualization: bool,
@@ -257,6 +260,7 @@ impl Qemu {
     pub fn new() -> Self {
         Qemu {
             arch: Arch::Aarch64,
+            board: None,
             cpu: "max".into(),
             smp: 1,
             mem: "1G".into(),
@@ -280,6 +284,15 @@ impl Qemu {
             kernel: Arch::Arm.hyp_bin(),
             ..Self::new()
         }
+    }
+
+    /// A Raspberry Pi: QEMU `-M <machine>` (`raspi4b`, `raspi3b`) with
+    /// `kernel`, an image `scripts/build.sh --board` wrote. The board
+    /// brings its own CPUs and memory; QEMU passes no DTB, so the
+    /// hypervisor runs on its built-in description of the board. There is
+    /// no PSCI to power off with: see [`Qemu::stop_when`].
+    pub fn raspi(machine: &str, kernel: impl Into<PathBuf>) -> Self {
+        Qemu { board: Some(machine.into()), kernel: kernel.into(), ..Self::new() }
     }
 
     /// The architecture this boot runs.
@@ -362,6 +375,15 @@ impl Qemu {
 
     /// QEMU's arguments.
     pub fn args(&self) -> Vec<String> {
+        if let Some(board) = &self.board {
+            let mut args: Vec<String> = ["-M", board, "-nographic", "-no-reboot", "-nic", "none"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+            args.extend(["-kernel".into(), self.kernel.display().to_string()]);
+            args.extend(self.extra.iter().cloned());
+            return args;
+        }
         let mut machine = String::from("virt");
         if self.virtualization {
             machine.push_str(",virtualization=on");

@@ -88,6 +88,18 @@ secondary_entry:
 6:  wfe
     b       6b
 
+    // Released from the firmware's spin table (x0 = 0): the CPU index is
+    // MPIDR_EL1.Aff0.
+    .global secondary_entry_spin
+secondary_entry_spin:
+    mrs     x20, mpidr_el1
+    and     x20, x20, #0xff
+    bl      el2_setup
+    mov     x0, x20
+    bl      secondary_main
+7:  wfe
+    b       7b
+
     // Stack for CPU x20, vectors, MMU and caches on. Clobbers x0-x3.
 el2_setup:
     adrp    x1, BOOT_STACKS

@@ -84,6 +84,18 @@ secondary_entry:
 5:  wfe
     b       5b
 
+    // Released from a spin table: the CPU index is MPIDR.Aff0.
+    .global secondary_entry_spin
+secondary_entry_spin:
+    cpsid   aif
+    mrc     p15, 0, r5, c0, c0, 5
+    and     r5, r5, #0xff
+    bl      hyp_setup
+    mov     r0, r5
+    bl      secondary_main
+6:  wfe
+    b       6b
+
     // Stack for CPU r5, vectors, MMU and caches on. Clobbers r0-r3.
 hyp_setup:
     ldr     r0, =BOOT_STACKS

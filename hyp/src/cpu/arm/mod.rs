@@ -368,6 +368,24 @@ pub fn secondary_entry() -> u64 {
     secondary_entry as *const () as usize as u64
 }
 
+/// Releases a CPU waiting in the firmware's spin table at `release_addr`
+/// (its `cpu-release-addr`): writes `secondary_entry_spin`'s address
+/// there, cleans it to the point of coherency (the waiting CPU reads
+/// with its caches off), and wakes it with `SEV`.
+pub fn release_from_spin_table(release_addr: u64) {
+    unsafe extern "C" {
+        fn secondary_entry_spin();
+    }
+    let entry = secondary_entry_spin as *const () as usize as u32;
+    // SAFETY: the release address comes from the DTB (or the board's spin
+    // table), lies in RAM the frame allocator never hands out, and is
+    // identity mapped; the CPU waiting there reads nothing else.
+    unsafe { core::ptr::write_volatile(release_addr as usize as *mut u32, entry) };
+    arch::armv7::cache::clean_inval_poc(release_addr as usize, core::mem::size_of::<u32>());
+    // SAFETY: wakes CPUs waiting in WFE; no memory effects.
+    unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
+}
+
 /// Waits for an event (idle, or stopped for good).
 pub fn wait_for_event() {
     // SAFETY: waits for an event; no memory effects.
@@ -424,7 +442,7 @@ extern "C" fn refuse_not_hyp(_dtb: usize) {
         _ => "a non-Hyp",
     };
     crate::console::print_raw(
-        0x0900_0000,
+        crate::board::BUILT_FOR.uart,
         format_args!(
             "\nhyp: entered in {mode} mode (CPSR {cpsr:#x}): the hypervisor needs Hyp mode \
              (QEMU: -M virt,virtualization=on; a Raspberry Pi 2 firmware entering in Hyp mode). \
