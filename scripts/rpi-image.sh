@@ -133,80 +133,19 @@ if [[ ! -f $image ]]; then
     exit 1
 fi
 
-size_of() { wc -c <"$1" | tr -d ' '; }
-
-# le BYTES FILE OFFSET: the little-endian unsigned integer of BYTES bytes at
-# OFFSET in FILE.
-le() {
-    local -a b
-    read -r -a b <<<"$(od -An -v -tu1 -j "$3" -N "$1" "$2")"
-    local i v=0
-    for ((i = $1 - 1; i >= 0; i--)); do
-        v=$(((v << 8) | b[i]))
-    done
-    printf '%d\n' "$v"
-}
-
-hex() { printf '0x%x' "$1"; }
-
-# check_kernel8 FILE: the arm64 Linux image header
-# (Documentation/arch/arm64/booting.rst): text_offset at 8, image_size at
-# 16, magic "ARM\x64" at 56. config.txt loads the image at 0x80000, where
-# the hypervisor is linked, so text_offset must be 0x80000.
-check_kernel8() {
-    local f=$1 magic text_offset
-    if (($(size_of "$f") < 64)); then
-        err "$f is smaller than the 64-byte arm64 image header"
-        exit 1
-    fi
-    magic=$(le 4 "$f" 56)
-    if ((magic != 0x644d5241)); then
-        err "$f has no arm64 image magic \"ARM\\x64\" at offset 56 (found $(hex "$magic")): not a kernel8.img"
-        exit 1
-    fi
-    text_offset=$(le 8 "$f" 8)
-    if ((text_offset != 0x80000)); then
-        err "$f has text_offset $(hex "$text_offset"), not 0x80000 (config.txt loads it at kernel_address=0x80000)"
-        exit 1
-    fi
-    log "arm64 image header ok: text_offset $(hex "$text_offset"), image_size $(le 8 "$f" 16) bytes"
-}
-
-# check_kernel7 FILE: the zImage header: magic 0x016f2818 at 0x24, load
-# address at 0x28 (0x8000, the firmware's address for 32-bit kernels), end
-# address at 0x2c (load address + file size).
-check_kernel7() {
-    local f=$1 magic start end size
-    size=$(size_of "$f")
-    if ((size < 48)); then
-        err "$f is smaller than the 48-byte zImage header"
-        exit 1
-    fi
-    magic=$(le 4 "$f" 36)
-    if ((magic != 0x016f2818)); then
-        err "$f has no zImage magic 0x016f2818 at offset 0x24 (found $(hex "$magic")): not a kernel7.img"
-        exit 1
-    fi
-    start=$(le 4 "$f" 40)
-    end=$(le 4 "$f" 44)
-    if ((start != 0x8000)); then
-        err "$f is linked at $(hex "$start"), not at 0x8000 where the Pi firmware loads kernel7.img"
-        exit 1
-    fi
-    if ((end - start != size)); then
-        err "$f: the zImage header says $((end - start)) bytes, the file has $size"
-        exit 1
-    fi
-    log "zImage header ok: load address $(hex "$start"), $size bytes"
-}
+# size_of, le, check_arm64_header, check_zimage_header
+# shellcheck source=scripts/lib/image-headers.sh
+source "$ROOT/scripts/lib/image-headers.sh"
 
 if [[ ! -s $image ]]; then
     err "$image is empty"
     exit 1
 fi
 case $kernel in
-kernel8.img) check_kernel8 "$image" ;;
-kernel7.img) check_kernel7 "$image" ;;
+# config.txt loads kernel8.img at 0x80000 and kernel7.img at 0x8000,
+# where the hypervisor is linked for the Pis.
+kernel8.img) check_arm64_header "$image" 0x80000 ;;
+kernel7.img) check_zimage_header "$image" 0x8000 ;;
 esac
 
 # --- config.txt --------------------------------------------------------------
