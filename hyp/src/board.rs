@@ -91,8 +91,8 @@ pub const RPI3: BoardSpec = BoardSpec {
 };
 
 /// Raspberry Pi 2 Model B (BCM2836, ARMv7 Hyp mode): the BCM2837's map.
-/// Its secondary CPUs wait on the ARM local mailboxes, which this
-/// hypervisor does not drive: it runs on CPU 0 there.
+/// Its secondary CPUs wait on their ARM local mailbox 3 (see
+/// [`release_address`]).
 pub const RPI2: BoardSpec = BoardSpec {
     name: "Raspberry Pi 2 Model B (BCM2836)",
     compatible: "raspberrypi,2-model-b",
@@ -102,9 +102,24 @@ pub const RPI2: BoardSpec = BoardSpec {
     device: &[(0x3f00_0000, GIB + 0x20_0000)],
     ram: &[(0, 0x3c00_0000)],
     reserved: &[("firmware", 0, 0x1000)],
-    cpus: 1,
+    cpus: 4,
     spin_table: None,
 };
+
+/// The `enable-method` of the BCM2836's CPUs.
+pub const BCM2836_SMP: &str = "brcm,bcm2836-smp";
+
+/// Where to write a secondary CPU's entry point to release it: the spin
+/// table's `cpu-release-addr`, or for the BCM2836 (Pi 2) the set register
+/// of the CPU's ARM local mailbox 3 (`0x4000_008c + 0x10 n`), which the
+/// firmware's 32-bit stub polls until it holds an address.
+pub fn release_address(method: &EnableMethod, mpidr: u64) -> Option<u64> {
+    match method {
+        EnableMethod::SpinTable { release_addr } => Some(*release_addr),
+        EnableMethod::Other(m) if m == BCM2836_SMP && mpidr < 4 => Some(0x4000_008c + 0x10 * mpidr),
+        _ => None,
+    }
+}
 
 /// The board this image was built for.
 pub const BUILT_FOR: &BoardSpec = if cfg!(feature = "rpi4") {
@@ -169,9 +184,11 @@ impl BoardSpec {
         let cpus = (0..self.cpus)
             .map(|i| Cpu {
                 mpidr: i,
-                enable_method: self
-                    .spin_table
-                    .map(|base| EnableMethod::SpinTable { release_addr: base + 8 * i }),
+                enable_method: match (self.spin_table, self.board) {
+                    (Some(base), _) => Some(EnableMethod::SpinTable { release_addr: base + 8 * i }),
+                    (None, Board::RaspberryPi2B) => Some(EnableMethod::Other(BCM2836_SMP.into())),
+                    (None, _) => None,
+                },
             })
             .collect();
         Platform {
@@ -236,7 +253,20 @@ mod tests {
         assert_eq!(p.board(), Board::RaspberryPi3B);
         assert_eq!(p.cpus.len(), 4);
         assert_eq!(p.cpus[3].enable_method, Some(EnableMethod::SpinTable { release_addr: 0xf0 }));
-        assert!(RPI2.platform().cpus.iter().all(|c| c.enable_method.is_none()));
+        let pi2 = RPI2.platform();
+        let addrs: alloc::vec::Vec<_> = pi2
+            .cpus
+            .iter()
+            .map(|c| release_address(c.enable_method.as_ref().unwrap(), c.mpidr))
+            .collect();
+        assert_eq!(
+            addrs,
+            [Some(0x4000_008c), Some(0x4000_009c), Some(0x4000_00ac), Some(0x4000_00bc)]
+        );
+        let spin = EnableMethod::SpinTable { release_addr: 0xe0 };
+        assert_eq!(release_address(&spin, 1), Some(0xe0));
+        assert_eq!(release_address(&EnableMethod::Psci, 1), None);
+        assert_eq!(release_address(&EnableMethod::Other(BCM2836_SMP.into()), 4), None);
         assert_eq!(spec(Board::RaspberryPi4B).map(|s| s.uart), Some(0xfe20_1000));
         assert_eq!(BUILT_FOR.board, Board::QemuVirt);
     }

@@ -239,26 +239,26 @@ mod hyp_main {
     }
 
     /// Starts the other CPUs: PSCI `CPU_ON` to `secondary_entry` with the
-    /// CPU's index, or a release through the firmware's spin table to
-    /// `secondary_entry_spin` (which finds its index in MPIDR).
+    /// CPU's index, or a release through the firmware's spin table (the
+    /// Pi 2's mailboxes) to `secondary_entry_spin`, which finds its index
+    /// in MPIDR.
     fn start_secondaries(plat: &Platform) {
         let me = cpu::mpidr();
         for (i, c) in plat.cpus.iter().enumerate().take(cpu::MAX_CPUS) {
             if c.mpidr == me {
                 continue;
             }
-            match (&c.enable_method, conduit()) {
-                (Some(platform::EnableMethod::SpinTable { release_addr }), _) => {
-                    cpu::release_from_spin_table(*release_addr);
-                }
-                (Some(platform::EnableMethod::Psci) | None, Some(conduit)) => {
+            let release = c.enable_method.as_ref().and_then(|m| board::release_address(m, c.mpidr));
+            match (release, &c.enable_method, conduit()) {
+                (Some(addr), _, _) => cpu::release_from_spin_table(addr),
+                (None, Some(platform::EnableMethod::Psci) | None, Some(conduit)) => {
                     let entry = cpu::secondary_entry();
                     let r = cpu::firmware_call(conduit, cpu::PSCI_CPU_ON, c.mpidr, entry, i as u64);
                     if r != psci::SUCCESS {
                         log::warn!("CPU_ON of MPIDR {:#x} failed: {r}", c.mpidr);
                     }
                 }
-                (method, _) => {
+                (None, method, _) => {
                     log::warn!(
                         "CPU MPIDR {:#x} left off: no way to start it ({method:?})",
                         c.mpidr
