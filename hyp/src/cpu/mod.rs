@@ -54,6 +54,40 @@ HYP_BOOT_L1:
 "#
 );
 
+/// Where secondary CPUs enter (PSCI `CPU_ON`, context id = CPU index).
+pub fn secondary_entry() -> u64 {
+    unsafe extern "C" {
+        fn secondary_entry();
+    }
+    secondary_entry as *const () as usize as u64
+}
+
+/// Releases a CPU waiting in the firmware's spin table at `release_addr`
+/// (its `cpu-release-addr`, or on the Pi 2 its mailbox): writes
+/// `secondary_entry_spin`'s address there (a 64-bit slot on AArch64, a
+/// 32-bit register on ARMv7: a `usize` either way), cleans it to the point
+/// of coherency (the waiting CPU reads with its caches off), and wakes it
+/// with `SEV`.
+pub fn release_from_spin_table(release_addr: u64) {
+    unsafe extern "C" {
+        fn secondary_entry_spin();
+    }
+    let entry = secondary_entry_spin as *const () as usize;
+    // SAFETY: the release address comes from the DTB (or the board's
+    // description), lies in memory the frame allocator never hands out,
+    // and is identity mapped; the CPU waiting there reads nothing else.
+    unsafe { core::ptr::write_volatile(release_addr as usize as *mut usize, entry) };
+    cache::clean_inval_poc(release_addr as usize, core::mem::size_of::<usize>());
+    // SAFETY: wakes CPUs waiting in WFE; no memory effects.
+    unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
+}
+
+/// Waits for an event (idle, or stopped for good).
+pub fn wait_for_event() {
+    // SAFETY: waits for an event; no memory effects.
+    unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+}
+
 /// Why the guest exited.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Exit {
