@@ -64,7 +64,10 @@ mod hyp_main {
     static FINISHED: AtomicBool = AtomicBool::new(false);
     /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
     /// is online from the start, the others from `secondary_main`.
-    static RCU: Rcu = Rcu::with_cpus(cpu_index, 1);
+    // SAFETY: `cpu_index` is `MPIDR` Aff0, below 8 on the machines this
+    // runs on and distinct per CPU; the hypervisor runs with interrupts
+    // masked and never migrates, so each CPU's number is its own.
+    static RCU: Rcu = unsafe { Rcu::with_cpus(cpu_index, 1) };
     static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
     fn conduit() -> Option<Conduit> {

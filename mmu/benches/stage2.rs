@@ -81,7 +81,8 @@ impl MmuEnv {
         Self {
             mem: HostMemory::new(POOL_PAGES).without_poison(),
             tlb: RecordingTlb::silent(),
-            rcu: Rcu::new(),
+            // SAFETY: the benchmarks run on one thread.
+            rcu: unsafe { Rcu::new() },
             geo: Geometry::aarch64(40, 48, Features::default()).unwrap(),
         }
     }

@@ -91,6 +91,22 @@
 //!     let _ = map.get();
 //! }
 //! ```
+//!
+//! Nor does moving a table guard, or the RCU guard under it, to another
+//! CPU: the section it holds is counted on the CPU that opened it
+//! ([`RcuReadGuard`] is neither `Send` nor `Sync`).
+//!
+//! ```compile_fail,E0277
+//! use mmu::{Ipa, Stage2, TableMemory, TlbMaintenance};
+//! fn send<M: TableMemory + Sync, T: TlbMaintenance + Sync>(s2: &Stage2<'_, M, T>, ipa: Ipa) {
+//!     let g = s2.rcu().read_lock();
+//!     let pmd = s2.pmd_lookup(&g, ipa).unwrap();
+//!     let locked = s2.pte_offset_map_lock(&pmd).unwrap();
+//!     std::thread::scope(|sc| {
+//!         sc.spawn(move || drop(locked));
+//!     });
+//! }
+//! ```
 
 use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
 use crate::desc::{pmd_same, Desc, Pmd, Pte};

@@ -40,6 +40,7 @@
 //! - Entering an extended quiescent state is a Release store, read by the
 //!   detector with SeqCst: the CPU's earlier loads happen before the free.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use crate::sync::{fence, lock, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
@@ -130,10 +131,34 @@ pub struct Rcu {
 
 /// Proof of being inside a read-side section: table memory reached under
 /// it stays valid until it drops. Guards nest.
+///
+/// A guard belongs to the CPU that took it: the section is counted in that
+/// CPU's nesting count, and only that CPU's quiescent reports wait for it.
+/// So a guard is neither `Send` (dropped on another CPU it would end that
+/// CPU's section, not its own, and a grace period could then free a table
+/// the first CPU still reads) nor `Sync` (another CPU would read tables
+/// under a section that is not its own). Every table guard of
+/// [`pgtable`](crate::pgtable) holds one and inherits both.
+///
+/// ```compile_fail,E0277
+/// fn on_another_cpu<T: Send>(_: T) {}
+/// // SAFETY: one thread uses the domain.
+/// let rcu = unsafe { mmu::Rcu::new() };
+/// on_another_cpu(rcu.read_lock());
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn shared_with_another_cpu<T: Sync>(_: &T) {}
+/// // SAFETY: one thread uses the domain.
+/// let rcu = unsafe { mmu::Rcu::new() };
+/// shared_with_another_cpu(&rcu.read_lock());
+/// ```
 #[must_use = "dropping the guard ends the read-side section"]
 pub struct RcuReadGuard<'r> {
     rcu: &'r Rcu,
     cpu: usize,
+    /// Neither `Send` nor `Sync`: the section is this CPU's.
+    _this_cpu: PhantomData<*const ()>,
 }
 
 /// A grace-period cookie from [`Rcu::get_state`].
@@ -155,15 +180,41 @@ fn cpu_zero() -> usize {
 
 impl Rcu {
     /// A domain for one CPU (CPU 0, online): tests and tools.
+    ///
+    /// # Safety
+    ///
+    /// As [`Rcu::with_cpus`] with a `cpu_id` that always says 0: one thread
+    /// of execution at a time uses the domain (and its address spaces).
+    /// Two threads reading tables at once would share CPU 0's nesting
+    /// count, which is not updated atomically, and a grace period could end
+    /// under one of them.
     #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self::with_cpus(cpu_zero, 1)
+    pub const unsafe fn new() -> Self {
+        // SAFETY: the caller's promise is `with_cpus`' for `cpu_zero`.
+        unsafe { Self::with_cpus(cpu_zero, 1) }
     }
 
     /// A domain where `cpu_id()` says which CPU runs (0..[`MAX_CPUS`]) and
     /// CPUs `0..online` start online; the others come with [`Rcu::online`].
+    ///
+    /// # Safety
+    ///
+    /// The domain counts read-side sections per CPU, without atomic
+    /// read-modify-writes, so `cpu_id` must name CPUs truthfully:
+    ///
+    /// - it returns a number below [`MAX_CPUS`] (else the calls panic);
+    /// - two threads of execution that use the domain at the same time get
+    ///   different numbers;
+    /// - a thread's number does not change while it is inside a read-side
+    ///   section, or online (between [`Rcu::online`] or
+    ///   [`Rcu::exit_extended`] and [`Rcu::enter_extended`] or
+    ///   [`Rcu::offline`]): it does not migrate to another CPU, and no
+    ///   interrupt handler on the same CPU uses the domain meanwhile.
+    ///
+    /// At EL2 with interrupts masked, a CPU's `MPIDR` affinity is such a
+    /// number; on a host, a thread-local number given to one thread each.
     #[cfg(not(loom))]
-    pub const fn with_cpus(cpu_id: fn() -> usize, online: usize) -> Self {
+    pub const unsafe fn with_cpus(cpu_id: fn() -> usize, online: usize) -> Self {
         let mut cpus = [const { CpuState::new(OFFLINE) }; MAX_CPUS];
         let mut i = 0;
         while i < online && i < MAX_CPUS {
@@ -183,14 +234,23 @@ impl Rcu {
     }
 
     /// A domain for one CPU (loom model).
+    ///
+    /// # Safety
+    ///
+    /// As the non-loom `new`.
     #[cfg(loom)]
-    pub fn new() -> Self {
-        Self::with_cpus(cpu_zero, 1)
+    pub unsafe fn new() -> Self {
+        // SAFETY: the caller's promise.
+        unsafe { Self::with_cpus(cpu_zero, 1) }
     }
 
     /// See the non-loom `with_cpus`.
+    ///
+    /// # Safety
+    ///
+    /// As the non-loom `with_cpus`.
     #[cfg(loom)]
-    pub fn with_cpus(cpu_id: fn() -> usize, online: usize) -> Self {
+    pub unsafe fn with_cpus(cpu_id: fn() -> usize, online: usize) -> Self {
         Self {
             cpu_id,
             cpus: core::array::from_fn(|i| {
@@ -224,7 +284,7 @@ impl Rcu {
             "read_lock on offline CPU {cpu}"
         );
         c.nesting.store(c.nesting.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        RcuReadGuard { rcu: self, cpu }
+        RcuReadGuard { rcu: self, cpu, _this_cpu: PhantomData }
     }
 
     /// Whether the calling CPU is inside a read-side section.
@@ -245,8 +305,10 @@ impl Rcu {
         true
     }
 
-    /// The calling CPU comes online (a secondary CPU starting).
+    /// The calling CPU comes online (a secondary CPU starting); `cpu` is
+    /// its number, which `cpu_id` must return on it.
     pub fn online(&self, cpu: usize) {
+        assert_eq!(cpu, self.me(), "CPU {} cannot bring CPU {cpu} online", self.me());
         self.leave_quiescent(&self.cpus[cpu]);
     }
 
@@ -262,11 +324,9 @@ impl Rcu {
     /// run a guest or go idle, and holds no hypervisor pointers.
     pub fn enter_extended(&self) {
         let c = &self.cpus[self.me()];
-        debug_assert_eq!(
-            c.nesting.load(Ordering::Relaxed),
-            0,
-            "guest entry inside a read-side section"
-        );
+        // Checked always: a section left open here would no longer hold
+        // grace periods back.
+        assert_eq!(c.nesting.load(Ordering::Relaxed), 0, "guest entry inside a read-side section");
         c.state.store(EXTENDED, Ordering::Release);
     }
 
@@ -444,12 +504,6 @@ impl Rcu {
     }
 }
 
-impl Default for Rcu {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl RcuReadGuard<'_> {
     /// A nested read-side section. It borrows this one, which stays open
     /// at least as long.
@@ -481,7 +535,8 @@ mod tests {
 
     #[test]
     fn grace_period_waits_for_readers_on_this_cpu() {
-        let rcu = Rcu::new();
+        // SAFETY: this test's thread is the domain's one CPU.
+        let rcu = unsafe { Rcu::new() };
         let r = rcu.read_lock();
         let c = rcu.get_state();
         assert!(!rcu.poll_state(c), "a reader from before the cookie is still inside");
@@ -499,7 +554,8 @@ mod tests {
 
     #[test]
     fn other_cpus_hold_grace_periods_until_quiescent() {
-        let rcu = Rcu::with_cpus(cpu, 2);
+        // SAFETY: each thread sets its own CPU number (`CPU`) first.
+        let rcu = unsafe { Rcu::with_cpus(cpu, 2) };
         CPU.with(|c| c.set(0));
         let cookie = rcu.get_state();
         assert!(!rcu.poll_state(cookie), "CPU 1 is online and has not reported");
@@ -515,7 +571,8 @@ mod tests {
 
     #[test]
     fn guests_and_idle_are_extended_quiescent_states() {
-        let rcu = Rcu::with_cpus(cpu, 3);
+        // SAFETY: each thread sets its own CPU number (`CPU`) first.
+        let rcu = unsafe { Rcu::with_cpus(cpu, 3) };
         CPU.with(|c| c.set(0));
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -547,7 +604,8 @@ mod tests {
 
     #[test]
     fn callbacks_run_after_the_grace_period_never_inside_a_section() {
-        let rcu = Rcu::new();
+        // SAFETY: this test's thread is the domain's one CPU.
+        let rcu = unsafe { Rcu::new() };
         let mut heads = [RcuHead::new(), RcuHead::new(), RcuHead::new()];
         let g = rcu.read_lock();
         for h in &mut heads {

@@ -419,7 +419,8 @@ fn busy_lock_against_the_order_is_deferred_then_finished_without_context() {
 /// In lock order the alias's lock is waited for, not deferred.
 #[test]
 fn busy_lock_in_order_is_waited_for() {
-    let env: &'static Env = Box::leak(Box::new(Env::new(64)));
+    // Two threads read tables at the same time: one CPU each.
+    let env: &'static Env = Box::leak(Box::new(Env::smp(64)));
     let rmap: &'static Rmap = Box::leak(Box::new(Rmap::new()));
     let x: &'static S2<'static> =
         Box::leak(Box::new(space(env, rmap, geo40(), A, LockMode::Split)));
@@ -436,12 +437,14 @@ fn busy_lock_in_order_is_waited_for() {
     };
     let (held_tx, held_rx) = mpsc::channel();
     let holder = std::thread::spawn(move || {
-        let rcu = hi.rcu().read_lock();
-        let pmd = hi.pmd_lookup(&rcu, Ipa(hi_ipa)).unwrap();
-        let busy = hi.pte_offset_map_lock(&pmd).unwrap();
-        held_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        drop(busy);
+        env.as_cpu(1, || {
+            let rcu = hi.rcu().read_lock();
+            let pmd = hi.pmd_lookup(&rcu, Ipa(hi_ipa)).unwrap();
+            let busy = hi.pte_offset_map_lock(&pmd).unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(busy);
+        })
     });
     held_rx.recv().unwrap();
     let c = within_5s("waiting in order", move || {

@@ -227,7 +227,8 @@ fn the_block_is_stored_only_after_the_invalidation_completed() {
         for mode in MODES {
             let mem = HostMemory::new(POOL);
             let tlb = WatchingTlb::new(&mem, ipa_caps, range);
-            let rcu = Rcu::new();
+            // SAFETY: this test runs on one thread.
+            let rcu = unsafe { Rcu::new() };
             let s2 = Stage2::new(geo40(), VMID, mode, &mem, &tlb, &rcu).unwrap();
             let geo = *s2.geometry();
             s2.map(Ipa(BASE), PhysAddr(PA), MB2, &Attrs::RAM, Granularity::Pages).unwrap();
@@ -343,7 +344,8 @@ fn copy_collapse_order_with_a_range_tlb() {
     for mode in MODES {
         let mem = HostMemory::new(POOL);
         let tlb = WatchingTlb::new(&mem, true, true);
-        let rcu = Rcu::new();
+        // SAFETY: this test runs on one thread.
+        let rcu = unsafe { Rcu::new() };
         let s2 = Stage2::new(geo40(), VMID, mode, &mem, &tlb, &rcu).unwrap();
         let geo = *s2.geometry();
         map_scattered(&s2, &Attrs::RAM);

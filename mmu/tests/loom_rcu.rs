@@ -64,7 +64,8 @@ impl Shared {
     fn new() -> Self {
         let obj = |v| Obj { data: UnsafeCell::new(v), freed: StdBool::new(false) };
         Self {
-            rcu: Rcu::with_cpus(cpu, 0),
+            // SAFETY: each loom thread has its own CPU number (`cpu`).
+            rcu: unsafe { Rcu::with_cpus(cpu, 0) },
             slot: AtomicU64::new(0),
             objs: [obj(100), obj(101)],
             cpu2_in_guest: StdBool::new(false),

@@ -21,7 +21,9 @@ fn every_path_through_table_memory() {
     // pages, so slots are found across root pages too.
     let geo = Geometry::aarch64(40, 48, Features::default()).unwrap();
     for mode in [LockMode::Split, LockMode::Single] {
-        let (mem, tlb, rcu) = (HostMemory::new(16), RecordingTlb::silent(), Rcu::new());
+        // SAFETY: this test runs on one thread.
+        let rcu = unsafe { Rcu::new() };
+        let (mem, tlb) = (HostMemory::new(16), RecordingTlb::silent());
         let s2 = Stage2::new(geo, Vmid(1), mode, &mem, &tlb, &rcu).unwrap();
         // Runs of pages (the walker's run slices), a block, a page at the
         // top of the second root page.
@@ -96,7 +98,9 @@ fn two_cpus_fault_one_table() {
         CPU.with(|c| c.get())
     }
     let geo = Geometry::aarch64(40, 48, Features::default()).unwrap();
-    let (mem, tlb, rcu) = (HostMemory::new(8), RecordingTlb::silent(), Rcu::with_cpus(cpu, 1));
+    // SAFETY: each thread sets its own CPU number (`CPU`) first.
+    let rcu = unsafe { Rcu::with_cpus(cpu, 1) };
+    let (mem, tlb) = (HostMemory::new(8), RecordingTlb::silent());
     let s2 = Stage2::new(geo, Vmid(1), LockMode::Split, &mem, &tlb, &rcu).unwrap();
     s2.map(Ipa(BASE), PhysAddr(0x8000_0000), PAGE_SIZE, &Attrs::RAM, Granularity::Pages).unwrap();
     std::thread::scope(|sc| {
@@ -135,8 +139,9 @@ fn two_cpus_fault_one_table() {
 fn aliases_made_coherent() {
     let geo = Geometry::aarch64(40, 48, Features::default()).unwrap();
     for mode in [LockMode::Split, LockMode::Single] {
-        let (mem, tlb, rcu, rmap) =
-            (HostMemory::new(16), RecordingTlb::silent(), Rcu::new(), mmu::Rmap::new());
+        // SAFETY: this test runs on one thread.
+        let rcu = unsafe { Rcu::new() };
+        let (mem, tlb, rmap) = (HostMemory::new(16), RecordingTlb::silent(), mmu::Rmap::new());
         let a = Stage2::new(geo, Vmid(1), mode, &mem, &tlb, &rcu).unwrap().with_rmap(&rmap);
         let b = Stage2::new(geo, Vmid(2), mode, &mem, &tlb, &rcu).unwrap().with_rmap(&rmap);
         let p = PhysAddr(0x8000_0000);

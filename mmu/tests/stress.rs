@@ -73,7 +73,8 @@ fn env(pages: usize) -> Env {
     Env {
         mem: HostMemory::new(pages).with_quarantine(QUARANTINE),
         tlb: RecordingTlb::silent(),
-        rcu: Rcu::with_cpus(thread_cpu, 1),
+        // SAFETY: each thread has its own CPU number (`thread_cpu`).
+        rcu: unsafe { Rcu::with_cpus(thread_cpu, 1) },
     }
 }
 

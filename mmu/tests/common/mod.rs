@@ -29,8 +29,11 @@ pub fn thread_cpu() -> usize {
 }
 
 impl Env {
+    /// For tests whose threads take turns (one runs, the others wait for
+    /// it): their RCU domain has one CPU. Threads that run at the same
+    /// time need [`Env::smp`].
     pub fn new(pages: usize) -> Self {
-        Self { mem: HostMemory::new(pages), tlb: RecordingTlb::new(), rcu: Rcu::new() }
+        Self::with_tlb(pages, RecordingTlb::new())
     }
     /// An environment whose RCU domain has `cpus` CPUs, one per thread:
     /// the calling thread is CPU 0, others run through [`Env::as_cpu`].
@@ -38,7 +41,9 @@ impl Env {
         Self {
             mem: HostMemory::new(pages),
             tlb: RecordingTlb::new(),
-            rcu: Rcu::with_cpus(thread_cpu, 1),
+            // SAFETY: each thread has its own CPU number (`CPU`, set by
+            // `as_cpu`; the calling thread is CPU 0).
+            rcu: unsafe { Rcu::with_cpus(thread_cpu, 1) },
         }
     }
     /// Runs `f` on this thread as CPU `cpu` (1..): online while it runs,
@@ -50,8 +55,11 @@ impl Env {
         self.rcu.offline();
         r
     }
+    /// [`Env::new`] with a given TLB recorder.
     pub fn with_tlb(pages: usize, tlb: RecordingTlb) -> Self {
-        Self { mem: HostMemory::new(pages), tlb, rcu: Rcu::new() }
+        // SAFETY: the threads of a test using `Env::new` take turns (see
+        // there).
+        Self { mem: HostMemory::new(pages), tlb, rcu: unsafe { Rcu::new() } }
     }
     pub fn stage2(&self, geo: Geometry, mode: LockMode) -> Stage2<'_, HostMemory, RecordingTlb> {
         Stage2::new(geo, Vmid(7), mode, &self.mem, &self.tlb, &self.rcu).expect("stage2")

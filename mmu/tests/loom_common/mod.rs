@@ -196,7 +196,8 @@ impl World {
         Box::leak(Box::new(World {
             mem: Memory::new(pages),
             tlb: NoTlb,
-            rcu: Rcu::with_cpus(cpu, 0),
+            // SAFETY: each loom thread has its own CPU number (`cpu`).
+            rcu: unsafe { Rcu::with_cpus(cpu, 0) },
         }))
     }
 
