@@ -3,9 +3,13 @@
 //! ARMv7-A with the virtualization extensions in Hyp mode.
 //!
 //! Policy (what to invalidate, when) is `mmu`'s; this crate carries it out.
-//! On other architectures (the host) it is empty, so the workspace builds.
+//! On other architectures (the host) it holds only what needs no Arm CPU:
+//! the TLBI operand encodings ([`tlbi`]), tested there.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(test)]
+extern crate std;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
@@ -14,3 +18,5 @@ pub mod barrier;
 
 #[cfg(target_arch = "arm")]
 pub mod armv7;
+/// TLBI operand encodings (AArch64), portable.
+pub mod tlbi;

@@ -101,8 +101,15 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
     /// Records that the valid entry at `level` for `ipa` was changed or
     /// removed. `last_level` is false when a table entry was removed, so
     /// cached walks through it go too.
+    ///
+    /// The level hint (TTL) names the level of the *leaf* a TLB may hold
+    /// for the IPA. A changed leaf is that leaf; under a removed table
+    /// entry the leaves may be cached at any deeper level, so a table entry
+    /// gets no hint (as Linux's `TLBI_TTL_UNKNOWN`): a hint of the table's
+    /// own level would let the CPU keep the leaves.
     pub fn add(&mut self, ipa: Ipa, level: Level, last_level: bool) {
-        self.push(Run { start: ipa.get(), count: 1, level, hint: Some(level), last_level });
+        let hint = last_level.then_some(level);
+        self.push(Run { start: ipa.get(), count: 1, level, hint, last_level });
     }
 
     /// Records that a table entry at `level` for `ipa` was removed together

@@ -12,17 +12,18 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use mmu::{Ipa, Level, TlbMaintenance, Vmid};
 
 use super::barrier::{dsb_ish, dsb_ishst, isb};
+use crate::tlbi::{self, RangeOp, RANGE_PAGES_LIMIT};
 use crate::{read_sysreg, write_sysreg};
-
-/// Ranges are split into runs of (NUM + 1) << (5 * SCALE + 1) pages, SCALE
-/// 0 to 3: that covers counts with bits 0 to 20 only, so below 2^21.
-const RANGE_PAGES_LIMIT: u64 = 1 << 21;
 
 /// TLB maintenance for one guest's stage 2.
 #[derive(Debug)]
 pub struct Stage2Tlb {
     vttbr: AtomicU64,
+    /// FEAT_TLBIRANGE: `TLBI RIPAS2E1IS`.
     range: bool,
+    /// FEAT_TTL: the level hint of `TLBI IPAS2E1IS` is honoured (without
+    /// it, those bits must be zero).
+    ttl: bool,
 }
 
 impl Stage2Tlb {
@@ -34,7 +35,13 @@ impl Stage2Tlb {
     pub fn new() -> Self {
         // ID_AA64ISAR0_EL1.TLB [59:56] = 0b0010: FEAT_TLBIRANGE.
         let isar0 = read_sysreg!("id_aa64isar0_el1");
-        Self { vttbr: AtomicU64::new(0), range: (isar0 >> 56) & 0xf >= 2 }
+        // ID_AA64MMFR2_EL1.TTL [51:48] = 0b0001: FEAT_TTL.
+        let mmfr2 = read_sysreg!("id_aa64mmfr2_el1");
+        Self {
+            vttbr: AtomicU64::new(0),
+            range: (isar0 >> 56) & 0xf >= 2,
+            ttl: (mmfr2 >> 48) & 0xf >= 1,
+        }
     }
 
     /// Sets the guest's `VTTBR_EL2` value (root and VMID).
@@ -45,6 +52,11 @@ impl Stage2Tlb {
     /// The VTTBR value this maintenance runs with.
     pub fn vttbr(&self) -> u64 {
         self.vttbr.load(Ordering::Acquire)
+    }
+
+    /// The level hint to give `IPAS2E1IS`: none without FEAT_TTL.
+    fn hint(&self, level: Option<Level>) -> Option<Level> {
+        level.filter(|_| self.ttl)
     }
 
     /// Runs `f` with this guest's VTTBR loaded.
@@ -68,17 +80,30 @@ impl Stage2Tlb {
     }
 }
 
-/// `TLBI IPAS2E1IS` or, for the last level only, `IPAS2LE1IS`.
-fn tlbi_ipa(ipa: u64, last_level: bool) {
-    let arg = (ipa >> 12) & ((1 << 36) - 1);
+/// `TLBI IPAS2E1IS` or, for the last level only, `IPAS2LE1IS`, with an
+/// operand from [`tlbi::ipas2`].
+fn tlbi_ipa(operand: u64, last_level: bool) {
     // SAFETY: TLB invalidation only drops cached translations.
     unsafe {
         if last_level {
-            asm!("tlbi ipas2le1is, {}", in(reg) arg, options(nostack, preserves_flags));
+            asm!("tlbi ipas2le1is, {}", in(reg) operand, options(nostack, preserves_flags));
         } else {
-            asm!("tlbi ipas2e1is, {}", in(reg) arg, options(nostack, preserves_flags));
+            asm!("tlbi ipas2e1is, {}", in(reg) operand, options(nostack, preserves_flags));
         }
     }
+}
+
+/// `TLBI RIPAS2E1IS` with an operand from [`tlbi::ripas2`].
+fn tlbi_ipa_range(operand: u64) {
+    // SAFETY: TLB invalidation only drops cached translations.
+    unsafe {
+        asm!(
+            ".arch_extension tlb-rmi",
+            "tlbi ripas2e1is, {}",
+            in(reg) operand,
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 impl Default for Stage2Tlb {
@@ -100,50 +125,27 @@ impl TlbMaintenance for Stage2Tlb {
         dsb_ishst();
     }
 
-    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, _level: Option<Level>, last_level: bool) {
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
         debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
-        self.with_vmid(|| tlbi_ipa(ipa.get(), last_level));
+        let operand = tlbi::ipas2(ipa.get(), self.hint(level));
+        self.with_vmid(|| tlbi_ipa(operand, last_level));
     }
 
-    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, _level: Option<Level>) {
+    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
         debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
         if !self.range || pages >= RANGE_PAGES_LIMIT {
             self.invalidate_vmid(vmid);
             return;
         }
+        // The range form's TTL field comes with FEAT_TLBIRANGE itself; the
+        // odd page's (IPAS2E1IS) needs FEAT_TTL.
+        let page_hint = self.hint(level);
         self.with_vmid(|| {
-            // Odd pages one by one, then runs of (NUM + 1) << (5 * SCALE + 1)
-            // pages with growing SCALE, as the encoding allows.
-            let (mut ipa, mut pages, mut scale) = (ipa.get(), pages, 0u64);
-            while pages > 0 {
-                if pages % 2 == 1 {
-                    tlbi_ipa(ipa, false);
-                    ipa += 4096;
-                    pages -= 1;
-                    continue;
+            for op in tlbi::range_ops(ipa.get(), pages, level, page_hint) {
+                match op {
+                    RangeOp::Page(x) => tlbi_ipa(x, false),
+                    RangeOp::Range(x) => tlbi_ipa_range(x),
                 }
-                let num = (pages >> (5 * scale + 1)) & 0x1f;
-                if num > 0 {
-                    // TG = 0b01 (4 KiB) [47:46], SCALE [45:44], NUM [43:39],
-                    // TTL [38:37] = 0 (no hint), BaseADDR [36:0].
-                    let arg = (1 << 46)
-                        | (scale << 44)
-                        | ((num - 1) << 39)
-                        | ((ipa >> 12) & ((1 << 37) - 1));
-                    // SAFETY: TLB invalidation only drops cached translations.
-                    unsafe {
-                        asm!(
-                            ".arch_extension tlb-rmi",
-                            "tlbi ripas2e1is, {}",
-                            in(reg) arg,
-                            options(nostack, preserves_flags)
-                        )
-                    };
-                    let done = num << (5 * scale + 1);
-                    ipa += done * 4096;
-                    pages -= done;
-                }
-                scale += 1;
             }
         });
     }
