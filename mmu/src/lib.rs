@@ -43,7 +43,7 @@ pub use desc::{pmd_same, pte_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareab
 pub use error::Error;
 pub use geometry::{Arch, Features, Geometry, Level};
 pub use memory::{PtDesc, TableMemory};
-pub use ops::{Granularity, Translation};
+pub use ops::{Granularity, Leaf, Translation, UNMAP_GATHER};
 pub use rcu::{Rcu, RcuReadGuard};
 pub use rmap::{Mapping, Rmap};
 pub use stage2::{LockMode, Stage2, Stats};

@@ -17,6 +17,10 @@ pub struct PtDesc {
     pub(crate) free_next: AtomicU64,
     /// Grace-period cookie after which the table may be freed.
     pub(crate) free_after: AtomicU64,
+    /// The IPA a level-3 table mapped when an unmap detached it with its
+    /// leaves: they are reported to the unmap's caller from the detached
+    /// table once the detach is invalidated (see `Stage2::unmap_with`).
+    pub(crate) detached_base: AtomicU64,
 }
 
 /// The metadata of a page that is not a table (the two `PtDesc::new`
@@ -29,6 +33,7 @@ macro_rules! blank_ptdesc {
             valid: AtomicU16::new(0),
             free_next: AtomicU64::new(0),
             free_after: AtomicU64::new(0),
+            detached_base: AtomicU64::new(0),
         }
     };
 }

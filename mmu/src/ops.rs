@@ -11,7 +11,7 @@
 //! only possible failures come before its leaf is written, and the
 //! rollback frees the tables it installed.
 
-use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
 use crate::desc::{Attrs, Desc};
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
@@ -45,6 +45,61 @@ pub struct Translation {
     pub attrs: Attrs,
     /// The raw leaf descriptor.
     pub desc: Desc,
+}
+
+/// A leaf an unmap removed: `size()` bytes of the caller's memory at `pa`,
+/// which were mapped at `ipa` (see [`Stage2::unmap_with`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Leaf {
+    /// The IPA the leaf mapped.
+    pub ipa: Ipa,
+    /// The memory it mapped.
+    pub pa: PhysAddr,
+    /// Its level: 1 (1 GiB), 2 (2 MiB) or 3 (4 KiB).
+    pub level: Level,
+}
+
+impl Leaf {
+    /// Bytes the leaf mapped.
+    pub fn size(&self) -> u64 {
+        level_size(self.level)
+    }
+}
+
+/// Leaves an unmap removes between two reports: the walk pauses when it
+/// has gathered this many, so an unmap of any size holds at most this many
+/// (plus the detached tables, linked through their own metadata).
+pub const UNMAP_GATHER: usize = 64;
+
+/// The leaves an unmap removed and has not reported yet (Linux's
+/// `mmu_gather`): a fixed array, so gathering allocates nothing.
+pub(crate) struct LeafGather {
+    leaves: [Leaf; UNMAP_GATHER],
+    len: usize,
+}
+
+impl LeafGather {
+    fn new() -> Self {
+        let none = Leaf { ipa: Ipa(0), pa: PhysAddr(0), level: 3 };
+        Self { leaves: [none; UNMAP_GATHER], len: 0 }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len == UNMAP_GATHER
+    }
+
+    pub(crate) fn push(&mut self, leaf: Leaf) {
+        self.leaves[self.len] = leaf;
+        self.len += 1;
+    }
+
+    /// Hands every gathered leaf to `put` and empties the gather.
+    fn report(&mut self, put: &mut dyn FnMut(Leaf)) {
+        for &leaf in &self.leaves[..self.len] {
+            put(leaf);
+        }
+        self.len = 0;
+    }
 }
 
 /// The mapping `map` builds: `ipa0..` to `pa0..` with fixed attributes.
@@ -268,10 +323,44 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitPrepare<'_> {
     }
 }
 
-/// Unmap, phase 2.
+/// Unmap, phase 2. Removed leaves are gathered (blocks and pages one by
+/// one; whole level-3 tables on the detached list, their leaves in them)
+/// and reported once their removal is invalidated; a full gather pauses
+/// the walk for that.
 struct UnmapCommit {
     cache: TableCache,
     detached: TableList,
+    leaves: LeafGather,
+}
+
+impl UnmapCommit {
+    /// Reports what was removed so far: the gathered leaves, then the
+    /// leaves of each level-3 table detached whole. The caller has flushed
+    /// the TLB batch; the tables stay on the list, to be freed after a
+    /// grace period (their entries are still intact: nothing writes a
+    /// detached table).
+    fn report<M: TableMemory, T: TlbMaintenance>(
+        &mut self,
+        s2: &Stage2<'_, M, T>,
+        put: &mut dyn FnMut(Leaf),
+    ) {
+        self.leaves.report(put);
+        self.detached.for_each_page(s2.mem, |table, pd| {
+            if pd.level() != 3 || pd.valid_entries() == 0 {
+                return;
+            }
+            let base = pd.detached_base.load(crate::sync::Ordering::Relaxed);
+            for i in 0..ENTRIES_PER_TABLE {
+                // The table is unreachable, unlocked and not yet freed.
+                let (slot, _) = s2.slot(table, i);
+                let d = Desc::from_bits(slot.load(crate::sync::Ordering::Relaxed));
+                if d.is_leaf(3) {
+                    let ipa = Ipa(base + i as u64 * PAGE_SIZE);
+                    put(Leaf { ipa, pa: d.addr(), level: 3 });
+                }
+            }
+        });
+    }
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
@@ -280,7 +369,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
         if cx.level != 2 || !cx.covers_entries() {
             return Ok(cx.start);
         }
-        cx.clear_covered(&mut self.detached)
+        cx.clear_covered(&mut self.detached, &mut self.leaves)
     }
 
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
@@ -296,7 +385,14 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
             return Ok(Step::Next);
         }
         if v.covers() {
+            let leaf = v.old.is_leaf(v.level);
+            if leaf && self.leaves.is_full() {
+                return Err(WalkError::Pause);
+            }
             cx.write(v.old, Desc::INVALID)?;
+            if leaf {
+                self.leaves.push(Leaf { ipa: Ipa(v.base), pa: v.old.addr(), level: v.level });
+            }
             return Ok(Step::Next);
         }
         cx.split(v.old, &mut self.cache)?;
@@ -475,25 +571,59 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// Unmaps `[ipa, ipa + size)`, splitting blocks the range cuts, and
     /// frees tables left empty (after a grace period). Unmapped holes are
     /// skipped. On return every removed entry has been invalidated in the
-    /// TLBs, so the caller may reuse the pages.
+    /// TLBs, so the caller may reuse the pages. [`Stage2::unmap_with`]
+    /// says which leaves went.
     pub fn unmap(&self, ipa: Ipa, size: u64) -> Result<(), Error> {
+        self.unmap_with(ipa, size, &mut |_| {})
+    }
+
+    /// [`Stage2::unmap`], handing every leaf it removes to `put` (Linux's
+    /// `put_page` after `zap_pte_range`): a block as one leaf, a page as
+    /// one, each exactly once. A leaf is handed over only after its
+    /// removal has been invalidated in the TLBs and forgotten by the
+    /// reverse map, and outside every page-table lock and RCU section, so
+    /// `put` may free or reuse its memory at once (it must not call back
+    /// into this address space's unmap on the same range).
+    ///
+    /// Bounded memory, whatever the range: the walk gathers at most
+    /// [`UNMAP_GATHER`] leaves, then stops, flushes the TLB batch, reports
+    /// them and resumes. Level-3 tables the range covers whole are detached
+    /// in one piece and their leaves reported from the detached table.
+    ///
+    /// If the unmap fails part way (`OutOfMemory`: a concurrent change made
+    /// it split more blocks than it prepared for), what it removed before
+    /// failing is still reported.
+    pub fn unmap_with(&self, ipa: Ipa, size: u64, put: &mut dyn FnMut(Leaf)) -> Result<(), Error> {
         let end = self.check_range(ipa, size)?;
         let mut batch = self.tlb_batch();
         let mut prep = SplitPrepare { needed: 0, attrs: None };
         self.walk(ipa.get(), end, &mut prep, &mut batch)?;
         let cache = TableCache::fill(self, prep.needed)?;
 
-        let mut commit = UnmapCommit { cache, detached: TableList::default() };
-        let result = self.walk(ipa.get(), end, &mut commit, &mut batch);
+        let mut commit =
+            UnmapCommit { cache, detached: TableList::default(), leaves: LeafGather::new() };
+        let mut from = ipa.get();
+        let result = loop {
+            let (reached, result) = self.walk_until(from, end, &mut commit, &mut batch);
+            // Invalidate before the leaves go back to the caller and the
+            // detached tables can be freed and reused.
+            batch.flush();
+            if let Some(r) = self.rmap {
+                // After the entries are gone: until then, `make_coherent`
+                // may still find and adjust them.
+                r.note_unmap(self.vmid, Ipa(from), reached - from);
+            }
+            commit.report(self, put);
+            self.defer_free(&mut commit.detached);
+            match result {
+                Ok(()) if reached < end => {
+                    debug_assert!(reached > from, "a paused unmap makes progress");
+                    from = reached;
+                }
+                done => break done,
+            }
+        };
         commit.cache.release(self);
-        // Invalidate before the detached tables can be freed and reused.
-        batch.flush();
-        if let Some(r) = self.rmap {
-            // After the entries are gone: until then, `make_coherent` may
-            // still find and adjust them.
-            r.note_unmap(self.vmid, ipa, size);
-        }
-        self.defer_free(&mut commit.detached);
         drop(batch);
         self.reclaim();
         result

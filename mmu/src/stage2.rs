@@ -91,10 +91,19 @@ impl TableList {
 
     /// Calls `f` on the metadata of every table on the list.
     pub(crate) fn for_each<M: TableMemory>(&self, mem: &M, mut f: impl FnMut(&PtDesc)) {
+        self.for_each_page(mem, |_, pd| f(pd));
+    }
+
+    /// Calls `f` on every table page on the list and its metadata.
+    pub(crate) fn for_each_page<M: TableMemory>(
+        &self,
+        mem: &M,
+        mut f: impl FnMut(PhysAddr, &PtDesc),
+    ) {
         let mut cur = self.head;
         while let Some(pa) = cur {
             let pd = mem.ptdesc(pa);
-            f(pd);
+            f(pa, pd);
             let next = pd.free_next.load(Ordering::Relaxed);
             cur = (next & 1 != 0).then_some(PhysAddr(next & !1));
         }

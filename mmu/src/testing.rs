@@ -292,6 +292,18 @@ impl RecordingTlb {
     pub fn take(&self) -> Vec<TlbOp> {
         core::mem::take(&mut *self.ops.lock().unwrap())
     }
+    /// The last call recorded (not taken yet), if any.
+    pub fn last(&self) -> Option<TlbOp> {
+        self.ops.lock().unwrap().last().copied()
+    }
+    /// How many calls are recorded (not taken yet).
+    pub fn len(&self) -> usize {
+        self.ops.lock().unwrap().len()
+    }
+    /// Whether no call is recorded (or all were taken).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn push(&self, op: TlbOp) {
         if self.record {
             self.ops.lock().unwrap().push(op);

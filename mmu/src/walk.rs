@@ -24,6 +24,7 @@ use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
+use crate::ops::{Leaf, LeafGather};
 use crate::rcu::load_entry;
 use crate::stage2::{EntrySlot, LockMode, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
@@ -35,6 +36,10 @@ pub(crate) enum WalkError {
     Retry,
     /// The entry changed under the visitor: read it again and revisit.
     Again,
+    /// The visitor must stop here for now (an unmap whose gather of
+    /// removed leaves is full): the walk returns how far it got, and the
+    /// caller resumes it from there.
+    Pause,
     /// The operation fails.
     Fail(Error),
 }
@@ -234,6 +239,8 @@ fn detach_locked<M: TableMemory, T: TlbMaintenance>(
     at.slot.store(0, Ordering::Release);
     at.pd.add_valid(-1);
     if live != 0 {
+        // Its leaves go with it; the unmap reports them from the table.
+        child.detached_base.store(at.ipa.get(), Ordering::Relaxed);
         batch.add_span(at.ipa, at.level);
     } else {
         batch.add(at.ipa, at.level, false);
@@ -340,10 +347,15 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
 
 impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
     /// Removes everything the run maps, for a run of level-2 entries it
-    /// covers whole: blocks are cleared, level-3 tables detached in one
-    /// piece (they hold no tables). Returns the IPA reached: the run's
-    /// end, or an entry it leaves to the per-entry visit.
-    pub fn clear_covered(&mut self, detached: &mut TableList) -> Result<u64, WalkError> {
+    /// covers whole: blocks are cleared and gathered in `leaves`, level-3
+    /// tables detached in one piece (they hold no tables). Returns the IPA
+    /// reached: the run's end, or an entry it leaves to the per-entry
+    /// visit (one it cannot clear, or a block when `leaves` is full).
+    pub fn clear_covered(
+        &mut self,
+        detached: &mut TableList,
+        leaves: &mut LeafGather,
+    ) -> Result<u64, WalkError> {
         debug_assert!(self.level == 2 && self.covers_entries());
         let pd = lock_page(self.s2, self.held, self.page, self.parent)?;
         let (base, size) = (self.base(), level_size(self.level));
@@ -353,8 +365,9 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
             let at = EntrySlot { slot, pd, level: self.level, ipa: Ipa(ipa) };
             if cur.is_table(self.level) {
                 detach_locked(self.s2, at, cur, self.batch, detached, false);
-            } else if cur.is_leaf(self.level) {
+            } else if cur.is_leaf(self.level) && !leaves.is_full() {
                 self.s2.write_entry(at, cur, Desc::INVALID, self.batch);
+                leaves.push(Leaf { ipa: Ipa(ipa), pa: cur.addr(), level: self.level });
             } else if cur.is_valid() {
                 return Ok(ipa.max(self.start));
             }
@@ -427,14 +440,32 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         v: &mut V,
         batch: &mut TlbBatch<'s, T>,
     ) -> Result<(), Error> {
+        let (reached, result) = self.walk_until(start, end, v, batch);
+        debug_assert!(result.is_err() || reached == end, "only unmap's visitor pauses");
+        result
+    }
+
+    /// [`Stage2::walk`] for a visitor that may pause ([`WalkError::Pause`]):
+    /// returns how far the walk got (every entry below was visited; `end`
+    /// when it completed) with its outcome. The RCU section ends with the
+    /// call, so the caller may act on what the visitor gathered and resume
+    /// from there.
+    pub(crate) fn walk_until<'s, V: Visitor<M, T>>(
+        &'s self,
+        start: u64,
+        end: u64,
+        v: &mut V,
+        batch: &mut TlbBatch<'s, T>,
+    ) -> (u64, Result<(), Error>) {
         let _rcu = self.rcu.read_lock();
         let mut progress = start;
         loop {
             let level = self.geo.start_level();
             match self.walk_table(self.root, level, None, progress, end, v, batch, &mut progress) {
-                Ok(()) => return Ok(()),
-                Err(WalkError::Fail(e)) => return Err(e),
-                Err(_) => crate::sync::spin_hint(),
+                Ok(()) => return (end, Ok(())),
+                Err(WalkError::Fail(e)) => return (progress, Err(e)),
+                Err(WalkError::Pause) => return (progress, Ok(())),
+                Err(WalkError::Retry | WalkError::Again) => crate::sync::spin_hint(),
             }
         }
     }

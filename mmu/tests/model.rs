@@ -163,6 +163,30 @@ impl Tree {
         }
     }
 
+    /// The leaves an unmap of `[s, e)` removes, as `unmap_with` reports
+    /// them (IPA, PA, level): the leaves covered whole, and the pieces of
+    /// those the range cuts, split level by level.
+    fn removed(&self, s: u64, e: u64) -> BTreeSet<(u64, u64, u8)> {
+        fn add(out: &mut BTreeSet<(u64, u64, u8)>, b: u64, lf: Leaf, s: u64, e: u64) {
+            let end = b + lf.size();
+            if end <= s || b >= e {
+            } else if s <= b && end <= e {
+                out.insert((b, lf.pa, lf.level));
+            } else {
+                let cs = level_size(lf.level + 1);
+                for i in 0..512 {
+                    let child = Leaf { level: lf.level + 1, pa: lf.pa + i * cs, ..lf };
+                    add(out, b + i * cs, child, s, e);
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        for (b, lf) in self.overlapping(s, e) {
+            add(&mut out, b, lf, s, e);
+        }
+        out
+    }
+
     /// Unmap (`attrs == None`) or protect: returns the changed pieces.
     fn cut(&mut self, s: u64, e: u64, attrs: Option<Attrs>) -> Vec<Changed> {
         let mut changed = Vec::new();
@@ -541,8 +565,15 @@ fn run_case(st: &Setup, case: &Case) {
                 (s2.map(Ipa(s), PhysAddr(pa), len, &a, gran), want, vec![])
             }
             Op::Unmap { .. } => {
+                let want_removed = tree.removed(s, e);
                 let changed = tree.cut(s, e, None);
-                (s2.unmap(Ipa(s), len), Ok(()), changed)
+                let mut removed = BTreeSet::new();
+                let got = s2.unmap_with(Ipa(s), len, &mut |l| {
+                    let new = removed.insert((l.ipa.get(), l.pa.get(), l.level));
+                    assert!(new, "{what}: {l:?} reported twice");
+                });
+                assert_eq!(removed, want_removed, "{what}: the leaves reported");
+                (got, Ok(()), changed)
             }
             Op::Protect { attrs: a, .. } => {
                 let a = attrs[a % attrs.len()];
