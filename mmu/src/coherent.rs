@@ -317,13 +317,25 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
 
     /// Starts tracking the page mapped at `ipa` in the reverse map, with
     /// this mapping recorded: from now on every mapping of it is recorded,
-    /// so [`make_coherent`] finds them. Returns the page.
+    /// so [`make_coherent`] finds them. Returns the page. The page is
+    /// charged to this space's quota unless it is tracked already.
     ///
     /// Errors, with nothing changed: `BadConfig` (no reverse map),
     /// `Unaligned`, `OutOfRange`, `NotMapped` (no page at `ipa`: unmapped
-    /// or inside a block, which the caller splits first), `OutOfMemory`
-    /// (the reverse map is full).
+    /// or inside a block, which the caller splits first), `ReverseMapFull`
+    /// (no slot, this space's quota, or the page's mappings).
     pub fn track_page(&self, ipa: Ipa) -> Result<PhysAddr, Error> {
+        self.track_at(ipa, false)
+    }
+
+    /// [`Stage2::track_page`] plus a hold on the page, in one step (see
+    /// [`Rmap`]): for a mapping to come, such as an alias the guest has not
+    /// touched yet. [`Rmap::unhold`] drops it.
+    pub fn hold_page(&self, ipa: Ipa) -> Result<PhysAddr, Error> {
+        self.track_at(ipa, true)
+    }
+
+    fn track_at(&self, ipa: Ipa, hold: bool) -> Result<PhysAddr, Error> {
         let rmap: &Rmap = self.rmap.ok_or(Error::BadConfig)?;
         if !ipa.is_aligned(PAGE_SIZE) {
             return Err(Error::Unaligned);
@@ -340,7 +352,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         if !e.is_leaf(3) {
             return Err(Error::NotMapped);
         }
-        rmap.track(e.addr(), Mapping { vmid: self.vmid, ipa })?;
+        rmap.track(e.addr(), Mapping { vmid: self.vmid, ipa }, hold)?;
         Ok(e.addr())
     }
 }

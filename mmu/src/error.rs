@@ -14,9 +14,11 @@ pub enum Error {
     /// The range is already mapped (to something else) and the operation
     /// does not replace mappings.
     AlreadyMapped,
-    /// The page allocator ran out of table pages, or the reverse map out of
-    /// room (tracked pages, or mappings of one page).
+    /// The page allocator ran out of table pages.
     OutOfMemory,
+    /// The reverse map has no room: every slot taken, the address space's
+    /// quota of tracked pages reached, or a page's mappings all recorded.
+    ReverseMapFull,
     /// Attributes that cannot be encoded or make no sense (executable device
     /// memory, split XN without FEAT_XNX, software bits out of range).
     BadAttributes,
@@ -42,7 +44,8 @@ impl fmt::Display for Error {
             Error::Unaligned => "address or size not aligned",
             Error::OutOfRange => "address range out of bounds",
             Error::AlreadyMapped => "range already mapped",
-            Error::OutOfMemory => "out of table memory or reverse-map room",
+            Error::OutOfMemory => "out of table memory",
+            Error::ReverseMapFull => "reverse map full (slots, quota or mappings of a page)",
             Error::BadAttributes => "invalid stage-2 attributes",
             Error::BadConfig => "unsupported stage-2 configuration",
             Error::NotATable => "entry is not a table",

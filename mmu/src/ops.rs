@@ -47,8 +47,8 @@ pub struct Translation {
     pub desc: Desc,
 }
 
-/// A leaf an unmap removed: `size()` bytes of the caller's memory at `pa`,
-/// which were mapped at `ipa` (see [`Stage2::unmap_with`]).
+/// A leaf an unmap removed: `size()` bytes at `pa`, which were mapped at
+/// `ipa` (see [`Stage2::unmap_with`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Leaf {
     /// The IPA the leaf mapped.
@@ -57,6 +57,10 @@ pub struct Leaf {
     pub pa: PhysAddr,
     /// Its level: 1 (1 GiB), 2 (2 MiB) or 3 (4 KiB).
     pub level: Level,
+    /// Whether the memory is the caller's again: true unless it is a
+    /// tracked page (see [`Rmap`](crate::Rmap)) that something else still
+    /// maps or holds, whose last reference will own it instead.
+    pub owned: bool,
 }
 
 impl Leaf {
@@ -80,7 +84,7 @@ pub(crate) struct LeafGather {
 
 impl LeafGather {
     fn new() -> Self {
-        let none = Leaf { ipa: Ipa(0), pa: PhysAddr(0), level: 3 };
+        let none = Leaf { ipa: Ipa(0), pa: PhysAddr(0), level: 3, owned: false };
         Self { leaves: [none; UNMAP_GATHER], len: 0 }
     }
 
@@ -93,10 +97,10 @@ impl LeafGather {
         self.len += 1;
     }
 
-    /// Hands every gathered leaf to `put` and empties the gather.
-    fn report(&mut self, put: &mut dyn FnMut(Leaf)) {
+    /// Hands every gathered leaf to `hand` and empties the gather.
+    fn report(&mut self, mut hand: impl FnMut(Leaf)) {
         for &leaf in &self.leaves[..self.len] {
-            put(leaf);
+            hand(leaf);
         }
         self.len = 0;
     }
@@ -344,7 +348,7 @@ impl UnmapCommit {
         s2: &Stage2<'_, M, T>,
         put: &mut dyn FnMut(Leaf),
     ) {
-        self.leaves.report(put);
+        self.leaves.report(|leaf| s2.hand_over(leaf, put));
         self.detached.for_each_page(s2.mem, |table, pd| {
             if pd.level() != 3 || pd.valid_entries() == 0 {
                 return;
@@ -356,7 +360,7 @@ impl UnmapCommit {
                 let d = Desc::from_bits(slot.load(crate::sync::Ordering::Relaxed));
                 if d.is_leaf(3) {
                     let ipa = Ipa(base + i as u64 * PAGE_SIZE);
-                    put(Leaf { ipa, pa: d.addr(), level: 3 });
+                    s2.hand_over(Leaf { ipa, pa: d.addr(), level: 3, owned: true }, put);
                 }
             }
         });
@@ -391,7 +395,8 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
             }
             cx.write(v.old, Desc::INVALID)?;
             if leaf {
-                self.leaves.push(Leaf { ipa: Ipa(v.base), pa: v.old.addr(), level: v.level });
+                let (ipa, pa) = (Ipa(v.base), v.old.addr());
+                self.leaves.push(Leaf { ipa, pa, level: v.level, owned: true });
             }
             return Ok(Step::Next);
         }
@@ -582,8 +587,11 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// one, each exactly once. A leaf is handed over only after its
     /// removal has been invalidated in the TLBs and forgotten by the
     /// reverse map, and outside every page-table lock and RCU section, so
-    /// `put` may free or reuse its memory at once (it must not call back
-    /// into this address space's unmap on the same range).
+    /// `put` may free or reuse its memory at once when [`Leaf::owned`]
+    /// says it is the caller's (it must not call back into this address
+    /// space's unmap on the same range). With a reverse map, a tracked page
+    /// still mapped or held elsewhere comes with `owned` false: the one
+    /// that drops its last reference gets it, exactly once.
     ///
     /// Bounded memory, whatever the range: the walk gathers at most
     /// [`UNMAP_GATHER`] leaves, then stops, flushes the TLB batch, reports
@@ -608,11 +616,6 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             // Invalidate before the leaves go back to the caller and the
             // detached tables can be freed and reused.
             batch.flush();
-            if let Some(r) = self.rmap {
-                // After the entries are gone: until then, `make_coherent`
-                // may still find and adjust them.
-                r.note_unmap(self.vmid, Ipa(from), reached - from);
-            }
             commit.report(self, put);
             self.defer_free(&mut commit.detached);
             match result {
@@ -627,6 +630,27 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         drop(batch);
         self.reclaim();
         result
+    }
+
+    /// Hands a removed leaf to `put`, its removal invalidated: the reverse
+    /// map forgets the mapping first (after the entry is gone: until then,
+    /// `make_coherent` may still find and adjust it) and says whether the
+    /// caller owns the memory. A block holding tracked pages is handed
+    /// over page by page, each with its own answer.
+    fn hand_over(&self, leaf: Leaf, put: &mut dyn FnMut(Leaf)) {
+        let Some(r) = self.rmap else { return put(leaf) };
+        if leaf.level == 3 {
+            let owned = r.forget_page(self.vmid, leaf.ipa, leaf.pa);
+            return put(Leaf { owned, ..leaf });
+        }
+        if !r.any_tracked_in(leaf.pa, leaf.size()) {
+            return put(leaf);
+        }
+        for off in (0..leaf.size()).step_by(PAGE_SIZE as usize) {
+            let (ipa, pa) = (Ipa(leaf.ipa.get() + off), PhysAddr(leaf.pa.get() + off));
+            let owned = r.forget_page(self.vmid, ipa, pa);
+            put(Leaf { ipa, pa, level: 3, owned });
+        }
     }
 
     /// Sets the attributes of every mapped leaf in `[ipa, ipa + size)` to

@@ -367,7 +367,7 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
                 detach_locked(self.s2, at, cur, self.batch, detached, false);
             } else if cur.is_leaf(self.level) && !leaves.is_full() {
                 self.s2.write_entry(at, cur, Desc::INVALID, self.batch);
-                leaves.push(Leaf { ipa: Ipa(ipa), pa: cur.addr(), level: self.level });
+                leaves.push(Leaf { ipa: Ipa(ipa), pa: cur.addr(), level: self.level, owned: true });
             } else if cur.is_valid() {
                 return Ok(ipa.max(self.start));
             }

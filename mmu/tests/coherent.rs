@@ -537,8 +537,12 @@ fn reverse_map_follows_unmap_failed_map_copy_collapse_and_drop() {
     // Copying collapse would move the page away from its aliases.
     let base = 0x4000_0000;
     let p0 = P & !(MB2 - 1);
-    a.unmap(Ipa(IPA1), PAGE).unwrap();
-    assert_eq!(maps(), []);
+    // Held (an alias to come, say), the page stays tracked when its last
+    // mapping goes, and that unmap does not own it.
+    rmap.hold(PhysAddr(P)).unwrap();
+    let mut owned = Vec::new();
+    a.unmap_with(Ipa(IPA1), PAGE, &mut |l| owned.push(l.owned)).unwrap();
+    assert_eq!((maps(), owned), (vec![], vec![false]));
     a.map(Ipa(base), PhysAddr(p0), MB2, &Attrs::RAM, Granularity::Pages).unwrap();
     assert_eq!(maps(), [(A, base + (P - p0))], "map records a tracked page inside a range");
     assert_eq!(
@@ -546,6 +550,7 @@ fn reverse_map_follows_unmap_failed_map_copy_collapse_and_drop() {
         Some(Error::NotCollapsible)
     );
     a.unmap(Ipa(base), MB2).unwrap();
-    assert!(rmap.release(PhysAddr(P)));
+    assert!(!rmap.release(PhysAddr(P)), "held");
+    assert!(rmap.unhold(PhysAddr(P)), "the last reference owns it");
     assert_eq!(rmap.tracked(), 0);
 }

@@ -131,16 +131,42 @@ fn reported_pages_are_forgotten_by_the_reverse_map_first() {
     s2.map(Ipa(ipa), PhysAddr(pa), 8 * PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
     let tracked = PhysAddr(pa + 3 * PAGE);
     s2.track_page(Ipa(ipa + 3 * PAGE)).unwrap();
-    let mut released = Vec::new();
+    let mut owned = Vec::new();
     s2.unmap_with(Ipa(ipa), 8 * PAGE, &mut |leaf| {
+        owned.push(leaf.owned);
         if leaf.pa == tracked {
-            // Nothing maps it any more: the reverse map lets it go.
-            released.push(rmap.release(leaf.pa));
+            // Nothing maps it any more: forgotten and untracked already.
+            assert!(!rmap.is_tracked(leaf.pa));
         }
     })
     .unwrap();
-    assert_eq!(released, [true]);
+    assert_eq!(owned, [true; 8]);
     assert_eq!(rmap.tracked(), 0);
+}
+
+#[test]
+fn a_shared_page_goes_to_the_last_unmap_only() {
+    let env = Env::new(64);
+    let rmap = Rmap::new();
+    let a = env.stage2(geo40(), mmu::LockMode::Split).with_rmap(&rmap);
+    let b = Stage2::new(geo40(), mmu::Vmid(9), mmu::LockMode::Split, &env.mem, &env.tlb, &env.rcu)
+        .unwrap()
+        .with_rmap(&rmap);
+    let p = PhysAddr(0x8000_0000);
+    a.map(Ipa(0x4000_0000), p, PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
+    a.hold_page(Ipa(0x4000_0000)).unwrap();
+    b.map(Ipa(0x5000_0000), p, PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
+    b.map(Ipa(0x5000_1000), p, PAGE, &Attrs::RAM, Granularity::Pages).unwrap();
+    let unmap = |s: &Stage2<'_, _, _>, ipa: u64| {
+        let mut got = Vec::new();
+        s.unmap_with(Ipa(ipa), PAGE, &mut |l| got.push(l.owned)).unwrap();
+        got
+    };
+    assert_eq!(unmap(&a, 0x4000_0000), [false], "mapped twice in B, and held");
+    assert_eq!(unmap(&b, 0x5000_0000), [false], "mapped once more, and held");
+    assert!(!rmap.unhold(p), "the hold goes; B still maps it");
+    assert!(!rmap.is_tracked(p), "one mapping, no hold: an ordinary page of B's");
+    assert_eq!(unmap(&b, 0x5000_1000), [true], "B's last mapping owns it");
 }
 
 #[test]
