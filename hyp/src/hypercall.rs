@@ -79,13 +79,23 @@ pub enum Stat {
     AliasesDeferred = 18,
     /// Entries in the VM's alias table now.
     AliasEntries = 19,
-    /// Pages other VMs shared into this one (`HYP_SHARE` with it as target).
+    /// Shares this VM accepted (`HYP_ACCEPT`).
     SharesReceived = 20,
+    /// Tracked pages this VM is charged for in the reverse map (its quota
+    /// is `vm::RMAP_QUOTA`).
+    TrackedPages = 21,
+    /// Offers this VM has out (`HYP_SHARE`).
+    Offers = 22,
+    /// Undefined-instruction exceptions injected into it (traps the
+    /// hypervisor does not emulate).
+    UndefInjected = 23,
+    /// Hypercalls and PSCI calls it made that were refused.
+    CallsRefused = 24,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 21] = [
+    pub const ALL: [Stat; 25] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -107,6 +117,10 @@ impl Stat {
         Stat::AliasesDeferred,
         Stat::AliasEntries,
         Stat::SharesReceived,
+        Stat::TrackedPages,
+        Stat::Offers,
+        Stat::UndefInjected,
+        Stat::CallsRefused,
     ];
 
     /// A short name for tables.
@@ -133,6 +147,10 @@ impl Stat {
             Stat::AliasesDeferred => "aliases deferred",
             Stat::AliasEntries => "alias entries",
             Stat::SharesReceived => "shares received",
+            Stat::TrackedPages => "tracked pages",
+            Stat::Offers => "offers out",
+            Stat::UndefInjected => "undefs injected",
+            Stat::CallsRefused => "calls refused",
         }
     }
 }
@@ -208,17 +226,70 @@ pub enum Call {
         /// The page that will map it too.
         dst: u64,
     },
-    /// `HYP_SHARE`: the page at `dst` in VM `vm` becomes another mapping of
-    /// the caller's page at `src`.
+    /// `HYP_SHARE`: offers the caller's page at `src` to VM `vm`.
     Share {
         /// The caller's page.
         src: u64,
-        /// The target VM's id (exists, not the caller).
+        /// The receiving VM's id (exists, not the caller).
         vm: u64,
-        /// The page in the target VM's RAM.
+    },
+    /// `HYP_ACCEPT`: maps an offer made to the caller at one of its pages.
+    Accept {
+        /// The offer's handle.
+        handle: Handle,
+        /// The caller's page that will map it.
         dst: u64,
     },
+    /// `HYP_REVOKE`: the caller withdraws an offer it made.
+    Revoke(Handle),
+    /// `HYP_RELINQUISH`: the caller drops its mapping of an offer.
+    Relinquish(Handle),
+    /// `HYP_OFFERED`: the `n`-th offer made to the caller.
+    Offered(u64),
 }
+
+/// Why a validated call failed; changes nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallError {
+    /// It names nothing the caller may use (an offer that does not exist
+    /// or is not the caller's, a share accepted already, ...).
+    Invalid(&'static str),
+    /// A bounded table is full (alias table, offers).
+    NoMemory(&'static str),
+    /// The stage-2 operation was refused.
+    Mmu(mmu::Error),
+}
+
+impl CallError {
+    /// The value for `x0`.
+    pub fn code(self) -> u64 {
+        match self {
+            CallError::Invalid(_) => SmcccError::InvalidParameter.code(),
+            CallError::NoMemory(_)
+            | CallError::Mmu(mmu::Error::OutOfMemory | mmu::Error::ReverseMapFull) => {
+                SmcccError::NoMemory.code()
+            }
+            CallError::Mmu(_) => SmcccError::InvalidParameter.code(),
+        }
+    }
+}
+
+impl From<mmu::Error> for CallError {
+    fn from(e: mmu::Error) -> Self {
+        CallError::Mmu(e)
+    }
+}
+
+impl core::fmt::Display for CallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CallError::Invalid(why) | CallError::NoMemory(why) => f.write_str(why),
+            CallError::Mmu(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub use crate::vm::share::Handle;
 
 /// The VM making a hypercall, as far as validation needs it.
 pub struct Caller<'a> {
@@ -283,7 +354,7 @@ pub fn decode(fid: u32, a: [u64; 6], caller: &Caller<'_>) -> Result<Call, SmcccE
             }
             Ok(Call::Protect { ipa: a[0], size: a[1], perms: a[2] })
         }
-        0x06 if a[0] <= 2 => Ok(Call::SetPolicy(a[0])),
+        0x06 if crate::vm::Policy::from_abi(a[0]).is_some() => Ok(Call::SetPolicy(a[0])),
         0x06 => Err(SmcccError::InvalidParameter),
         0x07 => block_arg(a, ram).map(|(ipa, level)| Call::Collapse { ipa, level }),
         0x08 => block_arg(a, ram).map(|(ipa, level)| Call::Split { ipa, level }),
@@ -297,14 +368,22 @@ pub fn decode(fid: u32, a: [u64; 6], caller: &Caller<'_>) -> Result<Call, SmcccE
         }
         0x0a => {
             ram_range(a[0], PAGE, ram)?;
-            if a[1] == caller.id {
+            // x3 must be zero: the receiver, not the owner, names the IPA
+            // the page is mapped at (an owner naming one is refused).
+            if a[1] == caller.id || a[2] != 0 || (caller.vm_ram)(a[1]).is_none() {
                 return Err(SmcccError::InvalidParameter);
             }
-            let target = (caller.vm_ram)(a[1]).ok_or(SmcccError::InvalidParameter)?;
-            ram_range(a[2], PAGE, target)?;
-            Ok(Call::Share { src: a[0], vm: a[1], dst: a[2] })
+            Ok(Call::Share { src: a[0], vm: a[1] })
         }
         0x0b => ram_range(a[0], a[1], ram).map(|_| Call::DirtyCount { ipa: a[0], size: a[1] }),
+        0x0c => {
+            let handle = Handle::from_reg(a[0]).ok_or(SmcccError::InvalidParameter)?;
+            ram_range(a[1], PAGE, ram)?;
+            Ok(Call::Accept { handle, dst: a[1] })
+        }
+        0x0d => Handle::from_reg(a[0]).map(Call::Revoke).ok_or(SmcccError::InvalidParameter),
+        0x0e => Handle::from_reg(a[0]).map(Call::Relinquish).ok_or(SmcccError::InvalidParameter),
+        0x0f => Ok(Call::Offered(a[0])),
         _ => Err(SmcccError::NotSupported),
     }
 }
@@ -398,14 +477,14 @@ mod tests {
         // Unknown permission bits; write without read.
         assert_eq!(call(5, [0x4000_0000, 4096, 8, 0, 0, 0]), Err(bad));
         assert_eq!(call(5, [0x4000_0000, 4096, 2, 0, 0, 0]), Err(bad));
-        assert_eq!(call(2, [21, 0, 0, 0, 0, 0]), Err(bad));
+        assert_eq!(call(2, [Stat::ALL.len() as u64, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(2, [u64::MAX, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(6, [3, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(0x0b, [0x4000_0001, 4096, 0, 0, 0, 0]), Err(bad));
         // Collapse/split: 2 MiB aligned, whole block in RAM.
         assert_eq!(call(7, [0x4020_1000, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(8, [0x4000_0000 + (128 << 20), 0, 0, 0, 0, 0]), Err(bad));
-        assert_eq!(call(0x0c, [0; 6]), Err(SmcccError::NotSupported));
+        assert_eq!(call(0x10, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(decode_as(1, RAM, 0xC600_1000, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);
         assert_eq!(SmcccError::NoMemory.code(), (-4i64) as u64);
@@ -417,16 +496,20 @@ mod tests {
         assert_eq!(call(9, [a, b, 0, 0, 0, 0]), Ok(Call::Alias { src: a, dst: b }));
         let last = 0x4000_0000 + (128 << 20) - 4096;
         assert_eq!(call(9, [last, a, 0, 0, 0, 0]), Ok(Call::Alias { src: last, dst: a }));
-        assert_eq!(call(0x0a, [a, 2, b, 0, 0, 0]), Ok(Call::Share { src: a, vm: 2, dst: b }));
-        // VM 2 shares into VM 1; VM 3's RAM is smaller and checked as its own.
+        assert_eq!(call(0x0a, [a, 2, 0, 0, 0, 0]), Ok(Call::Share { src: a, vm: 2 }));
+        // VM 2 offers to VM 1.
         assert_eq!(
-            decode_as(2, RAM, HYP_BASE + 0x0a, [a, 1, a, 0, 0, 0]),
-            Ok(Call::Share { src: a, vm: 1, dst: a })
+            decode_as(2, RAM, HYP_BASE + 0x0a, [a, 1, 0, 0, 0, 0]),
+            Ok(Call::Share { src: a, vm: 1 })
         );
+        let h = Handle(0x0020_0001);
         assert_eq!(
-            call(0x0a, [a, 3, 0x401f_f000, 0, 0, 0]),
-            Ok(Call::Share { src: a, vm: 3, dst: 0x401f_f000 })
+            call(0x0c, [u64::from(h.0), b, 0, 0, 0, 0]),
+            Ok(Call::Accept { handle: h, dst: b })
         );
+        assert_eq!(call(0x0d, [u64::from(h.0), 0, 0, 0, 0, 0]), Ok(Call::Revoke(h)));
+        assert_eq!(call(0x0e, [u64::from(h.0), 0, 0, 0, 0, 0]), Ok(Call::Relinquish(h)));
+        assert_eq!(call(0x0f, [3, 0, 0, 0, 0, 0]), Ok(Call::Offered(3)));
     }
 
     #[test]
@@ -442,17 +525,23 @@ mod tests {
         assert_eq!(call(9, [a, end, 0, 0, 0, 0]), bad);
         assert_eq!(call(9, [!0xfff_u64, b, 0, 0, 0, 0]), bad);
         // Share: with itself, with a VM that does not exist (0, 4, huge),
-        // a source outside the caller's RAM, a target page outside the
-        // target's RAM (VM 3's is 2 MiB), unaligned.
-        assert_eq!(call(0x0a, [a, 1, b, 0, 0, 0]), bad);
+        // a source outside the caller's RAM, unaligned; and an owner naming
+        // the IPA in the other VM (the old, consentless form).
+        assert_eq!(call(0x0a, [a, 1, 0, 0, 0, 0]), bad);
         for vm in [0, 4, u64::MAX] {
-            assert_eq!(call(0x0a, [a, vm, b, 0, 0, 0]), bad);
+            assert_eq!(call(0x0a, [a, vm, 0, 0, 0, 0]), bad);
         }
-        assert_eq!(call(0x0a, [end, 2, b, 0, 0, 0]), bad);
-        assert_eq!(call(0x0a, [a, 2, end, 0, 0, 0]), bad);
-        assert_eq!(call(0x0a, [a, 3, 0x4020_0000, 0, 0, 0]), bad);
-        assert_eq!(call(0x0a, [a, 2, b + 4, 0, 0, 0]), bad);
-        assert_eq!(call(0x0a, [a + 4, 2, b, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [end, 2, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a + 4, 2, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0a, [a, 2, b, 0, 0, 0]), bad, "the receiver names the IPA");
+        // Accept: a value that cannot be a handle; a page outside the
+        // caller's RAM or unaligned.
+        assert_eq!(call(0x0c, [1 << 28, b, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0c, [u64::MAX, b, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0c, [0x0020_0001, end, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0c, [0x0020_0001, b + 4, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0d, [u64::MAX, 0, 0, 0, 0, 0]), bad);
+        assert_eq!(call(0x0e, [1 << 40, 0, 0, 0, 0, 0]), bad);
     }
 
     #[test]

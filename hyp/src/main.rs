@@ -10,25 +10,30 @@
 
 extern crate alloc;
 
-pub mod alias;
 pub mod board;
+pub mod calls;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
 mod cpu;
+#[cfg(target_os = "none")]
+mod el2;
 pub mod fdt_writer;
 pub mod hypercall;
 pub mod image;
+pub mod machine;
 #[cfg(target_os = "none")]
 mod mm;
 pub mod platform;
 pub mod psci;
+pub mod ratelimit;
+#[cfg(test)]
+mod testing;
 #[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod uart;
-#[cfg(target_os = "none")]
-mod vm;
+pub mod vm;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -46,12 +51,13 @@ mod hyp_main {
 
     use crate::board;
     use crate::cpu::{self, cpu_index, Exit};
+    use crate::el2::El2;
     use crate::mm::{self, TablePool};
     use crate::platform::Board;
     use crate::platform::{self, Config, Platform};
     use crate::psci::{self, Conduit};
-    use crate::trap::{self, Action};
-    use crate::vm::{self, Policy, Vcpu, VcpuStatus, Vm, IMAGE_IPA, RAM_BASE, RUNQ, VMS};
+    use crate::trap::{self, Action, Vcpu};
+    use crate::vm::{self, Guests, Policy, IMAGE_IPA, RAM_BASE};
     use crate::{console, image, println};
 
     /// The demo guest built into the image (empty without one).
@@ -69,6 +75,10 @@ mod hyp_main {
     // masked and never migrates, so each CPU's number is its own.
     static RCU: Rcu = unsafe { Rcu::with_cpus(cpu_index, 1) };
     static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    /// The VMs' reverse map (tens of KiB: not for a stack).
+    static RMAP: mmu::Rmap = mmu::Rmap::with_quota(vm::RMAP_QUOTA);
+    /// The VMs, set once by the boot CPU before the others start.
+    static GUESTS: spin::Once<&'static Guests<El2>> = spin::Once::new();
 
     fn conduit() -> Option<Conduit> {
         match CONDUIT.load(Ordering::Relaxed) {
@@ -217,10 +227,16 @@ mod hyp_main {
         } else {
             mmu::LockMode::Split
         };
-        vm::set_coherency(cfg.coherency);
-        for id in 1..=cfg.vms {
-            let spec = vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock };
-            let vm = Vm::create(&spec, pool, &RCU).map_err(|e| format!("vm{id}: {e}"))?;
+        let machine: &'static El2 = Box::leak(Box::new(El2::new(pool, &RCU)));
+        let guests: &'static Guests<El2> =
+            Box::leak(Box::new(Guests::new(machine, cfg.coherency, &RMAP)));
+        let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
+            .map(|id| vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock })
+            .collect();
+        let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
+        GUESTS.call_once(|| guests);
+        for vm in vms {
+            let id = vm.id;
             vm.set_auto_collapse(cfg.collapse);
             if cfg.premap {
                 // Before the image, so the blocks policy can use blocks.
@@ -233,7 +249,6 @@ mod hyp_main {
                 bootargs: plat.bootargs.clone().unwrap_or_default(),
             };
             log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
-            VMS.lock().push(vm);
             vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;
         }
 
@@ -282,27 +297,26 @@ mod hyp_main {
 
     /// Runs vCPUs from the run queue until every VM has stopped.
     fn run_loop() -> ! {
+        let Some(&guests) = GUESTS.get() else {
+            // The boot failed before any VM existed.
+            halt()
+        };
         let mut last: Option<*const Vcpu> = None;
         loop {
-            let next = RUNQ.lock().pop_front();
-            match next {
-                Some(vcpu) => {
-                    run_vcpu(vcpu, &mut last);
-                }
+            match guests.next_runnable() {
+                Some(vcpu) => run_vcpu(vcpu, &mut last),
                 None => {
                     // Idle: free what waited for a grace period, then hold
                     // no pointers (an extended quiescent state).
-                    for vm in VMS.lock().iter() {
-                        vm.s2.reclaim();
-                    }
+                    guests.reclaim();
                     RCU.enter_extended();
                     core::hint::spin_loop();
                     RCU.exit_extended();
                     if FINISHED.load(Ordering::SeqCst) {
                         halt();
                     }
-                    if all_stopped() && !FINISHED.swap(true, Ordering::SeqCst) {
-                        vm::print_summary();
+                    if guests.all_stopped() && !FINISHED.swap(true, Ordering::SeqCst) {
+                        guests.print_summary();
                         println!("all VMs stopped: powering off");
                         power_off();
                     }
@@ -312,24 +326,15 @@ mod hyp_main {
         }
     }
 
-    fn all_stopped() -> bool {
-        let vms = VMS.lock();
-        !vms.is_empty()
-            && vms.iter().all(|vm| {
-                // A VM being reset has no vCPU running but is not done.
-                !vm.reset_pending.load(Ordering::SeqCst)
-                    && (vm.off.load(Ordering::SeqCst) || vm.running.load(Ordering::SeqCst) == 0)
-            })
-    }
-
-    /// Runs one vCPU until it yields or stops.
+    /// Runs one vCPU until it yields or stops. Its registers are held
+    /// throughout (see the lock order in `vm`); they are let go before it
+    /// is queued again or marked off.
     fn run_vcpu(vcpu: &'static Vcpu, last: &mut Option<*const Vcpu>) {
         let vm = vcpu.vm;
-        let mut st = vcpu.state.lock();
-        if st.status != VcpuStatus::Runnable || vm.off.load(Ordering::SeqCst) {
-            st.status = VcpuStatus::Off;
+        let mut st = vcpu.regs.lock();
+        if !vm.is_running() {
             drop(st);
-            stopped(vm);
+            vcpu.stop();
             return;
         }
         let other_ran = *last != Some(vcpu as *const Vcpu);
@@ -345,42 +350,21 @@ mod hyp_main {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
                 Exit::Irq | Exit::Fiq => Action::Yield,
                 Exit::SError => {
-                    log::error!(
-                        "vm{}: SError (syndrome {:#x}): VM stopped",
-                        vm.id,
-                        cpu::syndrome().0
-                    );
-                    vm.off.store(true, Ordering::SeqCst);
+                    vm.warn(format_args!("SError (syndrome {:#x}): VM stopped", cpu::syndrome().0));
+                    vm.power_off();
                     Action::Stop
                 }
             };
-            if a != Action::Resume || vm.off.load(Ordering::SeqCst) {
-                break if vm.off.load(Ordering::SeqCst) { Action::Stop } else { a };
+            if a != Action::Resume || !vm.is_running() {
+                break a;
             }
         };
         st.sys.save();
-        match action {
-            Action::Yield => {
-                drop(st);
-                RUNQ.lock().push_back(vcpu);
-            }
-            _ => {
-                st.status = VcpuStatus::Off;
-                drop(st);
-                stopped(vm);
-            }
-        }
-    }
-
-    /// A vCPU of `vm` stopped; the last one to stop carries out a pending
-    /// reset.
-    fn stopped(vm: &'static Vm) {
-        let last = vm.running.fetch_sub(1, Ordering::SeqCst) == 1;
-        if last && vm.reset_pending.load(Ordering::SeqCst) {
-            if let Err(e) = vm.reset() {
-                log::error!("vm{}: reset failed: {e}: VM stopped", vm.id);
-                vm.reset_pending.store(false, Ordering::SeqCst);
-            }
+        drop(st);
+        if action == Action::Yield && vm.is_running() {
+            vm.guests.requeue(vcpu);
+        } else {
+            vcpu.stop();
         }
     }
 

@@ -1,5 +1,9 @@
-//! PSCI: the hypervisor's calls to the firmware, and the PSCI the
-//! hypervisor offers its guests.
+//! PSCI: the hypervisor's calls to the firmware, and the PSCI 1.1 the
+//! hypervisor offers its guests ([`guest_call`], portable and tested on
+//! the host).
+
+use crate::machine::{EntryArg, Machine};
+use crate::vm::{CpuOnError, Vcpu, VcpuPower};
 
 /// `PSCI_VERSION`.
 pub const VERSION: u32 = 0x8400_0000;
@@ -9,6 +13,12 @@ pub const CPU_OFF: u32 = 0x8400_0002;
 pub const CPU_ON_64: u32 = 0xC400_0003;
 /// `CPU_ON` (SMC32).
 pub const CPU_ON_32: u32 = 0x8400_0003;
+/// `AFFINITY_INFO` (SMC64).
+pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
+/// `AFFINITY_INFO` (SMC32).
+pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
+/// `MIGRATE_INFO_TYPE`.
+pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
 /// `SYSTEM_OFF`.
 pub const SYSTEM_OFF: u32 = 0x8400_0008;
 /// `SYSTEM_RESET`.
@@ -24,10 +34,31 @@ pub const NOT_SUPPORTED: i64 = -1;
 pub const INVALID_PARAMETERS: i64 = -2;
 /// PSCI `ALREADY_ON`.
 pub const ALREADY_ON: i64 = -4;
+/// PSCI `ON_PENDING`.
+pub const ON_PENDING: i64 = -5;
+/// PSCI `INTERNAL_FAILURE`.
+pub const INTERNAL_FAILURE: i64 = -6;
+/// PSCI `INVALID_ADDRESS`.
+pub const INVALID_ADDRESS: i64 = -9;
+
+/// `MIGRATE_INFO_TYPE`: no trusted OS that needs migrating.
+const NO_TRUSTED_OS: i64 = 2;
 
 /// Whether `fid` is a PSCI function the hypervisor implements for guests.
 pub fn guest_supports(fid: u32) -> bool {
-    matches!(fid, VERSION | CPU_OFF | CPU_ON_64 | CPU_ON_32 | SYSTEM_OFF | SYSTEM_RESET | FEATURES)
+    matches!(
+        fid,
+        VERSION
+            | CPU_OFF
+            | CPU_ON_64
+            | CPU_ON_32
+            | AFFINITY_INFO_64
+            | AFFINITY_INFO_32
+            | MIGRATE_INFO_TYPE
+            | SYSTEM_OFF
+            | SYSTEM_RESET
+            | FEATURES
+    )
 }
 
 /// How the firmware is called.
@@ -37,4 +68,77 @@ pub enum Conduit {
     Smc,
     /// `HVC #0` (only below a higher hypervisor).
     Hvc,
+}
+
+/// What a guest's PSCI call comes to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// The call returns this in `x0`.
+    Return(i64),
+    /// The calling vCPU stops (`CPU_OFF`, `SYSTEM_OFF`, `SYSTEM_RESET`):
+    /// the call does not return.
+    Stop,
+}
+
+/// The vCPU of `vcpu`'s VM that MPIDR value `mpidr` names: affinity
+/// level 0 is the index, the higher levels are zero.
+fn target<M: Machine>(vcpu: &Vcpu<M>, mpidr: u64) -> Option<&'static Vcpu<M>> {
+    if mpidr & !0xff != 0 {
+        return None;
+    }
+    vcpu.vm.vcpus().get((mpidr & 0xff) as usize).copied()
+}
+
+/// A guest's PSCI call `fid` with arguments `a` (`x1..x3`), made by
+/// `vcpu`. Never waits for another vCPU: a running vCPU's state is never
+/// touched (`CPU_ON` of it is `ALREADY_ON`, of the caller too).
+pub fn guest_call<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 3]) -> Outcome {
+    let vm = vcpu.vm;
+    let smc32 = fid & (1 << 30) == 0;
+    // SMC32 arguments are the registers' low halves.
+    let a = if smc32 { a.map(|v| v & 0xffff_ffff) } else { a };
+    Outcome::Return(match fid {
+        VERSION => 0x1_0001,
+        FEATURES => {
+            if guest_supports(a[0] as u32) {
+                SUCCESS
+            } else {
+                NOT_SUPPORTED
+            }
+        }
+        CPU_ON_64 | CPU_ON_32 => {
+            let (entry, context) = (a[1], EntryArg::Context(a[2]));
+            match target(vcpu, a[0]) {
+                None => INVALID_PARAMETERS,
+                Some(_) if !vm.in_ram(entry & !3, 4) => INVALID_ADDRESS,
+                Some(t) => match vm.start_vcpu(t.index, entry, context) {
+                    Ok(()) => SUCCESS,
+                    Err(CpuOnError::AlreadyOn) => ALREADY_ON,
+                    Err(CpuOnError::OnPending) => ON_PENDING,
+                    Err(CpuOnError::NotRunning) => INTERNAL_FAILURE,
+                },
+            }
+        }
+        AFFINITY_INFO_64 | AFFINITY_INFO_32 => match (target(vcpu, a[0]), a[1]) {
+            (Some(t), 0) => match t.power() {
+                VcpuPower::On => 0,
+                VcpuPower::Off => 1,
+                VcpuPower::OnPending => 2,
+            },
+            _ => INVALID_PARAMETERS,
+        },
+        MIGRATE_INFO_TYPE => NO_TRUSTED_OS,
+        CPU_OFF => return Outcome::Stop,
+        SYSTEM_OFF => {
+            vm.machine().print(format_args!("vm{}: SYSTEM_OFF\n", vm.id));
+            vm.power_off();
+            return Outcome::Stop;
+        }
+        SYSTEM_RESET => {
+            vm.machine().print(format_args!("vm{}: SYSTEM_RESET\n", vm.id));
+            vm.request_reset();
+            return Outcome::Stop;
+        }
+        _ => NOT_SUPPORTED,
+    })
 }

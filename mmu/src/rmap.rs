@@ -84,6 +84,16 @@ struct Tracked {
     maps: Mappings,
 }
 
+impl Tracked {
+    /// Whether one more hold fits: every mapping recorded (with `adding`,
+    /// unless it is recorded already or is no mapping) and every hold, plus
+    /// this one, within [`RMAP_MAPPINGS`].
+    fn has_room_for_hold(&self, adding: &Mapping) -> bool {
+        let extra = usize::from(*adding != NO_MAPPING && !self.maps.contains(adding));
+        self.maps.len + extra + (self.holds as usize) < RMAP_MAPPINGS
+    }
+}
+
 /// A slot of the open-addressed table. `Gone` marks a slot whose page was
 /// untracked: lookups probe past it, new pages may take it.
 #[derive(Clone, Copy)]
@@ -282,7 +292,11 @@ impl Rmap {
         let mut t = lock(&self.table);
         let i = match t.find(pa) {
             Some(i) => {
-                add(&mut t.tracked(i).maps, first)?;
+                let e = t.tracked(i);
+                if hold && !e.has_room_for_hold(&first) {
+                    return Err(Error::ReverseMapFull);
+                }
+                add(&mut e.maps, first)?;
                 i
             }
             None => {
@@ -304,11 +318,39 @@ impl Rmap {
     }
 
     /// Adds a hold on `pa`, a tracked page (`NotMapped` if it is not).
+    /// A hold stands for a mapping to come, so it needs room for one more
+    /// recorded mapping beside those there and those the other holds stand
+    /// for (`ReverseMapFull` otherwise): a mapping a hold stood for can
+    /// always be recorded.
     pub fn hold(&self, pa: PhysAddr) -> Result<(), Error> {
         let mut t = lock(&self.table);
         let i = t.find(pa).ok_or(Error::NotMapped)?;
-        t.tracked(i).holds += 1;
+        let e = t.tracked(i);
+        if !e.has_room_for_hold(&NO_MAPPING) {
+            return Err(Error::ReverseMapFull);
+        }
+        e.holds += 1;
         Ok(())
+    }
+
+    /// The lowest IPA in `[from, end)` at which `vmid` maps a tracked page
+    /// (as recorded), if any: lets a caller visit the aliased pages of a
+    /// range without looking at every page of it.
+    pub fn next_mapped(&self, vmid: Vmid, from: Ipa, end: Ipa) -> Option<Ipa> {
+        if self.tracked() == 0 {
+            return None;
+        }
+        let t = lock(&self.table);
+        t.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Used(tr) => Some(tr.maps),
+                _ => None,
+            })
+            .flat_map(|maps| maps.items.into_iter().take(maps.len))
+            .filter(|m| m.vmid == vmid && m.ipa >= from && m.ipa < end)
+            .map(|m| m.ipa)
+            .min()
     }
 
     /// Drops a hold on `pa`. True exactly when the caller gets the page
@@ -565,6 +607,29 @@ mod tests {
         assert!(r.unhold(P), "last hold, no mapping: the caller owns it");
         assert_eq!(r.tracked(), 0);
         assert!(!r.unhold(P), "a hold that does not exist is ignored");
+    }
+
+    #[test]
+    fn holds_reserve_room_for_their_mappings() {
+        let r = Rmap::new();
+        r.track(P, m(A, 0x1000), true).unwrap();
+        for _ in 2..RMAP_MAPPINGS {
+            r.hold(P).unwrap();
+        }
+        // One mapping and seven holds: the eight records are spoken for.
+        assert_eq!(r.hold(P), Err(Error::ReverseMapFull));
+        assert_eq!(r.track(P, m(B, 0x2000), true), Err(Error::ReverseMapFull));
+        assert_eq!(r.holds(P), RMAP_MAPPINGS as u32 - 1, "refusals change nothing");
+        // Every hold's mapping can be recorded.
+        for k in 1..RMAP_MAPPINGS as u64 {
+            let _ = r.note_map(B, Ipa(k << 20), P, PAGE_SIZE).unwrap();
+        }
+        assert_eq!(r.mappings(P).len(), RMAP_MAPPINGS);
+        assert_eq!(r.next_mapped(B, Ipa(2 << 20), Ipa(5 << 20)), Some(Ipa(2 << 20)));
+        assert_eq!(r.next_mapped(B, Ipa((2 << 20) + 1), Ipa(5 << 20)), Some(Ipa(3 << 20)));
+        assert_eq!(r.next_mapped(B, Ipa(8 << 20), Ipa(u64::MAX)), None);
+        assert_eq!(r.next_mapped(A, Ipa(0), Ipa(0x1000)), None, "the end is exclusive");
+        assert_eq!(r.next_mapped(A, Ipa(0), Ipa(0x1001)), Some(Ipa(0x1000)));
     }
 
     #[test]

@@ -113,13 +113,24 @@ impl Exit {
     }
 }
 
-/// What a vCPU finds in its registers when it starts.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum EntryArg {
-    /// The boot vCPU: the IPA of its device tree.
-    Dtb(u64),
-    /// A vCPU started with PSCI `CPU_ON`: the caller's context id.
-    Context(u64),
+pub use crate::machine::EntryArg;
+
+/// A vCPU's architectural state: what the guest's exits save and its
+/// entries load (`regs`), and what is switched when another vCPU runs on
+/// the CPU (`sys`).
+pub struct VcpuRegs {
+    /// General-purpose (and on AArch64 FP/SIMD) registers.
+    pub regs: GuestRegs,
+    /// EL1/PL1 system registers.
+    pub sys: GuestSysRegs,
+}
+
+impl VcpuRegs {
+    /// A vCPU about to run its first instruction at `entry` with `arg`, its
+    /// system registers in their reset state.
+    pub fn at_entry(entry: u64, arg: EntryArg) -> Self {
+        Self { regs: GuestRegs::at_entry(entry, arg), sys: GuestSysRegs::reset() }
+    }
 }
 
 /// Exception classes (`ESR_EL2.EC`, `HSR.EC`: the same field) both

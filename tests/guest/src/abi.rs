@@ -53,11 +53,22 @@ pub mod hyp {
     /// `x1` = source page, `x2` = another page of the caller's RAM: from
     /// its next access on, the second page maps the source page's frame.
     pub const HYP_ALIAS: u64 = 0xC600_0009;
-    /// `x1` = source page, `x2` = another VM's id, `x3` = a page of that
-    /// VM's RAM: as `HYP_ALIAS`, across VMs.
+    /// `x1` = a page of the caller's, `x2` = another VM's id (`x3` = 0):
+    /// offers the page to that VM; `x0` = the offer's handle.
     pub const HYP_SHARE: u64 = 0xC600_000A;
     /// `x1` = IPA, `x2` = size: pages mapped writable (dirty logging).
     pub const HYP_DIRTY_COUNT: u64 = 0xC600_000B;
+    /// `x1` = handle of an offer made to the caller, `x2` = a page of the
+    /// caller's: that page maps the offered one from its next access on.
+    pub const HYP_ACCEPT: u64 = 0xC600_000C;
+    /// `x1` = handle of the caller's offer: withdrawn, the receiver's page
+    /// with it.
+    pub const HYP_REVOKE: u64 = 0xC600_000D;
+    /// `x1` = handle: the caller drops its page of that offer.
+    pub const HYP_RELINQUISH: u64 = 0xC600_000E;
+    /// `x1` = n: the n-th offer made to the caller; `x0` = handle, `x1` =
+    /// owner, `x2` = accepted (or `x0` = -3: no such offer).
+    pub const HYP_OFFERED: u64 = 0xC600_000F;
     /// What `HYP_VERSION` returns.
     pub const VERSION_1_0: u64 = 0x0001_0000;
 }
@@ -73,6 +84,9 @@ pub const PERM_X: u64 = 1 << 2;
 pub const POLICY_PAGES: u64 = 0;
 /// `HYP_SET_POLICY`: demand faults map 2 MiB blocks where they fit in RAM.
 pub const POLICY_BLOCKS: u64 = 1;
+/// `HYP_SET_POLICY`: demand faults map 1 GiB blocks where they fit in RAM
+/// and the host has one free (else 2 MiB blocks).
+pub const POLICY_HUGE: u64 = 2;
 
 /// `HYP_STAT` counter indices (per VM).
 pub mod counter {
@@ -116,10 +130,18 @@ pub mod counter {
     pub const ALIASES_DEFERRED: u64 = 18;
     /// Entries in this VM's alias table now.
     pub const ALIAS_ENTRIES: u64 = 19;
-    /// Pages other VMs shared into this one.
+    /// Shares this VM accepted.
     pub const SHARES_RECEIVED: u64 = 20;
+    /// Tracked pages this VM is charged for (reverse-map quota).
+    pub const TRACKED_PAGES: u64 = 21;
+    /// Offers this VM has out.
+    pub const OFFERS: u64 = 22;
+    /// Undefined-instruction exceptions injected into this VM.
+    pub const UNDEFS_INJECTED: u64 = 23;
+    /// Calls this VM made that were refused.
+    pub const CALLS_REFUSED: u64 = 24;
     /// Number of counters.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 25;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -143,6 +165,10 @@ pub mod counter {
         "aliases_deferred",
         "alias_entries",
         "shares_received",
+        "tracked_pages",
+        "offers",
+        "undefs_injected",
+        "calls_refused",
     ];
 }
 
@@ -211,12 +237,13 @@ mod tests {
     fn smc32_clears_the_smc64_bit() {
         assert_eq!(smc32(hyp::HYP_VERSION), 0x8600_0000);
         assert_eq!(smc32(hyp::HYP_DIRTY_COUNT), 0x8600_000B);
+        assert_eq!(smc32(hyp::HYP_OFFERED), 0x8600_000F);
         assert_eq!(smc32(psci::CPU_ON), 0x8400_0003);
         // Already SMC32: unchanged.
         assert_eq!(smc32(psci::VERSION), 0x8400_0000);
         assert_eq!(smc32(psci::SYSTEM_OFF), 0x8400_0008);
         // Every hypercall keeps its number and the fast-call bit.
-        for n in 0..=0xB {
+        for n in 0..=0xF {
             assert_eq!(smc32(0xC600_0000 | n), 0x8600_0000 | n as u32);
         }
     }

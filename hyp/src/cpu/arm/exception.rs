@@ -41,23 +41,6 @@ pub struct GuestRegs {
     pub cpsr: u32,
 }
 
-impl GuestRegs {
-    /// Zeroed registers.
-    pub const fn new() -> Self {
-        Self {
-            r: [0; 13],
-            usr: [0; 2],
-            svc: [0; 3],
-            abt: [0; 3],
-            und: [0; 3],
-            irq: [0; 3],
-            fiq: [0; 8],
-            pc: 0,
-            cpsr: 0,
-        }
-    }
-}
-
 /// Offsets the assembly below relies on.
 const BANKED: usize = offset_of!(GuestRegs, usr);
 const PC: usize = offset_of!(GuestRegs, pc);

@@ -1,14 +1,14 @@
 //! `alias`: one frame at several IPAs (`HYP_ALIAS`), and across VMs
-//! (`HYP_SHARE`, run with `vms=2`), kept coherent by the hypervisor's
+//! (`HYP_SHARE` and `HYP_ACCEPT`, run with `vms=2`), kept coherent by the hypervisor's
 //! policy (`coherency=nc`, the default: every mapping of the frame
 //! Normal Non-cacheable; `coherency=ro`: every mapping read-only, a write
 //! making its own mapping the one writable mapping).
 //!
 //! Under the block policy, so that the source page first lies in a 2 MiB
-//! block the hypervisor must split. With `vms=2`, VM 1 first shares two
-//! pages with VM 2 (X as Y, Q as YQ), which waits for them (polling
-//! `HYP_STAT` "shares received", with WFI: a yield) before touching them,
-//! reads VM 1's data through Y and writes a reply that VM 1 waits for. Then
+//! block the hypervisor must split. With `vms=2`, VM 1 first offers two
+//! pages to VM 2 (X and Q), which waits for the offers (polling
+//! `HYP_OFFERED`, with WFI: a yield), accepts them as Y and YQ, reads VM
+//! 1's data through Y and writes a reply that VM 1 waits for. Then
 //! each VM on its own:
 //!
 //! * A (a written page in a block) aliased at B (same block): B reads A's
@@ -30,7 +30,7 @@
 //!   once VM 2 says it is done): after it the alias table is empty and the
 //!   former aliases are fresh pages. With `vms=2`, VM 1 then faults in
 //!   8 MiB of fresh pages (which would get any frame its reset freed) and
-//!   shares a third page (Z as Y2); VM 2, which waited for it, finds Y and
+//!   offers a third page (Z, accepted as Y2); VM 2, which waited for it, finds Y and
 //!   YQ still holding what VM 1 wrote before its reset (YQ was never mapped
 //!   in VM 2 until now: only its alias entry kept the frame) and Y2 VM 1's
 //!   new data.
@@ -66,8 +66,9 @@ mod image {
     use guest::abi::{BLOCK_SIZE, POLICY_BLOCKS, POLICY_PAGES, TEST_REGION};
     use guest::println;
     use guest::rt::mem::{self, pattern};
-    use guest::rt::{check_eq, check_mem, hyp_alias, hyp_set_policy, hyp_share, hyp_unmap};
+    use guest::rt::{check_eq, check_mem, hyp_accept, hyp_alias, hyp_offered, hyp_revoke};
     use guest::rt::{hyp_remap, platform, psci, remap_fill, smp, stat, test_result_with};
+    use guest::rt::{hyp_set_policy, hyp_share, hyp_unmap};
     use guest::rt::{Barrier, Stats};
 
     guest::guest_main!("alias", 1500, main);
@@ -187,11 +188,15 @@ mod image {
     }
 
     /// VM 2, done with its own checks: waits for VM 1's reset and its
-    /// share after it, then checks what VM 1's pages held before the reset
-    /// is still there.
+    /// offer after it (its offers before the reset went with it; the ones
+    /// VM 2 accepted stay), accepts it at Y2, then checks what VM 1's pages
+    /// held before the reset is still there.
     fn vm1_reset() {
-        let seen = smp::wait_until_for(|| stat(counter::SHARES_RECEIVED) >= 3, WAIT_US);
-        test_result_with(23, "vm1_reset_seen", seen, format_args!("third share seen: {seen}"));
+        let offer = wait_for_offer(0, false);
+        // SAFETY: test memory, which Rust code never uses.
+        let r = offer.map_or(-1, |o| unsafe { hyp_accept(o.handle, Y2) });
+        let seen = r == 0 && stat(counter::SHARES_RECEIVED) >= 3;
+        test_result_with(23, "vm1_reset_seen", seen, format_args!("third offer {offer:x?}: {r}"));
         let kept = mem::verify(Y, HALF, |a| pattern(SEED_X, a - Y))
             .and(mem::verify(Y + HALF, REPLY_LEN, |a| pattern(SEED_R, a - Y)))
             .and(verify(YQ, SEED_Q));
@@ -234,8 +239,22 @@ mod image {
         check_mem(41, "refill", mem::verify(REFILL, REFILL_SIZE, |a| pattern(SEED_F, a)));
         fill(Z, SEED_Z);
         // SAFETY: test memory.
-        let r = unsafe { hyp_share(Z, 2, Y2) };
-        check_eq(42, "share_after_reset", r, 0);
+        let h = unsafe { hyp_share(Z, 2) };
+        test_result_with(42, "share_after_reset", h >= 0, format_args!("handle {h:#x}"));
+    }
+
+    /// Waits until the `n`-th offer made to this VM exists with the given
+    /// `accepted` state.
+    fn wait_for_offer(n: u64, accepted: bool) -> Option<guest::rt::Offered> {
+        let mut found = None;
+        smp::wait_until_for(
+            || {
+                found = hyp_offered(n).filter(|o| o.accepted == accepted);
+                found.is_some()
+            },
+            WAIT_US,
+        );
+        found
     }
 
     /// (Re)makes both vCPUs' aliases of the source: vCPU 0, between rounds.
@@ -305,14 +324,19 @@ mod image {
         );
     }
 
-    /// VM 1: writes X and Q, shares them as VM 2's Y and YQ, waits for VM
-    /// 2's reply in X's second half.
+    /// VM 1: writes X and Q, offers them to VM 2 (which accepts them as Y
+    /// and YQ), waits for VM 2's reply in X's second half.
     fn share_from_vm1() {
         mem::fill(X, HALF, |a| pattern(SEED_X, a - X));
         fill(Q, SEED_Q);
         // SAFETY: test memory, which Rust code never uses.
-        let r = unsafe { [hyp_share(X, 2, Y), hyp_share(Q, 2, YQ)] };
-        check_eq(20, "share", r, [0, 0]);
+        let h = unsafe { [hyp_share(X, 2), hyp_share(Q, 2)] };
+        test_result_with(
+            20,
+            "share",
+            h.iter().all(|&h| h >= 0) && h[0] != h[1],
+            format_args!("handles {h:x?}"),
+        );
         let replied = smp::wait_until_for(|| mem::read64(X + REPLIED) != 0, WAIT_US);
         fence(Ordering::Acquire);
         let reply = mem::verify(X + HALF, REPLY_LEN, |a| pattern(SEED_R, a - X));
@@ -324,14 +348,19 @@ mod image {
         );
     }
 
-    /// VM 2: waits for VM 1's shares, reads its data through Y, replies.
+    /// VM 2: waits for VM 1's offers, accepts them (X at Y, Q at YQ),
+    /// reads VM 1's data through Y, replies. Both accepts come before our
+    /// own checks, which count the entries of our alias table.
     fn share_into_vm2() {
-        // Y is not RAM of ours until the share: an access before it would
-        // map a fresh page (which the share then replaces), so wait for the
-        // hypervisor's word. Both shares come before our own checks, which
-        // count the entries of our alias table.
-        let seen = smp::wait_until_for(|| stat(counter::SHARES_RECEIVED) >= 2, WAIT_US);
-        test_result_with(20, "share_seen", seen, format_args!("shares received: {seen}"));
+        let offers = [wait_for_offer(0, false), wait_for_offer(1, false)];
+        let from_vm1 = offers.iter().all(|o| o.is_some_and(|o| o.owner == 1));
+        let r = match offers {
+            // SAFETY: test memory, which Rust code never uses.
+            [Some(x), Some(q)] => unsafe { [hyp_accept(x.handle, Y), hyp_accept(q.handle, YQ)] },
+            _ => [-1, -1],
+        };
+        let seen = from_vm1 && r == [0, 0] && stat(counter::SHARES_RECEIVED) == 2;
+        test_result_with(20, "share_seen", seen, format_args!("offers {offers:x?}: {r:?}"));
         if !seen {
             return;
         }
@@ -471,6 +500,17 @@ mod image {
         );
     }
 
+    /// `HYP_SHARE` with `x3` set: the form in which an owner named the IPA
+    /// its page would appear at in the other VM.
+    ///
+    /// # Safety
+    ///
+    /// As [`hyp_share`].
+    unsafe fn share_naming_ipa(src: u64, vm: u64, dst: u64) -> i64 {
+        // SAFETY: forwarded from the caller.
+        unsafe { guest::rt::hvc::hvc(guest::abi::hyp::HYP_SHARE, src, vm, dst, 0, 0).0 as i64 }
+    }
+
     /// Refused calls return INVALID_PARAMETER and change nothing.
     fn bad_args(id: u64, vms: u64) {
         let end = platform::ram_end();
@@ -484,11 +524,17 @@ mod image {
                 ("alias unaligned", hyp_alias(A + 8, B)),
                 ("alias past RAM", hyp_alias(A, end)),
                 ("alias outside RAM", hyp_alias(OUTSIDE_IPA, B)),
-                ("share with itself", hyp_share(A, id, B)),
-                ("share with VM 0", hyp_share(A, 0, B)),
-                ("share with VM 9", hyp_share(A, 9, B)),
-                ("share past RAM", hyp_share(A, other, end)),
-                ("share unaligned", hyp_share(A, other, B + 0x800)),
+                ("share with itself", hyp_share(A, id)),
+                ("share with VM 0", hyp_share(A, 0)),
+                ("share with VM 9", hyp_share(A, 9)),
+                ("share past RAM", hyp_share(end, other)),
+                ("share unaligned", hyp_share(A + 0x800, other)),
+                // The owner naming the IPA in the other VM: the old form,
+                // without the receiver's consent.
+                ("share into the other VM", share_naming_ipa(A, other, B)),
+                ("accept no offer", hyp_accept(0x0fff_0000, B)),
+                ("accept past RAM", hyp_accept(0x0010_0001, end)),
+                ("revoke no offer", hyp_revoke(0x0fff_0000)),
             ]
         };
         let mut ok = true;

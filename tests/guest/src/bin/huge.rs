@@ -18,7 +18,7 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod image {
-    use guest::abi::{counter, hyp};
+    use guest::abi::{counter, hyp, POLICY_HUGE};
     use guest::println;
     use guest::rt::mem::{self, pattern};
     use guest::rt::{check_eq, hvc, hyp_set_policy, platform, stat, test_result_with};
@@ -43,7 +43,7 @@ mod image {
         if platform::ram_end() < BASE + GIB {
             println!("huge: needs mem=2G (RAM ends at {:#x})", platform::ram_end());
         }
-        check_eq(1, "policy_huge", hyp_set_policy(2), 0);
+        check_eq(1, "policy_huge", hyp_set_policy(POLICY_HUGE), 0);
         let (f0, b0) = (stat(counter::FAULTS), stat(counter::BLOCKS_MAPPED));
         let (s0, c0) = (stat(counter::SPLITS), stat(counter::COLLAPSES));
         for i in 0..GIB / STEP {

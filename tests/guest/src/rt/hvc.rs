@@ -255,12 +255,68 @@ pub unsafe fn hyp_alias(src: u64, dst: u64) -> i64 {
     unsafe { hyp_call(hyp::HYP_ALIAS, src, dst, 0) }
 }
 
-/// `HYP_SHARE`: as [`hyp_alias`], with `dst` a page of VM `vm`'s RAM.
+/// `HYP_SHARE`: offers the page `src` to VM `vm`. Returns the offer's
+/// handle (non-negative), or a negative error. Nothing is mapped in `vm`
+/// until it accepts ([`hyp_accept`]).
 ///
 /// # Safety
 ///
-/// As [`hyp_alias`] for `src` (another VM writes it from now on).
-pub unsafe fn hyp_share(src: u64, vm: u64, dst: u64) -> i64 {
+/// As [`hyp_alias`] for `src` (another VM may write it from now on).
+pub unsafe fn hyp_share(src: u64, vm: u64) -> i64 {
     // SAFETY: forwarded from the caller.
-    unsafe { hyp_call(hyp::HYP_SHARE, src, vm, dst) }
+    unsafe { hyp_call(hyp::HYP_SHARE, src, vm, 0) }
+}
+
+/// `HYP_ACCEPT`: from its next access on, the page `dst` maps the page
+/// offered to this VM under `handle`; what `dst` mapped is dropped.
+/// Returns 0 or a negative error.
+///
+/// # Safety
+///
+/// `dst` may not hold memory Rust code uses (its contents are lost, and
+/// the other VM's writes show through it).
+pub unsafe fn hyp_accept(handle: u64, dst: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_ACCEPT, handle, dst, 0) }
+}
+
+/// `HYP_REVOKE`: withdraws this VM's offer `handle` (the receiver's page
+/// goes with it). Returns 0 or a negative error.
+pub fn hyp_revoke(handle: u64) -> i64 {
+    // SAFETY: changes only what another VM maps.
+    unsafe { hyp_call(hyp::HYP_REVOKE, handle, 0, 0) }
+}
+
+/// `HYP_RELINQUISH`: this VM drops its page of the offer `handle`.
+/// Returns 0 or a negative error.
+///
+/// # Safety
+///
+/// The page that mapped the offer may not hold memory Rust code uses (it
+/// is unmapped: fresh memory on its next access).
+pub unsafe fn hyp_relinquish(handle: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { hyp_call(hyp::HYP_RELINQUISH, handle, 0, 0) }
+}
+
+/// An offer made to this VM, as `HYP_OFFERED` reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Offered {
+    /// Its handle.
+    pub handle: u64,
+    /// The VM that made it.
+    pub owner: u64,
+    /// Whether this VM has accepted it.
+    pub accepted: bool,
+}
+
+/// `HYP_OFFERED`: the `n`-th offer made to this VM (by owner, then in the
+/// order the owner made them), or `None`.
+pub fn hyp_offered(n: u64) -> Option<Offered> {
+    if !hyp_present() {
+        return None;
+    }
+    // SAFETY: reads the hypervisor's offer tables.
+    let (h, owner, accepted, _) = unsafe { hvc(hyp::HYP_OFFERED, n, 0, 0, 0, 0) };
+    ((h as i64) >= 0).then_some(Offered { handle: h, owner, accepted: accepted != 0 })
 }

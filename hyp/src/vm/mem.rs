@@ -1,0 +1,401 @@
+//! What a VM does to its own stage 2: loading, demand paging, unmap and
+//! remap, permissions and dirty logging, collapse and split.
+//!
+//! Nothing here allocates in proportion to guest memory: unmap and reset
+//! free each frame as `mmu` hands it back (`Stage2::unmap_with`, a bounded
+//! gather), and the alias-related passes visit only the pages the reverse
+//! map records, never every page of a range.
+
+use core::sync::atomic::{fence, Ordering};
+
+use mmu::{Attrs, Error, Exec, Granularity, Ipa, Leaf, PhysAddr};
+
+use super::share::Sharing;
+use super::{Policy, Vm, VmStats, BLOCK, HUGE, PAGE, RAM_BASE};
+use crate::machine::Machine;
+use crate::platform::Coherency;
+
+/// `nc`: every mapping of an aliased page Normal Non-cacheable, so that
+/// no mapping reads a line another mapping's writes have not reached.
+pub(super) fn non_cacheable(a: &Attrs) -> Attrs {
+    Attrs { mem: mmu::MemType::NormalNc, ..*a }
+}
+
+/// `ro`: every mapping of an aliased page read-only; a write faults and
+/// makes its own mapping the one writable mapping.
+pub(super) fn read_only(a: &Attrs) -> Attrs {
+    Attrs { write: false, ..*a }
+}
+
+impl<M: Machine> Vm<M> {
+    /// The coherency policy as `make_coherent` takes it: the attributes an
+    /// alias gets.
+    pub(super) fn policy_adjust(&self) -> fn(&Attrs) -> Attrs {
+        match self.guests.coherency {
+            Coherency::Nc => non_cacheable,
+            Coherency::Ro => read_only,
+        }
+    }
+
+    /// Places `data` at `ipa` in guest RAM, followed by zeros up to
+    /// `mem_size` bytes, mapping fresh pages where nothing is mapped yet
+    /// (or using the page already there), with the cache maintenance code
+    /// needs.
+    pub fn load(&self, ipa: u64, data: &[u8], mem_size: u64) -> Result<(), Error> {
+        let m = self.machine();
+        let end = ipa + mem_size.max(data.len() as u64);
+        if !self.in_ram(ipa & !(PAGE - 1), end.next_multiple_of(PAGE) - (ipa & !(PAGE - 1))) {
+            return Err(Error::OutOfRange);
+        }
+        let mut page = ipa & !(PAGE - 1);
+        while page < end {
+            let pa = match self.s2.translate(Ipa(page)) {
+                Some(t) => t.pa,
+                None => {
+                    let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+                    if let Err(e) =
+                        self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages)
+                    {
+                        m.free_frames(pa, 1);
+                        return Err(e);
+                    }
+                    VmStats::bump(&self.stats.pages);
+                    pa
+                }
+            };
+            // The part of `data` that falls in this page.
+            let lo = page.max(ipa);
+            let hi = (page + PAGE).min(ipa + data.len() as u64);
+            if lo < hi {
+                let bytes = &data[(lo - ipa) as usize..(hi - ipa) as usize];
+                m.write_phys(PhysAddr(pa.get() + (lo - page)), bytes);
+            }
+            m.clean_inval_poc(pa, PAGE);
+            page += PAGE;
+        }
+        m.icache_inval_all();
+        Ok(())
+    }
+
+    /// Maps all of guest RAM now, as faults would (for comparing demand
+    /// paging against memory mapped in advance).
+    pub fn premap(&self) -> Result<(), Error> {
+        let step = if self.policy() == Policy::Pages { PAGE } else { BLOCK };
+        for s in [step, PAGE] {
+            // The second pass: pages under blocks that could not be blocks
+            // (the DTB and image).
+            let mut ipa = RAM_BASE;
+            while ipa < RAM_BASE + self.ram_size {
+                if self.s2.translate(Ipa(ipa)).is_none() {
+                    self.populate(ipa)?;
+                }
+                ipa += s;
+            }
+        }
+        Ok(())
+    }
+
+    /// Populates guest RAM at `ipa` after a translation fault: a zeroed
+    /// 2 MiB (or 1 GiB) block under the block policies where the block lies
+    /// in RAM and holds no alias, otherwise a zeroed page. A racing vCPU
+    /// that mapped it first wins.
+    pub fn populate(&self, ipa: u64) -> Result<(), Error> {
+        if !self.in_ram(ipa & !(PAGE - 1), PAGE) {
+            return Err(Error::OutOfRange);
+        }
+        let m = self.machine();
+        let policy = self.policy();
+        for (size, gran, wanted) in [
+            (HUGE, Granularity::Largest, policy == Policy::Huge),
+            (BLOCK, Granularity::Max2M, policy != Policy::Pages),
+        ] {
+            let base = ipa & !(size - 1);
+            if !wanted || !self.in_ram(base, size) {
+                continue;
+            }
+            let frames = (size / PAGE) as usize;
+            let Some(pa) = m.alloc_frames(frames) else { continue };
+            m.clean_inval_poc(pa, size);
+            match self.map_block(base, pa, size, gran) {
+                Ok(()) => {
+                    VmStats::bump(&self.stats.blocks);
+                    return Ok(());
+                }
+                // Pages already there, a racing block, or an alias in the
+                // range: fall back.
+                Err(_) => m.free_frames(pa, frames),
+            }
+        }
+        let page = ipa & !(PAGE - 1);
+        if self.map_fresh_page(page)? {
+            // A HYP_ALIAS/ACCEPT making `page` an alias may have unmapped it
+            // just before this mapped it: one of the two sees the other (the
+            // entry count is stored before that unmap, and read here after
+            // the map, both with SeqCst fences between).
+            fence(Ordering::SeqCst);
+            if self.alias_count.load(Ordering::SeqCst) != 0 {
+                self.unshadow(page);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps a fresh block unless an alias lies in its range: under the
+    /// sharing lock, so that no alias entry appears between the check and
+    /// the map (an alias under a block would never fault). `AlreadyMapped`
+    /// when refused.
+    fn map_block(&self, ipa: u64, pa: PhysAddr, size: u64, gran: Granularity) -> Result<(), Error> {
+        let t = self.sharing.lock();
+        if t.aliases.any_in(ipa, size) {
+            return Err(Error::AlreadyMapped);
+        }
+        self.s2.map(Ipa(ipa), pa, size, &Attrs::RAM, gran)
+    }
+
+    /// Maps a fresh zeroed frame at `page`; false when a racing vCPU had
+    /// mapped the page first.
+    pub(super) fn map_fresh_page(&self, page: u64) -> Result<bool, Error> {
+        let m = self.machine();
+        let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        m.clean_inval_poc(pa, PAGE);
+        match self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
+            Ok(()) => {
+                VmStats::bump(&self.stats.pages);
+                Ok(true)
+            }
+            Err(e) => {
+                m.free_frames(pa, 1);
+                // Another vCPU faulted on the same page first.
+                if e == Error::AlreadyMapped {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// `populate` mapped a fresh page at `page` while it became an alias:
+    /// takes the fresh page out again, so the next access maps the alias.
+    fn unshadow(&self, page: u64) {
+        let t = self.sharing.lock();
+        let Some(e) = t.aliases.get(page) else { return };
+        let shadowed = self.s2.translate(Ipa(page)).is_some_and(|tr| tr.pa.get() != e.pa);
+        if shadowed {
+            if let Err(err) = self.unmap_frames(&t, page, PAGE) {
+                self.warn(format_args!("alias at {page:#x} stays shadowed: {err}"));
+            }
+        }
+    }
+
+    /// Frees what an unmap handed back, if it is this VM's to free.
+    pub(super) fn put_leaf(&self, leaf: Leaf) {
+        if leaf.owned {
+            self.machine().free_frames(leaf.pa, (leaf.size() / PAGE) as usize);
+        }
+    }
+
+    /// Drops a hold an alias entry or an offer had on `pa`, and frees the
+    /// frame if that was its last reference.
+    pub(super) fn drop_hold(&self, pa: u64) {
+        if self.guests.rmap.unhold(PhysAddr(pa)) {
+            self.machine().free_frames(PhysAddr(pa), 1);
+        }
+    }
+
+    /// Unmaps `[ipa, ipa + size)` and frees the frames it mapped as `mmu`
+    /// hands them back: an untracked one at once, a tracked one (aliased
+    /// or shared) only once nothing maps or holds it. `_held` is this VM's
+    /// sharing state, locked: no page here becomes an alias or tracked
+    /// meanwhile.
+    pub(super) fn unmap_frames(&self, _held: &Sharing, ipa: u64, size: u64) -> Result<(), Error> {
+        self.s2.unmap_with(Ipa(ipa), size, &mut |leaf| self.put_leaf(leaf))
+    }
+
+    /// `HYP_UNMAP`: unmaps `[ipa, ipa + size)`, frees the frames it mapped
+    /// and forgets the aliases in the range.
+    pub fn unmap(&self, ipa: u64, size: u64) -> Result<(), Error> {
+        self.unmap_locked(&mut self.sharing.lock(), ipa, size)
+    }
+
+    /// [`Vm::unmap`] with the sharing state `t` locked by the caller.
+    pub(super) fn unmap_locked(&self, t: &mut Sharing, ipa: u64, size: u64) -> Result<(), Error> {
+        self.unmap_frames(t, ipa, size)?;
+        while let Some(e) = t.aliases.take_in(ipa, size) {
+            self.drop_hold(e.pa);
+        }
+        self.alias_count.store(t.aliases.len(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// For a reset: all of guest RAM unmapped and freed, every alias entry
+    /// and offer dropped.
+    pub(super) fn forget_everything(&self, t: &mut Sharing) -> Result<(), Error> {
+        self.unmap_locked(t, RAM_BASE, self.ram_size)?;
+        while let Some(o) = t.offers.take_any() {
+            self.drop_hold(o.pa);
+        }
+        Ok(())
+    }
+
+    /// `HYP_REMAP`: replaces the page at `ipa` by a fresh frame filled with
+    /// `pattern` (an alias there is forgotten).
+    pub fn remap(&self, ipa: u64, pattern: u64) -> Result<(), Error> {
+        let m = self.machine();
+        let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        m.fill_page(pa, pattern);
+        m.clean_inval_poc(pa, PAGE);
+        let mut t = self.sharing.lock();
+        let r = self
+            .unmap_locked(&mut t, ipa, PAGE)
+            .and_then(|()| self.s2.map(Ipa(ipa), pa, PAGE, &Attrs::RAM, Granularity::Pages));
+        if r.is_err() {
+            m.free_frames(pa, 1);
+        }
+        r
+    }
+
+    /// `HYP_PROTECT`: sets the permissions of `[ipa, ipa + size)` (bit 0 R,
+    /// 1 W, 2 X). Aliased pages then get the coherency policy applied
+    /// again (the new attributes are those of ordinary RAM).
+    pub fn protect(&self, ipa: u64, size: u64, perms: u64) -> Result<(), Error> {
+        let attrs = Attrs {
+            read: perms & 1 != 0,
+            write: perms & 2 != 0,
+            exec: if perms & 4 != 0 { Exec::All } else { Exec::Never },
+            ..Attrs::RAM
+        };
+        self.s2.protect(Ipa(ipa), size, &attrs)?;
+        let rmap = &self.guests.rmap;
+        if rmap.tracked() == 0 {
+            return Ok(());
+        }
+        let (spaces, adjust, cache) =
+            (self.guests.spaces(), self.policy_adjust(), self.machine().cache());
+        let (mut from, end) = (Ipa(ipa), Ipa(ipa + size));
+        // Only the aliased pages the reverse map records in the range.
+        while let Some(at) = rmap.next_mapped(self.s2.vmid(), from, end) {
+            match self.s2.adjust_aliases(at, &spaces, &adjust, cache) {
+                Ok(c) => self.count_coherence(&c),
+                // Unmapped meanwhile.
+                Err(Error::NotMapped) => {}
+                Err(e) => return Err(e),
+            }
+            from = Ipa(at.get() + PAGE);
+        }
+        Ok(())
+    }
+
+    /// A write hit a write-protected page: count it and make the page
+    /// writable again (dirty logging). Under the `ro` policy a write to an
+    /// aliased page write-protects its other mappings first, so that one
+    /// mapping at a time is writable.
+    pub fn write_fault(&self, ipa: u64) -> Result<(), Error> {
+        VmStats::bump(&self.stats.perm_faults);
+        let page = ipa & !(PAGE - 1);
+        let Some(t) = self.s2.translate(Ipa(page)) else { return Ok(()) };
+        let attrs = Attrs { write: true, ..t.attrs };
+        let rmap = &self.guests.rmap;
+        if !(self.guests.coherency == Coherency::Ro && t.level == 3 && rmap.is_tracked(t.pa)) {
+            return self.s2.protect(Ipa(page), PAGE, &attrs);
+        }
+        // Held until this mapping is writable: a racing write fault on
+        // another alias waits, then write-protects this one again.
+        let _one_writer = self.guests.ro_writer.lock();
+        VmStats::bump(&self.stats.coherency_faults);
+        let (spaces, cache) = (self.guests.spaces(), self.machine().cache());
+        match self.s2.adjust_aliases(Ipa(page), &spaces, &read_only, cache) {
+            Ok(c) => self.count_coherence(&c),
+            // Unmapped meanwhile: the guest faults again.
+            Err(Error::NotMapped) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.s2.protect(Ipa(page), PAGE, &attrs)
+    }
+
+    /// `HYP_COLLAPSE`: collapses the 2 MiB range at `ipa` into one block:
+    /// in place when its pages are one contiguous, aligned run; otherwise
+    /// by copying them into a fresh 2 MiB block (the pages are
+    /// write-protected while they are copied, so no guest write is lost)
+    /// and freeing them after. A 1 GiB range (`level` 1) collapses in
+    /// place only. A 2 MiB range holding an alias, or a page that is
+    /// aliased, stays as it is (`NotCollapsible`): its coherency is kept
+    /// per page.
+    pub fn collapse(&self, ipa: u64, level: u8) -> Result<(), Error> {
+        // No page in the range becomes tracked or an alias meanwhile.
+        let t = self.sharing.lock();
+        let aliased = t.aliases.any_in(ipa, BLOCK)
+            || self.guests.rmap.next_mapped(self.s2.vmid(), Ipa(ipa), Ipa(ipa + BLOCK)).is_some();
+        if level == 2 && aliased {
+            return Err(Error::NotCollapsible);
+        }
+        match self.s2.collapse(Ipa(ipa), level) {
+            Ok(_) => return Ok(()),
+            Err(Error::NotCollapsible) if level == 2 => {}
+            Err(e) => return Err(e),
+        }
+        let m = self.machine();
+        let block = m.alloc_frames(512).ok_or(Error::OutOfMemory)?;
+        let copy = |src: PhysAddr, dst: PhysAddr| {
+            // `src` is mapped read-only to the guest while this runs, `dst`
+            // is not mapped yet.
+            m.copy_page(src, dst);
+            m.clean_inval_poc(dst, PAGE);
+        };
+        match self.s2.collapse_copy(Ipa(ipa), block, &copy) {
+            Ok(done) => {
+                // The guest may run code from the new block.
+                m.icache_inval_all();
+                // Unmapped and invalidated; never tracked (collapse_copy
+                // refuses tracked pages): the old pages can go.
+                for pa in done.old_pages {
+                    m.free_frames(pa, 1);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                m.free_frames(block, 512);
+                Err(e)
+            }
+        }
+    }
+
+    /// `HYP_SPLIT`: splits the block at `ipa` (2 MiB at level 2, 1 GiB at
+    /// level 1) into a table of the next level.
+    pub fn split(&self, ipa: u64, level: u8) -> Result<(), Error> {
+        self.s2.split(Ipa(ipa), level)
+    }
+
+    /// With automatic collapse on, collapses the 2 MiB range of `ipa` once
+    /// all its pages are mapped.
+    pub fn maybe_collapse(&self, ipa: u64) {
+        if !self.auto_collapse.load(Ordering::Relaxed) {
+            return;
+        }
+        let block = ipa & !(BLOCK - 1);
+        if !self.in_ram(block, BLOCK) || self.table_population(block) != Some(512) {
+            return;
+        }
+        if let Err(e) = self.collapse(block, 2) {
+            self.warn(format_args!("collapse of {block:#x}: {e}"));
+        }
+    }
+
+    /// Valid entries of the level-3 table mapping `ipa`, if there is one.
+    fn table_population(&self, ipa: u64) -> Option<usize> {
+        let rcu = self.rcu().read_lock();
+        let pmd = self.s2.pmd_lookup(&rcu, Ipa(ipa))?;
+        let map = self.s2.pte_offset_map(&pmd)?;
+        use mmu::TableMemory;
+        Some(self.machine().tables().ptdesc(map.table()).valid_entries())
+    }
+
+    /// `HYP_DIRTY_COUNT`: pages of `[ipa, ipa + size)` mapped writable:
+    /// after a protect to read-only, exactly the pages written since
+    /// (dirty logging). Time in proportion to the range, no memory.
+    pub fn dirty_count(&self, ipa: u64, size: u64) -> u64 {
+        (0..size / PAGE)
+            .filter(|i| self.s2.translate(Ipa(ipa + i * PAGE)).is_some_and(|t| t.attrs.write))
+            .count() as u64
+    }
+}

@@ -1,0 +1,732 @@
+//! Virtual machines and virtual CPUs: what they are made of, how they are
+//! started, stopped and reset, and (in `mem` and `alias`) what they do to
+//! stage 2. Portable: written against [`Machine`], built and tested on the
+//! host (`crate::testing`) as well as at EL2.
+//!
+//! # Lock order
+//!
+//! This is the one place the hypervisor's lock order is written down;
+//! `docs/HYPERVISOR.md` repeats it. A lock may be taken while holding only
+//! locks above it:
+//!
+//! 1. a vCPU's registers ([`Vcpu::regs`]): held by the CPU that runs the
+//!    vCPU, across the guest's run and the handling of its exits. Anyone
+//!    else takes them only from a vCPU that is off ([`Vcpu::power`]), which
+//!    nobody runs: so no guest request ever waits for a lock that a running
+//!    guest holds (PSCI `CPU_ON` of a running vCPU answers `ALREADY_ON`
+//!    without touching its registers);
+//! 2. [`Guests`]'s `ro_writer` (the `ro` coherency policy's one writer);
+//! 3. a VM's sharing lock ([`Vm::sharing`]); two of them only in VM id
+//!    order (accept, revoke);
+//! 4. stage-2 page-table locks, in `mmu`'s own order
+//!    (`docs/ARCHITECTURE.md`);
+//! 5. leaves, under which nothing else is taken: `mmu`'s reverse map, the
+//!    frame and table allocators, the run queue, a VM's console buffer and
+//!    warning limiter, the hypervisor's console and heap.
+//!
+//! No lock is held while waiting for a guest, and the run queue is never
+//! held while a vCPU's registers are taken.
+
+mod alias;
+mod mem;
+pub mod share;
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use mmu::{Error, Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
+use spin::Mutex;
+
+use crate::hypercall::Stat;
+use crate::machine::{EntryArg, Machine};
+use crate::platform::Coherency;
+use crate::ratelimit::RateLimit;
+use share::{Sharing, ALIAS_ENTRIES, OFFERS};
+
+/// IPA where guest RAM starts.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// IPA of the guest image (raw images are linked there).
+pub const IMAGE_IPA: u64 = 0x4020_0000;
+/// IPA of the emulated PL011.
+pub const UART_IPA: u64 = 0x0900_0000;
+const PAGE: u64 = 4096;
+const BLOCK: u64 = 2 << 20;
+const HUGE: u64 = 1 << 30;
+
+/// Tracked pages one VM may be charged for in the reverse map: one per
+/// alias entry and per offer it can have.
+pub const RMAP_QUOTA: usize = ALIAS_ENTRIES + OFFERS;
+
+/// A VM's stage 2.
+pub type S2<M> = Stage2<'static, <M as Machine>::Tables, <M as Machine>::Tlb>;
+
+/// How guest RAM is populated on a fault.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Policy {
+    /// 4 KiB pages.
+    Pages = 0,
+    /// 2 MiB blocks where the block lies in RAM.
+    Blocks = 1,
+    /// 1 GiB blocks where the block lies in RAM and the host has a free,
+    /// aligned gigabyte; else as `Blocks`.
+    Huge = 2,
+}
+
+impl Policy {
+    /// The policy `HYP_SET_POLICY` names (0, 1 or 2).
+    pub fn from_abi(v: u64) -> Option<Self> {
+        match v {
+            0 => Some(Policy::Pages),
+            1 => Some(Policy::Blocks),
+            2 => Some(Policy::Huge),
+            _ => None,
+        }
+    }
+}
+
+/// What a VM is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpec {
+    /// Number, from 1; also its VMID.
+    pub id: usize,
+    /// Stage-2 geometry.
+    pub geo: Geometry,
+    /// vCPUs.
+    pub vcpus: usize,
+    /// Guest RAM in bytes.
+    pub ram_size: u64,
+    /// Fault policy.
+    pub policy: Policy,
+    /// Stage-2 lock mode.
+    pub lock: LockMode,
+}
+
+/// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
+/// counters come from `mmu`).
+#[derive(Default)]
+pub struct VmStats {
+    /// Stage-2 faults.
+    pub faults: AtomicU64,
+    /// 4 KiB pages mapped on faults.
+    pub pages: AtomicU64,
+    /// 2 MiB blocks mapped on faults.
+    pub blocks: AtomicU64,
+    /// Permission faults (writes to write-protected pages).
+    pub perm_faults: AtomicU64,
+    /// Guest exits of any kind.
+    pub exits: AtomicU64,
+    /// Synchronous external aborts injected.
+    pub sea: AtomicU64,
+    /// Faults that ran the coherency policy.
+    pub coherency_faults: AtomicU64,
+    /// Entries those faults rewrote.
+    pub adjusted: AtomicU64,
+    /// Recorded mappings they passed over.
+    pub skipped: AtomicU64,
+    /// `pmd_same` retries while adjusting aliases.
+    pub retries: AtomicU64,
+    /// Aliases deferred to the second, lock-free pass.
+    pub deferred: AtomicU64,
+    /// Shares this VM accepted.
+    pub shares_in: AtomicU64,
+    /// Undefined-instruction exceptions injected (unhandled traps).
+    pub undef: AtomicU64,
+    /// Calls refused (hypercalls and PSCI calls answered with an error).
+    pub refused: AtomicU64,
+}
+
+impl VmStats {
+    /// Adds one to `c`.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A VM's power state, one atomic so that it is never seen half changed
+/// (a VM being reset is not a stopped VM).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum VmPower {
+    /// Created, RAM being loaded, vCPU 0 not started yet.
+    Booting = 0,
+    /// Running: its vCPUs run; stopped once all are off.
+    Running = 1,
+    /// PSCI `SYSTEM_RESET`: its vCPUs stop; the last one resets the VM.
+    Resetting = 2,
+    /// Off for good (`SYSTEM_OFF`, or stopped by the hypervisor).
+    Off = 3,
+}
+
+/// A VM's power state ([`VmPower`], bits 7:0) and its vCPUs that are on
+/// or being started (bits 31:8), as one value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct VmState(u32);
+
+impl VmState {
+    const BOOTING: VmState = VmState(VmPower::Booting as u32);
+    /// One vCPU in the count.
+    const ONE: u32 = 1 << 8;
+
+    fn power(self) -> VmPower {
+        match self.0 & 0xff {
+            0 => VmPower::Booting,
+            1 => VmPower::Running,
+            2 => VmPower::Resetting,
+            _ => VmPower::Off,
+        }
+    }
+
+    fn running(self) -> u32 {
+        self.0 >> 8
+    }
+
+    fn with_power(self, p: VmPower) -> VmState {
+        VmState((self.0 & !0xff) | p as u32)
+    }
+}
+
+/// A vCPU's power state (PSCI's view of it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum VcpuPower {
+    /// Off: nobody runs it or holds its registers.
+    Off = 0,
+    /// Being started (`CPU_ON` claimed it, its registers are being set).
+    OnPending = 1,
+    /// On: running, ready to run, or waiting.
+    On = 2,
+}
+
+/// Why `CPU_ON` did not start a vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CpuOnError {
+    /// It is on.
+    AlreadyOn,
+    /// Another `CPU_ON` of it is under way.
+    OnPending,
+    /// The VM is not running (being reset or stopped).
+    NotRunning,
+}
+
+/// A virtual CPU.
+pub struct Vcpu<M: Machine> {
+    /// Its VM.
+    pub vm: &'static Vm<M>,
+    /// Index in the VM (its MPIDR Aff0).
+    pub index: usize,
+    /// Its power state (a [`VcpuPower`]).
+    power: AtomicU8,
+    /// Its architectural state: held by the CPU running it (see the lock
+    /// order in the module documentation).
+    pub regs: Mutex<M::Regs>,
+}
+
+impl<M: Machine> Vcpu<M> {
+    /// Its power state.
+    pub fn power(&self) -> VcpuPower {
+        match self.power.load(Ordering::Acquire) {
+            0 => VcpuPower::Off,
+            1 => VcpuPower::OnPending,
+            _ => VcpuPower::On,
+        }
+    }
+
+    /// The vCPU stops (PSCI `CPU_OFF`, its VM stopping or being reset).
+    /// Called by the CPU that ran it, after letting go of its registers.
+    /// The last vCPU of a VM being reset carries out the reset.
+    pub fn stop(&'static self) {
+        let was = self.power.swap(VcpuPower::Off as u8, Ordering::AcqRel);
+        debug_assert_eq!(
+            was,
+            VcpuPower::On as u8,
+            "vm{} vcpu{} stopped twice",
+            self.vm.id,
+            self.index
+        );
+        self.vm.vcpu_stopped();
+    }
+}
+
+/// What a VM's RAM starts with: the guest image and its DTB.
+pub struct Boot {
+    /// Image segments: guest IPA, bytes, bytes to map.
+    pub segments: Vec<(u64, &'static [u8], u64)>,
+    /// Entry point.
+    pub entry: u64,
+    /// vCPUs in the DTB.
+    pub vcpus: u32,
+    /// Bootargs in the DTB.
+    pub bootargs: String,
+}
+
+/// Every VM, the reverse map they share and the run queue: one per
+/// hypervisor (one per test on the host).
+pub struct Guests<M: Machine> {
+    m: &'static M,
+    /// The reverse map of every VM's stage 2: the frames aliases and shares
+    /// let several IPAs map are tracked here, so that a fault on one mapping
+    /// finds the others (`mmu::make_coherent`) and a frame is freed only
+    /// once nothing maps or holds it. Made with [`Rmap::with_quota`]`(`
+    /// [`RMAP_QUOTA`]`)`.
+    pub rmap: &'static Rmap,
+    vms: spin::Once<Vec<&'static Vm<M>>>,
+    /// vCPUs ready to run, taken by whichever CPU is free.
+    runq: Mutex<VecDeque<&'static Vcpu<M>>>,
+    coherency: Coherency,
+    /// Serialises the `ro` policy's write faults on aliased pages, so that
+    /// they leave one writable mapping of a page, not several.
+    ro_writer: Mutex<()>,
+}
+
+impl<M: Machine> Guests<M> {
+    /// No VMs yet, on machine `m`, with coherency policy `coherency`, their
+    /// reverse map `rmap` (which should be `Rmap::with_quota(RMAP_QUOTA)`;
+    /// a `static` at EL2: it is too large for a CPU's stack).
+    pub fn new(m: &'static M, coherency: Coherency, rmap: &'static Rmap) -> Self {
+        Self {
+            m,
+            rmap,
+            vms: spin::Once::new(),
+            runq: Mutex::new(VecDeque::new()),
+            coherency,
+            ro_writer: Mutex::new(()),
+        }
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &'static M {
+        self.m
+    }
+
+    /// Creates the VMs `specs` describes (ids 1, 2, ... in order) and
+    /// publishes them; once only.
+    pub fn create(&'static self, specs: &[VmSpec]) -> Result<&'static [&'static Vm<M>], Error> {
+        let mut list = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            if spec.id != i + 1 {
+                return Err(Error::BadConfig);
+            }
+            list.push(Vm::create(self, spec)?);
+        }
+        Ok(self.vms.call_once(|| list).as_slice())
+    }
+
+    /// The VMs, in id order (empty before [`Guests::create`]).
+    pub fn vms(&self) -> &[&'static Vm<M>] {
+        self.vms.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The VM with id `id`.
+    pub fn vm(&self, id: u64) -> Option<&'static Vm<M>> {
+        let i = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.vms().get(i).copied()
+    }
+
+    /// Every VM's stage 2: the spaces an aliased frame may be mapped in.
+    fn spaces(&self) -> Vec<&'static S2<M>> {
+        self.vms().iter().map(|vm| &vm.s2).collect()
+    }
+
+    /// The next vCPU to run, if any is ready.
+    pub fn next_runnable(&self) -> Option<&'static Vcpu<M>> {
+        self.runq.lock().pop_front()
+    }
+
+    /// Puts a vCPU that is on back on the run queue (it yielded).
+    pub fn requeue(&self, vcpu: &'static Vcpu<M>) {
+        self.runq.lock().push_back(vcpu);
+    }
+
+    /// vCPUs on the run queue.
+    pub fn queued(&self) -> usize {
+        self.runq.lock().len()
+    }
+
+    /// Whether every VM has stopped for good: off, or running with every
+    /// vCPU off. A VM booting or being reset has not.
+    pub fn all_stopped(&self) -> bool {
+        let vms = self.vms();
+        !vms.is_empty() && vms.iter().all(|vm| vm.has_stopped())
+    }
+
+    /// Frees what waited for a grace period, in every VM.
+    pub fn reclaim(&self) {
+        for vm in self.vms() {
+            vm.s2.reclaim();
+        }
+    }
+
+    /// Prints the counters of every VM as a table.
+    pub fn print_summary(&self) {
+        let m = self.m;
+        let vms = self.vms();
+        m.print(format_args!("stage-2 counters:\n  {:<22}", "counter"));
+        for vm in vms {
+            m.print(format_args!(" {:>10}", alloc::format!("vm{}", vm.id)));
+        }
+        m.print(format_args!("\n"));
+        for s in Stat::ALL {
+            m.print(format_args!("  {:<22}", s.name()));
+            for vm in vms {
+                m.print(format_args!(" {:>10}", vm.stat(s)));
+            }
+            m.print(format_args!("\n"));
+        }
+    }
+}
+
+/// A virtual machine.
+pub struct Vm<M: Machine> {
+    /// Number, from 1.
+    pub id: usize,
+    /// The VMs it lives among.
+    pub guests: &'static Guests<M>,
+    /// Its stage 2.
+    pub s2: S2<M>,
+    /// Guest RAM size in bytes.
+    pub ram_size: u64,
+    policy: AtomicU8,
+    /// Counters.
+    pub stats: VmStats,
+    /// vCPUs (set once, right after the VM is created: they point back
+    /// at it).
+    vcpus: spin::Once<Vec<&'static Vcpu<M>>>,
+    /// Console output not yet printed (up to a newline).
+    console: Mutex<Vec<u8>>,
+    /// The power state and the vCPUs on or being started, in one word (a
+    /// [`VmState`]) so that whoever asks whether the VM has stopped sees
+    /// both from the same moment.
+    state: AtomicU32,
+    /// Resets so far.
+    resets: AtomicU64,
+    /// What the VM boots from, kept for SYSTEM_RESET.
+    boot: spin::Once<Boot>,
+    /// Collapse a 2 MiB range once fully populated.
+    auto_collapse: AtomicBool,
+    /// The alias table and the offers, and the lock that serialises what
+    /// may change a page's tracking or free a frame in this VM: aliases,
+    /// shares, unmap, remap, reset, collapse, block population and the
+    /// mapping of aliases on faults.
+    sharing: Mutex<Sharing>,
+    /// Entries in the alias table, readable without its lock: the fault
+    /// path only looks at the table when there are any.
+    alias_count: AtomicUsize,
+    /// Rate of warnings about this VM's refused calls.
+    warnings: Mutex<RateLimit>,
+}
+
+/// Bytes of a guest console line the hypervisor buffers before it prints
+/// the line anyway.
+const CONSOLE_LINE: usize = 1024;
+
+impl<M: Machine> Vm<M> {
+    /// Creates a VM as `spec` says, in `guests`.
+    fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
+        let m = guests.m;
+        let VmSpec { id, geo, vcpus, ram_size, policy, lock } = *spec;
+        let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadConfig)?);
+        let tlb = m.new_tlb();
+        let s2 = Stage2::new(geo, vmid, lock, m.tables(), tlb, m.rcu())?.with_rmap(guests.rmap);
+        m.bind_tlb(tlb, s2.vttbr());
+        let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
+            id,
+            guests,
+            s2,
+            ram_size,
+            policy: AtomicU8::new(policy as u8),
+            stats: VmStats::default(),
+            vcpus: spin::Once::new(),
+            console: Mutex::new(Vec::with_capacity(CONSOLE_LINE)),
+            state: AtomicU32::new(VmState::BOOTING.0),
+            resets: AtomicU64::new(0),
+            boot: spin::Once::new(),
+            auto_collapse: AtomicBool::new(false),
+            sharing: Mutex::new(Sharing::new(id)),
+            alias_count: AtomicUsize::new(0),
+            warnings: Mutex::new(RateLimit::new(8, 4)),
+        }));
+        let list = (0..vcpus)
+            .map(|index| {
+                &*alloc::boxed::Box::leak(alloc::boxed::Box::new(Vcpu {
+                    vm,
+                    index,
+                    power: AtomicU8::new(VcpuPower::Off as u8),
+                    regs: Mutex::new(m.regs_at_entry(0, EntryArg::Context(0))),
+                }))
+            })
+            .collect();
+        vm.vcpus.call_once(|| list);
+        Ok(vm)
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &'static M {
+        self.guests.m
+    }
+
+    /// The RCU domain.
+    pub fn rcu(&self) -> &'static Rcu {
+        self.guests.m.rcu()
+    }
+
+    /// The vCPUs.
+    pub fn vcpus(&self) -> &[&'static Vcpu<M>] {
+        self.vcpus.get().map_or(&[], |v| v.as_slice())
+    }
+
+    /// The VM's fault policy.
+    pub fn policy(&self) -> Policy {
+        Policy::from_abi(u64::from(self.policy.load(Ordering::Relaxed))).unwrap_or(Policy::Pages)
+    }
+
+    /// Sets the fault policy.
+    pub fn set_policy(&self, p: Policy) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// Turns automatic collapse on or off.
+    pub fn set_auto_collapse(&self, on: bool) {
+        self.auto_collapse.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `[ipa, ipa + len)` lies in guest RAM.
+    pub fn in_ram(&self, ipa: u64, len: u64) -> bool {
+        ipa >= RAM_BASE && len <= self.ram_size && ipa - RAM_BASE <= self.ram_size - len
+    }
+
+    // ---- power ---------------------------------------------------------
+
+    fn state(&self) -> VmState {
+        VmState(self.state.load(Ordering::SeqCst))
+    }
+
+    /// Changes the power state as `f` says, atomically with the count;
+    /// returns the state it was in.
+    fn set_power(&self, f: impl Fn(VmPower) -> Option<VmPower>) -> VmState {
+        let r = self.state.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            f(VmState(v).power()).map(|p| VmState(v).with_power(p).0)
+        });
+        VmState(r.unwrap_or_else(|v| v))
+    }
+
+    /// Its power state.
+    pub fn power(&self) -> VmPower {
+        self.state().power()
+    }
+
+    /// Whether its vCPUs may run.
+    pub fn is_running(&self) -> bool {
+        self.power() == VmPower::Running
+    }
+
+    /// Whether it has stopped for good: off, or running with every vCPU
+    /// off. Both read at one moment: a VM being reset has its vCPUs off but
+    /// has not stopped.
+    pub fn has_stopped(&self) -> bool {
+        let s = self.state();
+        match s.power() {
+            VmPower::Off => true,
+            VmPower::Running => s.running() == 0,
+            VmPower::Booting | VmPower::Resetting => false,
+        }
+    }
+
+    /// PSCI `SYSTEM_OFF`, or the hypervisor stopping the VM: off for good,
+    /// whatever it was doing (a reset under way is cancelled). Its vCPUs
+    /// stop at their next exit.
+    pub fn power_off(&self) {
+        self.set_power(|_| Some(VmPower::Off));
+    }
+
+    /// PSCI `SYSTEM_RESET`: once every vCPU has stopped, the last one to
+    /// stop resets the VM. Ignored unless the VM is running (a reset or a
+    /// power-off is under way).
+    pub fn request_reset(&self) {
+        self.set_power(|p| (p == VmPower::Running).then_some(VmPower::Resetting));
+    }
+
+    /// A vCPU of this VM stopped.
+    fn vcpu_stopped(&'static self) {
+        let was = VmState(self.state.fetch_sub(VmState::ONE, Ordering::SeqCst));
+        // The last vCPU of a VM being reset: nothing else can change its
+        // state now (no vCPU of it runs), so it resets it.
+        if was.running() == 1 && was.power() == VmPower::Resetting {
+            if let Err(e) = self.reset() {
+                self.machine()
+                    .print(format_args!("vm{}: reset failed: {e}: VM stopped\n", self.id));
+                self.power_off();
+            }
+        }
+    }
+
+    /// Starts vCPU `index` at `entry` with `arg` in its registers (PSCI
+    /// `CPU_ON`, from a running vCPU of this VM). Never waits for a running
+    /// vCPU: one that is on or being started is refused.
+    pub fn start_vcpu(
+        &'static self,
+        index: usize,
+        entry: u64,
+        arg: EntryArg,
+    ) -> Result<(), CpuOnError> {
+        self.start(index, entry, arg, true)
+    }
+
+    fn start(
+        &'static self,
+        index: usize,
+        entry: u64,
+        arg: EntryArg,
+        only_if_running: bool,
+    ) -> Result<(), CpuOnError> {
+        let vcpu = self.vcpus()[index];
+        if let Err(was) = vcpu.power.compare_exchange(
+            VcpuPower::Off as u8,
+            VcpuPower::OnPending as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            return Err(if was == VcpuPower::On as u8 {
+                CpuOnError::AlreadyOn
+            } else {
+                CpuOnError::OnPending
+            });
+        }
+        // Counted, and the VM's state read, in one step. A `CPU_ON` caller
+        // is a running vCPU of this VM, counted too, so taking the count
+        // back cannot bring it to zero (nor start a reset).
+        let was = VmState(self.state.fetch_add(VmState::ONE, Ordering::SeqCst));
+        if only_if_running && was.power() != VmPower::Running {
+            self.state.fetch_sub(VmState::ONE, Ordering::SeqCst);
+            vcpu.power.store(VcpuPower::Off as u8, Ordering::Release);
+            return Err(CpuOnError::NotRunning);
+        }
+        // Off, so nobody holds its registers (the runner lets go of them
+        // before it marks the vCPU off).
+        *vcpu.regs.lock() = self.machine().regs_at_entry(entry, arg);
+        vcpu.power.store(VcpuPower::On as u8, Ordering::Release);
+        self.guests.requeue(vcpu);
+        Ok(())
+    }
+
+    /// Fills guest RAM from `boot` (DTB and image) and starts vCPU 0: at
+    /// creation (the first call keeps `boot`) and after each reset.
+    pub fn boot(&'static self, boot: Boot) -> Result<(), Error> {
+        let boot = self.boot.call_once(|| boot);
+        let resets = self.resets.load(Ordering::Relaxed);
+        let mut bootargs = boot.bootargs.clone();
+        // The guest's own id, which shares name VMs by.
+        bootargs.push_str(&alloc::format!(" vm={}", self.id));
+        if resets > 0 {
+            // Tells the guest it was reset (the counters survive; RAM not).
+            bootargs.push_str(&alloc::format!(" resets={resets}"));
+        }
+        let spec = crate::fdt_writer::GuestDtbSpec {
+            arch: crate::fdt_writer::GuestArch::native(),
+            ram_base: RAM_BASE,
+            ram_size: self.ram_size,
+            cpus: boot.vcpus,
+            bootargs,
+        };
+        let dtb = crate::fdt_writer::guest_dtb(&spec);
+        self.load(RAM_BASE, &dtb, dtb.len() as u64)?;
+        for &(ipa, data, size) in &boot.segments {
+            self.load(ipa, data, size)?;
+        }
+        self.start(0, boot.entry, EntryArg::Dtb(RAM_BASE), false).map_err(|_| Error::BadConfig)?;
+        // With vCPU 0 counted; unless the hypervisor stopped the VM
+        // meanwhile.
+        self.set_power(|p| (p != VmPower::Off).then_some(VmPower::Running));
+        Ok(())
+    }
+
+    /// The reset, once every vCPU has stopped: guest RAM is freed (the
+    /// VM's aliases and offers go with it; shares it accepted too) and
+    /// filled again from the image, and vCPU 0 starts over.
+    fn reset(&'static self) -> Result<(), Error> {
+        {
+            // Held until RAM is empty: nothing aliases into this VM or
+            // takes one of its pages meanwhile.
+            let mut t = self.sharing.lock();
+            self.forget_everything(&mut t)?;
+        }
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        let boot = self.boot.get().ok_or(Error::BadConfig)?;
+        let again = Boot {
+            segments: boot.segments.clone(),
+            entry: boot.entry,
+            vcpus: boot.vcpus,
+            bootargs: boot.bootargs.clone(),
+        };
+        // `boot` keeps the first value; `again` only carries it through.
+        self.boot(again)
+    }
+
+    // ---- console, counters, warnings -------------------------------------
+
+    /// A byte the guest wrote to its console: printed by lines, prefixed
+    /// with the VM's id.
+    pub fn console_byte(&self, b: u8) {
+        let mut buf = self.console.lock();
+        if b == b'\n' || buf.len() >= CONSOLE_LINE {
+            let line = core::str::from_utf8(&buf).unwrap_or("<non-UTF-8 output>");
+            self.machine().print(format_args!("[vm{}] {}\n", self.id, line));
+            buf.clear();
+        } else if b != b'\r' {
+            buf.push(b);
+        }
+    }
+
+    /// Logs a warning about something this VM asked for, at most at the
+    /// rate its limiter allows (a guest must not flood the console other
+    /// guests share); says how many were left out when it prints again.
+    pub fn warn(&self, args: core::fmt::Arguments<'_>) {
+        let now = self.machine().now();
+        let verdict = self.warnings.lock().check(now.0, now.1);
+        if let Some(dropped) = verdict {
+            if dropped > 0 {
+                self.machine().print(format_args!(
+                    "vm{}: ({dropped} warnings about this VM suppressed)\n",
+                    self.id
+                ));
+            }
+            self.machine().print(format_args!("vm{}: {}\n", self.id, args));
+        }
+    }
+
+    /// A counter for `HYP_STAT`.
+    pub fn stat(&self, s: Stat) -> u64 {
+        let st = self.s2.stats();
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        match s {
+            Stat::Faults => r(&self.stats.faults),
+            Stat::PagesMapped => r(&self.stats.pages),
+            Stat::BlocksMapped => r(&self.stats.blocks),
+            Stat::TablesAllocated => st.tables_allocated,
+            Stat::TablesFreed => st.tables_freed,
+            Stat::Collapses => st.collapses,
+            Stat::Splits => st.splits,
+            Stat::TlbiIpa => st.tlbi_ipa,
+            Stat::TlbiRange => st.tlbi_range,
+            Stat::TlbiVmid => st.tlbi_vmid,
+            Stat::GracePeriods => self.rcu().grace_periods(),
+            Stat::PermFaults => r(&self.stats.perm_faults),
+            Stat::Exits => r(&self.stats.exits),
+            Stat::ExternalAborts => r(&self.stats.sea),
+            Stat::CoherencyFaults => r(&self.stats.coherency_faults),
+            Stat::AliasesAdjusted => r(&self.stats.adjusted),
+            Stat::AliasesSkipped => r(&self.stats.skipped),
+            Stat::AliasRetries => r(&self.stats.retries),
+            Stat::AliasesDeferred => r(&self.stats.deferred),
+            Stat::AliasEntries => self.alias_count.load(Ordering::Relaxed) as u64,
+            Stat::SharesReceived => r(&self.stats.shares_in),
+            Stat::TrackedPages => self.guests.rmap.charged_to(self.s2.vmid()) as u64,
+            Stat::Offers => self.sharing.lock().offers.len() as u64,
+            Stat::UndefInjected => r(&self.stats.undef),
+            Stat::CallsRefused => r(&self.stats.refused),
+        }
+    }
+}
