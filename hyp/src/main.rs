@@ -20,6 +20,7 @@ mod cpu;
 mod el2;
 pub mod fdt_writer;
 pub mod hypercall;
+pub mod idregs;
 pub mod image;
 pub mod machine;
 #[cfg(target_os = "none")]

@@ -41,22 +41,19 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
             Action::Yield
         }
         ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
+        // Everything else is a trapped instruction: emulated (system
+        // registers the hypervisor keeps per vCPU, the ID registers), or
+        // UNDEFINED for the guest, as on a CPU without what it used.
         other => {
-            vm.warn(format_args!(
-                "vcpu{}: unhandled exit EC {other:#x} syndrome {:#x} at PC {:#x}: VM stopped",
-                vcpu.index,
-                syn.0,
-                st.regs.pc()
-            ));
-            stop_vm(vcpu)
+            if cpu::emulate_trap(other, syn.iss(), st) {
+                st.regs.skip(syn.insn_len());
+            } else {
+                VmStats::bump(&vm.stats.undef);
+                cpu::inject_undef(&mut st.regs);
+            }
+            Action::Resume
         }
     }
-}
-
-/// Stops the whole VM.
-fn stop_vm(vcpu: &'static Vcpu) -> Action {
-    vcpu.vm.power_off();
-    Action::Stop
 }
 
 /// An SMCCC call (HVC or trapped SMC): the immediate must be 0 (SMCCC

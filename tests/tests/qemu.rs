@@ -254,3 +254,19 @@ fn refuses_el1() {
     run.assert_lacks("PANIC");
     eprintln!("{}", run.summary());
 }
+
+// --- hostile guests: isolation of registers, calls, memory --------------------
+
+/// Two VMs take turns on one CPU; each writes every EL1/EL0 register it can
+/// reach and checks, after each of the other's turns, that it still holds
+/// its own values (timers, PAuth keys, debug, PMU, ...), and that what the
+/// ID registers advertise is what is accessible.
+#[test]
+fn sysregs_two_vms_max() {
+    boot(Qemu::new().cpu(MAX).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}
+
+#[test]
+fn sysregs_two_vms_a57() {
+    boot(Qemu::new().cpu(A57).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}

@@ -216,3 +216,17 @@ fn arm_refuses_svc_mode() {
     run.assert_lacks("PASS");
     run.assert_lacks("PANIC");
 }
+
+// --- hostile guests -------------------------------------------------------------
+
+/// Two VMs take turns on one CPU and check no PL1/PL0 register (timers,
+/// CSSELR, PMU, debug) carries the other's values.
+#[test]
+fn arm_sysregs_two_vms_a15() {
+    boot(Qemu::arm().cpu(A15).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}
+
+#[test]
+fn arm_sysregs_two_vms_a7() {
+    boot(Qemu::arm().cpu(A7).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}

@@ -96,6 +96,31 @@ pub unsafe fn set_hstr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 3", v) }
 }
 
+/// Writes `HDCR` (debug and PMU traps).
+///
+/// # Safety
+///
+/// As [`set_hcr`].
+pub unsafe fn set_hdcr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 4, {}, c1, c1, 1", v) }
+}
+
+/// Reads `PMCR` (the PMU's control; `N` [15:11] is its counters).
+pub fn pmcr() -> u32 {
+    read_cp15!("p15, 0, {}, c9, c12, 0")
+}
+
+/// Reads `ID_DFR0` (debug and PMU features).
+pub fn id_dfr0() -> u32 {
+    read_cp15!("p15, 0, {}, c0, c1, 2")
+}
+
+/// Reads `ACTLR` (implementation defined auxiliary control).
+pub fn actlr() -> u32 {
+    read_cp15!("p15, 0, {}, c1, c0, 1")
+}
+
 /// Writes `VTCR` (stage-2 translation control).
 ///
 /// # Safety

@@ -5,7 +5,8 @@
 //! guest's registers from `regs` and ERETs. An exception from the guest
 //! (a lower EL) saves the guest's registers back into `regs`, restores the
 //! host context and returns from `guest_enter` with the kind of exception
-//! as its value. Exceptions taken at EL2 itself are hypervisor bugs: they
+//! as its value (from AArch64 and from AArch32 lower ELs alike).
+//! Exceptions taken at EL2 itself are hypervisor bugs: they
 //! save a frame and call `el2_exception`, which panics with the EL2
 //! registers.
 
@@ -261,13 +262,16 @@ el2_vectors:
     guest_exit 2    // FIQ
     .balign 0x80
     guest_exit 3    // SError
+    // From a lower EL in AArch32 (a guest's EL0 may run AArch32 code on a
+    // CPU that has it, whatever the ID registers tell it): the same exits,
+    // its r0-r14 being x0-x14.
     .balign 0x80
-    el2_trap 12     // lower EL, AArch32
+    guest_exit 0    // lower EL, AArch32: sync
     .balign 0x80
-    el2_trap 13
+    guest_exit 1
     .balign 0x80
-    el2_trap 14
+    guest_exit 2
     .balign 0x80
-    el2_trap 15
+    guest_exit 3
 "#
 );

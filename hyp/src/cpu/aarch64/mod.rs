@@ -2,6 +2,8 @@
 
 mod boot;
 mod exception;
+mod features;
+mod sysreg;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -31,21 +33,80 @@ pub const PSCI_CPU_ON: u32 = psci::CPU_ON_64;
 /// (SWIO), physical interrupts to EL2 (FMO, IMO, AMO), broadcast TLB
 /// and cache maintenance Inner Shareable (FB, BSU=IS), WFI, WFE and SMC
 /// trapped (TWI, TWE: a waiting vCPU yields its CPU; TSC), EL1 is
-/// AArch64 (RW), pointer authentication keys and instructions not
-/// trapped (APK, API).
-const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 31)
-    | (1 << 40)
-    | (1 << 41);
+/// AArch64 (RW); the ID registers (TID3), implementation-defined
+/// registers (TIDCP) and ACTLR_EL1 (TACR) trapped; RAS error records
+/// (TERR) and LORegions (TLOR) trapped where they exist; the
+/// pointer-authentication keys and instructions not trapped where they
+/// exist (APK, API: the keys are switched). Left clear: EnSCXT (SCXTNUM
+/// traps), ATA (MTE tags trap), FIEN (RAS fault injection traps).
+fn hcr_guest(f: &features::Features) -> u64 {
+    use aarch64_cpu::registers::HCR_EL2 as H;
+    let mut v = H::VM::Enable
+        + H::SWIO::SET
+        + H::FMO::EnableVirtualFIQ
+        + H::IMO::EnableVirtualIRQ
+        + H::AMO::SET
+        + H::FB::SET
+        + H::BSU::InnerShareable
+        + H::TWI::SET
+        + H::TWE::SET
+        + H::TSC::EnableTrapEl1SmcToEl2
+        + H::RW::EL1IsAarch64
+        + H::TID3::SET
+        + H::TIDCP::SET
+        + H::TACR::SET;
+    if f.ras {
+        v += H::TERR::SET;
+    }
+    if f.lor {
+        v += H::TLOR::SET;
+    }
+    if f.pauth {
+        v += H::APK::DisableTrapPointerAuthKeyRegsToEl2 + H::API::DisableTrapPointerAuthInstToEl2;
+    }
+    v.value
+}
+
+/// MDCR_EL2 while guests run: the PMU (TPM, TPMCR) and every debug
+/// register (TDA, TDOSA, TDRA) trapped, and where they exist statistical
+/// profiling (TPMS, buffer owned by EL2), the trace buffer (owned by EL2)
+/// and trace filtering (TTRF) trapped; all the PMU's counters reserved
+/// for EL2 (HPMN, which no guest can reach anyway).
+fn mdcr_guest(f: &features::Features) -> u64 {
+    use aarch64_cpu::registers::MDCR_EL2 as M;
+    let mut v = M::TPM::SET + M::TPMCR::SET + M::TDA::SET + M::TDOSA::SET + M::TDRA::SET;
+    if let Some(n) = f.pmu_counters {
+        v += M::HPMN.val(n);
+    }
+    if f.spe {
+        v += M::TPMS::SET + M::E2PB::OwnedByEL2OrEL1;
+    }
+    if f.trbe {
+        v += M::E2TB::EL1OrEL2OwnerTrapToEL2;
+    }
+    if f.trf {
+        v += M::TTRF::SET;
+    }
+    if f.fgt >= 1 {
+        // With fine-grained traps: the DCC registers too.
+        v += M::TDCC::SET;
+    }
+    v.value
+}
+
+/// CPTR_EL2 (E2H 0 layout) while guests run: FP/SIMD not trapped (TFP
+/// clear: the guest's registers are saved on every exit); SVE (TZ) and
+/// SME (TSM) trapped (both are also the RES1 values without the
+/// features); trace registers (TTA) and activity monitors (TAM, where
+/// they exist) trapped.
+fn cptr_guest(f: &features::Features) -> u64 {
+    const RES1: u64 = 0xff | (1 << 9) | (1 << 13);
+    const TZ: u64 = 1 << 8;
+    const TSM: u64 = 1 << 12;
+    const TTA: u64 = 1 << 20;
+    const TAM: u64 = 1 << 30;
+    RES1 | TZ | TSM | TTA | if f.amu { TAM } else { 0 }
+}
 
 /// This CPU's index: `MPIDR_EL1.Aff0` (CPUs of QEMU `virt` up to 8, and of
 /// the Raspberry Pi boards, are numbered 0..n there).
@@ -84,14 +145,62 @@ pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
 
 /// EL2 state each CPU needs before it runs guests.
 pub fn el2_init(vtcr: u64) {
+    let f = features::features();
     // SAFETY: configuration of this CPU's EL2 for guests; no guest runs.
     unsafe {
         write_sysreg!("vtcr_el2", vtcr);
-        write_sysreg!("hcr_el2", HCR_GUEST);
+        write_sysreg!("hcr_el2", hcr_guest(f));
+        write_sysreg!("mdcr_el2", mdcr_guest(f));
+        write_sysreg!("cptr_el2", cptr_guest(f));
         // EL1 may use the physical counter and timer.
         write_sysreg!("cnthctl_el2", 0b11);
         write_sysreg!("cntvoff_el2", 0);
         write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+        if f.hcx {
+            // Every feature HCRX_EL2 enables stays off for EL1 (TCR2,
+            // SCTLR2, GCS, MOPS, FPMR, LS64, ...): their registers and
+            // instructions trap or are UNDEFINED. Its reset value is
+            // UNKNOWN.
+            write_sysreg!("s3_4_c1_c2_2", 0);
+        }
+        if f.fgt >= 1 {
+            // The fine-grained traps' reset values are UNKNOWN. Zero:
+            // nothing trapped by the bits that trap when set (the coarse
+            // traps above decide), and everything trapped by the bits
+            // that trap when clear (the newer registers, which no guest
+            // gets).
+            write_sysreg!("s3_4_c1_c1_4", 0); // HFGRTR_EL2
+            write_sysreg!("s3_4_c1_c1_5", 0); // HFGWTR_EL2
+            write_sysreg!("s3_4_c1_c1_6", 0); // HFGITR_EL2
+            write_sysreg!("s3_4_c3_c1_4", 0); // HDFGRTR_EL2
+            write_sysreg!("s3_4_c3_c1_5", 0); // HDFGWTR_EL2
+            if f.amu {
+                write_sysreg!("s3_4_c3_c1_6", 0); // HAFGRTR_EL2
+            }
+        }
+        if f.fgt >= 2 {
+            write_sysreg!("s3_4_c3_c1_0", 0); // HDFGRTR2_EL2
+            write_sysreg!("s3_4_c3_c1_1", 0); // HDFGWTR2_EL2
+            write_sysreg!("s3_4_c3_c1_2", 0); // HFGRTR2_EL2
+            write_sysreg!("s3_4_c3_c1_3", 0); // HFGWTR2_EL2
+            write_sysreg!("s3_4_c3_c1_7", 0); // HFGITR2_EL2
+        }
+        if f.gicv3 {
+            // No virtual GIC yet: every EL1 access to the GIC's CPU
+            // interface registers traps (ICH_HCR_EL2.TC, TALL0, TALL1,
+            // TDIR; ICC_SRE_EL2.Enable clear for ICC_SRE_EL1) and is
+            // UNDEFINED for the guest, as ID_AA64PFR0_EL1.GIC says. Without
+            // this, ICC_PMR_EL1 and the rest reach ICH_VMCR_EL2, which every
+            // guest on the CPU would share.
+            const ICH_HCR_TRAPS: u64 = (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
+            let sre = read_sysreg!("s3_4_c12_c9_5");
+            write_sysreg!("s3_4_c12_c9_5", (sre | 1) & !(1 << 3));
+            arch::aarch64::barrier::isb();
+            write_sysreg!("s3_4_c12_c11_0", ICH_HCR_TRAPS);
+        }
+        // The hardware OS lock off (it is set on a cold reset): each
+        // guest's own is emulated, and breakpoints work only unlocked.
+        write_sysreg!("oslar_el1", 0);
     }
     arch::aarch64::barrier::isb();
 }
@@ -144,17 +253,59 @@ pub fn fault_ipa_page() -> u64 {
     (read_sysreg!("hpfar_el2") & 0x0fff_ffff_fff0) << 8
 }
 
-/// Injects a synchronous external abort into the guest's EL1, as the
-/// architecture would take it: ESR/FAR/ELR/SPSR_EL1 set, PC at the right
-/// vector, EL1h with interrupts masked.
-pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
-    let from_el1 = regs.pstate & 0xc == 0x4;
-    let offset = match (from_el1, regs.pstate & 1) {
-        (false, _) => 0x400, // lower EL, AArch64
-        (true, 1) => 0x200,  // current EL, SP_ELx
-        (true, _) => 0x000,  // current EL, SP_EL0
+/// Takes a synchronous exception to the guest's EL1 as the architecture
+/// does: `ESR_EL1` = `esr`, `FAR_EL1` = `far` if given, `ELR_EL1` = the
+/// instruction, `SPSR_EL1` = the old PSTATE, PC at the vector for where the
+/// guest was (EL1 with SP_EL0 or SP_EL1, EL0 in AArch64 or AArch32), and
+/// PSTATE EL1h with D, A, I, F masked, BTYPE, SS and IL clear, DIT kept,
+/// PAN set if `SCTLR_EL1.SPAN` is clear, SSBS from `SCTLR_EL1.DSSBS`.
+fn take_el1_exception(regs: &mut GuestRegs, esr: u64, far: Option<u64>) {
+    const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+    const DIT: u64 = 1 << 24;
+    const PAN: u64 = 1 << 22;
+    const SSBS: u64 = 1 << 12;
+    let old = regs.pstate;
+    let offset = if old & 0x10 != 0 {
+        0x600 // lower EL, AArch32
+    } else {
+        match (old & 0xc == 0x4, old & 1) {
+            (false, _) => 0x400, // lower EL, AArch64
+            (true, 1) => 0x200,  // current EL, SP_ELx
+            (true, _) => 0x000,  // current EL, SP_EL0
+        }
     };
-    // Data or instruction abort, same or lower EL; IL; DFSC/IFSC = 0x10.
+    let f = features::features();
+    let sctlr = read_sysreg!("sctlr_el1");
+    let mut new = PSTATE_EL1H_MASKED | (old & DIT);
+    // SCTLR_EL1.SPAN [23] clear: PAN set on entry (FEAT_PAN); else kept.
+    if f.pan {
+        new |= if sctlr & (1 << 23) == 0 { PAN } else { old & PAN };
+    }
+    // SCTLR_EL1.DSSBS [44] (FEAT_SSBS).
+    if f.ssbs && sctlr & (1 << 44) != 0 {
+        new |= SSBS;
+    }
+    let vbar = read_sysreg!("vbar_el1");
+    // SAFETY: the guest's EL1 registers are live on this CPU while its
+    // vCPU is handled; writing them is what taking the exception does.
+    unsafe {
+        write_sysreg!("esr_el1", esr);
+        if let Some(far) = far {
+            write_sysreg!("far_el1", far);
+        }
+        write_sysreg!("elr_el1", regs.pc);
+        write_sysreg!("spsr_el1", old);
+    }
+    regs.pc = vbar + offset;
+    regs.pstate = new;
+}
+
+/// Injects a synchronous external abort into the guest's EL1, as the
+/// architecture would take it (see [`take_el1_exception`]): a data or
+/// instruction abort from the same or a lower EL, DFSC/IFSC 0x10, WnR for
+/// writes, FAR_EL1 the faulting VA.
+pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
+    let from_el1 = regs.pstate & 0x1c == 0x4;
     let ec: u64 = match (data, from_el1) {
         (true, true) => 0x25,
         (true, false) => 0x24,
@@ -163,17 +314,28 @@ pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far:
     };
     let wnr = if data && write { 1 << 6 } else { 0 };
     let esr = (ec << 26) | (1 << 25) | wnr | 0x10;
-    let vbar = read_sysreg!("vbar_el1");
-    // SAFETY: the guest's EL1 registers are live on this CPU while its
-    // vCPU is handled; writing them is what taking the exception does.
-    unsafe {
-        write_sysreg!("esr_el1", esr);
-        write_sysreg!("far_el1", far);
-        write_sysreg!("elr_el1", regs.pc);
-        write_sysreg!("spsr_el1", regs.pstate);
+    take_el1_exception(regs, esr, Some(far));
+}
+
+/// Injects an undefined-instruction exception ("unknown reason", EC 0) at
+/// the instruction that trapped, as a CPU without the feature it used
+/// would take it.
+pub fn inject_undef(regs: &mut GuestRegs) {
+    // EC 0 with IL set, ISS zero.
+    take_el1_exception(regs, 1 << 25, None);
+}
+
+/// Emulates an instruction that trapped with exception class `ec`: true
+/// when done (the caller steps over it); false when the guest gets an
+/// undefined-instruction exception instead, as a CPU without what it used
+/// would give it. Only trapped `MSR`/`MRS` (0x18) may be emulated; SVE
+/// and SME (0x19, 0x1D), pointer-authentication traps (0x09), and AArch32
+/// EL0's coprocessor accesses (0x03-0x06, 0x0C) are UNDEFINED.
+pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
+    match ec {
+        0x18 => sysreg::emulate(iss, &mut st.regs, &mut st.sys.debug),
+        _ => false,
     }
-    regs.pc = vbar + offset;
-    regs.pstate = 0x3c5;
 }
 
 impl GuestRegs {
@@ -203,11 +365,6 @@ impl GuestRegs {
         }
     }
 
-    /// Where the guest resumes.
-    pub fn pc(&self) -> u64 {
-        self.pc
-    }
-
     /// Moves the guest on by `len` bytes (a trapped instruction).
     pub fn skip(&mut self, len: u64) {
         self.pc += len;
@@ -215,10 +372,20 @@ impl GuestRegs {
 }
 
 /// EL1 system registers of a vCPU, switched when another vCPU runs on
-/// the same CPU.
+/// the same CPU: the translation and exception state, the generic timer's
+/// EL1 registers, the pointer-authentication keys (where they exist),
+/// `VDISR_EL2` (where RAS exists: with `HCR_EL2.AMO` it is what the
+/// guest's `DISR_EL1` reads), and the debug registers (emulated, see
+/// `sysreg`).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct GuestSysRegs {
-    r: [u64; 20],
+    r: [u64; 22],
+    /// CNTV_CTL, CNTV_CVAL, CNTP_CTL, CNTP_CVAL.
+    timers: [u64; 4],
+    keys: [u64; 10],
+    vdisr: u64,
+    /// The debug registers.
+    pub debug: sysreg::Debug,
 }
 
 macro_rules! el1_regs {
@@ -227,13 +394,25 @@ macro_rules! el1_regs {
             0 "sctlr_el1", 1 "ttbr0_el1", 2 "ttbr1_el1", 3 "tcr_el1", 4 "mair_el1",
             5 "amair_el1", 6 "vbar_el1", 7 "contextidr_el1", 8 "cpacr_el1", 9 "esr_el1",
             10 "far_el1", 11 "afsr0_el1", 12 "afsr1_el1", 13 "elr_el1", 14 "spsr_el1",
-            15 "sp_el0", 16 "tpidr_el0", 17 "tpidrro_el0", 18 "tpidr_el1", 19 "par_el1"
+            15 "sp_el0", 16 "tpidr_el0", 17 "tpidrro_el0", 18 "tpidr_el1", 19 "par_el1",
+            20 "cntkctl_el1", 21 "csselr_el1"
+        )
+    };
+}
+
+macro_rules! pauth_keys {
+    ($m:ident) => {
+        $m!(
+            0 "s3_0_c2_c1_0", 1 "s3_0_c2_c1_1", 2 "s3_0_c2_c1_2", 3 "s3_0_c2_c1_3",
+            4 "s3_0_c2_c2_0", 5 "s3_0_c2_c2_1", 6 "s3_0_c2_c2_2", 7 "s3_0_c2_c2_3",
+            8 "s3_0_c2_c3_0", 9 "s3_0_c2_c3_1"
         )
     };
 }
 
 impl GuestSysRegs {
-    /// The state a vCPU starts with: MMU off, FP/SIMD not trapped.
+    /// The state a vCPU starts with: MMU off, FP/SIMD not trapped, timers
+    /// off, the OS lock set.
     pub fn reset() -> Self {
         let mut r = Self::default();
         r.r[0] = 0x30d0_0800; // SCTLR_EL1 RES1 bits, MMU and caches off
@@ -241,10 +420,30 @@ impl GuestSysRegs {
         r
     }
 
-    /// Reads the live registers.
+    /// Reads the live registers, and stops the vCPU's timers in the
+    /// hardware (a parked vCPU's timer must not fire for another).
     pub fn save(&mut self) {
         macro_rules! save { ($($i:literal $n:literal),*) => { $( self.r[$i] = read_sysreg!($n); )* } }
         el1_regs!(save);
+        self.timers = [
+            read_sysreg!("cntv_ctl_el0"),
+            read_sysreg!("cntv_cval_el0"),
+            read_sysreg!("cntp_ctl_el0"),
+            read_sysreg!("cntp_cval_el0"),
+        ];
+        // SAFETY: the vCPU is off the CPU; its timers are restored with it.
+        unsafe {
+            write_sysreg!("cntv_ctl_el0", 0);
+            write_sysreg!("cntp_ctl_el0", 0);
+        }
+        let f = features::features();
+        if f.pauth {
+            macro_rules! save_keys { ($($i:literal $n:literal),*) => { $( self.keys[$i] = read_sysreg!($n); )* } }
+            pauth_keys!(save_keys);
+        }
+        if f.ras {
+            self.vdisr = read_sysreg!("s3_4_c12_c1_1");
+        }
     }
 
     /// Writes them back.
@@ -257,6 +456,29 @@ impl GuestSysRegs {
             }
         }
         el1_regs!(restore);
+        // SAFETY: as above; the compare values before the controls, so a
+        // timer is never enabled with another vCPU's deadline.
+        unsafe {
+            write_sysreg!("cntv_cval_el0", self.timers[1]);
+            write_sysreg!("cntp_cval_el0", self.timers[3]);
+            write_sysreg!("cntv_ctl_el0", self.timers[0]);
+            write_sysreg!("cntp_ctl_el0", self.timers[2]);
+        }
+        let f = features::features();
+        if f.pauth {
+            macro_rules! restore_keys {
+                ($($i:literal $n:literal),*) => {
+                    // SAFETY: as above.
+                    $( unsafe { write_sysreg!($n, self.keys[$i]) }; )*
+                }
+            }
+            pauth_keys!(restore_keys);
+        }
+        if f.ras {
+            // SAFETY: as above.
+            unsafe { write_sysreg!("s3_4_c12_c1_1", self.vdisr) };
+        }
+        self.debug.restore();
     }
 }
 

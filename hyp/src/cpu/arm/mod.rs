@@ -26,21 +26,55 @@ pub const EC_SMC: u64 = 0x13;
 /// PSCI `CPU_ON` as this hypervisor calls it.
 pub const PSCI_CPU_ON: u32 = psci::CPU_ON_32;
 
+/// HCR fields (the low half of `HCR_EL2`'s layout).
+mod hcr {
+    pub const VM: u32 = 1 << 0;
+    pub const SWIO: u32 = 1 << 1;
+    pub const FMO: u32 = 1 << 3;
+    pub const IMO: u32 = 1 << 4;
+    pub const AMO: u32 = 1 << 5;
+    pub const FB: u32 = 1 << 9;
+    pub const BSU_IS: u32 = 1 << 10;
+    pub const TWI: u32 = 1 << 13;
+    pub const TWE: u32 = 1 << 14;
+    pub const TID3: u32 = 1 << 18;
+    pub const TSC: u32 = 1 << 19;
+    pub const TIDCP: u32 = 1 << 20;
+    pub const TAC: u32 = 1 << 21;
+}
+
 /// HCR while guests run: stage 2 (VM), set/way as clean+inval (SWIO),
 /// physical interrupts and asynchronous aborts to Hyp mode (FMO, IMO,
 /// AMO), broadcast TLB and cache maintenance Inner Shareable (FB,
-/// BSU=IS), WFI, WFE and SMC trapped (TWI, TWE, TSC). The same bits as
-/// the low half of `HCR_EL2`.
-const HCR_GUEST: u32 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19);
+/// BSU=IS), WFI, WFE and SMC trapped (TWI, TWE, TSC), the ID registers
+/// (TID3), implementation-defined registers (TIDCP) and ACTLR (TAC)
+/// trapped.
+const HCR_GUEST: u32 = hcr::VM
+    | hcr::SWIO
+    | hcr::FMO
+    | hcr::IMO
+    | hcr::AMO
+    | hcr::FB
+    | hcr::BSU_IS
+    | hcr::TWI
+    | hcr::TWE
+    | hcr::TID3
+    | hcr::TSC
+    | hcr::TIDCP
+    | hcr::TAC;
+
+/// HDCR fields.
+mod hdcr {
+    pub const TPMCR: u32 = 1 << 5;
+    pub const TPM: u32 = 1 << 6;
+    pub const TDA: u32 = 1 << 9;
+    pub const TDOSA: u32 = 1 << 10;
+    pub const TDRA: u32 = 1 << 11;
+}
+
+/// HSTR.T15: trap accesses to the implementation-defined CP15 c15
+/// registers.
+const HSTR_T15: u32 = 1 << 15;
 
 /// HCPTR while guests run: every coprocessor trap bit that exists, CP10
 /// and CP11 (VFP, Advanced SIMD) included, and TASE. The hypervisor does
@@ -95,7 +129,15 @@ pub fn el2_init(vtcr: u64) {
         regs::set_vtcr(vtcr as u32);
         regs::set_hcr(HCR_GUEST);
         regs::set_hcptr(HCPTR_GUEST);
-        regs::set_hstr(0);
+        regs::set_hstr(HSTR_T15);
+        // The PMU and every debug register trapped: guests get neither
+        // (ID_DFR0 reads as 0; see `emulate_trap`). HPMN: all of the PMU's
+        // counters.
+        let pmu_counters =
+            if (regs::id_dfr0() >> 24) & 0xf == 0 { 0 } else { (regs::pmcr() >> 11) & 0x1f };
+        regs::set_hdcr(
+            hdcr::TPMCR | hdcr::TPM | hdcr::TDA | hdcr::TDOSA | hdcr::TDRA | pmu_counters,
+        );
         // PL1 may use the physical counter and timer.
         regs::set_cnthctl(0b11);
         regs::set_cntvoff(0);
@@ -182,6 +224,97 @@ pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far:
     regs.pc = vbar.wrapping_add(offset);
 }
 
+/// Injects an undefined-instruction exception at the instruction that
+/// trapped, as the CPU takes one: Undefined mode with IRQs masked,
+/// `SPSR_und` = the old CPSR, `LR_und` = the instruction + 4 (ARM state)
+/// or + 2 (Thumb), PC at the vector + 4 (`VBAR`, or `0xffff_0000` with
+/// `SCTLR.V`).
+pub fn inject_undef(regs: &mut GuestRegs) {
+    let sctlr = read_cp15!("p15, 0, {}, c1, c0, 0");
+    let thumb = regs.cpsr & (1 << 5) != 0;
+    let lr = regs.pc.wrapping_add(if thumb { 2 } else { 4 });
+    regs.und = [regs.und[0], lr, regs.cpsr];
+    let vbar =
+        if sctlr & (1 << 13) != 0 { 0xffff_0000 } else { read_cp15!("p15, 0, {}, c12, c0, 0") };
+    // Thumb state and endianness from SCTLR.TE and .EE; IT state and J
+    // cleared; A and F kept; I set.
+    let te = if sctlr & (1 << 30) != 0 { 1 << 5 } else { 0 };
+    let ee = if sctlr & (1 << 25) != 0 { 1 << 9 } else { 0 };
+    regs.cpsr = (regs.cpsr & ((1 << 8) | (1 << 6))) | (1 << 7) | te | ee | MODE_UND;
+    regs.pc = vbar.wrapping_add(4);
+}
+
+/// Emulates an instruction that trapped with exception class `ec`: true
+/// when done (the caller steps over it); false when the guest gets an
+/// undefined-instruction exception instead.
+///
+/// - CP15 (0x03): the ID registers (`HCR.TID3`) read through
+///   [`crate::idregs`]; `ACTLR` reads as the hardware's and ignores
+///   writes (`HCR.TAC`: a guest's writes would reach the core); the
+///   implementation-defined registers (`HCR.TIDCP`, `HSTR.T15`) and the
+///   PMU (`HDCR.TPM`, `TPMCR`) read as zero and ignore writes: a PMU with
+///   no event counters and a cycle counter that does not count, which
+///   is also what a guest finds where the ID registers are not trapped
+///   (QEMU honours `HCR.TID3` only from ARMv8 on, so its ARMv7 guests read
+///   the host's `ID_DFR0`); everything else is UNDEFINED.
+/// - CP14 (0x05): the debug registers (`HDCR.TDA`, `TDOSA`, `TDRA`) read as
+///   zero and ignore writes: guests get no debug (`ID_DFR0` says so).
+/// - VFP/Advanced SIMD (0x07, 0x08), 64-bit and LDC/STC coprocessor
+///   accesses (0x04, 0x06, 0x0C), anything else: UNDEFINED.
+pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
+    use crate::idregs::{armv7, CopAccess};
+    let a = CopAccess::decode(iss);
+    let regs = &mut st.regs;
+    let value = match (ec, a.enc, a.read) {
+        (0x03, (0, 0, crm @ 1..=7, op2), true) => Some(armv7(crm, op2, host_id(crm, op2))),
+        (0x03, (0, 1, 0, 1), true) => Some(regs::actlr()),
+        (0x03, (0, 1, 0, 1), false) => None,
+        // The PMU (CRn 9, opc1 0, CRm 12-14) with the implementation
+        // defined registers of CRn 9-11 and 15, and CP14's debug registers.
+        (0x03, (_, 9..=11 | 15, _, _), read) | (0x05, _, read) => read.then_some(0),
+        _ => return false,
+    };
+    if let Some(v) = value {
+        regs.set_gpr(a.rt, u64::from(v));
+    }
+    true
+}
+
+/// The host's ID register `MRC p15, 0, Rt, c0, CRm, op2`: the encoding is
+/// in the instruction, hence the match.
+fn host_id(crm: u32, op2: u32) -> u32 {
+    macro_rules! ids {
+        ($(($m:literal, $o:literal)),*) => {
+            match (crm, op2) {
+                $( ($m, $o) => {
+                    let v: u32;
+                    // SAFETY: reading an ID register has no side effects.
+                    unsafe {
+                        core::arch::asm!(concat!("mrc p15, 0, {}, c0, c", $m, ", ", $o),
+                                         out(reg) v, options(nomem, nostack))
+                    };
+                    v
+                } )*
+                _ => 0,
+            }
+        };
+    }
+    ids!(
+        (1, 0),
+        (1, 1),
+        (1, 4),
+        (1, 5),
+        (1, 6),
+        (1, 7),
+        (2, 0),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+        (2, 5)
+    )
+}
+
 impl GuestRegs {
     /// A vCPU about to run its first instruction at `entry`, in SVC mode
     /// with interrupts masked. The boot vCPU gets the ARM Linux boot
@@ -239,11 +372,6 @@ impl GuestRegs {
         }
     }
 
-    /// Where the guest resumes.
-    pub fn pc(&self) -> u64 {
-        u64::from(self.pc)
-    }
-
     /// Moves the guest on by `len` bytes (a trapped instruction). A
     /// trapped instruction inside a Thumb IT block is not supported: the
     /// guest images run in ARM state.
@@ -253,12 +381,17 @@ impl GuestRegs {
 }
 
 /// The guest's PL1 system registers (the Non-secure banked CP15
-/// registers), switched when another vCPU runs on the same CPU.
+/// registers) and the generic timer's PL1 registers, switched when
+/// another vCPU runs on the same CPU.
 #[derive(Clone, Copy, Default, Debug)]
 pub struct GuestSysRegs {
-    r: [u32; 20],
+    r: [u32; 21],
     /// TTBR0, TTBR1, PAR (64-bit with LPAE).
     d: [u64; 3],
+    /// CNTV_CTL, CNTP_CTL.
+    timer_ctl: [u32; 2],
+    /// CNTV_CVAL, CNTP_CVAL.
+    timer_cval: [u64; 2],
 }
 
 macro_rules! pl1_regs {
@@ -283,7 +416,8 @@ macro_rules! pl1_regs {
             16 "p15, 0, {}, c13, c0, 2", // TPIDRURW
             17 "p15, 0, {}, c13, c0, 3", // TPIDRURO
             18 "p15, 0, {}, c13, c0, 4", // TPIDRPRW
-            19 "p15, 0, {}, c14, c1, 0"  // CNTKCTL
+            19 "p15, 0, {}, c14, c1, 0", // CNTKCTL
+            20 "p15, 2, {}, c0, c0, 0"   // CSSELR
         )
     };
 }
@@ -307,12 +441,22 @@ impl GuestSysRegs {
         s
     }
 
-    /// Reads the live registers.
+    /// Reads the live registers, and stops the vCPU's timers in the
+    /// hardware (a parked vCPU's timer must not fire for another).
     pub fn save(&mut self) {
         macro_rules! save { ($($i:literal $e:literal),*) => { $( self.r[$i] = read_cp15!($e); )* } }
         macro_rules! save64 { ($($i:literal $e:literal),*) => { $( self.d[$i] = read_cp15_64!($e); )* } }
         pl1_regs!(save);
         pl1_regs_64!(save64);
+        self.timer_ctl =
+            [read_cp15!("p15, 0, {}, c14, c3, 1"), read_cp15!("p15, 0, {}, c14, c2, 1")];
+        self.timer_cval =
+            [read_cp15_64!("p15, 3, {}, {}, c14"), read_cp15_64!("p15, 2, {}, {}, c14")];
+        // SAFETY: the vCPU is off the CPU; its timers are restored with it.
+        unsafe {
+            write_cp15!("p15, 0, {}, c14, c3, 1", 0);
+            write_cp15!("p15, 0, {}, c14, c2, 1", 0);
+        }
     }
 
     /// Writes them back.
@@ -332,6 +476,14 @@ impl GuestSysRegs {
         }
         pl1_regs!(restore);
         pl1_regs_64!(restore64);
+        // SAFETY: as above; the compare values before the controls, so a
+        // timer is never enabled with another vCPU's deadline.
+        unsafe {
+            write_cp15_64!("p15, 3, {}, {}, c14", self.timer_cval[0]);
+            write_cp15_64!("p15, 2, {}, {}, c14", self.timer_cval[1]);
+            write_cp15!("p15, 0, {}, c14, c3, 1", self.timer_ctl[0]);
+            write_cp15!("p15, 0, {}, c14, c2, 1", self.timer_ctl[1]);
+        }
     }
 }
 

@@ -136,8 +136,9 @@ pub unsafe fn probe_write(addr: u64, value: u64) -> Result<(), Sea> {
 /// Runs `f` with UNDEFINED instructions skipped instead of fatal; returns
 /// `f`'s result and whether one was skipped. Used to probe for `HVC`
 /// conduits (`HVC` is UNDEFINED when nothing at EL2 / in Hyp mode or in the
-/// emulator handles it).
-pub(crate) fn catch_undefined<R>(f: impl FnOnce() -> R) -> (R, bool) {
+/// emulator handles it) and for system registers the hypervisor keeps
+/// from guests.
+pub fn catch_undefined<R>(f: impl FnOnce() -> R) -> (R, bool) {
     let t = this_cpu();
     t.undef_seen.store(false, Ordering::SeqCst);
     t.undef_probe.store(true, Ordering::SeqCst);

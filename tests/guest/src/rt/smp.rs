@@ -51,6 +51,14 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Gives the CPU to another vCPU for a while: `wfi`, which the hypervisor
+/// traps and turns into a yield (on bare QEMU, a wait for an interrupt that
+/// may not come: only under the hypervisor).
+pub fn yield_now() {
+    // SAFETY: trapped by the hypervisor (HCR_EL2.TWI, HCR.TWI on ARM32).
+    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
 /// [`wait_until`] for at most about `us` microseconds of the generic
 /// timer's counter; whether `cond` came to hold. For waiting on another
 /// VM, which may never get there.

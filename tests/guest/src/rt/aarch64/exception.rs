@@ -44,6 +44,10 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == FRAME_SIZE);
 const EC_DABT_CUR: u64 = 0x25;
 /// ESR_EL1.EC: unknown reason (an UNDEFINED instruction).
 const EC_UNKNOWN: u64 = 0x00;
+/// ESR_EL1.EC: SVE (0x19) or SME (0x1D) access trapped by this EL1's own
+/// CPACR_EL1: for a probe, as good as UNDEFINED.
+const EC_SVE: u64 = 0x19;
+const EC_SME: u64 = 0x1d;
 /// DFSC: synchronous external abort, not on a translation table walk.
 const DFSC_SEA: u64 = 0x10;
 /// ESR_EL1.ISS.FnV: FAR_EL1 is not valid.
@@ -84,7 +88,7 @@ extern "C" fn rt_exception(frame: &mut TrapFrame, kind: u64) {
             frame.elr += 4;
             return;
         }
-        if ec == EC_UNKNOWN && take_undefined() {
+        if matches!(ec, EC_UNKNOWN | EC_SVE | EC_SME) && take_undefined() {
             frame.elr += 4;
             return;
         }
