@@ -869,6 +869,28 @@ pub fn check_alias_two_vms(run: &Run, append: &str) {
     }
 }
 
+/// Judges a run of the `hostile` image (`vms=2`: VM 1 attacks, VM 2 is
+/// the victim): both VMs passed every check they ran, the hypervisor
+/// stayed up and powered off, and the warnings the attacker's refused
+/// calls caused stayed few (rate-limited per VM) although it made
+/// thousands.
+pub fn check_hostile(run: &Run) {
+    run.assert_ok_vms(2);
+    for check in ["hostile/fuzz PASS", "hostile/victim_intact PASS", "hostile/rmap_room PASS"] {
+        run.assert_contains(check);
+    }
+    // The hypervisor prints at most a burst of 8 warnings per VM, then 4 a
+    // second (and the counter table is one line).
+    let warnings =
+        run.log.lines().filter(|l| l.starts_with("vm1: ") && !l.contains(": test ")).count();
+    let allowed = 8 + 4 * (run.elapsed.as_secs() as usize + 1) + 4;
+    let refused = run.counter("calls refused").unwrap_or_default();
+    assert!(
+        refused.first().is_some_and(|&n| n > 1000) && warnings <= allowed,
+        "{warnings} warning lines (at most {allowed}) for {refused:?} refused calls\n{run}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, prepare, Qemu, Run, NEEDS_EL2};
+use harness::{check_alias_two_vms, check_hostile, prepare, Qemu, Run, NEEDS_EL2};
 
 /// The CPU model with every feature QEMU emulates.
 const MAX: &str = "max";
@@ -269,4 +269,32 @@ fn sysregs_two_vms_max() {
 #[test]
 fn sysregs_two_vms_a57() {
     boot(Qemu::new().cpu(A57).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}
+
+/// VM 1 attacks (probes outside RAM, HVC #1, PSCI CPU_ON of itself and of
+/// a spinning vCPU, a consentless share, a reverse-map flood, thousands of
+/// random calls, stale-data scans, a second vCPU hammering unmap, remap,
+/// collapse, split and protect under the first, a PL011 access across the
+/// page end); VM 2 checks it was not harmed.
+#[test]
+fn hostile_max_smp2_vcpus2() {
+    check_hostile(&boot(
+        Qemu::new().cpu(MAX).smp(2).guest("hostile").append("vms=2 vcpus=2 mem=64M"),
+    ));
+}
+
+/// The same on one CPU: the VMs take turns.
+#[test]
+fn hostile_a57_smp1() {
+    check_hostile(&boot(Qemu::new().cpu(A57).smp(1).guest("hostile").append("vms=2 mem=64M")));
+}
+
+/// A large VM (768 MiB in 2 MiB blocks) unmaps all of it in one call and
+/// then resets: no heap in proportion to its memory.
+#[test]
+fn hostile_big_unmap_and_reset() {
+    let run = boot(Qemu::new().cpu(A57).smp(2).mem("2G").guest("hostile").append("vms=2 mem=768M"));
+    check_hostile(&run);
+    run.assert_contains("hostile/big_unmap PASS");
+    run.assert_contains("hostile/reset_fresh PASS");
 }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, prepare, Qemu, Run, NEEDS_HYP};
+use harness::{check_alias_two_vms, check_hostile, prepare, Qemu, Run, NEEDS_HYP};
 
 const A15: &str = "cortex-a15";
 const A7: &str = "cortex-a7";
@@ -229,4 +229,22 @@ fn arm_sysregs_two_vms_a15() {
 #[test]
 fn arm_sysregs_two_vms_a7() {
     boot(Qemu::arm().cpu(A7).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+}
+
+/// The `hostile` image (see `qemu.rs`) on ARMv7: VM 1 attacks, VM 2
+/// checks it was not harmed.
+#[test]
+fn arm_hostile_a15_smp2_vcpus2() {
+    check_hostile(&boot(
+        Qemu::arm().cpu(A15).smp(2).guest("hostile").append("vms=2 vcpus=2 mem=64M"),
+    ));
+}
+
+/// A large ARM32 VM unmaps 700 MiB of blocks in one call, then resets.
+#[test]
+fn arm_hostile_big_unmap_and_reset_a7() {
+    let run = boot(Qemu::arm().cpu(A7).smp(2).mem("2G").guest("hostile").append("vms=2 mem=768M"));
+    check_hostile(&run);
+    run.assert_contains("hostile/big_unmap PASS");
+    run.assert_contains("hostile/reset_fresh PASS");
 }

@@ -473,6 +473,11 @@ impl<M: Machine> Vm<M> {
         self.guests.m.rcu()
     }
 
+    /// Resets so far.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
     /// The vCPUs.
     pub fn vcpus(&self) -> &[&'static Vcpu<M>] {
         self.vcpus.get().map_or(&[], |v| v.as_slice())
@@ -572,16 +577,22 @@ impl<M: Machine> Vm<M> {
         entry: u64,
         arg: EntryArg,
     ) -> Result<(), CpuOnError> {
-        self.start(index, entry, arg, true)
+        let vcpu = self.claim(index, entry, arg, true)?;
+        self.guests.requeue(vcpu);
+        Ok(())
     }
 
-    fn start(
+    /// Turns vCPU `index` on with its entry state, counted among the
+    /// running, but not yet on the run queue: the caller queues it once
+    /// the VM may run it (no CPU may find it while the VM is still being
+    /// reset, or it would stop it again).
+    fn claim(
         &'static self,
         index: usize,
         entry: u64,
         arg: EntryArg,
         only_if_running: bool,
-    ) -> Result<(), CpuOnError> {
+    ) -> Result<&'static Vcpu<M>, CpuOnError> {
         let vcpu = self.vcpus()[index];
         if let Err(was) = vcpu.power.compare_exchange(
             VcpuPower::Off as u8,
@@ -608,8 +619,7 @@ impl<M: Machine> Vm<M> {
         // before it marks the vCPU off).
         *vcpu.regs.lock() = self.machine().regs_at_entry(entry, arg);
         vcpu.power.store(VcpuPower::On as u8, Ordering::Release);
-        self.guests.requeue(vcpu);
-        Ok(())
+        Ok(vcpu)
     }
 
     /// Fills guest RAM from `boot` (DTB and image) and starts vCPU 0: at
@@ -636,10 +646,13 @@ impl<M: Machine> Vm<M> {
         for &(ipa, data, size) in &boot.segments {
             self.load(ipa, data, size)?;
         }
-        self.start(0, boot.entry, EntryArg::Dtb(RAM_BASE), false).map_err(|_| Error::BadConfig)?;
-        // With vCPU 0 counted; unless the hypervisor stopped the VM
-        // meanwhile.
+        let vcpu0 = self
+            .claim(0, boot.entry, EntryArg::Dtb(RAM_BASE), false)
+            .map_err(|_| Error::BadConfig)?;
+        // Running with vCPU 0 counted (unless the hypervisor stopped the
+        // VM meanwhile), and only then on the run queue.
         self.set_power(|p| (p != VmPower::Off).then_some(VmPower::Running));
+        self.guests.requeue(vcpu0);
         Ok(())
     }
 

@@ -583,3 +583,49 @@ fn two_cpus_sharing_both_ways_neither_deadlock_nor_leak() {
     assert_eq!(m.frames_in_use(), 0, "no frame leaked or freed twice");
     assert_eq!(guests.rmap.tracked(), 0);
 }
+
+/// Two CPUs run the run loop's rule (a vCPU of a VM that is not running
+/// stops; else it runs) while the VM resets itself again and again: vCPU 0
+/// after a reset must only be seen once the VM runs again, or a CPU would
+/// stop it mid-reset (and reset it a second time, or power off). Every
+/// reset must restart the VM, and the loop end only when it powers off.
+#[test]
+fn resets_survive_cpus_racing_for_the_run_queue() {
+    use core::sync::atomic::AtomicU64;
+    const RESETS: u64 = 300;
+    let m = machine();
+    let (guests, vms) = boot_vms(m, 1, 1, 4 * MB, Coherency::Nc);
+    let vm = vms[0];
+    let turns: &'static AtomicU64 =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(AtomicU64::new(0)));
+    let cpu = move |n: usize| {
+        m.as_cpu(n, || {
+            while !guests.all_stopped() {
+                let Some(v) = guests.next_runnable() else {
+                    core::hint::spin_loop();
+                    continue;
+                };
+                let regs = v.regs.lock();
+                if !v.vm.is_running() {
+                    drop(regs);
+                    v.stop();
+                    continue;
+                }
+                drop(regs);
+                // The guest's turn: a reset, until the last, then off.
+                if turns.fetch_add(1, Ordering::SeqCst) < RESETS {
+                    v.vm.request_reset();
+                } else {
+                    v.vm.power_off();
+                }
+                v.stop();
+            }
+        })
+    };
+    let (a, b) = (std::thread::spawn(move || cpu(1)), std::thread::spawn(move || cpu(2)));
+    let joined = within_5s("the run loops", move || a.join().is_ok() && b.join().is_ok());
+    assert!(joined, "a run loop panicked");
+    assert_eq!(vm.power(), VmPower::Off);
+    assert_eq!(vm.resets(), RESETS, "every reset restarted the VM once");
+    assert_eq!(turns.load(Ordering::SeqCst), RESETS + 1, "vCPU 0 ran once after each reset");
+}

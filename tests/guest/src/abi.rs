@@ -188,8 +188,14 @@ pub mod psci {
     pub const FEATURES: u64 = 0x8400_000A;
     /// Success.
     pub const SUCCESS: i64 = 0;
+    /// `AFFINITY_INFO` (SMC64).
+    pub const AFFINITY_INFO: u64 = 0xC400_0004;
+    /// Invalid parameters.
+    pub const INVALID_PARAMETERS: i64 = -2;
     /// `CPU_ON`: the target is already on.
     pub const ALREADY_ON: i64 = -4;
+    /// `CPU_ON`: the entry point is not a valid address.
+    pub const INVALID_ADDRESS: i64 = -9;
 }
 
 /// Guest RAM base (IPA); the guest DTB is placed here.
