@@ -511,6 +511,40 @@ impl Qemu {
     }
 }
 
+/// How many times [`Qemu::run_repeated`] boots a scenario:
+/// `HARNESS_REPEAT` if set (>= 1), else 1. For hunting flakes: with
+/// `HARNESS_REPEAT=50`, every scenario must pass 50 times in a row.
+pub fn repeat() -> usize {
+    std::env::var("HARNESS_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or(1)
+}
+
+impl Qemu {
+    /// [`Qemu::run`] [`repeat`] times: every run but the last must show
+    /// no [`Run::problems`] (else this panics with that run's log, and
+    /// says which repetition it was); the last is returned for the
+    /// scenario's own checks. A boot that waits for a text
+    /// ([`Qemu::stop_when`]) runs once.
+    pub fn run_repeated(&self) -> Run {
+        let n = if self.stop_when.is_some() { 1 } else { repeat() };
+        for i in 1..n {
+            let run = self.run();
+            let p = run.problems();
+            if !p.is_empty() {
+                panic!("repetition {i} of {n} failed:\n  - {}\n{run}", p.join("\n  - "));
+            }
+        }
+        let run = self.run();
+        if n > 1 {
+            eprintln!("harness: {n} runs of `{}`", run.command);
+        }
+        run
+    }
+}
+
 /// Copies everything from `from` into `into` on a thread.
 fn reader(
     mut from: impl Read + Send + 'static,

@@ -21,10 +21,11 @@ const MAX: &str = "max";
 /// A plain ARMv8.0 CPU (no FEAT_TLBIRANGE, no VHE, 40-bit PA).
 const A57: &str = "cortex-a57";
 
-/// Builds (once) and runs `qemu`.
+/// Builds (once) and runs `qemu`, `HARNESS_REPEAT` times (see
+/// `harness::repeat`).
 fn boot(qemu: Qemu) -> Run {
     prepare();
-    qemu.run()
+    qemu.run_repeated()
 }
 
 /// Runs guest image `name` (as initrd) on `cpu` with `smp` CPUs and

@@ -16,10 +16,11 @@ use harness::{check_alias_two_vms, check_hostile, prepare, Qemu, Run, NEEDS_HYP}
 const A15: &str = "cortex-a15";
 const A7: &str = "cortex-a7";
 
-/// Builds (once) and runs `qemu`.
+/// Builds (once) and runs `qemu`, `HARNESS_REPEAT` times (see
+/// `harness::repeat`).
 fn boot(qemu: Qemu) -> Run {
     prepare();
-    qemu.run()
+    qemu.run_repeated()
 }
 
 /// Runs ARM32 guest image `name` (as initrd) on `cpu` with `smp` CPUs and
