@@ -41,7 +41,12 @@ use crate::error::Error;
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
 
 /// Pages a reverse map can track.
+#[cfg(not(loom))]
 pub const RMAP_PAGES: usize = 256;
+/// Pages a reverse map can track (loom models: small enough for the stack
+/// of a loom thread, which the map is built on).
+#[cfg(loom)]
+pub const RMAP_PAGES: usize = 16;
 /// Mappings recorded per tracked page.
 pub const RMAP_MAPPINGS: usize = 8;
 
@@ -181,7 +186,7 @@ impl Table {
 /// Which slots a `note_map` added a mapping to (one bit per slot).
 #[derive(Clone, Copy, Default, Debug)]
 #[must_use]
-pub(crate) struct Noted([u64; RMAP_PAGES / 64]);
+pub(crate) struct Noted([u64; RMAP_PAGES.div_ceil(64)]);
 
 impl Noted {
     fn set(&mut self, i: usize) {
