@@ -84,7 +84,8 @@ fn refused<M: Machine>(vcpu: &Vcpu<M>, what: core::fmt::Arguments<'_>) {
 /// Carries out a validated hypercall.
 fn hyp_call<M: Machine>(vcpu: &'static Vcpu<M>, c: Call) -> Result<Outcome, CallError> {
     let vm = vcpu.vm;
-    let done = |r: Result<(), mmu::Error>| r.map(|()| Outcome::ret(0)).map_err(CallError::from);
+    let done =
+        |r: Result<(), crate::vm::Error>| r.map(|()| Outcome::ret(0)).map_err(CallError::from);
     match c {
         Call::Version => Ok(Outcome::ret(0x0001_0000)),
         Call::Report { pass, test, code } => {

@@ -256,8 +256,8 @@ pub enum CallError {
     Invalid(&'static str),
     /// A bounded table is full (alias table, offers).
     NoMemory(&'static str),
-    /// The stage-2 operation was refused.
-    Mmu(mmu::Error),
+    /// The VM's memory operation was refused.
+    Vm(crate::vm::Error),
 }
 
 impl CallError {
@@ -265,18 +265,22 @@ impl CallError {
     pub fn code(self) -> u64 {
         match self {
             CallError::Invalid(_) => SmcccError::InvalidParameter.code(),
-            CallError::NoMemory(_)
-            | CallError::Mmu(mmu::Error::OutOfMemory | mmu::Error::ReverseMapFull) => {
-                SmcccError::NoMemory.code()
-            }
-            CallError::Mmu(_) => SmcccError::InvalidParameter.code(),
+            CallError::NoMemory(_) => SmcccError::NoMemory.code(),
+            CallError::Vm(e) if e.is_resource_exhausted() => SmcccError::NoMemory.code(),
+            CallError::Vm(_) => SmcccError::InvalidParameter.code(),
         }
+    }
+}
+
+impl From<crate::vm::Error> for CallError {
+    fn from(e: crate::vm::Error) -> Self {
+        CallError::Vm(e)
     }
 }
 
 impl From<mmu::Error> for CallError {
     fn from(e: mmu::Error) -> Self {
-        CallError::Mmu(e)
+        CallError::Vm(e.into())
     }
 }
 
@@ -284,7 +288,7 @@ impl core::fmt::Display for CallError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             CallError::Invalid(why) | CallError::NoMemory(why) => f.write_str(why),
-            CallError::Mmu(e) => write!(f, "{e}"),
+            CallError::Vm(e) => write!(f, "{e}"),
         }
     }
 }

@@ -204,6 +204,19 @@ mod hyp_main {
             cfg.premap,
             cfg.coherency
         );
+        // Guest RAM is filled on demand from one frame pool, so the VMs may
+        // promise more than there is; say so, since a guest that then
+        // touches all of its RAM gets an abort rather than memory.
+        let promised = (cfg.vms as u64).saturating_mul(cfg.mem);
+        if promised > total {
+            log::warn!(
+                "overcommitted: {} VM(s) x {} MiB = {} MiB of guest RAM, {} MiB free",
+                cfg.vms,
+                cfg.mem >> 20,
+                promised >> 20,
+                total >> 20
+            );
+        }
 
         // The DTB takes the RAM below the image address; images go above.
         let guest = image::parse(image, IMAGE_IPA, IMAGE_IPA, RAM_BASE + cfg.mem)

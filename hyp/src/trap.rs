@@ -2,7 +2,7 @@
 //! and the portable handlers (SMCCC calls in `calls`, stage-2 faults and
 //! the emulated PL011 here, on the VM's methods).
 
-use mmu::Error;
+use crate::vm::Error;
 
 use crate::calls::{self, Outcome};
 use crate::cpu::{self, ec, Syndrome, VcpuRegs};

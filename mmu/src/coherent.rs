@@ -42,6 +42,10 @@ use crate::stage2::{EntrySlot, Stage2};
 use crate::sync::{lock, try_lock, Ordering, PtLock};
 use crate::tlb::TlbMaintenance;
 
+/// The coherency policy gave attributes that cannot be encoded.
+const POLICY_UNENCODABLE: Error =
+    Error::BadAttributes { why: "the coherency policy's attributes cannot be encoded" };
+
 /// Data-cache maintenance by physical address, implemented by the
 /// architecture (`DC CIVAC` on AArch64, `DCCIMVAC` on ARMv7) and on the
 /// host by a recorder.
@@ -187,15 +191,16 @@ impl<C: CacheMaintenance> Adjust<'_, C> {
         out: &mut Coherence,
     ) -> Result<(), Error> {
         let (s2, ipa) = own;
-        let rmap = s2.rmap.ok_or(Error::BadConfig)?;
+        let rmap = s2.rmap.ok_or(Error::NoReverseMap)?;
         let maps = rmap.mappings(self.pa);
         // Every space must be known and share the reverse map before
         // anything changes.
         for m in maps.iter() {
             if m.vmid != s2.vmid {
-                let other = space_of(spaces, m.vmid).ok_or(Error::BadConfig)?;
+                let unknown = Error::UnknownSpace { vmid: m.vmid };
+                let other = space_of(spaces, m.vmid).ok_or(unknown)?;
                 if !other.rmap.is_some_and(|r| core::ptr::eq(r, rmap)) {
-                    return Err(Error::BadConfig);
+                    return Err(unknown);
                 }
             }
         }
@@ -206,7 +211,7 @@ impl<C: CacheMaintenance> Adjust<'_, C> {
             let space = if vmid == s2.vmid {
                 s2
             } else {
-                space_of(spaces, vmid).ok_or(Error::BadConfig)?
+                space_of(spaces, vmid).ok_or(Error::UnknownSpace { vmid })?
             };
             match self.adjust_pte(space, alias, held, out) {
                 Visit::Mapped(changed) => {
@@ -237,8 +242,8 @@ fn space_of<'s, 'a, M: TableMemory, T: TlbMaintenance>(
 ///
 /// Errors, with nothing changed: `OutOfRange` (`ipa` not in `held`'s
 /// table), `NotMapped` (it holds no page), `BadAttributes` (`adjust` gives
-/// the faulting entry attributes that cannot be encoded), `BadConfig` (no
-/// reverse map, or a mapping in a space not in `spaces` or with another
+/// the faulting entry attributes that cannot be encoded), `NoReverseMap`,
+/// `UnknownSpace` (a mapping in a space not in `spaces` or with another
 /// reverse map).
 ///
 /// Aliases whose lock was busy against the lock order are counted in
@@ -255,11 +260,11 @@ pub fn make_coherent<M: TableMemory, T: TlbMaintenance, C: CacheMaintenance>(
     let at = held.entry_slot(ipa)?;
     let old = Desc::from_bits(at.slot.load(Ordering::Relaxed));
     if !old.is_leaf(3) {
-        return Err(Error::NotMapped);
+        return Err(Error::NotMapped { ipa });
     }
     let a = Adjust { adjust, cache, pa: old.addr() };
     // Validated before any alias changes.
-    let new = a.new_entry(s2, old).ok_or(Error::BadAttributes)?;
+    let new = a.new_entry(s2, old).ok_or(POLICY_UNENCODABLE)?;
     let mut out = Coherence::default();
     a.visit_aliases((s2, ipa), spaces, Some(held.ptl()), &mut out)?;
     if out.aliases > 0 {
@@ -278,7 +283,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     ///
     /// Errors, with nothing changed: `Unaligned`, `OutOfRange`,
     /// `NotMapped` (`ipa` is not mapped by a page), `BadAttributes`,
-    /// `BadConfig` (as for [`make_coherent`]).
+    /// `NoReverseMap`, `UnknownSpace` (as for [`make_coherent`]).
     pub fn adjust_aliases<C: CacheMaintenance>(
         &self,
         ipa: Ipa,
@@ -286,23 +291,19 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         adjust: &dyn Fn(&Attrs) -> Attrs,
         cache: &C,
     ) -> Result<Coherence, Error> {
-        if !ipa.is_aligned(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
-        if ipa.get() >= self.geo.ipa_limit() {
-            return Err(Error::OutOfRange);
-        }
+        self.check_page_ipa(ipa)?;
+        let not_mapped = Error::NotMapped { ipa };
         let old = {
             let rcu = self.rcu.read_lock();
-            let pmd = self.pmd_lookup(&rcu, ipa).ok_or(Error::NotMapped)?;
-            let map = self.pte_offset_map(&pmd).ok_or(Error::NotMapped)?;
+            let pmd = self.pmd_lookup(&rcu, ipa).ok_or(not_mapped)?;
+            let map = self.pte_offset_map(&pmd).ok_or(not_mapped)?;
             map.get_at(ipa)?
         };
         if !old.is_leaf(3) {
-            return Err(Error::NotMapped);
+            return Err(not_mapped);
         }
         let a = Adjust { adjust, cache, pa: old.addr() };
-        a.new_entry(self, old).ok_or(Error::BadAttributes)?;
+        a.new_entry(self, old).ok_or(POLICY_UNENCODABLE)?;
         let mut out = Coherence::default();
         a.visit_aliases((self, ipa), spaces, None, &mut out)?;
         if out.aliases > 0 {
@@ -320,10 +321,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// so [`make_coherent`] finds them. Returns the page. The page is
     /// charged to this space's quota unless it is tracked already.
     ///
-    /// Errors, with nothing changed: `BadConfig` (no reverse map),
-    /// `Unaligned`, `OutOfRange`, `NotMapped` (no page at `ipa`: unmapped
-    /// or inside a block, which the caller splits first), `ReverseMapFull`
-    /// (no slot, this space's quota, or the page's mappings).
+    /// Errors, with nothing changed: `NoReverseMap`, `Unaligned`,
+    /// `OutOfRange`, `NotMapped` (no page at `ipa`: unmapped or inside a
+    /// block, which the caller splits first), `ReverseMapFull` (no slot),
+    /// `QuotaExceeded` (this space's quota), `TooManyMappings` (the page's).
     pub fn track_page(&self, ipa: Ipa) -> Result<PhysAddr, Error> {
         self.track_at(ipa, false)
     }
@@ -336,21 +337,17 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     }
 
     fn track_at(&self, ipa: Ipa, hold: bool) -> Result<PhysAddr, Error> {
-        let rmap: &Rmap = self.rmap.ok_or(Error::BadConfig)?;
-        if !ipa.is_aligned(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
-        if ipa.get() >= self.geo.ipa_limit() {
-            return Err(Error::OutOfRange);
-        }
+        let rmap: &Rmap = self.rmap.ok_or(Error::NoReverseMap)?;
+        self.check_page_ipa(ipa)?;
+        let not_mapped = Error::NotMapped { ipa };
         let rcu = self.rcu.read_lock();
-        let pmd = self.pmd_lookup(&rcu, ipa).ok_or(Error::NotMapped)?;
+        let pmd = self.pmd_lookup(&rcu, ipa).ok_or(not_mapped)?;
         // Under the table's lock: the mapping cannot go (and be forgotten
         // by `unmap`) before it is recorded.
-        let pte = self.pte_offset_map_lock(&pmd).ok_or(Error::NotMapped)?;
+        let pte = self.pte_offset_map_lock(&pmd).ok_or(not_mapped)?;
         let e = pte.get_at(ipa)?;
         if !e.is_leaf(3) {
-            return Err(Error::NotMapped);
+            return Err(not_mapped);
         }
         rmap.track(e.addr(), Mapping { vmid: self.vmid, ipa }, hold)?;
         Ok(e.addr())

@@ -95,18 +95,6 @@ use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
 use crate::walk::{Cursor, Step, TableCache, Visit, Visitor, WalkError};
 
-/// Output-address bits of a descriptor ([47:12]; see `desc`).
-const OA_BITS: u64 = 0x0000_ffff_ffff_f000;
-/// Bit 1: table (levels 0-2) or page (level 3); clear for a block.
-const TABLE_OR_PAGE: u64 = 1 << 1;
-/// S2AP[1]: write permission.
-const S2AP_W: u64 = 1 << 7;
-/// Dirty bit modifier: with hardware dirty-state management the CPU may
-/// set S2AP[1] itself, which would defeat write-protection.
-const DBM: u64 = 1 << 51;
-/// Contiguous hint: about 16 adjacent entries, wrong on a collapsed block.
-const CONTIGUOUS: u64 = 1 << 52;
-
 /// A table that [`Stage2::collapse`] replaced by a block.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Collapsed {
@@ -136,15 +124,16 @@ struct SplitOne {
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitOne {
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        let not_a_block = Error::NotABlock { ipa: Ipa(v.start), level: v.level, found: v.old };
         if v.level < self.level {
             return if v.old.is_table(v.level) {
                 Ok(Step::Descend)
             } else {
-                Err(WalkError::Fail(Error::NotABlock))
+                Err(WalkError::Fail(not_a_block))
             };
         }
         if !v.old.is_leaf(v.level) {
-            return Err(WalkError::Fail(Error::NotABlock));
+            return Err(WalkError::Fail(not_a_block));
         }
         // Break-before-make of the block (one IPA invalidated: a block is
         // one TLB entry), counted in `splits`.
@@ -157,13 +146,12 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// Checks that `ipa` can start a block at `level` in this regime.
     fn check_block(&self, ipa: Ipa, level: Level) -> Result<(), Error> {
         if !(1..=2).contains(&level) || !self.geo.leaf_allowed(level) {
-            return Err(Error::BadConfig);
+            return Err(Error::Unsupported { why: "no blocks at this level" });
         }
-        if !ipa.is_aligned(level_size(level)) {
-            return Err(Error::Unaligned);
-        }
-        if ipa.get() >= self.geo.ipa_limit() {
-            return Err(Error::OutOfRange);
+        Error::check_aligned(ipa.get(), level_size(level))?;
+        let limit = self.geo.ipa_limit();
+        if ipa.get() >= limit {
+            return Err(Error::OutOfRange { start: ipa.get(), size: level_size(level), limit });
         }
         Ok(())
     }
@@ -200,7 +188,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                 let (slot, _) = self.slot(table, self.geo.index(lvl, ipa));
                 let d = Desc::from_bits(load_entry(slot));
                 if !d.is_table(lvl) {
-                    return Err(Error::NotATable);
+                    return Err(Error::NotATable { ipa: Ipa(ipa), level: lvl, found: d });
                 }
                 parent = Some((slot, d.bits()));
                 table = d.addr();
@@ -222,28 +210,36 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// Step 3: checks that the 512 entries of `child` (a table at level
     /// `clevel`, whose lock the caller holds) are valid leaves with the same
     /// bits apart from the output address, none with the contiguous hint.
-    /// Fills `pas` with their output addresses; returns the common bits.
+    /// Fills `pas` with their output addresses; returns the first entry.
     fn uniform_leaves(
         &self,
+        ipa: Ipa,
         child: PhysAddr,
         clevel: Level,
         pas: &mut [PhysAddr; ENTRIES_PER_TABLE],
-    ) -> Result<u64, Error> {
+    ) -> Result<Desc, Error> {
+        let refuse = |why| Error::NotCollapsible { ipa, level: clevel - 1, why };
         // The count is exact under the lock: a quick refusal first.
         if self.mem.ptdesc(child).valid_entries() != ENTRIES_PER_TABLE {
-            return Err(Error::NotCollapsible);
+            return Err(refuse("not every entry is valid"));
         }
-        let mut common = None;
+        let mut first = None;
         for (i, pa) in pas.iter_mut().enumerate() {
             let (slot, _) = self.slot(child, i);
             let d = Desc::from_bits(slot.load(Ordering::Relaxed));
-            let bits = d.bits() & !OA_BITS;
-            if !d.is_leaf(clevel) || bits & CONTIGUOUS != 0 || *common.get_or_insert(bits) != bits {
-                return Err(Error::NotCollapsible);
+            if !d.is_leaf(clevel) {
+                return Err(refuse("an entry is not a leaf"));
+            }
+            // About 16 adjacent entries: wrong on a collapsed block.
+            if d.is_contiguous() {
+                return Err(refuse("an entry has the contiguous hint"));
+            }
+            if first.get_or_insert(d).attr_bits() != d.attr_bits() {
+                return Err(refuse("the entries' attributes differ"));
             }
             *pa = d.addr();
         }
-        common.ok_or(Error::NotCollapsible)
+        first.ok_or(refuse("empty table"))
     }
 
     /// Steps 1-8 around `make`, which runs under both locks with the
@@ -265,7 +261,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             // 2. The entry, stable under that lock, and the child's lock.
             let old = Desc::from_bits(slot.load(Ordering::Relaxed));
             if !old.is_table(level) {
-                return Err(Error::NotATable);
+                return Err(Error::NotATable { ipa, level, found: old });
             }
             let child = old.addr();
             let _child_lock = (self.mode == LockMode::Split).then(|| lock(self.table_lock(child)));
@@ -303,7 +299,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// The old table is freed after a grace period (see the module
     /// documentation for the sequence and what readers see).
     ///
-    /// Errors, with nothing changed: `BadConfig` (the regime has no
+    /// Errors, with nothing changed: `Unsupported` (the regime has no
     /// blocks at `level`, e.g. level 1 when the walk starts at level 2),
     /// `Unaligned` (`ipa` not aligned to the block size), `OutOfRange`,
     /// `NotATable` (the entry is invalid or a block already),
@@ -313,15 +309,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let size = level_size(level);
         let pa = self.replace_table(ipa, level, |child, _| {
             let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
-            let bits = self.uniform_leaves(child, level + 1, &mut pas)?;
+            let leaf = self.uniform_leaves(ipa, child, level + 1, &mut pas)?;
             let first = pas[0];
             let step = level_size(level + 1);
             let contiguous =
                 pas.iter().enumerate().all(|(i, pa)| pa.get() == first.get() + i as u64 * step);
             if !first.is_aligned(size) || !contiguous {
-                return Err(Error::NotCollapsible);
+                let why = "the output is not one aligned, contiguous range";
+                return Err(Error::NotCollapsible { ipa, level, why });
             }
-            Ok((Desc::from_bits(first.get() | (bits & !TABLE_OR_PAGE)), first))
+            Ok((leaf.as_leaf_of(level), first))
         })?;
         Ok(Collapsed { ipa, level, pa })
     }
@@ -355,30 +352,35 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         const LEVEL: Level = 2;
         self.check_block(ipa, LEVEL)?;
         let size = level_size(LEVEL);
-        if !new_block.is_aligned(size) {
-            return Err(Error::Unaligned);
-        }
+        Error::check_aligned(new_block.get(), size)?;
         if (new_block.get() + size - 1) & !(self.geo.oa_mask() | (PAGE_SIZE - 1)) != 0 {
-            return Err(Error::OutOfRange);
+            let limit = self.geo.oa_mask() + PAGE_SIZE;
+            return Err(Error::OutOfRange { start: new_block.get(), size, limit });
         }
         let old_pages = self.replace_table(ipa, LEVEL, |child, batch| {
             let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
-            let bits = self.uniform_leaves(child, LEVEL + 1, &mut pas)?;
-            let device = matches!(
-                Desc::from_bits(bits).attrs(&self.geo).mem,
-                MemType::DeviceNGnRnE | MemType::DeviceNGnRE
-            );
+            let leaf = self.uniform_leaves(ipa, child, LEVEL + 1, &mut pas)?;
+            let device =
+                matches!(leaf.attrs(&self.geo).mem, MemType::DeviceNGnRnE | MemType::DeviceNGnRE);
+            let refuse = |why| Err(Error::NotCollapsible { ipa, level: LEVEL, why });
+            if device {
+                return refuse("device memory is not copied");
+            }
+            if leaf.has_dbm() {
+                return refuse("the hardware may set the dirty state during the copy");
+            }
             // A tracked page has aliases: a copy would part them.
-            let aliased = self.rmap.is_some_and(|r| r.any_tracked(&pas));
-            if device || bits & DBM != 0 || aliased {
-                return Err(Error::NotCollapsible);
+            if self.rmap.is_some_and(|r| r.any_tracked(&pas)) {
+                return refuse("a page is tracked (aliased or shared)");
             }
             let inside = |pa: &PhysAddr| pa.get().wrapping_sub(new_block.get()) < size;
-            if pas.iter().any(inside) {
-                return Err(Error::AlreadyMapped);
+            if let Some(i) = pas.iter().position(inside) {
+                let existing = leaf.with_addr(pas[i]);
+                let ipa = Ipa(ipa.get() + i as u64 * PAGE_SIZE);
+                return Err(Error::AlreadyMapped { ipa, level: LEVEL + 1, existing });
             }
             // Checked: from here on nothing fails.
-            if bits & S2AP_W != 0 {
+            if leaf.is_writable() {
                 let pd = self.mem.ptdesc(child);
                 for (i, pa) in pas.iter().enumerate() {
                     let (slot, _) = self.slot(child, i);
@@ -388,9 +390,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                         level: LEVEL + 1,
                         ipa: Ipa(ipa.get() + i as u64 * PAGE_SIZE),
                     };
-                    let old = Desc::from_bits(pa.get() | bits);
+                    let old = leaf.with_addr(*pa);
                     // Permission only: in place, gathered.
-                    self.write_entry(at, old, Desc::from_bits(old.bits() & !S2AP_W), batch);
+                    self.write_entry(at, old, old.without_write(), batch);
                 }
                 // No vCPU can write any of the pages once this completes.
                 batch.flush();
@@ -398,7 +400,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             for (i, &src) in pas.iter().enumerate() {
                 copy(src, PhysAddr(new_block.get() + i as u64 * PAGE_SIZE));
             }
-            Ok((Desc::from_bits(new_block.get() | (bits & !TABLE_OR_PAGE)), pas))
+            Ok((leaf.with_addr(new_block).as_leaf_of(LEVEL), pas))
         })?;
         Ok(CopyCollapsed { block: Collapsed { ipa, level: LEVEL, pa: new_block }, old_pages })
     }
@@ -408,7 +410,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// attributes, break-before-make, the table complete before it is
     /// visible. Counted in [`Stats::splits`](crate::Stats::splits).
     ///
-    /// Errors, with nothing changed: `BadConfig`, `Unaligned`,
+    /// Errors, with nothing changed: `Unsupported`, `Unaligned`,
     /// `OutOfRange` (as for [`Stage2::collapse`]), `NotABlock` (the entry
     /// is a table, invalid, or inside a larger block), `OutOfMemory`.
     pub fn split(&self, ipa: Ipa, level: Level) -> Result<(), Error> {
@@ -417,8 +419,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         // nothing; the walk decides under the lock.
         {
             let _rcu = self.rcu.read_lock();
-            if !self.peek_entry(ipa.get(), level).is_some_and(|d| d.is_leaf(level)) {
-                return Err(Error::NotABlock);
+            let found = self.peek_entry(ipa.get(), level).unwrap_or(Desc::INVALID);
+            if !found.is_leaf(level) {
+                return Err(Error::NotABlock { ipa, level, found });
             }
         }
         let cache = TableCache::fill(self, 1)?;

@@ -29,6 +29,12 @@ mod bits {
     pub const XN1: u64 = 1 << 54;
     pub const SW_SHIFT: u32 = 55;
     pub const SW: u64 = 0xf << SW_SHIFT;
+    /// Output address (leaf) or next-level table address: bits [47:12].
+    pub const OA: u64 = 0x0000_ffff_ffff_f000;
+    /// Dirty bit modifier (FEAT_HAFDBS): the hardware may set S2AP[1].
+    pub const DBM: u64 = 1 << 51;
+    /// The descriptor kind: valid, and table/page versus block.
+    pub const KIND: u64 = VALID | TABLE_OR_PAGE;
     /// Bits that only restrict or grant access: changing them alone needs no
     /// break-before-make.
     pub const PERMISSIONS: u64 = S2AP_R | S2AP_W | XN0 | XN1 | AF | SW;
@@ -136,11 +142,14 @@ impl Attrs {
     pub fn validate(&self, geo: &Geometry) -> Result<(), Error> {
         let device = matches!(self.mem, MemType::DeviceNGnRnE | MemType::DeviceNGnRE);
         let split_xn = matches!(self.exec, Exec::El1Only | Exec::El0Only);
-        if (device && self.exec != Exec::Never)
-            || self.sw > 0xf
-            || (split_xn && !(geo.arch() == Arch::Aarch64 && geo.features().xnx))
-        {
-            return Err(Error::BadAttributes);
+        if device && self.exec != Exec::Never {
+            return Err(Error::BadAttributes { why: "executable device memory" });
+        }
+        if self.sw > 0xf {
+            return Err(Error::BadAttributes { why: "software bits beyond [58:55]" });
+        }
+        if split_xn && !(geo.arch() == Arch::Aarch64 && geo.features().xnx) {
+            return Err(Error::BadAttributes { why: "EL1/EL0 execute control without FEAT_XNX" });
         }
         Ok(())
     }
@@ -195,7 +204,65 @@ impl Desc {
     /// The output address (leaf) or next table (table), from bits [47:12].
     #[inline]
     pub const fn addr(self) -> PhysAddr {
-        PhysAddr(self.0 & 0x0000_ffff_ffff_f000)
+        PhysAddr(self.0 & bits::OA)
+    }
+
+    /// The same descriptor with output (or table) address `pa`, which must
+    /// be aligned to what the entry maps.
+    #[inline]
+    pub const fn with_addr(self, pa: PhysAddr) -> Self {
+        Desc((self.0 & !bits::OA) | (pa.get() & bits::OA))
+    }
+
+    /// Every bit but the address: what two leaves of a block-sized range
+    /// must share to become one block.
+    #[inline]
+    pub const fn attr_bits(self) -> u64 {
+        self.0 & !bits::OA
+    }
+
+    /// This leaf as a leaf of `level`, with its address and attributes: a
+    /// page at level 3, a block above (the kind bit is the only
+    /// difference).
+    #[inline]
+    pub const fn as_leaf_of(self, level: Level) -> Self {
+        let kind = if level == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
+        Desc((self.0 & !bits::KIND) | kind)
+    }
+
+    /// Entry `i` of the table that splits this block of `level`: the same
+    /// attributes, a leaf of the next level, at the matching address.
+    #[inline]
+    pub const fn split_entry(self, level: Level, i: usize) -> Self {
+        let child = self.as_leaf_of(level + 1);
+        let pa = self.addr().get() + ((i as u64) << crate::geometry::level_shift(level + 1));
+        child.with_addr(PhysAddr(pa))
+    }
+
+    /// S2AP[1]: whether the guest may write.
+    #[inline]
+    pub const fn is_writable(self) -> bool {
+        self.0 & bits::S2AP_W != 0
+    }
+
+    /// The same leaf without write permission (a permission-only change).
+    #[inline]
+    pub const fn without_write(self) -> Self {
+        Desc(self.0 & !bits::S2AP_W)
+    }
+
+    /// The dirty bit modifier: the hardware may make the leaf writable by
+    /// itself, which defeats write-protection.
+    #[inline]
+    pub const fn has_dbm(self) -> bool {
+        self.0 & bits::DBM != 0
+    }
+
+    /// The contiguous hint: the leaf is one of 16 that map one contiguous
+    /// range alike.
+    #[inline]
+    pub const fn is_contiguous(self) -> bool {
+        self.0 & bits::CONTIGUOUS != 0
     }
 
     /// A leaf at `level` mapping `pa` with `attrs`. `pa` must be aligned to
@@ -248,7 +315,7 @@ impl Desc {
 
     /// Replaces the attributes of a leaf, keeping its address and kind.
     pub fn with_attrs(self, geo: &Geometry, attrs: &Attrs) -> Self {
-        let keep = self.0 & (0x0000_ffff_ffff_f000 | bits::VALID | bits::TABLE_OR_PAGE);
+        let keep = self.0 & (bits::OA | bits::KIND);
         Desc(keep | encode_attrs(geo, attrs))
     }
 
@@ -269,12 +336,6 @@ impl Desc {
 /// Linux's `pmd_same()`: two reads of a pmd are the same entry.
 #[inline]
 pub fn pmd_same(a: Pmd, b: Pmd) -> bool {
-    a == b
-}
-
-/// Linux's `pte_same()`.
-#[inline]
-pub fn pte_same(a: Pte, b: Pte) -> bool {
     a == b
 }
 
@@ -319,6 +380,7 @@ impl core::fmt::Debug for Desc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::geometry::Features;
 
     fn geo(fwb: bool, xnx: bool) -> Geometry {
@@ -397,20 +459,23 @@ mod tests {
     fn validation() {
         let g = geo(false, false);
         assert_eq!(
-            Attrs { exec: Exec::All, ..Attrs::DEVICE }.validate(&g),
-            Err(Error::BadAttributes)
+            Attrs { exec: Exec::All, ..Attrs::DEVICE }.validate(&g).map_err(|e| e.kind()),
+            Err(ErrorKind::BadAttributes)
         );
         assert_eq!(
-            Attrs { exec: Exec::El1Only, ..Attrs::RAM }.validate(&g),
-            Err(Error::BadAttributes)
+            Attrs { exec: Exec::El1Only, ..Attrs::RAM }.validate(&g).map_err(|e| e.kind()),
+            Err(ErrorKind::BadAttributes)
         );
-        assert_eq!(Attrs { sw: 16, ..Attrs::RAM }.validate(&g), Err(Error::BadAttributes));
+        assert_eq!(
+            Attrs { sw: 16, ..Attrs::RAM }.validate(&g).map_err(|e| e.kind()),
+            Err(ErrorKind::BadAttributes)
+        );
         assert_eq!(Attrs::RAM.validate(&g), Ok(()));
         assert_eq!(Attrs { exec: Exec::El1Only, ..Attrs::RAM }.validate(&geo(false, true)), Ok(()));
         let v7 = Geometry::armv7(40).unwrap();
         assert_eq!(
-            Attrs { exec: Exec::El0Only, ..Attrs::RAM }.validate(&v7),
-            Err(Error::BadAttributes)
+            Attrs { exec: Exec::El0Only, ..Attrs::RAM }.validate(&v7).map_err(|e| e.kind()),
+            Err(ErrorKind::BadAttributes)
         );
     }
 

@@ -34,8 +34,6 @@ pub struct Features {
     pub fwb: bool,
     /// FEAT_XNX: separate execute-never for EL1 and EL0 (`XN[1:0]`).
     pub xnx: bool,
-    /// FEAT_TLBIRANGE: `TLBI RIPAS2E1IS` is available.
-    pub tlbi_range: bool,
     /// 16-bit VMIDs (`VTCR_EL2.VS`).
     pub vmid16: bool,
 }
@@ -67,8 +65,13 @@ impl Geometry {
     /// address range is `pa_bits` (one of the `ID_AA64MMFR0_EL1.PARange`
     /// sizes: 32, 36, 40, 42, 44, 48).
     pub fn aarch64(ipa_bits: u32, pa_bits: u32, features: Features) -> Result<Self, Error> {
-        if ps_encoding(pa_bits).is_none() || !(32..=48).contains(&ipa_bits) || ipa_bits > pa_bits {
-            return Err(Error::BadConfig);
+        if ps_encoding(pa_bits).is_none() {
+            return Err(Error::Unsupported { why: "physical address size not a PARange value" });
+        }
+        if !(32..=48).contains(&ipa_bits) || ipa_bits > pa_bits {
+            return Err(Error::Unsupported {
+                why: "IPA size outside 32..=48 or above the PA size",
+            });
         }
         Ok(Self {
             arch: Arch::Aarch64,
@@ -85,7 +88,7 @@ impl Geometry {
     /// level 1 above, where a 40-bit space takes two concatenated tables.
     pub fn armv7(ipa_bits: u32) -> Result<Self, Error> {
         if !(25..=40).contains(&ipa_bits) {
-            return Err(Error::BadConfig);
+            return Err(Error::Unsupported { why: "ARMv7 IPA size outside 25..=40" });
         }
         Ok(Self {
             arch: Arch::Armv7,
@@ -192,10 +195,12 @@ impl Geometry {
     pub fn vttbr(&self, root: PhysAddr, vmid: Vmid) -> Result<u64, Error> {
         let vmid_bits = if self.arch == Arch::Aarch64 && self.features.vmid16 { 16 } else { 8 };
         if u32::from(vmid.0) >= 1 << vmid_bits {
-            return Err(Error::BadConfig);
+            return Err(Error::Unsupported { why: "VMID wider than the CPU's VMIDs" });
         }
-        if !root.is_aligned(self.root_size()) || root.get() >> self.pa_bits != 0 {
-            return Err(Error::Unaligned);
+        Error::check_aligned(root.get(), self.root_size())?;
+        if root.get() >> self.pa_bits != 0 {
+            let limit = 1 << self.pa_bits;
+            return Err(Error::OutOfRange { start: root.get(), size: self.root_size(), limit });
         }
         Ok(root.get() | u64::from(vmid.0) << 48)
     }
@@ -226,6 +231,7 @@ fn ps_encoding(pa_bits: u32) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn a64(ipa: u32) -> Geometry {
         Geometry::aarch64(ipa, 48, Features::default()).unwrap()
@@ -296,8 +302,8 @@ mod tests {
         assert_eq!(g.vtcr(), 0x8000_3502);
         // 25 bits: T0SZ = 7.
         assert_eq!(Geometry::armv7(25).unwrap().vtcr() & 0x1f, 7);
-        assert_eq!(Geometry::armv7(41), Err(Error::BadConfig));
-        assert_eq!(Geometry::armv7(24), Err(Error::BadConfig));
+        assert_eq!(Geometry::armv7(41).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
+        assert_eq!(Geometry::armv7(24).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
     }
 
     #[test]
@@ -306,23 +312,41 @@ mod tests {
         let root = PhysAddr(0x8000_2000);
         // A root of two concatenated tables must be 8 KiB aligned.
         assert_eq!(g.vttbr(root, Vmid(5)), Ok(0x0005_0000_8000_2000));
-        assert_eq!(g.vttbr(PhysAddr(0x8000_1000), Vmid(5)), Err(Error::Unaligned));
+        assert_eq!(
+            g.vttbr(PhysAddr(0x8000_1000), Vmid(5)).map_err(|e| e.kind()),
+            Err(ErrorKind::Unaligned)
+        );
         // 8-bit VMIDs unless VS is set.
-        assert_eq!(g.vttbr(root, Vmid(256)), Err(Error::BadConfig));
+        assert_eq!(g.vttbr(root, Vmid(256)).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
         let f = Features { vmid16: true, ..Features::default() };
         let g16 = Geometry::aarch64(40, 48, f).unwrap();
         assert_eq!(g16.vttbr(root, Vmid(0xabcd)), Ok(0xabcd_0000_8000_2000));
         // ARMv7: 8-bit VMID in [55:48], 40-bit BADDR.
         let g7 = Geometry::armv7(40).unwrap();
         assert_eq!(g7.vttbr(PhysAddr(0xff_8000_0000), Vmid(0x7f)), Ok(0x007f_00ff_8000_0000));
-        assert_eq!(g7.vttbr(PhysAddr(1 << 40), Vmid(1)), Err(Error::Unaligned));
+        assert_eq!(
+            g7.vttbr(PhysAddr(1 << 40), Vmid(1)),
+            Err(Error::OutOfRange { start: 1 << 40, size: 2 * PAGE_SIZE, limit: 1 << 40 })
+        );
     }
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert_eq!(Geometry::aarch64(31, 48, Features::default()), Err(Error::BadConfig));
-        assert_eq!(Geometry::aarch64(49, 48, Features::default()), Err(Error::BadConfig));
-        assert_eq!(Geometry::aarch64(44, 40, Features::default()), Err(Error::BadConfig));
-        assert_eq!(Geometry::aarch64(40, 41, Features::default()), Err(Error::BadConfig));
+        assert_eq!(
+            Geometry::aarch64(31, 48, Features::default()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(
+            Geometry::aarch64(49, 48, Features::default()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(
+            Geometry::aarch64(44, 40, Features::default()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(
+            Geometry::aarch64(40, 41, Features::default()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
     }
 }

@@ -22,6 +22,10 @@ use crate::walk::{
     count_new_tables, Cursor, RunCursor, Step, TableCache, Visit, Visitor, WalkError,
 };
 
+/// `map` and `protect` leave the contiguous hint alone.
+const CONTIGUOUS_REFUSED: Error =
+    Error::BadAttributes { why: "the contiguous hint is not managed by map or protect" };
+
 /// Which leaf sizes `map` may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Granularity {
@@ -179,7 +183,7 @@ impl Target {
     fn same_as_existing(&self, v: &Visit) -> bool {
         let bits = if v.level == 3 { self.page_bits } else { self.block_bits };
         let existing_pa = v.old.addr().get() + (v.start - v.base);
-        existing_pa == self.pa_for(v.start) && v.old.bits() & !0x0000_ffff_ffff_f000 == bits
+        existing_pa == self.pa_for(v.start) && v.old.attr_bits() == bits
     }
 }
 
@@ -210,7 +214,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapPrepare<'_> {
             return if v.old.is_leaf(v.level) && self.t.same_as_existing(v) {
                 Ok(Step::Next)
             } else {
-                Err(WalkError::Fail(Error::AlreadyMapped))
+                Err(WalkError::Fail(v.conflict()))
             };
         }
         if !self.t.leaf_fits(cx.s2, v) {
@@ -255,7 +259,7 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
                 self.done = v.end;
                 Ok(Step::Next)
             } else {
-                Err(WalkError::Fail(Error::AlreadyMapped))
+                Err(WalkError::Fail(v.conflict()))
             };
         }
         if self.t.leaf_fits(cx.s2, v) {
@@ -264,8 +268,10 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
             self.wrote = true;
             return Ok(Step::Next);
         }
-        let table =
-            self.cache.take(cx.s2, v.level + 1).ok_or(WalkError::Fail(Error::OutOfMemory))?;
+        let table = self
+            .cache
+            .take(cx.s2, v.level + 1)
+            .ok_or(WalkError::Fail(Error::OutOfMemory { pages: 1 }))?;
         if let Err(e) = cx.write(v.old, Desc::table(table)) {
             self.cache.put(cx.s2, table);
             return Err(e);
@@ -439,13 +445,24 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for ProtectCommit<'_> {
 impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// Checks an IPA range (page aligned, non-empty, inside the IPA space)
     /// and returns its end.
-    fn check_range(&self, ipa: Ipa, size: u64) -> Result<u64, Error> {
-        if !ipa.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
+    pub(crate) fn check_range(&self, ipa: Ipa, size: u64) -> Result<u64, Error> {
+        Error::check_aligned(ipa.get(), PAGE_SIZE)?;
+        Error::check_aligned(size, PAGE_SIZE)?;
+        let limit = self.geo.ipa_limit();
         match ipa.get().checked_add(size) {
-            Some(end) if size != 0 && end <= self.geo.ipa_limit() => Ok(end),
-            _ => Err(Error::OutOfRange),
+            Some(end) if size != 0 && end <= limit => Ok(end),
+            _ => Err(Error::OutOfRange { start: ipa.get(), size, limit }),
+        }
+    }
+
+    /// Checks an output range the way [`Stage2::check_range`] checks an
+    /// IPA range.
+    fn check_output(&self, pa: PhysAddr, size: u64) -> Result<(), Error> {
+        Error::check_aligned(pa.get(), PAGE_SIZE)?;
+        let limit = self.geo.oa_mask() + PAGE_SIZE;
+        match pa.get().checked_add(size) {
+            Some(end) if end <= limit => Ok(()),
+            _ => Err(Error::OutOfRange { start: pa.get(), size, limit }),
         }
     }
 
@@ -470,9 +487,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     ) -> Result<(), Error> {
         let Some(rmap) = self.rmap else { return self.map_range(ipa, pa, size, attrs, gran) };
         self.check_range(ipa, size)?;
-        if !pa.is_aligned(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
+        self.check_output(pa, size)?;
         // Recorded before the entries are written: `make_coherent` finds
         // the new mapping as soon as it can exist.
         let noted = rmap.note_map(self.vmid, ipa, pa, size)?;
@@ -493,25 +508,18 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         gran: Granularity,
     ) -> Result<(), Error> {
         let end = self.check_range(ipa, size)?;
-        if !pa.is_aligned(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
-        match pa.get().checked_add(size) {
-            Some(pend) if pend - 1 <= self.geo.oa_mask() | (PAGE_SIZE - 1) => {}
-            _ => return Err(Error::OutOfRange),
-        }
+        self.check_output(pa, size)?;
         attrs.validate(&self.geo)?;
         if attrs.contiguous {
-            return Err(Error::BadAttributes);
+            return Err(CONTIGUOUS_REFUSED);
         }
-        let page_bits = Desc::leaf(&self.geo, 3, PhysAddr(0), attrs).bits();
+        let page = Desc::leaf(&self.geo, 3, PhysAddr(0), attrs);
         let t = Target {
             ipa0: ipa.get(),
             pa0: pa.get(),
             gran,
-            page_bits,
-            // A block has the page's bits with bit 1 (page/table) clear.
-            block_bits: page_bits & !0b10,
+            page_bits: page.bits(),
+            block_bits: page.as_leaf_of(2).bits(),
         };
         if size == PAGE_SIZE {
             if let Some(installed) = self.map_page_fast(&t, ipa) {
@@ -569,7 +577,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         Some(match pte.install_checked(ipa, new) {
             Ok(()) => Ok(true),
             Err(cur) if cur == new => Ok(false),
-            Err(_) => Err(Error::AlreadyMapped),
+            Err(existing) => Err(Error::AlreadyMapped { ipa, level: 3, existing }),
         })
     }
 
@@ -661,7 +669,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let end = self.check_range(ipa, size)?;
         attrs.validate(&self.geo)?;
         if attrs.contiguous {
-            return Err(Error::BadAttributes);
+            return Err(CONTIGUOUS_REFUSED);
         }
         let mut batch = self.tlb_batch();
         let mut prep = SplitPrepare { needed: 0, attrs: Some(attrs) };

@@ -108,7 +108,7 @@
 //! }
 //! ```
 
-use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
 use crate::desc::{pmd_same, Desc, Pmd, Pte};
 use crate::error::Error;
 use crate::geometry::{level_shift, Level};
@@ -174,7 +174,9 @@ impl<'a> PteTable<'a> {
     fn index(&self, ipa: Ipa) -> Result<usize, Error> {
         // The table maps one 2 MiB-aligned span; other IPAs are not in it.
         if ipa.get() >> level_shift(2) != self.ipa.get() >> level_shift(2) {
-            return Err(Error::OutOfRange);
+            let span = 1 << level_shift(2);
+            let limit = (self.ipa.get() | (span - 1)) + 1;
+            return Err(Error::OutOfRange { start: ipa.get(), size: 1 << level_shift(3), limit });
         }
         Ok(((ipa.get() >> level_shift(3)) as usize) % ENTRIES_PER_TABLE)
     }
@@ -267,20 +269,21 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
     fn check_page(&self, new: Pte) -> Result<(), Error> {
         let geo = &self.s2.geo;
         if !new.is_leaf(3) {
-            return Err(Error::BadAttributes);
+            return Err(Error::BadAttributes { why: "not a page descriptor" });
         }
         if new.addr().get() & !geo.oa_mask() != 0 {
-            return Err(Error::OutOfRange);
+            let limit = geo.oa_mask() + PAGE_SIZE;
+            return Err(Error::OutOfRange { start: new.addr().get(), size: PAGE_SIZE, limit });
         }
         let attrs = new.attrs(geo);
         attrs.validate(geo)?;
         // The contiguous hint spans 16 entries; one entry cannot set it.
         if attrs.contiguous {
-            return Err(Error::BadAttributes);
+            return Err(Error::BadAttributes { why: "contiguous hint on one entry" });
         }
         // Only what `Attrs` encodes: no stray bits a decode would drop.
         if new.with_attrs(geo, &attrs) != new {
-            return Err(Error::BadAttributes);
+            return Err(Error::BadAttributes { why: "bits no attribute encodes" });
         }
         Ok(())
     }

@@ -288,29 +288,29 @@ impl Rmap {
     /// Tracking a tracked page records `first` (and the hold) too.
     ///
     /// Errors, with nothing changed: `Unaligned`; `ReverseMapFull` when
-    /// [`RMAP_PAGES`] pages are tracked, `first.vmid` has its quota, or the
-    /// page has [`RMAP_MAPPINGS`] mappings.
+    /// [`RMAP_PAGES`] pages are tracked, `QuotaExceeded` when `first.vmid`
+    /// has its quota, `TooManyMappings` when the page has
+    /// [`RMAP_MAPPINGS`] mappings.
     pub(crate) fn track(&self, pa: PhysAddr, first: Mapping, hold: bool) -> Result<(), Error> {
-        if !pa.is_aligned(PAGE_SIZE) {
-            return Err(Error::Unaligned);
-        }
+        Error::check_aligned(pa.get(), PAGE_SIZE)?;
         let mut t = lock(&self.table);
         let i = match t.find(pa) {
             Some(i) => {
                 let e = t.tracked(i);
                 if hold && !e.has_room_for_hold(&first) {
-                    return Err(Error::ReverseMapFull);
+                    return Err(Error::TooManyMappings { pa });
                 }
-                add(&mut e.maps, first)?;
+                add(&mut e.maps, first).map_err(|()| Error::TooManyMappings { pa })?;
                 i
             }
             None => {
                 if t.charged_to(first.vmid) >= self.quota {
-                    return Err(Error::ReverseMapFull);
+                    return Err(Error::QuotaExceeded { vmid: first.vmid });
                 }
-                let i = t.free_slot(pa).ok_or(Error::ReverseMapFull)?;
+                let i = t.free_slot(pa).ok_or(Error::ReverseMapFull { pa })?;
                 let mut maps = EMPTY;
-                add(&mut maps, first)?;
+                // An empty list has room.
+                let _ = add(&mut maps, first);
                 t.slots[i] = Slot::Used(Tracked { pa, owner: first.vmid, holds: 0, maps });
                 self.tracked.fetch_add(1, Ordering::Relaxed);
                 i
@@ -322,17 +322,17 @@ impl Rmap {
         Ok(())
     }
 
-    /// Adds a hold on `pa`, a tracked page (`NotMapped` if it is not).
+    /// Adds a hold on `pa`, a tracked page (`NotTracked` if it is not).
     /// A hold stands for a mapping to come, so it needs room for one more
     /// recorded mapping beside those there and those the other holds stand
-    /// for (`ReverseMapFull` otherwise): a mapping a hold stood for can
+    /// for (`TooManyMappings` otherwise): a mapping a hold stood for can
     /// always be recorded.
     pub fn hold(&self, pa: PhysAddr) -> Result<(), Error> {
         let mut t = lock(&self.table);
-        let i = t.find(pa).ok_or(Error::NotMapped)?;
+        let i = t.find(pa).ok_or(Error::NotTracked { pa })?;
         let e = t.tracked(i);
         if !e.has_room_for_hold(&NO_MAPPING) {
-            return Err(Error::ReverseMapFull);
+            return Err(Error::TooManyMappings { pa });
         }
         e.holds += 1;
         Ok(())
@@ -398,7 +398,7 @@ impl Rmap {
     }
 
     /// Records that `vmid` maps `[pa, pa + size)` at `ipa`: every tracked
-    /// page in the range gains a mapping. All or nothing: `ReverseMapFull`
+    /// page in the range gains a mapping. All or nothing: `TooManyMappings`
     /// (nothing recorded) when a page has no room. The result says what to
     /// [`forget`](Rmap::forget) if the mapping then fails.
     pub(crate) fn note_map(
@@ -420,7 +420,7 @@ impl Rmap {
         for i in slots.slots() {
             let tr = t.tracked(i);
             if tr.maps.len == RMAP_MAPPINGS && !tr.maps.contains(&at(tr)) {
-                return Err(Error::ReverseMapFull);
+                return Err(Error::TooManyMappings { pa: tr.pa });
             }
         }
         let mut added = Noted::default();
@@ -488,13 +488,14 @@ impl Default for Rmap {
     }
 }
 
-/// Adds `m` to `maps` unless it is there; whether it was added.
-fn add(maps: &mut Mappings, m: Mapping) -> Result<bool, Error> {
+/// Adds `m` to `maps` unless it is there; whether it was added. `Err`
+/// when the list is full.
+fn add(maps: &mut Mappings, m: Mapping) -> Result<bool, ()> {
     if maps.contains(&m) {
         return Ok(false);
     }
     if maps.len == RMAP_MAPPINGS {
-        return Err(Error::ReverseMapFull);
+        return Err(());
     }
     maps.items[maps.len] = m;
     maps.len += 1;
@@ -562,15 +563,19 @@ mod tests {
         for i in 0..RMAP_PAGES as u64 {
             r.track(PhysAddr(i * PAGE_SIZE), m(A, i * PAGE_SIZE), false).unwrap();
         }
-        assert_eq!(r.track(PhysAddr(1 << 30), NO_MAPPING, false), Err(Error::ReverseMapFull));
-        assert_eq!(r.track(PhysAddr(1), NO_MAPPING, false), Err(Error::Unaligned));
+        let far = PhysAddr(1 << 30);
+        assert_eq!(r.track(far, NO_MAPPING, false), Err(Error::ReverseMapFull { pa: far }));
+        assert_eq!(
+            r.track(PhysAddr(1), NO_MAPPING, false),
+            Err(Error::Unaligned { value: 1, align: PAGE_SIZE })
+        );
         for k in 1..RMAP_MAPPINGS as u64 {
             let _ = r.note_map(B, Ipa(k << 30), PhysAddr(0), PAGE_SIZE).unwrap();
         }
         // Page 0 is full: a range covering pages 0 and 1 records nothing.
         assert!(matches!(
             r.note_map(B, Ipa(0x40 << 30), PhysAddr(0), 2 * PAGE_SIZE),
-            Err(Error::ReverseMapFull)
+            Err(Error::TooManyMappings { pa: PhysAddr(0) })
         ));
         assert_eq!(r.mappings(PhysAddr(PAGE_SIZE)).len(), 1);
         // Recording a mapping that is there needs no room.
@@ -584,7 +589,10 @@ mod tests {
         for i in 0..4u64 {
             r.track(PhysAddr(i << 12), m(A, i << 12), false).unwrap();
         }
-        assert_eq!(r.track(PhysAddr(9 << 12), m(A, 0), true), Err(Error::ReverseMapFull));
+        assert_eq!(
+            r.track(PhysAddr(9 << 12), m(A, 0), true),
+            Err(Error::QuotaExceeded { vmid: A })
+        );
         assert_eq!((r.charged_to(A), r.holds(PhysAddr(9 << 12))), (4, 0), "nothing changed");
         // B still has all of its room, and tracking A's page again (with
         // B's mapping recorded) costs A nothing more.
@@ -603,7 +611,7 @@ mod tests {
         let r = Rmap::new();
         r.track(P, m(A, 0x1000), true).unwrap();
         r.hold(P).unwrap();
-        assert_eq!(r.hold(PhysAddr(0x9000)), Err(Error::NotMapped));
+        assert_eq!(r.hold(PhysAddr(0x9000)), Err(Error::NotTracked { pa: PhysAddr(0x9000) }));
         assert_eq!(r.holds(P), 2);
         // The one mapping goes: held, so still tracked, nobody owns it.
         assert!(!r.forget_page(A, Ipa(0x1000), P));
@@ -622,8 +630,8 @@ mod tests {
             r.hold(P).unwrap();
         }
         // One mapping and seven holds: the eight records are spoken for.
-        assert_eq!(r.hold(P), Err(Error::ReverseMapFull));
-        assert_eq!(r.track(P, m(B, 0x2000), true), Err(Error::ReverseMapFull));
+        assert_eq!(r.hold(P), Err(Error::TooManyMappings { pa: P }));
+        assert_eq!(r.track(P, m(B, 0x2000), true), Err(Error::TooManyMappings { pa: P }));
         assert_eq!(r.holds(P), RMAP_MAPPINGS as u32 - 1, "refusals change nothing");
         // Every hold's mapping can be recorded.
         for k in 1..RMAP_MAPPINGS as u64 {

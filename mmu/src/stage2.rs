@@ -201,7 +201,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         // nothing.
         geo.vttbr(PhysAddr(0), vmid)?;
         let n = geo.root_tables();
-        let root = mem.alloc_tables(n).ok_or(Error::OutOfMemory)?;
+        let root = mem.alloc_tables(n).ok_or(Error::OutOfMemory { pages: n })?;
         if let Err(e) = geo.vttbr(root, vmid) {
             // SAFETY: just allocated with the same count, never published.
             unsafe { mem.free_tables(root, n) };
@@ -276,6 +276,17 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     /// The value to load into `VTCR_EL2`/`VTCR`.
     pub fn vtcr(&self) -> u64 {
         self.geo.vtcr()
+    }
+
+    /// `Unaligned` or `OutOfRange` unless `ipa` starts a page of the IPA
+    /// space.
+    pub(crate) fn check_page_ipa(&self, ipa: Ipa) -> Result<(), Error> {
+        Error::check_aligned(ipa.get(), PAGE_SIZE)?;
+        let limit = self.geo.ipa_limit();
+        if ipa.get() >= limit {
+            return Err(Error::OutOfRange { start: ipa.get(), size: PAGE_SIZE, limit });
+        }
+        Ok(())
     }
 
     /// A snapshot of the counters.

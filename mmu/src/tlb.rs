@@ -63,8 +63,6 @@ pub struct TlbStats {
     pub whole_vmid: AtomicU64,
     /// Stage-1 invalidations following IPA invalidations.
     pub stage1: AtomicU64,
-    /// Batches flushed.
-    pub flushes: AtomicU64,
 }
 
 /// A run of adjacent entries of one level and kind.
@@ -179,7 +177,6 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
             self.stats.stage1.fetch_add(1, Ordering::Relaxed);
         }
         t.complete();
-        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.nruns = 0;
         self.ops = 0;
         self.whole = false;

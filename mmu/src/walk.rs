@@ -73,6 +73,10 @@ impl Visit {
     pub fn covers(&self) -> bool {
         self.start == self.base && self.end - self.base == self.size()
     }
+    /// `AlreadyMapped` naming this entry.
+    pub fn conflict(&self) -> Error {
+        Error::AlreadyMapped { ipa: Ipa(self.base), level: self.level, existing: self.old }
+    }
 }
 
 /// What the walker does after a pre-visit.
@@ -153,13 +157,12 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// it becomes visible, and the swap is break-before-make.
     pub fn split(&mut self, old: Desc, cache: &mut TableCache) -> Result<(), WalkError> {
         let child_level = self.level + 1;
-        let t = cache.take(self.s2, child_level).ok_or(WalkError::Fail(Error::OutOfMemory))?;
-        let step = level_size(child_level);
-        let kind = if child_level == 3 { 0b11 } else { 0b01 };
-        let attrs = old.bits() & !(0x0000_ffff_ffff_f000 | 0b11);
-        for i in 0..crate::addr::ENTRIES_PER_TABLE {
+        let t = cache
+            .take(self.s2, child_level)
+            .ok_or(WalkError::Fail(Error::OutOfMemory { pages: 1 }))?;
+        for i in 0..ENTRIES_PER_TABLE {
             let (slot, _) = self.s2.slot(t, i);
-            slot.store((old.addr().get() + i as u64 * step) | attrs | kind, Ordering::Relaxed);
+            slot.store(old.split_entry(self.level, i).bits(), Ordering::Relaxed);
         }
         self.s2.mem.ptdesc(t).add_valid(crate::addr::ENTRIES_PER_TABLE as i32);
         if let Err(e) = self.write(old, Desc::table(t)) {
@@ -395,7 +398,7 @@ impl TableCache {
                 Some(pa) => c.list.push(s2.mem, pa),
                 None => {
                     s2.free_list_now(&mut c.list);
-                    return Err(Error::OutOfMemory);
+                    return Err(Error::OutOfMemory { pages: n });
                 }
             }
         }

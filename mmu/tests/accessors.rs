@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use mmu::testing::TlbOp;
+use mmu::ErrorKind;
 use mmu::{
     pmd_same, Attrs, Desc, Features, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr, Vmid,
 };
@@ -60,7 +61,11 @@ fn pte_offset_map_needs_a_table() {
     assert!(map.get().is_leaf(3));
     assert_eq!(map.get().addr(), PhysAddr(0x9000_0000));
     assert_eq!(map.get_at(Ipa(BASE + MB2 + PAGE)), Ok(Desc::INVALID));
-    assert_eq!(map.get_at(Ipa(BASE)), Err(mmu::Error::OutOfRange), "outside the table's span");
+    assert_eq!(
+        map.get_at(Ipa(BASE)).map_err(|e| e.kind()),
+        Err(ErrorKind::OutOfRange),
+        "outside the table's span"
+    );
     assert!(pmd_same(map.pmdval(), pmd.read()));
 }
 
@@ -147,7 +152,10 @@ fn map_lock_writes_with_the_required_maintenance() {
     // Blocks and tables cannot be written through a pte guard.
     let block = Desc::leaf(&geo, 2, PhysAddr(0x8000_0000), &Attrs::RAM);
     let mut batch = s2.tlb_batch();
-    assert_eq!(l.set(Ipa(BASE), block, &mut batch), Err(mmu::Error::BadAttributes));
+    assert_eq!(
+        l.set(Ipa(BASE), block, &mut batch).map_err(|e| e.kind()),
+        Err(ErrorKind::BadAttributes)
+    );
     drop(l);
     drop(g);
     let t = s2.translate(Ipa(BASE)).unwrap();
@@ -249,7 +257,7 @@ fn concurrent_faults_on_one_table() {
                                     &Attrs::RAM,
                                     Granularity::Pages,
                                 ) {
-                                    Ok(()) | Err(mmu::Error::AlreadyMapped) => {}
+                                    Ok(()) | Err(mmu::Error::AlreadyMapped { .. }) => {}
                                     Err(e) => panic!("{e:?}"),
                                 }
                             } else {
@@ -287,7 +295,10 @@ fn a_pte_guard_refuses_what_map_refuses() {
     // The contiguous hint spans 16 entries: one entry cannot carry it.
     let contiguous = Attrs { contiguous: true, ..Attrs::RAM };
     let page = Desc::leaf(&geo, 3, PhysAddr(0x8000_1000), &contiguous);
-    assert_eq!(l.set(Ipa(BASE + PAGE), page, &mut batch), Err(mmu::Error::BadAttributes));
+    assert_eq!(
+        l.set(Ipa(BASE + PAGE), page, &mut batch).map_err(|e| e.kind()),
+        Err(ErrorKind::BadAttributes)
+    );
     assert_eq!(l.install(Ipa(BASE + PAGE), page), Err(Desc::INVALID));
     // Executable device memory, as `Attrs::validate` says.
     let dev_x = Desc::leaf(
@@ -296,6 +307,9 @@ fn a_pte_guard_refuses_what_map_refuses() {
         PhysAddr(0x0900_0000),
         &Attrs { exec: mmu::Exec::All, ..Attrs::DEVICE },
     );
-    assert_eq!(l.set(Ipa(BASE + PAGE), dev_x, &mut batch), Err(mmu::Error::BadAttributes));
+    assert_eq!(
+        l.set(Ipa(BASE + PAGE), dev_x, &mut batch).map_err(|e| e.kind()),
+        Err(ErrorKind::BadAttributes)
+    );
     assert_eq!(l.get_at(Ipa(BASE + PAGE)), Ok(Desc::INVALID), "nothing was written");
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
+use mmu::ErrorKind;
 use mmu::{
     Attrs, Desc, Error, Exec, Features, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr,
     Stage2, Vmid,
@@ -74,11 +75,11 @@ impl<'e> Fixture<'e> {
     }
 
     /// Runs a call that must be refused with `err` and change nothing.
-    fn refused(&self, what: &str, err: Error, f: impl FnOnce(&S2<'e>) -> Result<(), Error>) {
+    fn refused(&self, what: &str, err: ErrorKind, f: impl FnOnce(&S2<'e>) -> Result<(), Error>) {
         let live = self.env.mem.live();
         let snap = snapshot(self.env);
         let stats = self.s2.stats();
-        assert_eq!(f(&self.s2), Err(err), "{what}");
+        assert_eq!(f(&self.s2).map_err(|e| e.kind()), Err(err), "{what}");
         assert_eq!(self.env.tlb.take(), vec![], "{what}: TLB maintenance on a refused call");
         assert_eq!(self.env.mem.live(), live, "{what}: table pages leaked");
         assert!(snapshot(self.env) == snap, "{what}: table memory changed");
@@ -110,23 +111,23 @@ fn bad_attrs(geo: &Geometry) -> Vec<(&'static str, Attrs)> {
 }
 
 /// (what, ipa, size, error) for ranges every operation refuses.
-fn bad_ranges(fx: &Fixture<'_>) -> Vec<(String, u64, u64, Error)> {
+fn bad_ranges(fx: &Fixture<'_>) -> Vec<(String, u64, u64, ErrorKind)> {
     let (b, lim) = (fx.base, fx.lim);
     let top = !(PAGE - 1);
     vec![
-        ("ipa + 1".into(), b + 1, PAGE, Error::Unaligned),
-        ("ipa + 0x800".into(), b + 0x800, PAGE, Error::Unaligned),
-        ("size + 1".into(), b, PAGE + 1, Error::Unaligned),
-        ("size 0x800".into(), b, 0x800, Error::Unaligned),
-        ("size 0".into(), b, 0, Error::OutOfRange),
-        ("end wraps".into(), top, 2 * PAGE, Error::OutOfRange),
-        ("size wraps".into(), b, top, Error::OutOfRange),
-        ("at the limit".into(), lim, PAGE, Error::OutOfRange),
-        ("over the limit".into(), lim - PAGE, 2 * PAGE, Error::OutOfRange),
-        ("block over the limit".into(), lim - MB2, 2 * MB2, Error::OutOfRange),
-        ("whole space from base".into(), b + PAGE, lim, Error::OutOfRange),
-        ("far beyond".into(), 1 << 60, PAGE, Error::OutOfRange),
-        ("aliasing the bottom".into(), lim + b, PAGE, Error::OutOfRange),
+        ("ipa + 1".into(), b + 1, PAGE, ErrorKind::Unaligned),
+        ("ipa + 0x800".into(), b + 0x800, PAGE, ErrorKind::Unaligned),
+        ("size + 1".into(), b, PAGE + 1, ErrorKind::Unaligned),
+        ("size 0x800".into(), b, 0x800, ErrorKind::Unaligned),
+        ("size 0".into(), b, 0, ErrorKind::OutOfRange),
+        ("end wraps".into(), top, 2 * PAGE, ErrorKind::OutOfRange),
+        ("size wraps".into(), b, top, ErrorKind::OutOfRange),
+        ("at the limit".into(), lim, PAGE, ErrorKind::OutOfRange),
+        ("over the limit".into(), lim - PAGE, 2 * PAGE, ErrorKind::OutOfRange),
+        ("block over the limit".into(), lim - MB2, 2 * MB2, ErrorKind::OutOfRange),
+        ("whole space from base".into(), b + PAGE, lim, ErrorKind::OutOfRange),
+        ("far beyond".into(), 1 << 60, PAGE, ErrorKind::OutOfRange),
+        ("aliasing the bottom".into(), lim + b, PAGE, ErrorKind::OutOfRange),
     ]
 }
 
@@ -147,13 +148,13 @@ fn map_refuses_bad_ranges_pas_and_attributes() {
         let pa_lim = 1u64 << geo.pa_bits();
         let top = !(PAGE - 1);
         let pas = [
-            ("pa + 1", PA + 1, PAGE, Error::Unaligned),
-            ("pa + 0x800", PA + 0x800, PAGE, Error::Unaligned),
-            ("pa at the PA limit", pa_lim, PAGE, Error::OutOfRange),
-            ("pa over the PA limit", pa_lim - PAGE, 2 * PAGE, Error::OutOfRange),
-            ("pa block over the PA limit", pa_lim - MB2, 2 * MB2, Error::OutOfRange),
-            ("pa far beyond", 1 << 52, PAGE, Error::OutOfRange),
-            ("pa wraps", top, 2 * PAGE, Error::OutOfRange),
+            ("pa + 1", PA + 1, PAGE, ErrorKind::Unaligned),
+            ("pa + 0x800", PA + 0x800, PAGE, ErrorKind::Unaligned),
+            ("pa at the PA limit", pa_lim, PAGE, ErrorKind::OutOfRange),
+            ("pa over the PA limit", pa_lim - PAGE, 2 * PAGE, ErrorKind::OutOfRange),
+            ("pa block over the PA limit", pa_lim - MB2, 2 * MB2, ErrorKind::OutOfRange),
+            ("pa far beyond", 1 << 52, PAGE, ErrorKind::OutOfRange),
+            ("pa wraps", top, 2 * PAGE, ErrorKind::OutOfRange),
         ];
         for (what, pa, size, err) in pas {
             let what = format!("{name}: map {what}");
@@ -163,10 +164,10 @@ fn map_refuses_bad_ranges_pas_and_attributes() {
         }
         for (what, a) in bad_attrs(&geo) {
             let what = format!("{name}: map {what}");
-            fx.refused(&what, Error::BadAttributes, |s2| {
+            fx.refused(&what, ErrorKind::BadAttributes, |s2| {
                 s2.map(Ipa(hole), PhysAddr(PA), PAGE, &a, Granularity::Pages)
             });
-            fx.refused(&format!("{what} (2 MiB)"), Error::BadAttributes, |s2| {
+            fx.refused(&format!("{what} (2 MiB)"), ErrorKind::BadAttributes, |s2| {
                 s2.map(Ipa(fx.base + 4 * MB2), PhysAddr(PA), MB2, &a, Granularity::Largest)
             });
         }
@@ -186,7 +187,7 @@ fn unmap_and_protect_refuse_bad_ranges_and_attributes() {
         }
         for (what, a) in bad_attrs(&geo) {
             // Over the mapped page and block: a wrongly accepted call shows.
-            fx.refused(&format!("{name}: protect {what}"), Error::BadAttributes, |s2| {
+            fx.refused(&format!("{name}: protect {what}"), ErrorKind::BadAttributes, |s2| {
                 s2.protect(Ipa(fx.base), 2 * MB2, &a)
             });
         }
@@ -306,7 +307,7 @@ fn map_over_a_different_mapping_is_already_mapped() {
             let live = env.mem.live();
             let snap = snapshot(&env);
             let r = fx.s2.map(Ipa(ipa), PhysAddr(pa), size, &a, g);
-            assert_eq!(r, Err(Error::AlreadyMapped), "{what}");
+            assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::AlreadyMapped), "{what}");
             let tlb = env.tlb.take();
             // The one-walk path ends with its DSB even when refused; no
             // invalidation either way.
@@ -363,21 +364,31 @@ fn geometry_constructors_refuse_bad_sizes() {
                 let g = r.unwrap_or_else(|e| panic!("aarch64({ipa}, {pa}): {e:?}"));
                 assert_eq!((g.ipa_bits(), g.pa_bits()), (ipa, pa));
             } else {
-                assert_eq!(r, Err(Error::BadConfig), "aarch64({ipa}, {pa})");
+                assert_eq!(
+                    r.map_err(|e| e.kind()),
+                    Err(ErrorKind::Unsupported),
+                    "aarch64({ipa}, {pa})"
+                );
             }
         }
     }
     for ipa in [u32::MAX, 1 << 31, 256] {
-        assert_eq!(Geometry::aarch64(ipa, 48, f), Err(Error::BadConfig));
-        assert_eq!(Geometry::aarch64(40, ipa, f), Err(Error::BadConfig));
-        assert_eq!(Geometry::armv7(ipa), Err(Error::BadConfig));
+        assert_eq!(
+            Geometry::aarch64(ipa, 48, f).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(
+            Geometry::aarch64(40, ipa, f).map_err(|e| e.kind()),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(Geometry::armv7(ipa).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
     }
     for ipa in 0..=64u32 {
         let r = Geometry::armv7(ipa);
         if (25..=40).contains(&ipa) {
             assert_eq!(r.map(|g| (g.ipa_bits(), g.pa_bits())), Ok((ipa, 40)));
         } else {
-            assert_eq!(r, Err(Error::BadConfig), "armv7({ipa})");
+            assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::Unsupported), "armv7({ipa})");
         }
     }
 }
@@ -395,22 +406,29 @@ fn vttbr_refuses_bad_vmids_and_roots() {
         assert_eq!(g.vttbr(root, Vmid(0)), Ok(root.get()), "{name}");
         if bits == 8 {
             for v in [256u16, 0x1ff, 0x8000, u16::MAX] {
-                assert_eq!(g.vttbr(root, Vmid(v)), Err(Error::BadConfig), "{name} VMID {v:#x}");
+                assert_eq!(
+                    g.vttbr(root, Vmid(v)).map_err(|e| e.kind()),
+                    Err(ErrorKind::Unsupported),
+                    "{name} VMID {v:#x}"
+                );
             }
         }
         let rs = g.root_size();
-        let mut bad = vec![root.get() + 0x800, root.get() + 8, root.get() + PAGE / 2];
+        let mut misaligned = vec![root.get() + 0x800, root.get() + 8, root.get() + PAGE / 2];
         if rs > PAGE {
             // A concatenated root must be aligned to its whole size.
-            bad.push(root.get() + PAGE);
-            bad.push(root.get() + rs / 2);
+            misaligned.push(root.get() + PAGE);
+            misaligned.push(root.get() + rs / 2);
+        }
+        for r in misaligned {
+            let want = Error::Unaligned { value: r, align: rs };
+            assert_eq!(g.vttbr(PhysAddr(r), Vmid(1)), Err(want), "{name} root {r:#x}");
         }
         // The root must be addressable.
-        bad.push(1 << g.pa_bits());
-        bad.push(root.get() | (1 << 48));
-        bad.push(!(rs - 1));
-        for r in bad {
-            assert_eq!(g.vttbr(PhysAddr(r), Vmid(1)), Err(Error::Unaligned), "{name} root {r:#x}");
+        let limit = 1 << g.pa_bits();
+        for r in [limit, root.get() | (1 << 48), !(rs - 1)] {
+            let want = Error::OutOfRange { start: r, size: rs, limit };
+            assert_eq!(g.vttbr(PhysAddr(r), Vmid(1)), Err(want), "{name} root {r:#x}");
         }
     }
 }
@@ -421,7 +439,7 @@ fn stage2_new_refuses_without_memory_and_with_a_bad_vmid() {
         let env = Env::new(POOL);
         env.mem.fail_after(1);
         let r = Stage2::new(geo, Vmid(1), mode, &env.mem, &env.tlb, &env.rcu);
-        assert_eq!(r.err(), Some(Error::OutOfMemory), "{name}");
+        assert_eq!(r.err().map(|e| e.kind()), Some(ErrorKind::OutOfMemory), "{name}");
         assert_eq!(env.mem.live(), 0, "{name}: leak");
         env.mem.clear_failure();
 
@@ -429,7 +447,11 @@ fn stage2_new_refuses_without_memory_and_with_a_bad_vmid() {
         assert!(!geo.features().vmid16);
         for bad in [256, 0x1234, u16::MAX] {
             let r = Stage2::new(geo, Vmid(bad), mode, &env.mem, &env.tlb, &env.rcu);
-            assert_eq!(r.err(), Some(Error::BadConfig), "{name}: VMID {bad:#x}");
+            assert_eq!(
+                r.err().map(|e| e.kind()),
+                Some(ErrorKind::Unsupported),
+                "{name}: VMID {bad:#x}"
+            );
             assert_eq!(env.mem.live(), 0, "{name}: root leaked");
         }
         let s2 = Stage2::new(geo, Vmid(255), mode, &env.mem, &env.tlb, &env.rcu).unwrap();
@@ -446,7 +468,7 @@ fn stage2_new_with_a_bad_vmid_issues_no_tlb_maintenance() {
     for_all(|name, geo, mode| {
         let env = Env::new(POOL);
         let r = Stage2::new(geo, Vmid(300), mode, &env.mem, &env.tlb, &env.rcu);
-        assert_eq!(r.err(), Some(Error::BadConfig), "{name}");
+        assert_eq!(r.err().map(|e| e.kind()), Some(ErrorKind::Unsupported), "{name}");
         assert_eq!(env.tlb.take(), vec![], "{name}");
     });
 }
@@ -540,8 +562,16 @@ fn pte_accessors_refuse_ipas_outside_their_table() {
             let map = s2.pte_offset_map(&pmd).unwrap();
             let ro = s2.pte_offset_map_ro_nolock(&pmd).unwrap();
             for ipa in outside {
-                assert_eq!(map.get_at(Ipa(ipa)), Err(Error::OutOfRange), "{name}: {ipa:#x}");
-                assert_eq!(ro.get_at(Ipa(ipa)), Err(Error::OutOfRange), "{name}: {ipa:#x}");
+                assert_eq!(
+                    map.get_at(Ipa(ipa)).map_err(|e| e.kind()),
+                    Err(ErrorKind::OutOfRange),
+                    "{name}: {ipa:#x}"
+                );
+                assert_eq!(
+                    ro.get_at(Ipa(ipa)).map_err(|e| e.kind()),
+                    Err(ErrorKind::OutOfRange),
+                    "{name}: {ipa:#x}"
+                );
             }
             assert_eq!(map.get_at(Ipa(b + MB2 - PAGE)), Ok(Desc::INVALID), "{name}");
             assert!(map.get_at(Ipa(b)).unwrap().is_leaf(3), "{name}");
@@ -551,10 +581,14 @@ fn pte_accessors_refuse_ipas_outside_their_table() {
             let page = Desc::leaf(&geo, 3, PhysAddr(0x7000_0000), &Attrs::RAM);
             let mut batch = s2.tlb_batch();
             for ipa in outside {
-                assert_eq!(l.get_at(Ipa(ipa)), Err(Error::OutOfRange), "{name}: {ipa:#x}");
                 assert_eq!(
-                    l.set(Ipa(ipa), page, &mut batch),
-                    Err(Error::OutOfRange),
+                    l.get_at(Ipa(ipa)).map_err(|e| e.kind()),
+                    Err(ErrorKind::OutOfRange),
+                    "{name}: {ipa:#x}"
+                );
+                assert_eq!(
+                    l.set(Ipa(ipa), page, &mut batch).map_err(|e| e.kind()),
+                    Err(ErrorKind::OutOfRange),
                     "{name}: set({ipa:#x})"
                 );
                 assert!(l.install(Ipa(ipa), page).is_err(), "{name}: install({ipa:#x})");
@@ -562,21 +596,21 @@ fn pte_accessors_refuse_ipas_outside_their_table() {
             // A block descriptor is not a page.
             let block = Desc::leaf(&geo, 2, PhysAddr(0x7000_0000 & !(MB2 - 1)), &Attrs::RAM);
             assert_eq!(
-                l.set(Ipa(b + PAGE), block, &mut batch),
-                Err(Error::BadAttributes),
+                l.set(Ipa(b + PAGE), block, &mut batch).map_err(|e| e.kind()),
+                Err(ErrorKind::BadAttributes),
                 "{name}: block"
             );
             assert_eq!(
-                l.set(Ipa(b), block, &mut batch),
-                Err(Error::BadAttributes),
+                l.set(Ipa(b), block, &mut batch).map_err(|e| e.kind()),
+                Err(ErrorKind::BadAttributes),
                 "{name}: block over a page"
             );
             // An output address the regime cannot hold.
             if geo.pa_bits() < 48 {
                 let high = Desc::from_bits(page.bits() | (1 << geo.pa_bits()));
                 assert_eq!(
-                    l.set(Ipa(b + PAGE), high, &mut batch),
-                    Err(Error::OutOfRange),
+                    l.set(Ipa(b + PAGE), high, &mut batch).map_err(|e| e.kind()),
+                    Err(ErrorKind::OutOfRange),
                     "{name}: PA"
                 );
             }
@@ -612,8 +646,8 @@ fn pte_set_refuses_a_table_descriptor() {
             let mut batch = s2.tlb_batch();
             let table = Desc::table(PhysAddr(HostMemory::BASE));
             assert_eq!(
-                l.set(Ipa(b + PAGE), table, &mut batch),
-                Err(Error::BadAttributes),
+                l.set(Ipa(b + PAGE), table, &mut batch).map_err(|e| e.kind()),
+                Err(ErrorKind::BadAttributes),
                 "{name}: table descriptor"
             );
             drop(batch);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{geometries, Env, MB2, MODES, PAGE};
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
+use mmu::ErrorKind;
 use mmu::{
     make_coherent, Arch, Attrs, Coherence, Error, Exec, Features, Geometry, Granularity, Ipa,
     LockMode, MemType, PhysAddr, Rmap, Stage2, Vmid,
@@ -465,10 +466,10 @@ fn bad_input_changes_nothing() {
     let plain =
         Stage2::new(geo40(), Vmid(3), LockMode::Split, &env.mem, &env.tlb, &env.rcu).unwrap();
     map_page(&a, IPA1, P);
-    assert_eq!(a.track_page(Ipa(IPA1 + 1)), Err(Error::Unaligned));
-    assert_eq!(a.track_page(Ipa(1 << 40)), Err(Error::OutOfRange));
-    assert_eq!(a.track_page(Ipa(IPA_SAME)), Err(Error::NotMapped));
-    assert_eq!(plain.track_page(Ipa(IPA1)), Err(Error::BadConfig));
+    assert_eq!(a.track_page(Ipa(IPA1 + 1)).map_err(|e| e.kind()), Err(ErrorKind::Unaligned));
+    assert_eq!(a.track_page(Ipa(1 << 40)).map_err(|e| e.kind()), Err(ErrorKind::OutOfRange));
+    assert_eq!(a.track_page(Ipa(IPA_SAME)).map_err(|e| e.kind()), Err(ErrorKind::NotMapped));
+    assert_eq!(plain.track_page(Ipa(IPA1)), Err(Error::NoReverseMap));
     a.map(
         Ipa(IPA_OTHER & !(MB2 - 1)),
         PhysAddr(0x9000_0000),
@@ -477,7 +478,11 @@ fn bad_input_changes_nothing() {
         Granularity::Largest,
     )
     .unwrap();
-    assert_eq!(a.track_page(Ipa(IPA_OTHER)), Err(Error::NotMapped), "inside a block");
+    assert_eq!(
+        a.track_page(Ipa(IPA_OTHER)).map_err(|e| e.kind()),
+        Err(ErrorKind::NotMapped),
+        "inside a block"
+    );
     a.track_page(Ipa(IPA1)).unwrap();
     map_page(&b, IPB, P);
     map_page(&a, IPA_SAME, P);
@@ -487,21 +492,33 @@ fn bad_input_changes_nothing() {
     let pmd = a.pmd_lookup(&rcu, Ipa(IPA_SAME)).unwrap();
     let mut pte = a.pte_offset_map_lock(&pmd).unwrap();
     let exec_device = |x: &Attrs| Attrs { mem: MemType::DeviceNGnRE, exec: Exec::All, ..*x };
-    type Try<'t> = (Ipa, &'t [&'t S2<'t>], &'t dyn Fn(&Attrs) -> Attrs, Error);
+    type Try<'t> = (Ipa, &'t [&'t S2<'t>], &'t dyn Fn(&Attrs) -> Attrs, ErrorKind);
     let tries: [Try<'_>; 5] = [
-        (Ipa(IPA_OTHER), &[&b], &nc, Error::OutOfRange),
-        (Ipa(IPA_SAME + PAGE), &[&b], &nc, Error::NotMapped),
-        (Ipa(IPA_SAME), &[], &nc, Error::BadConfig),
-        (Ipa(IPA_SAME), &[&stray], &nc, Error::BadConfig),
-        (Ipa(IPA_SAME), &[&b], &exec_device, Error::BadAttributes),
+        (Ipa(IPA_OTHER), &[&b], &nc, ErrorKind::OutOfRange),
+        (Ipa(IPA_SAME + PAGE), &[&b], &nc, ErrorKind::NotMapped),
+        (Ipa(IPA_SAME), &[], &nc, ErrorKind::UnknownSpace),
+        (Ipa(IPA_SAME), &[&stray], &nc, ErrorKind::UnknownSpace),
+        (Ipa(IPA_SAME), &[&b], &exec_device, ErrorKind::BadAttributes),
     ];
     for (ipa, spaces, adjust, err) in tries {
-        assert_eq!(make_coherent(&mut pte, ipa, spaces, adjust, &env.tlb), Err(err));
+        assert_eq!(
+            make_coherent(&mut pte, ipa, spaces, adjust, &env.tlb).map_err(|e| e.kind()),
+            Err(err)
+        );
     }
     drop(pte);
-    assert_eq!(a.adjust_aliases(Ipa(IPA_SAME + 1), &[&b], &nc, &env.tlb), Err(Error::Unaligned));
-    assert_eq!(a.adjust_aliases(Ipa(1 << 40), &[&b], &nc, &env.tlb), Err(Error::OutOfRange));
-    assert_eq!(a.adjust_aliases(Ipa(IPA_SAME), &[], &nc, &env.tlb), Err(Error::BadConfig));
+    assert_eq!(
+        a.adjust_aliases(Ipa(IPA_SAME + 1), &[&b], &nc, &env.tlb).map_err(|e| e.kind()),
+        Err(ErrorKind::Unaligned)
+    );
+    assert_eq!(
+        a.adjust_aliases(Ipa(1 << 40), &[&b], &nc, &env.tlb).map_err(|e| e.kind()),
+        Err(ErrorKind::OutOfRange)
+    );
+    assert_eq!(
+        a.adjust_aliases(Ipa(IPA_SAME), &[], &nc, &env.tlb),
+        Err(Error::UnknownSpace { vmid: B })
+    );
     assert_eq!(env.tlb.take(), [], "no maintenance for refused calls");
     for (s, ipa) in [(&a, IPA1), (&a, IPA_SAME), (&b, IPB)] {
         assert_eq!(attrs_at(s, ipa), Attrs::RAM);
@@ -523,13 +540,15 @@ fn reverse_map_follows_unmap_failed_map_copy_collapse_and_drop() {
         assert_eq!(maps(), [(A, IPA1), (B, IPB)]);
         // A map that fails records nothing.
         assert_eq!(
-            b.map(Ipa(IPB), PhysAddr(P), PAGE, &nc(&Attrs::RAM), Granularity::Pages),
-            Err(Error::AlreadyMapped)
+            b.map(Ipa(IPB), PhysAddr(P), PAGE, &nc(&Attrs::RAM), Granularity::Pages)
+                .map_err(|e| e.kind()),
+            Err(ErrorKind::AlreadyMapped)
         );
         assert_eq!(
             // P at IPB - PAGE would be new; IPB conflicts.
-            b.map(Ipa(IPB - PAGE), PhysAddr(P), 2 * PAGE, &Attrs::RAM, Granularity::Pages),
-            Err(Error::AlreadyMapped)
+            b.map(Ipa(IPB - PAGE), PhysAddr(P), 2 * PAGE, &Attrs::RAM, Granularity::Pages)
+                .map_err(|e| e.kind()),
+            Err(ErrorKind::AlreadyMapped)
         );
         assert_eq!(maps(), [(A, IPA1), (B, IPB)], "failed maps record nothing");
     }
@@ -547,7 +566,11 @@ fn reverse_map_follows_unmap_failed_map_copy_collapse_and_drop() {
     assert_eq!(maps(), [(A, base + (P - p0))], "map records a tracked page inside a range");
     assert_eq!(
         a.collapse_copy(Ipa(base), PhysAddr(0xA000_0000), &|_, _| panic!("no copy")).err(),
-        Some(Error::NotCollapsible)
+        Some(Error::NotCollapsible {
+            ipa: Ipa(base),
+            level: 2,
+            why: "a page is tracked (aliased or shared)"
+        })
     );
     a.unmap(Ipa(base), MB2).unwrap();
     assert!(!rmap.release(PhysAddr(P)), "held");

@@ -6,7 +6,7 @@
 //! Level-1 (1 GiB) collapses run on the geometries whose walk starts at
 //! level 0 or 1; where it starts at level 2 (a 32-bit AArch64 IPA, a
 //! 30-bit ARMv7 IPA) there are no level-1 entries and the call is refused
-//! with `BadConfig` (checked too).
+//! with `Unsupported` (checked too).
 #![allow(missing_docs)]
 
 mod common;
@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use common::*;
 use mmu::pgtable::PmdChanged;
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
+use mmu::ErrorKind;
 use mmu::{
     Attrs, Collapsed, Desc, Error, Features, Geometry, Granularity, Ipa, Level, LockMode, MemType,
     PhysAddr, Rcu, Stage2, TlbMaintenance, Vmid,
@@ -97,7 +98,7 @@ fn collapse_2m_in_place_translates_the_same() {
             assert_eq!(env.mem.live() as u64, after.tables_live);
             // Already a block: nothing to collapse, and no maintenance.
             env.tlb.take();
-            assert_eq!(s2.collapse(Ipa(BASE), 2), Err(Error::NotATable));
+            assert_eq!(s2.collapse(Ipa(BASE), 2).map_err(|e| e.kind()), Err(ErrorKind::NotATable));
             assert!(env.tlb.take().is_empty());
         }
     }
@@ -399,17 +400,17 @@ fn collapse_refuses_and_changes_nothing() {
             let ctx = format!("{name} {mode:?}");
             let env = Env::new(POOL);
             let s2 = env.stage2(geo, mode);
-            let refuse = |want: Error| {
+            let refuse = |want: ErrorKind| {
                 let got = unchanged(&env, &s2, || s2.collapse(Ipa(BASE), 2));
-                assert_eq!(got, Err(want), "{ctx}");
+                assert_eq!(got.map_err(|e| e.kind()), Err(want), "{ctx}");
             };
             // Nothing mapped.
-            refuse(Error::NotATable);
+            refuse(ErrorKind::NotATable);
             // Partially mapped: 511 pages.
             let mut model = map_2m_pages(&s2, &Attrs::RAM);
             s2.unmap(Ipa(BASE + 17 * PAGE), PAGE).unwrap();
             model.remove(&(BASE + 17 * PAGE));
-            refuse(Error::NotCollapsible);
+            refuse(ErrorKind::NotCollapsible);
             // Not contiguous: one page elsewhere.
             s2.map(
                 Ipa(BASE + 17 * PAGE),
@@ -419,7 +420,7 @@ fn collapse_refuses_and_changes_nothing() {
                 Granularity::Pages,
             )
             .unwrap();
-            refuse(Error::NotCollapsible);
+            refuse(ErrorKind::NotCollapsible);
             // Mixed attributes.
             s2.unmap(Ipa(BASE + 17 * PAGE), PAGE).unwrap();
             s2.map(
@@ -433,36 +434,36 @@ fn collapse_refuses_and_changes_nothing() {
             model.insert(BASE + 17 * PAGE, (PA + 17 * PAGE, Attrs::RAM));
             s2.protect(Ipa(BASE + 511 * PAGE), PAGE, &Attrs::RAM_RO).unwrap();
             model.insert(BASE + 511 * PAGE, (PA + 511 * PAGE, Attrs::RAM_RO));
-            refuse(Error::NotCollapsible);
+            refuse(ErrorKind::NotCollapsible);
             let nc = Attrs { mem: MemType::NormalNc, ..Attrs::RAM };
             s2.protect(Ipa(BASE + 511 * PAGE), PAGE, &nc).unwrap();
             model.insert(BASE + 511 * PAGE, (PA + 511 * PAGE, nc));
-            refuse(Error::NotCollapsible);
+            refuse(ErrorKind::NotCollapsible);
             check_pages(&env, &s2, &model, pages_2m());
             // Contiguous but not 2 MiB aligned in PA.
             s2.unmap(Ipa(BASE), MB2).unwrap();
             s2.map(Ipa(BASE), PhysAddr(PA + PAGE), MB2, &Attrs::RAM, Granularity::Pages).unwrap();
-            refuse(Error::NotCollapsible);
+            refuse(ErrorKind::NotCollapsible);
             // Bad arguments.
-            let bad = |ipa: u64, level: Level, want: Error| {
+            let bad = |ipa: u64, level: Level, want: ErrorKind| {
                 let got = unchanged(&env, &s2, || s2.collapse(Ipa(ipa), level));
-                assert_eq!(got, Err(want), "{ctx} {ipa:#x} level {level}");
+                assert_eq!(got.map_err(|e| e.kind()), Err(want), "{ctx} {ipa:#x} level {level}");
             };
-            bad(BASE + PAGE, 2, Error::Unaligned);
-            bad(BASE + MB2 / 2, 2, Error::Unaligned);
-            bad(geo.ipa_limit(), 2, Error::OutOfRange);
-            bad(BASE, 3, Error::BadConfig);
-            bad(0, 0, Error::BadConfig);
+            bad(BASE + PAGE, 2, ErrorKind::Unaligned);
+            bad(BASE + MB2 / 2, 2, ErrorKind::Unaligned);
+            bad(geo.ipa_limit(), 2, ErrorKind::OutOfRange);
+            bad(BASE, 3, ErrorKind::Unsupported);
+            bad(0, 0, ErrorKind::Unsupported);
             if geo.start_level() == 2 {
                 // No level-1 entries in this regime.
-                bad(0, 1, Error::BadConfig);
+                bad(0, 1, ErrorKind::Unsupported);
             } else {
-                bad(BASE_1G + MB2, 1, Error::Unaligned);
+                bad(BASE_1G + MB2, 1, ErrorKind::Unaligned);
             }
             // A block is not a table; neither is a hole.
             s2.unmap(Ipa(BASE), MB2).unwrap();
             s2.map(Ipa(BASE), PhysAddr(PA), MB2, &Attrs::RAM, Granularity::Largest).unwrap();
-            refuse(Error::NotATable);
+            refuse(ErrorKind::NotATable);
         }
     }
 }
@@ -474,36 +475,36 @@ fn copy_collapse_refuses_and_copies_nothing() {
         let s2 = env.stage2(geo40(), mode);
         let copies = Cell::new(0);
         let copy = |_: PhysAddr, _: PhysAddr| copies.set(copies.get() + 1);
-        let refuse = |ipa: u64, block: u64, want: Error| {
+        let refuse = |ipa: u64, block: u64, want: ErrorKind| {
             let got = unchanged(&env, &s2, || {
                 s2.collapse_copy(Ipa(ipa), PhysAddr(block), &copy).map(|r| r.block)
             });
-            assert_eq!(got, Err(want), "{mode:?} {ipa:#x} {block:#x}");
+            assert_eq!(got.map_err(|e| e.kind()), Err(want), "{mode:?} {ipa:#x} {block:#x}");
         };
         map_scattered(&s2, &Attrs::RAM);
-        refuse(BASE, NEW_BLOCK + PAGE, Error::Unaligned);
-        refuse(BASE + PAGE, NEW_BLOCK, Error::Unaligned);
-        refuse(BASE, 1 << 48, Error::OutOfRange);
+        refuse(BASE, NEW_BLOCK + PAGE, ErrorKind::Unaligned);
+        refuse(BASE + PAGE, NEW_BLOCK, ErrorKind::Unaligned);
+        refuse(BASE, 1 << 48, ErrorKind::OutOfRange);
         // The destination overlaps pages being copied.
-        refuse(BASE, 0x9000_0000, Error::AlreadyMapped);
+        refuse(BASE, 0x9000_0000, ErrorKind::AlreadyMapped);
         // A page missing.
         s2.unmap(Ipa(BASE + 100 * PAGE), PAGE).unwrap();
-        refuse(BASE, NEW_BLOCK, Error::NotCollapsible);
+        refuse(BASE, NEW_BLOCK, ErrorKind::NotCollapsible);
         // Mixed attributes.
         let ro = Attrs { write: false, ..Attrs::RAM };
         s2.map(Ipa(BASE + 100 * PAGE), PhysAddr(scattered(100)), PAGE, &ro, Granularity::Pages)
             .unwrap();
-        refuse(BASE, NEW_BLOCK, Error::NotCollapsible);
+        refuse(BASE, NEW_BLOCK, ErrorKind::NotCollapsible);
         // Device memory is not copied.
         s2.unmap(Ipa(BASE), MB2).unwrap();
         map_scattered(&s2, &Attrs::DEVICE);
-        refuse(BASE, NEW_BLOCK, Error::NotCollapsible);
+        refuse(BASE, NEW_BLOCK, ErrorKind::NotCollapsible);
         assert_eq!(copies.get(), 0);
         // Nothing (a hole) and a block.
         s2.unmap(Ipa(BASE), MB2).unwrap();
-        refuse(BASE, NEW_BLOCK, Error::NotATable);
+        refuse(BASE, NEW_BLOCK, ErrorKind::NotATable);
         s2.map(Ipa(BASE), PhysAddr(PA), MB2, &Attrs::RAM, Granularity::Largest).unwrap();
-        refuse(BASE, NEW_BLOCK, Error::NotATable);
+        refuse(BASE, NEW_BLOCK, ErrorKind::NotATable);
         assert_eq!(copies.get(), 0);
     }
 }
@@ -540,8 +541,8 @@ fn collapse_1g_of_2m_blocks() {
             check_pages(&env, &s2, &model, sample.iter().copied());
             // A level-2 table holding a table is not all leaves.
             assert_eq!(
-                unchanged(&env, &s2, || s2.collapse(Ipa(BASE_1G), 1)),
-                Err(Error::NotCollapsible)
+                unchanged(&env, &s2, || s2.collapse(Ipa(BASE_1G), 1)).map_err(|e| e.kind()),
+                Err(ErrorKind::NotCollapsible)
             );
             s2.collapse(Ipa(BASE_1G + 3 * MB2), 2).unwrap();
             s2.collapse(Ipa(BASE_1G), 1).unwrap();
@@ -575,20 +576,24 @@ fn split_turns_a_block_into_the_same_mapping() {
             assert_eq!(s2.translate(Ipa(BASE)).unwrap().level, 3);
             assert_eq!(s2.stats().splits, 1);
             // A table is not a block; neither is a hole or a bad level.
-            let refuse = |ipa: u64, level: Level, want: Error| {
+            let refuse = |ipa: u64, level: Level, want: ErrorKind| {
                 let got = unchanged(&env, &s2, || s2.split(Ipa(ipa), level));
-                assert_eq!(got, Err(want), "{name} {mode:?} {ipa:#x} level {level}");
+                assert_eq!(
+                    got.map_err(|e| e.kind()),
+                    Err(want),
+                    "{name} {mode:?} {ipa:#x} level {level}"
+                );
             };
-            refuse(BASE, 2, Error::NotABlock);
-            refuse(BASE + MB2, 2, Error::NotABlock);
-            refuse(BASE + PAGE, 2, Error::Unaligned);
-            refuse(BASE, 3, Error::BadConfig);
-            refuse(geo.ipa_limit(), 2, Error::OutOfRange);
+            refuse(BASE, 2, ErrorKind::NotABlock);
+            refuse(BASE + MB2, 2, ErrorKind::NotABlock);
+            refuse(BASE + PAGE, 2, ErrorKind::Unaligned);
+            refuse(BASE, 3, ErrorKind::Unsupported);
+            refuse(geo.ipa_limit(), 2, ErrorKind::OutOfRange);
             if geo.start_level() == 2 {
-                refuse(0, 1, Error::BadConfig);
+                refuse(0, 1, ErrorKind::Unsupported);
             } else {
                 // Level 1 holds a table there.
-                refuse(0, 1, Error::NotABlock);
+                refuse(0, 1, ErrorKind::NotABlock);
             }
             // Collapse and split again: the same mapping every time.
             for _ in 0..3 {
@@ -602,7 +607,7 @@ fn split_turns_a_block_into_the_same_mapping() {
             // Out of memory: refused, nothing changed.
             s2.collapse(Ipa(BASE), 2).unwrap();
             env.mem.fail_after(1);
-            refuse(BASE, 2, Error::OutOfMemory);
+            refuse(BASE, 2, ErrorKind::OutOfMemory);
             env.mem.clear_failure();
         }
     }
@@ -610,7 +615,7 @@ fn split_turns_a_block_into_the_same_mapping() {
     let env = Env::new(POOL);
     let s2 = env.stage2(geo40(), LockMode::Split);
     s2.map(Ipa(BASE_1G), PhysAddr(PA_1G), GB1, &Attrs::RAM, Granularity::Largest).unwrap();
-    assert_eq!(s2.split(Ipa(BASE_1G + MB2), 2), Err(Error::NotABlock));
+    assert_eq!(s2.split(Ipa(BASE_1G + MB2), 2).map_err(|e| e.kind()), Err(ErrorKind::NotABlock));
     s2.split(Ipa(BASE_1G), 1).unwrap();
     s2.split(Ipa(BASE_1G + MB2), 2).unwrap();
     assert_eq!(s2.translate(Ipa(BASE_1G + MB2)).unwrap().level, 3);
@@ -691,7 +696,7 @@ fn collapse_waits_for_the_pte_lock_and_rechecks_under_it() {
             drop(l);
             h.join().unwrap()
         });
-        assert_eq!(result, Err(Error::NotCollapsible), "{mode:?}");
+        assert_eq!(result.map_err(|e| e.kind()), Err(ErrorKind::NotCollapsible), "{mode:?}");
         assert!(pmd.read().is_table(2));
         // Put the page back: now it collapses.
         let mut l = s2.pte_offset_map_lock(&pmd).unwrap();
@@ -867,7 +872,7 @@ fn collapse_and_split_race_with_faults_and_readers() {
             // holes are being filled...
             while installers_done.load(Ordering::SeqCst) < 2 {
                 match s2.collapse(Ipa(BASE), 2) {
-                    Err(Error::NotCollapsible) => {}
+                    Err(Error::NotCollapsible { .. }) => {}
                     Ok(_) => {
                         // Only possible once the last hole was filled.
                         assert!(holes

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
+use mmu::ErrorKind;
 use mmu::{Attrs, Error, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr};
 
 const POOL: usize = 256;
@@ -138,7 +139,7 @@ fn inject(
             assert_eq!(r, Ok(()), "{what}");
             env.mem.clear_failure();
         } else {
-            assert_eq!(r, Err(Error::OutOfMemory), "{what}");
+            assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::OutOfMemory), "{what}");
             let tlb = env.tlb.take();
             // Before the first table is published there is nothing to
             // invalidate even on the one-walk path.
@@ -428,7 +429,7 @@ fn stage2_new_out_of_memory() {
         let env = Env::new(POOL);
         env.mem.fail_after(1);
         let r = mmu::Stage2::new(geo, mmu::Vmid(1), mode, &env.mem, &env.tlb, &env.rcu);
-        assert_eq!(r.err(), Some(Error::OutOfMemory), "{name}");
+        assert_eq!(r.err().map(|e| e.kind()), Some(ErrorKind::OutOfMemory), "{name}");
         assert_eq!(env.mem.live(), 0, "{name}");
         assert_eq!(env.tlb.take(), vec![], "{name}");
         env.mem.clear_failure();

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicUsize as StdUsize, Ordering as StdOrdering};
 
 use loom::thread;
 use loom_common::{builder, report, start_cpu, Memory, NoTlb, World};
+use mmu::ErrorKind;
 use mmu::{
     make_coherent, Attrs, Coherence, Desc, Error, Geometry, Granularity, Ipa, LockMode, MemType,
     PhysAddr, Rmap, Stage2, Vmid, PAGE_SIZE,
@@ -165,7 +166,7 @@ fn model(name: &str, mode: LockMode, broken: bool) {
                 counter.fetch_add(1, StdOrdering::Relaxed);
             }
             Err(e) => {
-                assert_eq!(e, Error::NotCollapsible);
+                assert_eq!(e.kind(), ErrorKind::NotCollapsible);
                 assert_eq!(later, None, "a deferred alias leaves the collapse free to run");
                 assert_eq!(c, Coherence { aliases: 2, adjusted: 3, ..Default::default() });
                 assert_eq!((tb_now.level, tb_now.attrs.mem), (3, MemType::NormalNc));

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicUsize as StdUsize, Ordering as StdOrdering};
 use loom::thread;
 use loom_common::fixture::{self, PA_A, X};
 use loom_common::{builder, report, start_cpu};
+use mmu::ErrorKind;
 use mmu::{pmd_same, Attrs, Desc, Ipa, LockMode, PhysAddr, PAGE_SIZE};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -215,7 +216,10 @@ fn collapse_model(name: &str, mode: LockMode) {
         match out {
             Outcome::Locked(t) => {
                 assert_eq!(t, t1);
-                assert_eq!(collapsed.map(|_| ()), Err(mmu::Error::NotCollapsible));
+                assert_eq!(
+                    collapsed.map(|_| ()).map_err(|e| e.kind()),
+                    Err(ErrorKind::NotCollapsible)
+                );
                 assert_eq!(fixture::pmd_table(&s2), Some(t1));
                 assert_eq!((page.level, page.attrs.write), (3, false));
                 cov.wrote.fetch_add(1, StdOrdering::Relaxed);

@@ -22,8 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use mmu::testing::{RecordingTlb, TlbOp};
+use mmu::ErrorKind;
 use mmu::{
-    Arch, Attrs, Error, Exec, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr,
+    Arch, Attrs, Desc, Error, Exec, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr,
     Shareability, Vmid,
 };
 use proptest::prelude::*;
@@ -115,7 +116,9 @@ impl Tree {
         let end = ipa + size;
         for (b, lf) in self.overlapping(ipa, end) {
             if lf.pa.wrapping_sub(b) != pa.wrapping_sub(ipa) || lf.attrs != attrs {
-                return Err(Error::AlreadyMapped);
+                // The first conflicting leaf, with what it holds.
+                let existing = Desc::leaf(&self.geo, lf.level, PhysAddr(lf.pa), &lf.attrs);
+                return Err(Error::AlreadyMapped { ipa: Ipa(b), level: lf.level, existing });
             }
         }
         let t = (ipa, pa, attrs, gran);
@@ -700,8 +703,8 @@ fn model_sanity() {
     assert_eq!(t.leaves.len(), 511 + 2 + 1);
     assert_eq!(t.tables(), 2 + 1 + 2);
     assert_eq!(
-        t.map(GB1, 0x8000_0000, PAGE, Attrs::RAM_RO, Granularity::Pages),
-        Err(Error::AlreadyMapped)
+        t.map(GB1, 0x8000_0000, PAGE, Attrs::RAM_RO, Granularity::Pages).map_err(|e| e.kind()),
+        Err(ErrorKind::AlreadyMapped)
     );
     assert_eq!(t.map(GB1, 0x8000_0000, PAGE, Attrs::RAM, Granularity::Pages), Ok(()));
 }

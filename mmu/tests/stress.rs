@@ -187,10 +187,10 @@ fn set_up(s2: &S2<'_>) {
 fn tolerate(what: &str, r: Result<(), Error>) {
     match r {
         Ok(())
-        | Err(Error::AlreadyMapped)
-        | Err(Error::NotCollapsible)
-        | Err(Error::NotATable)
-        | Err(Error::NotABlock) => {}
+        | Err(Error::AlreadyMapped { .. })
+        | Err(Error::NotCollapsible { .. })
+        | Err(Error::NotATable { .. })
+        | Err(Error::NotABlock { .. }) => {}
         Err(e) => panic!("{what}: {e:?}"),
     }
 }

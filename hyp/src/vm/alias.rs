@@ -10,11 +10,11 @@
 
 use core::sync::atomic::{fence, Ordering};
 
-use mmu::{make_coherent, Attrs, Coherence, Error, Granularity, Ipa, PhysAddr};
+use mmu::{make_coherent, Attrs, Coherence, ErrorKind, Granularity, Ipa, PhysAddr};
 use spin::MutexGuard;
 
 use super::share::{AliasEntry, Handle, Origin, Sharing};
-use super::{Vm, VmStats, BLOCK, HUGE, PAGE};
+use super::{Error, Vm, VmStats, BLOCK, HUGE, PAGE};
 use crate::hypercall::CallError;
 use crate::machine::Machine;
 
@@ -56,8 +56,8 @@ impl<M: Machine> Vm<M> {
             }
             // A racing populate: it takes its page out again (`unshadow`)
             // and the guest faults once more.
-            Err(Error::AlreadyMapped) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) if e.kind() == ErrorKind::AlreadyMapped => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -138,19 +138,20 @@ impl<M: Machine> Vm<M> {
                 Some(tr) if tr.level == 3 => match self.s2.hold_page(Ipa(src)) {
                     Ok(pa) => return Ok(pa),
                     // Collapsed or unmapped meanwhile: look again.
-                    Err(Error::NotMapped) => {}
-                    Err(e) => return Err(e),
+                    Err(e) if e.kind() == ErrorKind::NotMapped => {}
+                    Err(e) => return Err(e.into()),
                 },
                 Some(tr) => {
                     let size = if tr.level == 2 { BLOCK } else { HUGE };
                     match self.s2.split(Ipa(src & !(size - 1)), tr.level) {
-                        Ok(()) | Err(Error::NotABlock) => {}
-                        Err(e) => return Err(e),
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotABlock => {}
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
-        Err(Error::NotMapped)
+        Err(Error::Contended("the source page kept changing"))
     }
 
     /// Records `e` in this VM's alias table (`t`, locked by the caller) and

@@ -8,7 +8,9 @@
 
 use core::sync::atomic::{fence, Ordering};
 
-use mmu::{Attrs, Error, Exec, Granularity, Ipa, Leaf, PhysAddr};
+use mmu::{Attrs, ErrorKind, Exec, Granularity, Ipa, Leaf, PhysAddr};
+
+use super::Error;
 
 use super::share::Sharing;
 use super::{Policy, Vm, VmStats, BLOCK, HUGE, PAGE, RAM_BASE};
@@ -44,20 +46,21 @@ impl<M: Machine> Vm<M> {
     pub fn load(&self, ipa: u64, data: &[u8], mem_size: u64) -> Result<(), Error> {
         let m = self.machine();
         let end = ipa + mem_size.max(data.len() as u64);
-        if !self.in_ram(ipa & !(PAGE - 1), end.next_multiple_of(PAGE) - (ipa & !(PAGE - 1))) {
-            return Err(Error::OutOfRange);
+        let (start, size) = (ipa & !(PAGE - 1), end.next_multiple_of(PAGE) - (ipa & !(PAGE - 1)));
+        if !self.in_ram(start, size) {
+            return Err(Error::OutsideRam { ipa: start, size });
         }
         let mut page = ipa & !(PAGE - 1);
         while page < end {
             let pa = match self.s2.translate(Ipa(page)) {
                 Some(t) => t.pa,
                 None => {
-                    let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+                    let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
                     if let Err(e) =
                         self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages)
                     {
                         m.free_frames(pa, 1);
-                        return Err(e);
+                        return Err(e.into());
                     }
                     VmStats::bump(&self.stats.pages);
                     pa
@@ -101,7 +104,7 @@ impl<M: Machine> Vm<M> {
     /// that mapped it first wins.
     pub fn populate(&self, ipa: u64) -> Result<(), Error> {
         if !self.in_ram(ipa & !(PAGE - 1), PAGE) {
-            return Err(Error::OutOfRange);
+            return Err(Error::OutsideRam { ipa: ipa & !(PAGE - 1), size: PAGE });
         }
         let m = self.machine();
         let policy = self.policy();
@@ -142,21 +145,21 @@ impl<M: Machine> Vm<M> {
 
     /// Maps a fresh block unless an alias lies in its range: under the
     /// sharing lock, so that no alias entry appears between the check and
-    /// the map (an alias under a block would never fault). `AlreadyMapped`
-    /// when refused.
+    /// the map (an alias under a block would never fault). `Aliased` when
+    /// refused.
     fn map_block(&self, ipa: u64, pa: PhysAddr, size: u64, gran: Granularity) -> Result<(), Error> {
         let t = self.sharing.lock();
         if t.aliases.any_in(ipa, size) {
-            return Err(Error::AlreadyMapped);
+            return Err(Error::Aliased { ipa });
         }
-        self.s2.map(Ipa(ipa), pa, size, &Attrs::RAM, gran)
+        Ok(self.s2.map(Ipa(ipa), pa, size, &Attrs::RAM, gran)?)
     }
 
     /// Maps a fresh zeroed frame at `page`; false when a racing vCPU had
     /// mapped the page first.
     pub(super) fn map_fresh_page(&self, page: u64) -> Result<bool, Error> {
         let m = self.machine();
-        let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
         m.clean_inval_poc(pa, PAGE);
         match self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
             Ok(()) => {
@@ -166,10 +169,10 @@ impl<M: Machine> Vm<M> {
             Err(e) => {
                 m.free_frames(pa, 1);
                 // Another vCPU faulted on the same page first.
-                if e == Error::AlreadyMapped {
+                if e.kind() == ErrorKind::AlreadyMapped {
                     Ok(false)
                 } else {
-                    Err(e)
+                    Err(e.into())
                 }
             }
         }
@@ -209,7 +212,7 @@ impl<M: Machine> Vm<M> {
     /// sharing state, locked: no page here becomes an alias or tracked
     /// meanwhile.
     pub(super) fn unmap_frames(&self, _held: &Sharing, ipa: u64, size: u64) -> Result<(), Error> {
-        self.s2.unmap_with(Ipa(ipa), size, &mut |leaf| self.put_leaf(leaf))
+        Ok(self.s2.unmap_with(Ipa(ipa), size, &mut |leaf| self.put_leaf(leaf))?)
     }
 
     /// `HYP_UNMAP`: unmaps `[ipa, ipa + size)`, frees the frames it mapped
@@ -242,13 +245,13 @@ impl<M: Machine> Vm<M> {
     /// `pattern` (an alias there is forgotten).
     pub fn remap(&self, ipa: u64, pattern: u64) -> Result<(), Error> {
         let m = self.machine();
-        let pa = m.alloc_frames(1).ok_or(Error::OutOfMemory)?;
+        let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
         m.fill_page(pa, pattern);
         m.clean_inval_poc(pa, PAGE);
         let mut t = self.sharing.lock();
         let r = self
             .unmap_locked(&mut t, ipa, PAGE)
-            .and_then(|()| self.s2.map(Ipa(ipa), pa, PAGE, &Attrs::RAM, Granularity::Pages));
+            .and_then(|()| Ok(self.s2.map(Ipa(ipa), pa, PAGE, &Attrs::RAM, Granularity::Pages)?));
         if r.is_err() {
             m.free_frames(pa, 1);
         }
@@ -278,8 +281,8 @@ impl<M: Machine> Vm<M> {
             match self.s2.adjust_aliases(at, &spaces, &adjust, cache) {
                 Ok(c) => self.count_coherence(&c),
                 // Unmapped meanwhile.
-                Err(Error::NotMapped) => {}
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == ErrorKind::NotMapped => {}
+                Err(e) => return Err(e.into()),
             }
             from = Ipa(at.get() + PAGE);
         }
@@ -297,7 +300,7 @@ impl<M: Machine> Vm<M> {
         let attrs = Attrs { write: true, ..t.attrs };
         let rmap = &self.guests.rmap;
         if !(self.guests.coherency == Coherency::Ro && t.level == 3 && rmap.is_tracked(t.pa)) {
-            return self.s2.protect(Ipa(page), PAGE, &attrs);
+            return Ok(self.s2.protect(Ipa(page), PAGE, &attrs)?);
         }
         // Held until this mapping is writable: a racing write fault on
         // another alias waits, then write-protects this one again.
@@ -307,10 +310,10 @@ impl<M: Machine> Vm<M> {
         match self.s2.adjust_aliases(Ipa(page), &spaces, &read_only, cache) {
             Ok(c) => self.count_coherence(&c),
             // Unmapped meanwhile: the guest faults again.
-            Err(Error::NotMapped) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::NotMapped => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
-        self.s2.protect(Ipa(page), PAGE, &attrs)
+        Ok(self.s2.protect(Ipa(page), PAGE, &attrs)?)
     }
 
     /// `HYP_COLLAPSE`: collapses the 2 MiB range at `ipa` into one block:
@@ -327,15 +330,15 @@ impl<M: Machine> Vm<M> {
         let aliased = t.aliases.any_in(ipa, BLOCK)
             || self.guests.rmap.next_mapped(self.s2.vmid(), Ipa(ipa), Ipa(ipa + BLOCK)).is_some();
         if level == 2 && aliased {
-            return Err(Error::NotCollapsible);
+            return Err(Error::Aliased { ipa });
         }
         match self.s2.collapse(Ipa(ipa), level) {
             Ok(_) => return Ok(()),
-            Err(Error::NotCollapsible) if level == 2 => {}
-            Err(e) => return Err(e),
+            Err(e) if level == 2 && e.kind() == ErrorKind::NotCollapsible => {}
+            Err(e) => return Err(e.into()),
         }
         let m = self.machine();
-        let block = m.alloc_frames(512).ok_or(Error::OutOfMemory)?;
+        let block = m.alloc_frames(512).ok_or(Error::NoFrames { frames: 512 })?;
         let copy = |src: PhysAddr, dst: PhysAddr| {
             // `src` is mapped read-only to the guest while this runs, `dst`
             // is not mapped yet.
@@ -355,7 +358,7 @@ impl<M: Machine> Vm<M> {
             }
             Err(e) => {
                 m.free_frames(block, 512);
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -363,7 +366,7 @@ impl<M: Machine> Vm<M> {
     /// `HYP_SPLIT`: splits the block at `ipa` (2 MiB at level 2, 1 GiB at
     /// level 1) into a table of the next level.
     pub fn split(&self, ipa: u64, level: u8) -> Result<(), Error> {
-        self.s2.split(Ipa(ipa), level)
+        Ok(self.s2.split(Ipa(ipa), level)?)
     }
 
     /// With automatic collapse on, collapses the 2 MiB range of `ipa` once

@@ -20,25 +20,30 @@
 //!    order (accept, revoke);
 //! 4. stage-2 page-table locks, in `mmu`'s own order
 //!    (`docs/ARCHITECTURE.md`);
-//! 5. leaves, under which nothing else is taken: `mmu`'s reverse map, the
-//!    frame and table allocators, the run queue, a VM's console buffer and
-//!    warning limiter, the hypervisor's console and heap.
+//! 5. a VM's console line buffer: a finished line is printed under it,
+//!    so the hypervisor's console lock is taken inside it;
+//! 6. leaves, under which nothing else is taken: `mmu`'s reverse map, the
+//!    frame and table allocators, the run queue, a VM's warning limiter,
+//!    the hypervisor's console and heap.
 //!
 //! No lock is held while waiting for a guest, and the run queue is never
 //! held while a vCPU's registers are taken.
 
 mod alias;
+mod error;
 mod mem;
 pub mod share;
 #[cfg(test)]
 mod tests;
+
+pub use error::Error;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use mmu::{Error, Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
+use mmu::{Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
 use spin::Mutex;
 
 use crate::hypercall::Stat;
@@ -308,7 +313,7 @@ impl<M: Machine> Guests<M> {
         let mut list = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if spec.id != i + 1 {
-                return Err(Error::BadConfig);
+                return Err(Error::BadSpec("VM ids must be 1, 2, ... in order"));
             }
             list.push(Vm::create(self, spec)?);
         }
@@ -428,7 +433,7 @@ impl<M: Machine> Vm<M> {
     fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
         let m = guests.m;
         let VmSpec { id, geo, vcpus, ram_size, policy, lock } = *spec;
-        let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadConfig)?);
+        let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let tlb = m.new_tlb();
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), tlb, m.rcu())?.with_rmap(guests.rmap);
         m.bind_tlb(tlb, s2.vttbr());
@@ -648,7 +653,7 @@ impl<M: Machine> Vm<M> {
         }
         let vcpu0 = self
             .claim(0, boot.entry, EntryArg::Dtb(RAM_BASE), false)
-            .map_err(|_| Error::BadConfig)?;
+            .map_err(|_| Error::BadSpec("vCPU 0 cannot start"))?;
         // Running with vCPU 0 counted (unless the hypervisor stopped the
         // VM meanwhile), and only then on the run queue.
         self.set_power(|p| (p != VmPower::Off).then_some(VmPower::Running));
@@ -667,7 +672,7 @@ impl<M: Machine> Vm<M> {
             self.forget_everything(&mut t)?;
         }
         self.resets.fetch_add(1, Ordering::Relaxed);
-        let boot = self.boot.get().ok_or(Error::BadConfig)?;
+        let boot = self.boot.get().ok_or(Error::BadSpec("no boot image to reset to"))?;
         let again = Boot {
             segments: boot.segments.clone(),
             entry: boot.entry,

@@ -136,11 +136,7 @@ pub fn counter() -> (u64, u64) {
 pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
     let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
     let pa_bits = [32, 36, 40, 42, 44, 48, 48][parange.min(6) as usize];
-    let features = Features {
-        tlbi_range: (read_sysreg!("id_aa64isar0_el1") >> 56) & 0xf >= 2,
-        ..Features::default()
-    };
-    Geometry::aarch64(40, pa_bits, features)
+    Geometry::aarch64(40, pa_bits, Features::default())
 }
 
 /// EL2 state each CPU needs before it runs guests.
