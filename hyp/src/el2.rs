@@ -15,12 +15,13 @@ use crate::mm::{self, TablePool};
 pub struct El2 {
     pool: &'static TablePool,
     rcu: &'static Rcu,
+    tlb: Stage2Tlb,
 }
 
 impl El2 {
     /// Guest frames from [`mm`], tables from `pool`, RCU domain `rcu`.
     pub fn new(pool: &'static TablePool, rcu: &'static Rcu) -> Self {
-        Self { pool, rcu }
+        Self { pool, rcu, tlb: Stage2Tlb::new() }
     }
 }
 
@@ -44,12 +45,8 @@ impl Machine for El2 {
         &CACHE
     }
 
-    fn new_tlb(&self) -> &'static Stage2Tlb {
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(Stage2Tlb::new()))
-    }
-
-    fn bind_tlb(&self, tlb: &Stage2Tlb, vttbr: u64) {
-        tlb.bind(vttbr);
+    fn tlb(&'static self) -> &'static Stage2Tlb {
+        &self.tlb
     }
 
     fn alloc_frames(&self, count: usize) -> Option<PhysAddr> {

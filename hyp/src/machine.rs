@@ -38,11 +38,9 @@ pub trait Machine: Sync + Send + Sized + 'static {
     fn rcu(&self) -> &'static Rcu;
     /// Cache maintenance.
     fn cache(&self) -> &'static Self::Cache;
-    /// TLB maintenance for a new VM, to be [`bind_tlb`](Machine::bind_tlb)
-    /// to its VTTBR value once its stage 2 exists.
-    fn new_tlb(&self) -> &'static Self::Tlb;
-    /// Tells `tlb` the VTTBR value (root and VMID) it maintains.
-    fn bind_tlb(&self, tlb: &Self::Tlb, vttbr: u64);
+    /// Stage-2 TLB maintenance, shared by every VM (each operation names
+    /// the VM's VMID and VTTBR).
+    fn tlb(&'static self) -> &'static Self::Tlb;
 
     /// `count` (a power of two) contiguous zeroed frames aligned to their
     /// size, or `None`.

@@ -87,16 +87,16 @@ impl MmuEnv {
         }
     }
 
-    fn stage2(&self) -> Stage2<'_, HostMemory, RecordingTlb> {
+    fn stage2(&self) -> Stage2<'_, &HostMemory, &RecordingTlb> {
         Stage2::new(self.geo, Vmid(1), LockMode::Split, &self.mem, &self.tlb, &self.rcu).unwrap()
     }
 }
 
-fn mmu_map_pages(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+fn mmu_map_pages(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
     s2.map(Ipa(IPA0), PhysAddr(PA0), GIB, &Attrs::RAM, Granularity::Pages).unwrap();
 }
 
-fn mmu_map_page_by_page(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+fn mmu_map_page_by_page(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
     for i in 0..PAGES_PER_GIB {
         let off = i * PAGE;
         s2.map(Ipa(IPA0 + off), PhysAddr(PA0 + off), PAGE, &Attrs::RAM, Granularity::Pages)
@@ -104,11 +104,11 @@ fn mmu_map_page_by_page(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
     }
 }
 
-fn mmu_map_blocks(s2: &Stage2<'_, HostMemory, RecordingTlb>) {
+fn mmu_map_blocks(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
     s2.map(Ipa(IPA0), PhysAddr(PA_2M), GIB, &Attrs::RAM, Granularity::Largest).unwrap();
 }
 
-fn mmu_translate_all(s2: &Stage2<'_, HostMemory, RecordingTlb>, ipas: &[u64]) -> u64 {
+fn mmu_translate_all(s2: &Stage2<'_, &HostMemory, &RecordingTlb>, ipas: &[u64]) -> u64 {
     let mut sum = 0u64;
     for &ipa in ipas {
         let t = s2.translate(Ipa(black_box(ipa))).unwrap();
@@ -325,7 +325,7 @@ fn memory_report() {
 }
 
 /// Times `op` on a fresh empty `mmu` table per iteration.
-fn time_mmu(iters: u64, env: &MmuEnv, op: fn(&Stage2<'_, HostMemory, RecordingTlb>)) -> Duration {
+fn time_mmu(iters: u64, env: &MmuEnv, op: fn(&Stage2<'_, &HostMemory, &RecordingTlb>)) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let s2 = env.stage2();
@@ -370,7 +370,7 @@ fn map_row(
     c: &mut Criterion,
     name: &str,
     (warm_up_ms, measure_ms): (u64, u64),
-    mmu_op: fn(&Stage2<'_, HostMemory, RecordingTlb>),
+    mmu_op: fn(&Stage2<'_, &HostMemory, &RecordingTlb>),
     ap_op: fn(&mut ApMap),
 ) {
     let env = MmuEnv::new();

@@ -276,7 +276,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             batch.flush();
             // 6. Make. Release: a copied block's contents before the block.
             slot.store(block.bits(), Ordering::Release);
-            detached.push(self.mem, child);
+            detached.push(&self.mem, child);
             r
             // 7. Unlock the child, then the parent (reverse declaration).
         };

@@ -47,4 +47,4 @@ pub use ops::{Granularity, Leaf, Translation, UNMAP_GATHER};
 pub use rcu::{Rcu, RcuReadGuard};
 pub use rmap::{Mapping, Rmap};
 pub use stage2::{LockMode, Stage2, Stats};
-pub use tlb::{TlbBatch, TlbMaintenance};
+pub use tlb::{TlbBatch, TlbMaintenance, TlbScope};

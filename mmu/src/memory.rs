@@ -132,6 +132,29 @@ pub unsafe trait TableMemory {
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc;
 }
 
+/// A shared reference is table memory as what it refers to, so an address
+/// space can own its memory handle or borrow a pool many spaces share.
+// SAFETY: every method forwards to `M`, whose guarantees hold unchanged.
+unsafe impl<M: TableMemory + ?Sized> TableMemory for &M {
+    fn alloc_tables(&self, count: usize) -> Option<PhysAddr> {
+        (**self).alloc_tables(count)
+    }
+    unsafe fn free_tables(&self, pa: PhysAddr, count: usize) {
+        // SAFETY: the caller's contract is `M::free_tables`'.
+        unsafe { (**self).free_tables(pa, count) }
+    }
+    unsafe fn free_table_pages(&self, pages: &mut dyn Iterator<Item = PhysAddr>) {
+        // SAFETY: the caller's contract is `M::free_table_pages`'.
+        unsafe { (**self).free_table_pages(pages) }
+    }
+    fn entries(&self, pa: PhysAddr) -> *const AtomicU64 {
+        (**self).entries(pa)
+    }
+    fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {
+        (**self).ptdesc(pa)
+    }
+}
+
 /// Rounds a table-entry address down to its 4 KiB table page.
 #[inline]
 pub(crate) fn table_of(entry_pa: PhysAddr) -> PhysAddr {

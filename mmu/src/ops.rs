@@ -355,7 +355,7 @@ impl UnmapCommit {
         put: &mut dyn FnMut(Leaf),
     ) {
         self.leaves.report(|leaf| s2.hand_over(leaf, put));
-        self.detached.for_each_page(s2.mem, |table, pd| {
+        self.detached.for_each_page(&s2.mem, |table, pd| {
             if pd.level() != 3 || pd.valid_entries() == 0 {
                 return;
             }

@@ -12,7 +12,7 @@ use crate::memory::{table_of, PtDesc, TableMemory};
 use crate::rcu::{GpCookie, Rcu};
 use crate::rmap::Rmap;
 use crate::sync::{lock, new_lock, AtomicU64, Mutex, Ordering, PtLock};
-use crate::tlb::{TlbBatch, TlbMaintenance, TlbStats};
+use crate::tlb::{TlbBatch, TlbMaintenance, TlbScope, TlbStats};
 
 /// How the entries of an address space's tables are locked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -149,6 +149,12 @@ pub(crate) struct EntrySlot<'a> {
 
 /// A stage-2 address space (one VM's tables).
 ///
+/// It owns its table memory handle `M` and TLB maintenance `T`: values, or
+/// shared references to a pool and a maintenance object many spaces use
+/// (both traits are implemented for `&M` and `&T`). The RCU domain and the
+/// reverse map are shared by every space that may alias, so it borrows
+/// them (`'a`; `'static` in a hypervisor that keeps them in statics).
+///
 /// Concurrency: every method takes `&self`; lockless readers are protected
 /// by RCU and writers by the page-table locks of [`LockMode`] (see
 /// `docs/ARCHITECTURE.md`). Leaf pages belong to the caller: unmapping
@@ -158,8 +164,10 @@ pub struct Stage2<'a, M: TableMemory, T: TlbMaintenance> {
     pub(crate) vmid: Vmid,
     pub(crate) mode: LockMode,
     pub(crate) root: PhysAddr,
-    pub(crate) mem: &'a M,
-    pub(crate) tlb: &'a T,
+    /// The VMID and VTTBR value TLB maintenance runs with.
+    pub(crate) scope: TlbScope,
+    pub(crate) mem: M,
+    pub(crate) tlb: T,
     pub(crate) rcu: &'a Rcu,
     /// The single lock of [`LockMode::Single`].
     pub(crate) page_table_lock: PtLock,
@@ -193,8 +201,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         geo: Geometry,
         vmid: Vmid,
         mode: LockMode,
-        mem: &'a M,
-        tlb: &'a T,
+        mem: M,
+        tlb: T,
         rcu: &'a Rcu,
     ) -> Result<Self, Error> {
         // The VMID width first: a refused VMID allocates and maintains
@@ -202,16 +210,20 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         geo.vttbr(PhysAddr(0), vmid)?;
         let n = geo.root_tables();
         let root = mem.alloc_tables(n).ok_or(Error::OutOfMemory { pages: n })?;
-        if let Err(e) = geo.vttbr(root, vmid) {
-            // SAFETY: just allocated with the same count, never published.
-            unsafe { mem.free_tables(root, n) };
-            return Err(e);
-        }
+        let vttbr = match geo.vttbr(root, vmid) {
+            Ok(v) => v,
+            Err(e) => {
+                // SAFETY: just allocated with the same count, never published.
+                unsafe { mem.free_tables(root, n) };
+                return Err(e);
+            }
+        };
         let s2 = Self {
             geo,
             vmid,
             mode,
             root,
+            scope: TlbScope { vmid, vttbr },
             mem,
             tlb,
             rcu,
@@ -229,7 +241,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         };
         s2.tstats.allocated.fetch_add(n as u64, Ordering::Relaxed);
         for i in 0..n {
-            mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE)).init(geo.start_level());
+            s2.mem.ptdesc(PhysAddr(root.get() + i as u64 * PAGE_SIZE)).init(geo.start_level());
         }
         Ok(s2)
     }
@@ -264,14 +276,21 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     pub fn root(&self) -> PhysAddr {
         self.root
     }
+    /// The table memory.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+    /// The TLB maintenance.
+    pub fn tlb(&self) -> &T {
+        &self.tlb
+    }
     /// The RCU domain lockless walkers use.
     pub fn rcu(&self) -> &'a Rcu {
         self.rcu
     }
     /// The value to load into `VTTBR_EL2`/`VTTBR` for this guest.
     pub fn vttbr(&self) -> u64 {
-        // Checked in `new`.
-        self.geo.vttbr(self.root, self.vmid).unwrap_or(0)
+        self.scope.vttbr
     }
     /// The value to load into `VTCR_EL2`/`VTCR`.
     pub fn vtcr(&self) -> u64 {
@@ -309,7 +328,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
 
     /// A TLB batch for this address space's VMID.
     pub fn tlb_batch(&self) -> TlbBatch<'_, T> {
-        TlbBatch::new(self.tlb, &self.tlb_stats, self.vmid)
+        TlbBatch::new(&self.tlb, &self.tlb_stats, self.scope)
     }
 
     // ---- table access -------------------------------------------------
@@ -433,7 +452,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     /// Returns the pages of `list` at once (never-published tables).
     pub(crate) fn free_list_now(&self, list: &mut TableList) {
         let n = list.len() as u64;
-        let mut pages = core::iter::from_fn(|| list.pop(self.mem));
+        let mut pages = core::iter::from_fn(|| list.pop(&self.mem));
         // SAFETY: as in `free_table_now`: each page on the list came from
         // `alloc_table`, is unreachable, and leaves the list as it is freed.
         unsafe { self.mem.free_table_pages(&mut pages) };
@@ -462,9 +481,9 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
             self.free_list_now(detached);
             return;
         }
-        detached.for_each(self.mem, |pd| pd.free_after.store(cookie.0, Ordering::Relaxed));
+        detached.for_each(&self.mem, |pd| pd.free_after.store(cookie.0, Ordering::Relaxed));
         self.tstats.deferred.fetch_add(detached.len() as u64, Ordering::Relaxed);
-        lock(&self.pending).splice(self.mem, detached);
+        lock(&self.pending).splice(&self.mem, detached);
     }
 
     /// Frees the detached tables whose grace period has elapsed; returns
@@ -482,8 +501,8 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
                 if !self.rcu.poll_state(cookie) {
                     break;
                 }
-                pending.pop(self.mem);
-                done.push(self.mem, pa);
+                pending.pop(&self.mem);
+                done.push(&self.mem, pa);
             }
         }
         let n = done.len();
@@ -579,9 +598,9 @@ impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<'_, M, T> {
         if let Some(r) = self.rmap {
             r.note_unmap(self.vmid, Ipa(0), u64::MAX);
         }
-        let t = self.tlb;
+        let t = &self.tlb;
         t.sync_tables();
-        t.invalidate_vmid(self.vmid);
+        t.invalidate_vmid(self.scope);
         t.complete();
         self.tlb_stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
         self.free_subtree(self.root, self.geo.start_level(), self.geo.root_entries());

@@ -16,7 +16,7 @@ use crate::coherent::CacheMaintenance;
 use crate::geometry::Level;
 use crate::memory::{PtDesc, TableMemory};
 use crate::sync::{AtomicU64, Ordering};
-use crate::tlb::TlbMaintenance;
+use crate::tlb::{TlbMaintenance, TlbScope};
 
 /// The value written over every entry of a freed page.
 pub const POISON: u64 = 0xdead_0000_dead_0000;
@@ -333,17 +333,17 @@ impl TlbMaintenance for RecordingTlb {
     fn sync_tables(&self) {
         self.push(TlbOp::SyncTables);
     }
-    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
-        self.push(TlbOp::Ipa { vmid, ipa, level, last_level });
+    fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool) {
+        self.push(TlbOp::Ipa { vmid: scope.vmid, ipa, level, last_level });
     }
-    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
-        self.push(TlbOp::Range { vmid, ipa, pages, level });
+    fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>) {
+        self.push(TlbOp::Range { vmid: scope.vmid, ipa, pages, level });
     }
-    fn invalidate_stage1(&self, vmid: Vmid) {
-        self.push(TlbOp::Stage1(vmid));
+    fn invalidate_stage1(&self, scope: TlbScope) {
+        self.push(TlbOp::Stage1(scope.vmid));
     }
-    fn invalidate_vmid(&self, vmid: Vmid) {
-        self.push(TlbOp::Vmid(vmid));
+    fn invalidate_vmid(&self, scope: TlbScope) {
+        self.push(TlbOp::Vmid(scope.vmid));
     }
     fn complete(&self) {
         self.push(TlbOp::Complete);

@@ -20,8 +20,20 @@ use crate::addr::{Ipa, Vmid, PAGE_SIZE};
 use crate::geometry::{level_size, Level};
 use crate::sync::{AtomicU64, Ordering};
 
-/// The TLB maintenance instructions, for one VMID at a time. `arch`
-/// switches the VMID in (VTTBR) and restores the previous value.
+/// The guest stage 2 a maintenance operation is for. TLB entries are
+/// tagged by VMID, and the instructions act on the VMID in `VTTBR_EL2` (or
+/// `VTTBR`): an implementation loads `vttbr` around them and restores the
+/// previous value, so one maintenance object serves every address space.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct TlbScope {
+    /// The address space's VMID.
+    pub vmid: Vmid,
+    /// Its `VTTBR` value: root table and VMID.
+    pub vttbr: u64,
+}
+
+/// The TLB maintenance instructions, for one address space at a time
+/// ([`TlbScope`]).
 pub trait TlbMaintenance {
     /// Whether stage-2 entries can be invalidated by IPA (`TLBI IPAS2E1IS`;
     /// absent on ARMv7).
@@ -32,18 +44,47 @@ pub trait TlbMaintenance {
     fn sync_tables(&self);
     /// Invalidates stage-2 entries for one IPA (`TLBI IPAS2E1IS`, or
     /// `IPAS2LE1IS` when `last_level`), `level` a TTL hint.
-    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool);
+    fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool);
     /// Invalidates stage-2 entries for `pages` 4 KiB pages from `ipa`
     /// (`TLBI RIPAS2E1IS`); only called when ranges are supported.
-    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>);
+    fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>);
     /// Invalidates the guest's stage-1 (and combined) entries after IPA
     /// invalidations (`DSB ISH; TLBI VMALLE1IS`).
-    fn invalidate_stage1(&self, vmid: Vmid);
+    fn invalidate_stage1(&self, scope: TlbScope);
     /// Invalidates every entry of the VMID, both stages
     /// (`TLBI VMALLS12E1IS`; ARMv7 `TLBIALLIS` with the VMID in VTTBR).
-    fn invalidate_vmid(&self, vmid: Vmid);
+    fn invalidate_vmid(&self, scope: TlbScope);
     /// Waits for completion (`DSB ISH; ISB`).
     fn complete(&self);
+}
+
+/// A shared reference maintains as what it refers to, so an address space
+/// can hold its TLB maintenance by value or borrow one many spaces share.
+impl<T: TlbMaintenance + ?Sized> TlbMaintenance for &T {
+    fn has_ipa_invalidation(&self) -> bool {
+        (**self).has_ipa_invalidation()
+    }
+    fn has_range_invalidation(&self) -> bool {
+        (**self).has_range_invalidation()
+    }
+    fn sync_tables(&self) {
+        (**self).sync_tables()
+    }
+    fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool) {
+        (**self).invalidate_ipa(scope, ipa, level, last_level)
+    }
+    fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>) {
+        (**self).invalidate_ipa_range(scope, ipa, pages, level)
+    }
+    fn invalidate_stage1(&self, scope: TlbScope) {
+        (**self).invalidate_stage1(scope)
+    }
+    fn invalidate_vmid(&self, scope: TlbScope) {
+        (**self).invalidate_vmid(scope)
+    }
+    fn complete(&self) {
+        (**self).complete()
+    }
 }
 
 /// More per-entry invalidations than this in one batch become one
@@ -82,7 +123,7 @@ struct Run {
 pub struct TlbBatch<'a, T: TlbMaintenance> {
     tlb: &'a T,
     stats: &'a TlbStats,
-    vmid: Vmid,
+    scope: TlbScope,
     runs: [Run; MAX_RUNS],
     nruns: usize,
     ops: u64,
@@ -90,10 +131,10 @@ pub struct TlbBatch<'a, T: TlbMaintenance> {
 }
 
 impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
-    /// An empty batch for `vmid`.
-    pub fn new(tlb: &'a T, stats: &'a TlbStats, vmid: Vmid) -> Self {
+    /// An empty batch for the address space `scope`.
+    pub(crate) fn new(tlb: &'a T, stats: &'a TlbStats, scope: TlbScope) -> Self {
         let empty = Run { start: 0, count: 0, level: 0, hint: None, last_level: false };
-        Self { tlb, stats, vmid, runs: [empty; MAX_RUNS], nruns: 0, ops: 0, whole: false }
+        Self { tlb, stats, scope, runs: [empty; MAX_RUNS], nruns: 0, ops: 0, whole: false }
     }
 
     /// Records that the valid entry at `level` for `ipa` was changed or
@@ -156,24 +197,24 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
             self.whole || !t.has_ipa_invalidation() || (!range && self.ops > MAX_PER_ENTRY_OPS);
         t.sync_tables();
         if whole {
-            t.invalidate_vmid(self.vmid);
+            t.invalidate_vmid(self.scope);
             self.stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
         } else {
             for r in &self.runs[..self.nruns] {
                 let hint = r.hint;
                 if range && r.count > 1 {
                     let pages = r.count * level_size(r.level) / PAGE_SIZE;
-                    t.invalidate_ipa_range(self.vmid, Ipa(r.start), pages, hint);
+                    t.invalidate_ipa_range(self.scope, Ipa(r.start), pages, hint);
                     self.stats.by_range.fetch_add(1, Ordering::Relaxed);
                 } else {
                     for i in 0..r.count {
                         let ipa = Ipa(r.start + i * level_size(r.level));
-                        t.invalidate_ipa(self.vmid, ipa, hint, r.last_level);
+                        t.invalidate_ipa(self.scope, ipa, hint, r.last_level);
                     }
                     self.stats.by_ipa.fetch_add(r.count, Ordering::Relaxed);
                 }
             }
-            t.invalidate_stage1(self.vmid);
+            t.invalidate_stage1(self.scope);
             self.stats.stage1.fetch_add(1, Ordering::Relaxed);
         }
         t.complete();

@@ -248,7 +248,7 @@ fn detach_locked<M: TableMemory, T: TlbMaintenance>(
     } else {
         batch.add(at.ipa, at.level, false);
     }
-    detached.push(s2.mem, old.addr());
+    detached.push(&s2.mem, old.addr());
     true
 }
 
@@ -395,7 +395,7 @@ impl TableCache {
         let mut c = TableCache::default();
         for _ in 0..n {
             match s2.alloc_table(3) {
-                Some(pa) => c.list.push(s2.mem, pa),
+                Some(pa) => c.list.push(&s2.mem, pa),
                 None => {
                     s2.free_list_now(&mut c.list);
                     return Err(Error::OutOfMemory { pages: n });
@@ -412,7 +412,7 @@ impl TableCache {
         s2: &Stage2<'_, M, T>,
         level: Level,
     ) -> Option<PhysAddr> {
-        match self.list.pop(s2.mem) {
+        match self.list.pop(&s2.mem) {
             Some(pa) => {
                 s2.mem.ptdesc(pa).init(level);
                 Some(pa)
@@ -423,7 +423,7 @@ impl TableCache {
 
     /// Returns an unpublished, zeroed table.
     pub fn put<M: TableMemory, T: TlbMaintenance>(&mut self, s2: &Stage2<'_, M, T>, pa: PhysAddr) {
-        self.list.push(s2.mem, pa);
+        self.list.push(&s2.mem, pa);
     }
 
     /// Frees what was not used.

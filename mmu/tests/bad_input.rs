@@ -17,7 +17,7 @@ use mmu::{
 
 const POOL: usize = 64;
 
-type S2<'a> = Stage2<'a, HostMemory, RecordingTlb>;
+type S2<'a> = Stage2<'a, &'a HostMemory, &'a RecordingTlb>;
 
 fn snapshot(env: &Env) -> BTreeMap<u64, Vec<u64>> {
     common::snapshot(env, POOL)

@@ -18,7 +18,7 @@ use mmu::{
     LockMode, MemType, PhysAddr, Rmap, Stage2, Vmid,
 };
 
-type S2<'a> = Stage2<'a, HostMemory, RecordingTlb>;
+type S2<'a> = Stage2<'a, &'a HostMemory, &'a RecordingTlb>;
 
 const A: Vmid = Vmid(1);
 const B: Vmid = Vmid(2);

@@ -19,11 +19,11 @@ use std::sync::Mutex;
 use common::*;
 use mmu::pgtable::PmdChanged;
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
-use mmu::ErrorKind;
 use mmu::{
     Attrs, Collapsed, Desc, Error, Features, Geometry, Granularity, Ipa, Level, LockMode, MemType,
     PhysAddr, Rcu, Stage2, TlbMaintenance, Vmid,
 };
+use mmu::{ErrorKind, TlbScope};
 
 /// A 2 MiB-aligned IPA inside every geometry's space (30-bit ARMv7 too).
 const BASE: u64 = 0x2000_0000;
@@ -44,7 +44,7 @@ fn page(geo: &Geometry, pa: u64, attrs: &Attrs) -> Desc {
 }
 
 /// Maps `BASE..BASE + 2 MiB` as 512 pages onto `PA..`; returns the model.
-fn map_2m_pages(s2: &Stage2<'_, HostMemory, RecordingTlb>, attrs: &Attrs) -> Model {
+fn map_2m_pages(s2: &Stage2<'_, &HostMemory, &RecordingTlb>, attrs: &Attrs) -> Model {
     s2.map(Ipa(BASE), PhysAddr(PA), MB2, attrs, Granularity::Pages).unwrap();
     (0..512).map(|i| (BASE + i * PAGE, (PA + i * PAGE, *attrs))).collect()
 }
@@ -54,7 +54,7 @@ fn pages_2m() -> impl Iterator<Item = u64> {
 }
 
 /// The level-3 table under the pmd for `ipa`, and the pmd's value.
-fn pte_table(s2: &Stage2<'_, HostMemory, impl TlbMaintenance>, ipa: u64) -> (PhysAddr, Desc) {
+fn pte_table(s2: &Stage2<'_, &HostMemory, impl TlbMaintenance>, ipa: u64) -> (PhysAddr, Desc) {
     let g = s2.rcu().read_lock();
     let pmd = s2.pmd_lookup(&g, Ipa(ipa)).unwrap();
     let map = s2.pte_offset_map(&pmd).expect("a level-3 table");
@@ -62,7 +62,7 @@ fn pte_table(s2: &Stage2<'_, HostMemory, impl TlbMaintenance>, ipa: u64) -> (Phy
 }
 
 /// The physical address of the level-2 entry for `ipa`.
-fn pmd_slot_pa(s2: &Stage2<'_, HostMemory, impl TlbMaintenance>, ipa: u64) -> u64 {
+fn pmd_slot_pa(s2: &Stage2<'_, &HostMemory, impl TlbMaintenance>, ipa: u64) -> u64 {
     let g = s2.rcu().read_lock();
     let pmd = s2.pmd_lookup(&g, Ipa(ipa)).unwrap();
     let index = s2.geometry().index(2, ipa) % 512;
@@ -201,17 +201,17 @@ impl TlbMaintenance for WatchingTlb<'_> {
     fn sync_tables(&self) {
         self.push(TlbOp::SyncTables);
     }
-    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
-        self.push(TlbOp::Ipa { vmid, ipa, level, last_level });
+    fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool) {
+        self.push(TlbOp::Ipa { vmid: scope.vmid, ipa, level, last_level });
     }
-    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
-        self.push(TlbOp::Range { vmid, ipa, pages, level });
+    fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>) {
+        self.push(TlbOp::Range { vmid: scope.vmid, ipa, pages, level });
     }
-    fn invalidate_stage1(&self, vmid: Vmid) {
-        self.push(TlbOp::Stage1(vmid));
+    fn invalidate_stage1(&self, scope: TlbScope) {
+        self.push(TlbOp::Stage1(scope.vmid));
     }
-    fn invalidate_vmid(&self, vmid: Vmid) {
-        self.push(TlbOp::Vmid(vmid));
+    fn invalidate_vmid(&self, scope: TlbScope) {
+        self.push(TlbOp::Vmid(scope.vmid));
     }
     fn complete(&self) {
         self.push(TlbOp::Complete);
@@ -285,7 +285,7 @@ fn scattered(i: u64) -> u64 {
 }
 const NEW_BLOCK: u64 = 0xA000_0000;
 
-fn map_scattered(s2: &Stage2<'_, HostMemory, impl TlbMaintenance>, attrs: &Attrs) {
+fn map_scattered(s2: &Stage2<'_, &HostMemory, impl TlbMaintenance>, attrs: &Attrs) {
     for i in 0..512 {
         s2.map(Ipa(BASE + i * PAGE), PhysAddr(scattered(i)), PAGE, attrs, Granularity::Pages)
             .unwrap();
@@ -383,7 +383,11 @@ fn copy_collapse_of_read_only_pages_needs_no_write_protection() {
 
 /// Runs `f` and checks it changed nothing: tables byte for byte, no TLB
 /// maintenance, no collapse counted.
-fn unchanged<R>(env: &Env, s2: &Stage2<'_, HostMemory, RecordingTlb>, f: impl FnOnce() -> R) -> R {
+fn unchanged<R>(
+    env: &Env,
+    s2: &Stage2<'_, &HostMemory, &RecordingTlb>,
+    f: impl FnOnce() -> R,
+) -> R {
     env.tlb.take();
     let (snap, stats) = (snapshot(env, POOL), s2.stats());
     let r = f();
@@ -708,7 +712,7 @@ fn collapse_waits_for_the_pte_lock_and_rechecks_under_it() {
     }
 }
 
-fn pmd_is_block(s2: &Stage2<'_, HostMemory, RecordingTlb>) -> bool {
+fn pmd_is_block(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) -> bool {
     let g = s2.rcu().read_lock();
     s2.pmd_lookup(&g, Ipa(BASE)).unwrap().read().is_leaf(2)
 }

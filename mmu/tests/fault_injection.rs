@@ -15,7 +15,7 @@ use mmu::{Attrs, Error, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr}
 
 const POOL: usize = 256;
 
-type S2<'a> = mmu::Stage2<'a, HostMemory, RecordingTlb>;
+type S2<'a> = mmu::Stage2<'a, &'a HostMemory, &'a RecordingTlb>;
 
 fn snapshot(env: &Env) -> BTreeMap<u64, Vec<u64>> {
     common::snapshot(env, POOL)

@@ -42,7 +42,7 @@ use mmu::{
     PhysAddr, Rmap, Stage2, Vmid, PAGE_SIZE,
 };
 
-type S2 = Stage2<'static, Memory, NoTlb>;
+type S2 = Stage2<'static, &'static Memory, &'static NoTlb>;
 
 const MB2: u64 = 1 << 21;
 /// B's 2 MiB range and its frames.

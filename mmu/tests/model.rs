@@ -232,7 +232,7 @@ impl Tree {
 /// reports.
 fn check(
     env: &Env,
-    s2: &mmu::Stage2<'_, mmu::testing::HostMemory, RecordingTlb>,
+    s2: &mmu::Stage2<'_, &mmu::testing::HostMemory, &RecordingTlb>,
     tree: &Tree,
     pages: &BTreeSet<u64>,
 ) {

@@ -34,7 +34,7 @@ use mmu::{
     TableMemory,
 };
 
-type S2<'a> = Stage2<'a, HostMemory, RecordingTlb>;
+type S2<'a> = Stage2<'a, &'a HostMemory, &'a RecordingTlb>;
 
 /// The IPA region the ranges live in: 1 GiB, one level-2 table.
 const BASE: u64 = 0x4000_0000;

@@ -27,7 +27,7 @@ fn key(l: &Leaf) -> Key {
 /// TLB call before it completed a flush.
 fn unmap_collect(
     env: &Env,
-    s2: &Stage2<'_, mmu::testing::HostMemory, mmu::testing::RecordingTlb>,
+    s2: &Stage2<'_, &mmu::testing::HostMemory, &mmu::testing::RecordingTlb>,
     ipa: u64,
     size: u64,
 ) -> Vec<Leaf> {

@@ -1,24 +1,23 @@
 //! Stage-2 TLB maintenance at EL2, implementing `mmu`'s policy.
 //!
 //! TLBI by IPA and `VMALLS12E1IS` act on the VMID in `VTTBR_EL2`, so each
-//! operation runs with the guest's VTTBR loaded and the previous value
-//! restored afterwards (both followed by an ISB). The whole VTTBR is
-//! loaded, not just the VMID, so that a speculative walk never uses a
-//! bogus table base.
+//! operation runs with the guest's VTTBR (from `mmu`'s [`TlbScope`])
+//! loaded and the previous value restored afterwards (both followed by an
+//! ISB). The whole VTTBR is loaded, not just the VMID, so that a
+//! speculative walk never uses a bogus table base. One `Stage2Tlb` serves
+//! every guest.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
 
-use mmu::{Ipa, Level, TlbMaintenance, Vmid};
+use mmu::{Ipa, Level, TlbMaintenance, TlbScope};
 
 use super::barrier::{dsb_ish, dsb_ishst, isb};
 use crate::tlbi::{self, RangeOp, RANGE_PAGES_LIMIT};
 use crate::{read_sysreg, write_sysreg};
 
-/// TLB maintenance for one guest's stage 2.
-#[derive(Debug)]
+/// Stage-2 TLB maintenance, with what this CPU's TLBI can do.
+#[derive(Clone, Copy, Debug)]
 pub struct Stage2Tlb {
-    vttbr: AtomicU64,
     /// FEAT_TLBIRANGE: `TLBI RIPAS2E1IS`.
     range: bool,
     /// FEAT_TTL: the level hint of `TLBI IPAS2E1IS` is honoured (without
@@ -27,31 +26,13 @@ pub struct Stage2Tlb {
 }
 
 impl Stage2Tlb {
-    /// Maintenance for a guest whose stage 2 is not created yet: [`bind`]
-    /// it to the VTTBR value once it is (an empty stage 2 never needs
-    /// invalidation before that).
-    ///
-    /// [`bind`]: Stage2Tlb::bind
+    /// Maintenance with the TLBI features this CPU has.
     pub fn new() -> Self {
         // ID_AA64ISAR0_EL1.TLB [59:56] = 0b0010: FEAT_TLBIRANGE.
         let isar0 = read_sysreg!("id_aa64isar0_el1");
         // ID_AA64MMFR2_EL1.TTL [51:48] = 0b0001: FEAT_TTL.
         let mmfr2 = read_sysreg!("id_aa64mmfr2_el1");
-        Self {
-            vttbr: AtomicU64::new(0),
-            range: (isar0 >> 56) & 0xf >= 2,
-            ttl: (mmfr2 >> 48) & 0xf >= 1,
-        }
-    }
-
-    /// Sets the guest's `VTTBR_EL2` value (root and VMID).
-    pub fn bind(&self, vttbr: u64) {
-        self.vttbr.store(vttbr, Ordering::Release);
-    }
-
-    /// The VTTBR value this maintenance runs with.
-    pub fn vttbr(&self) -> u64 {
-        self.vttbr.load(Ordering::Acquire)
+        Self { range: (isar0 >> 56) & 0xf >= 2, ttl: (mmfr2 >> 48) & 0xf >= 1 }
     }
 
     /// The level hint to give `IPAS2E1IS`: none without FEAT_TTL.
@@ -59,10 +40,9 @@ impl Stage2Tlb {
         level.filter(|_| self.ttl)
     }
 
-    /// Runs `f` with this guest's VTTBR loaded.
-    fn with_vmid(&self, f: impl FnOnce()) {
-        let vttbr = self.vttbr();
-        debug_assert_ne!(vttbr, 0, "Stage2Tlb used before bind");
+    /// Runs `f` with the guest's VTTBR loaded.
+    fn with_vmid(&self, scope: TlbScope, f: impl FnOnce()) {
+        let vttbr = scope.vttbr;
         let saved = read_sysreg!("vttbr_el2");
         let switch = saved != vttbr;
         if switch {
@@ -125,22 +105,20 @@ impl TlbMaintenance for Stage2Tlb {
         dsb_ishst();
     }
 
-    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa, level: Option<Level>, last_level: bool) {
-        debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
+    fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool) {
         let operand = tlbi::ipas2(ipa.get(), self.hint(level));
-        self.with_vmid(|| tlbi_ipa(operand, last_level));
+        self.with_vmid(scope, || tlbi_ipa(operand, last_level));
     }
 
-    fn invalidate_ipa_range(&self, vmid: Vmid, ipa: Ipa, pages: u64, level: Option<Level>) {
-        debug_assert_eq!(u64::from(vmid.0), (self.vttbr() >> 48) & 0xff);
+    fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>) {
         if !self.range || pages >= RANGE_PAGES_LIMIT {
-            self.invalidate_vmid(vmid);
+            self.invalidate_vmid(scope);
             return;
         }
         // The range form's TTL field comes with FEAT_TLBIRANGE itself; the
         // odd page's (IPAS2E1IS) needs FEAT_TTL.
         let page_hint = self.hint(level);
-        self.with_vmid(|| {
+        self.with_vmid(scope, || {
             for op in tlbi::range_ops(ipa.get(), pages, level, page_hint) {
                 match op {
                     RangeOp::Page(x) => tlbi_ipa(x, false),
@@ -150,16 +128,20 @@ impl TlbMaintenance for Stage2Tlb {
         });
     }
 
-    fn invalidate_stage1(&self, _vmid: Vmid) {
+    fn invalidate_stage1(&self, scope: TlbScope) {
         // The IPA invalidations complete before the stage-1 one starts.
         dsb_ish();
         // SAFETY: TLB invalidation only drops cached translations.
-        self.with_vmid(|| unsafe { asm!("tlbi vmalle1is", options(nostack, preserves_flags)) });
+        self.with_vmid(scope, || unsafe {
+            asm!("tlbi vmalle1is", options(nostack, preserves_flags))
+        });
     }
 
-    fn invalidate_vmid(&self, _vmid: Vmid) {
+    fn invalidate_vmid(&self, scope: TlbScope) {
         // SAFETY: TLB invalidation only drops cached translations.
-        self.with_vmid(|| unsafe { asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) });
+        self.with_vmid(scope, || unsafe {
+            asm!("tlbi vmalls12e1is", options(nostack, preserves_flags))
+        });
     }
 
     fn complete(&self) {

@@ -67,7 +67,7 @@ const HUGE: u64 = 1 << 30;
 pub const RMAP_QUOTA: usize = ALIAS_ENTRIES + OFFERS;
 
 /// A VM's stage 2.
-pub type S2<M> = Stage2<'static, <M as Machine>::Tables, <M as Machine>::Tlb>;
+pub type S2<M> = Stage2<'static, &'static <M as Machine>::Tables, &'static <M as Machine>::Tlb>;
 
 /// How guest RAM is populated on a fault.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -434,9 +434,7 @@ impl<M: Machine> Vm<M> {
         let m = guests.m;
         let VmSpec { id, geo, vcpus, ram_size, policy, lock } = *spec;
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
-        let tlb = m.new_tlb();
-        let s2 = Stage2::new(geo, vmid, lock, m.tables(), tlb, m.rcu())?.with_rmap(guests.rmap);
-        m.bind_tlb(tlb, s2.vttbr());
+        let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
             id,
             guests,

@@ -61,7 +61,7 @@ impl Env {
         // there).
         Self { mem: HostMemory::new(pages), tlb, rcu: unsafe { Rcu::new() } }
     }
-    pub fn stage2(&self, geo: Geometry, mode: LockMode) -> Stage2<'_, HostMemory, RecordingTlb> {
+    pub fn stage2(&self, geo: Geometry, mode: LockMode) -> Stage2<'_, &HostMemory, &RecordingTlb> {
         Stage2::new(geo, Vmid(7), mode, &self.mem, &self.tlb, &self.rcu).expect("stage2")
     }
 }
@@ -88,7 +88,7 @@ pub enum Seen {
     AccessFlagFault,
 }
 
-pub fn regime(s2: &Stage2<'_, HostMemory, RecordingTlb>) -> refwalk::Regime {
+pub fn regime(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) -> refwalk::Regime {
     let g = s2.geometry();
     match g.arch() {
         Arch::Aarch64 => {
@@ -104,7 +104,7 @@ pub fn regime(s2: &Stage2<'_, HostMemory, RecordingTlb>) -> refwalk::Regime {
 
 /// Translates `ipa` with the reference walker, reading the tables through
 /// the host memory (which panics if the walk touches a freed page).
-pub fn ref_translate(env: &Env, s2: &Stage2<'_, HostMemory, RecordingTlb>, ipa: u64) -> Seen {
+pub fn ref_translate(env: &Env, s2: &Stage2<'_, &HostMemory, &RecordingTlb>, ipa: u64) -> Seen {
     let r = regime(s2);
     match refwalk::translate(&r, &|pa| env.mem.read_phys(pa), ipa) {
         Err(refwalk::Fault::Translation { .. }) => Seen::Unmapped,
@@ -175,7 +175,7 @@ pub type Model = BTreeMap<u64, (u64, Attrs)>;
 /// walker and through `Stage2::translate`.
 pub fn check_pages(
     env: &Env,
-    s2: &Stage2<'_, HostMemory, RecordingTlb>,
+    s2: &Stage2<'_, &HostMemory, &RecordingTlb>,
     model: &Model,
     ipas: impl IntoIterator<Item = u64>,
 ) {

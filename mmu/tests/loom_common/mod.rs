@@ -19,6 +19,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64 as StdU64, AtomicUsize as StdUsize, Ordering as StdOrdering};
 
 use mmu::sync::AtomicU64;
+use mmu::TlbScope;
 use mmu::{
     CacheMaintenance, Ipa, Level, PhysAddr, PtDesc, Rcu, TableMemory, TlbMaintenance, Vmid,
     PAGE_SIZE,
@@ -151,10 +152,10 @@ impl TlbMaintenance for NoTlb {
         false
     }
     fn sync_tables(&self) {}
-    fn invalidate_ipa(&self, _: Vmid, _: Ipa, _: Option<Level>, _: bool) {}
-    fn invalidate_ipa_range(&self, _: Vmid, _: Ipa, _: u64, _: Option<Level>) {}
-    fn invalidate_stage1(&self, _: Vmid) {}
-    fn invalidate_vmid(&self, _: Vmid) {}
+    fn invalidate_ipa(&self, _: TlbScope, _: Ipa, _: Option<Level>, _: bool) {}
+    fn invalidate_ipa_range(&self, _: TlbScope, _: Ipa, _: u64, _: Option<Level>) {}
+    fn invalidate_stage1(&self, _: TlbScope) {}
+    fn invalidate_vmid(&self, _: TlbScope) {}
     fn complete(&self) {}
 }
 
@@ -254,7 +255,7 @@ pub mod fixture {
     /// What CPU 1 installs at `X + 4 KiB`.
     pub const PA_A: u64 = 0x9000_0000;
 
-    pub type S2 = Stage2<'static, Memory, NoTlb>;
+    pub type S2 = Stage2<'static, &'static Memory, &'static NoTlb>;
 
     pub fn geometry() -> Geometry {
         Geometry::armv7(30).unwrap()
