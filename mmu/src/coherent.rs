@@ -38,9 +38,10 @@ use crate::error::Error;
 use crate::memory::TableMemory;
 use crate::pgtable::PteMapLock;
 use crate::rmap::{Mapping, Rmap};
-use crate::stage2::{EntrySlot, Stage2};
+use crate::stage2::Stage2;
 use crate::sync::{lock, try_lock, Ordering, PtLock};
 use crate::tlb::TlbMaintenance;
+use crate::write::EntrySlot;
 
 /// The coherency policy gave attributes that cannot be encoded.
 const POLICY_UNENCODABLE: Error =
@@ -123,7 +124,8 @@ impl<C: CacheMaintenance> Adjust<'_, C> {
         }
         let memory_type_changes = old.attrs(&s2.geo).mem != new.attrs(&s2.geo).mem;
         let mut batch = s2.tlb_batch();
-        s2.write_entry_with(at, old, new, &mut batch, || {
+        // The same page: it is recorded already, so the write cannot fail.
+        let written = s2.write_entry_with(at, old, new, &mut batch, || {
             if memory_type_changes {
                 // No TLB maps the page through this entry any more: no
                 // line can be refilled through the old attributes.
@@ -131,7 +133,7 @@ impl<C: CacheMaintenance> Adjust<'_, C> {
             }
         });
         batch.flush();
-        true
+        written.is_ok()
     }
 
     /// Linux's `adjust_pte()`: the mapping of the page at `ipa` in `s2`,

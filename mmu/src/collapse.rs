@@ -90,10 +90,11 @@ use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::TableMemory;
 use crate::rcu::load_entry;
-use crate::stage2::{EntrySlot, LockMode, Stage2, TableList};
+use crate::stage2::{LockMode, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
 use crate::walk::{Cursor, Step, TableCache, Visit, Visitor, WalkError};
+use crate::write::EntrySlot;
 
 /// A table that [`Stage2::collapse`] replaced by a block.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -179,7 +180,11 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// the table page holding it taken and that page verified attached to
     /// its parent entry (the walker's `lock_page` recheck). The caller is in
     /// an RCU read-side section. `NotATable` if the path has no table.
-    fn lock_entry(&self, ipa: u64, level: Level) -> Result<(&AtomicU64, PtLockGuard<'_>), Error> {
+    fn lock_entry(
+        &self,
+        ipa: u64,
+        level: Level,
+    ) -> Result<(EntrySlot<'_>, PtLockGuard<'_>), Error> {
         loop {
             let mut table = self.root;
             let mut lvl = self.geo.start_level();
@@ -202,7 +207,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                     drop(guard);
                     crate::sync::spin_hint();
                 }
-                _ => return Ok((slot, guard)),
+                _ => {
+                    let at = EntrySlot { slot, pd: self.ptdesc_of(page), level, ipa: Ipa(ipa) };
+                    return Ok((at, guard));
+                }
             }
         }
     }
@@ -257,9 +265,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let result = {
             let _rcu = self.rcu.read_lock();
             // 1. The pmd lock (or pud lock), the table attached.
-            let (slot, _parent_lock) = self.lock_entry(ipa.get(), level)?;
+            let (at, _parent_lock) = self.lock_entry(ipa.get(), level)?;
             // 2. The entry, stable under that lock, and the child's lock.
-            let old = Desc::from_bits(slot.load(Ordering::Relaxed));
+            let old = at.get();
             if !old.is_table(level) {
                 return Err(Error::NotATable { ipa, level, found: old });
             }
@@ -267,16 +275,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             let _child_lock = (self.mode == LockMode::Split).then(|| lock(self.table_lock(child)));
             // 3. Check (and, for a copy, write-protect and copy).
             let (block, r) = make(child, &mut batch)?;
-            debug_assert!(block.is_leaf(level));
-            // 4. Break.
-            slot.store(Desc::INVALID.bits(), Ordering::Release);
-            // 5. Every page of the span, and the walks through the table;
-            //    completed before the make.
-            batch.add_span(ipa, level);
-            batch.flush();
-            // 6. Make. Release: a copied block's contents before the block.
-            slot.store(block.bits(), Ordering::Release);
-            detached.push(&self.mem, child);
+            // 4-6. Break (every page of the span, and the walks through the
+            //    table), complete, make (Release: a copied block's contents
+            //    before the block).
+            self.table_to_block(at, old, block, &mut batch, &mut detached)?;
             r
             // 7. Unlock the child, then the parent (reverse declaration).
         };
@@ -392,7 +394,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                     };
                     let old = leaf.with_addr(*pa);
                     // Permission only: in place, gathered.
-                    self.write_entry(at, old, old.without_write(), batch);
+                    self.change_in_place(at, old, old.without_write(), batch);
                 }
                 // No vCPU can write any of the pages once this completes.
                 batch.flush();

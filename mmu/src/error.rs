@@ -121,6 +121,13 @@ pub enum Error {
         /// The page.
         pa: PhysAddr,
     },
+    /// The entry maps a tracked page, whose mapping only an unmap removes
+    /// (it forgets the mapping once its removal is invalidated, and says
+    /// who owns the page then).
+    Tracked {
+        /// The page.
+        pa: PhysAddr,
+    },
 }
 
 /// The cause of an [`Error`], without its context: what callers branch on.
@@ -144,6 +151,7 @@ pub enum ErrorKind {
     NotCollapsible,
     NotMapped,
     NotTracked,
+    Tracked,
 }
 
 impl Error {
@@ -166,6 +174,7 @@ impl Error {
             Error::NotCollapsible { .. } => ErrorKind::NotCollapsible,
             Error::NotMapped { .. } => ErrorKind::NotMapped,
             Error::NotTracked { .. } => ErrorKind::NotTracked,
+            Error::Tracked { .. } => ErrorKind::Tracked,
         }
     }
 
@@ -235,6 +244,7 @@ impl fmt::Display for Error {
             }
             Error::NotMapped { ipa } => write!(f, "IPA {ipa} is not mapped by a page"),
             Error::NotTracked { pa } => write!(f, "page {pa} is not tracked"),
+            Error::Tracked { pa } => write!(f, "page {pa} is tracked: only an unmap removes it"),
         }
     }
 }

@@ -32,6 +32,7 @@ mod stage2;
 pub mod sync;
 pub mod tlb;
 mod walk;
+mod write;
 
 #[cfg(feature = "testing")]
 pub mod testing;

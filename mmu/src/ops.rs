@@ -11,7 +11,7 @@
 //! only possible failures come before its leaf is written, and the
 //! rollback frees the tables it installed.
 
-use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
+use crate::addr::{Ipa, PhysAddr, PAGE_SIZE};
 use crate::desc::{Attrs, Desc};
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
@@ -242,8 +242,9 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
             return Ok(cx.start);
         }
         let (t, level) = (self.t, cx.level);
+        let pa0 = t.pa_for(cx.base());
         let (reached, wrote) =
-            cx.fill(|ipa| t.leaf_at(level, ipa), |ipa, d| t.is_leaf_at(level, ipa, d))?;
+            cx.fill(pa0, |ipa| t.leaf_at(level, ipa), |ipa, d| t.is_leaf_at(level, ipa, d))?;
         self.done = reached;
         self.wrote |= wrote;
         Ok(reached)
@@ -346,30 +347,14 @@ struct UnmapCommit {
 impl UnmapCommit {
     /// Reports what was removed so far: the gathered leaves, then the
     /// leaves of each level-3 table detached whole. The caller has flushed
-    /// the TLB batch; the tables stay on the list, to be freed after a
-    /// grace period (their entries are still intact: nothing writes a
-    /// detached table).
+    /// the TLB batch.
     fn report<M: TableMemory, T: TlbMaintenance>(
         &mut self,
         s2: &Stage2<'_, M, T>,
         put: &mut dyn FnMut(Leaf),
     ) {
         self.leaves.report(|leaf| s2.hand_over(leaf, put));
-        self.detached.for_each_page(&s2.mem, |table, pd| {
-            if pd.level() != 3 || pd.valid_entries() == 0 {
-                return;
-            }
-            let base = pd.detached_base.load(crate::sync::Ordering::Relaxed);
-            for i in 0..ENTRIES_PER_TABLE {
-                // The table is unreachable, unlocked and not yet freed.
-                let (slot, _) = s2.slot(table, i);
-                let d = Desc::from_bits(slot.load(crate::sync::Ordering::Relaxed));
-                if d.is_leaf(3) {
-                    let ipa = Ipa(base + i as u64 * PAGE_SIZE);
-                    s2.hand_over(Leaf { ipa, pa: d.addr(), level: 3, owned: true }, put);
-                }
-            }
-        });
+        s2.hand_over_detached(&self.detached, put);
     }
 }
 
@@ -474,32 +459,14 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     ///
     /// The contiguous hint is not managed by this layer yet and is refused.
     ///
-    /// With a reverse map ([`Stage2::with_rmap`]), the tracked pages in
-    /// the range are recorded as mapped here (`OutOfMemory` if one has no
-    /// room left; nothing is mapped then).
+    /// With a reverse map ([`Stage2::with_rmap`]), each leaf's tracked
+    /// pages are recorded as mapped as it is made (`TooManyMappings`, with
+    /// nothing mapped, if one has no room left).
+    ///
+    /// A map that fails part way (only a concurrent change to the same
+    /// range can make it) removes what it installed; an identical mapping
+    /// that was there before it goes too.
     pub fn map(
-        &self,
-        ipa: Ipa,
-        pa: PhysAddr,
-        size: u64,
-        attrs: &Attrs,
-        gran: Granularity,
-    ) -> Result<(), Error> {
-        let Some(rmap) = self.rmap else { return self.map_range(ipa, pa, size, attrs, gran) };
-        self.check_range(ipa, size)?;
-        self.check_output(pa, size)?;
-        // Recorded before the entries are written: `make_coherent` finds
-        // the new mapping as soon as it can exist.
-        let noted = rmap.note_map(self.vmid, ipa, pa, size)?;
-        let result = self.map_range(ipa, pa, size, attrs, gran);
-        if result.is_err() {
-            rmap.forget(noted, self.vmid, ipa, pa);
-        }
-        result
-    }
-
-    /// [`Stage2::map`] without the reverse map.
-    fn map_range(
         &self,
         ipa: Ipa,
         pa: PhysAddr,
@@ -541,6 +508,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         } else {
             let mut prep = MapPrepare { t: &t, needed: 0 };
             self.walk(ipa.get(), end, &mut prep, &mut batch)?;
+            if let Some(r) = self.rmap {
+                r.check_room(self.vmid, ipa, pa, size)?;
+            }
             TableCache::fill(self, prep.needed)?
         };
 
@@ -554,6 +524,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             // fail.
             let _ = self.walk(ipa.get(), end, &mut undo, &mut batch);
             batch.flush();
+            // Their removal invalidated, the mappings are forgotten.
+            if let Some(r) = self.rmap {
+                r.note_unmap(self.vmid, ipa, clear_until - ipa.get());
+            }
             self.defer_free(&mut undo.detached);
         }
         if result.is_ok() && commit.wrote {
@@ -576,8 +550,8 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let new = t.leaf_at(3, ipa.get());
         Some(match pte.install_checked(ipa, new) {
             Ok(()) => Ok(true),
-            Err(cur) if cur == new => Ok(false),
-            Err(existing) => Err(Error::AlreadyMapped { ipa, level: 3, existing }),
+            Err(Error::AlreadyMapped { existing, .. }) if existing == new => Ok(false),
+            Err(e) => Err(e),
         })
     }
 
@@ -638,27 +612,6 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         drop(batch);
         self.reclaim();
         result
-    }
-
-    /// Hands a removed leaf to `put`, its removal invalidated: the reverse
-    /// map forgets the mapping first (after the entry is gone: until then,
-    /// `make_coherent` may still find and adjust it) and says whether the
-    /// caller owns the memory. A block holding tracked pages is handed
-    /// over page by page, each with its own answer.
-    fn hand_over(&self, leaf: Leaf, put: &mut dyn FnMut(Leaf)) {
-        let Some(r) = self.rmap else { return put(leaf) };
-        if leaf.level == 3 {
-            let owned = r.forget_page(self.vmid, leaf.ipa, leaf.pa);
-            return put(Leaf { owned, ..leaf });
-        }
-        if !r.any_tracked_in(leaf.pa, leaf.size()) {
-            return put(leaf);
-        }
-        for off in (0..leaf.size()).step_by(PAGE_SIZE as usize) {
-            let (ipa, pa) = (Ipa(leaf.ipa.get() + off), PhysAddr(leaf.pa.get() + off));
-            let owned = r.forget_page(self.vmid, ipa, pa);
-            put(Leaf { ipa, pa, level: 3, owned });
-        }
     }
 
     /// Sets the attributes of every mapped leaf in `[ipa, ipa + size)` to

@@ -114,9 +114,10 @@ use crate::error::Error;
 use crate::geometry::{level_shift, Level};
 use crate::memory::TableMemory;
 use crate::rcu::{load_entry, RcuReadGuard};
-use crate::stage2::{EntrySlot, Stage2};
+use crate::stage2::Stage2;
 use crate::sync::{lock, AtomicU64, Ordering, PtLock, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
+use crate::write::{EntrySlot, Vacant};
 
 /// A reference to one entry of a live table: what Linux passes around as
 /// `pgd_t *`, `pud_t *` or `pmd_t *`. It cannot outlive the RCU section
@@ -251,14 +252,23 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
     /// Replaces the entry for `ipa` (in this table) with `new`, doing the
     /// maintenance the change needs: none for a new mapping, a gathered
     /// invalidation for a removal or permission change, break-before-make
-    /// otherwise. Returns the old entry.
+    /// otherwise. A new page that the reverse map tracks is recorded as
+    /// mapped (`TooManyMappings` if it has no room). Returns the old entry.
+    ///
+    /// `Tracked` when the entry maps a tracked page and `new` would remove
+    /// or replace it: that takes [`Stage2::unmap_with`], which forgets the
+    /// mapping after invalidating it and says who owns the page.
     pub fn set(&mut self, ipa: Ipa, new: Pte, batch: &mut TlbBatch<'_, T>) -> Result<Pte, Error> {
         if new.is_valid() {
             self.check_page(new)?;
         }
         let at = self.entry_slot(ipa)?;
-        let old = Desc::from_bits(at.slot.load(Ordering::Relaxed));
-        self.s2.write_entry(at, old, new, batch);
+        let old = at.get();
+        let keeps_page = new.is_valid() && new.addr() == old.addr();
+        if old.is_leaf(3) && !keeps_page && self.s2.rmap.is_some_and(|r| r.is_tracked(old.addr())) {
+            return Err(Error::Tracked { pa: old.addr() });
+        }
+        self.s2.write_entry(at, old, new, batch)?;
         Ok(old)
     }
 
@@ -299,31 +309,26 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
     }
 
     /// Maps `ipa` with `new` only if its entry is invalid (the fault-path
-    /// install: no invalidation needed). Returns the entry found otherwise
-    /// (`Pte::INVALID` when `ipa` is outside the table or `new` is not a
-    /// valid page descriptor within the output range).
-    pub fn install(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
-        if self.check_page(new).is_err() {
-            return Err(Pte::INVALID);
-        }
+    /// install: no invalidation needed), recording a tracked page as
+    /// mapped. `AlreadyMapped` with the entry found when it is valid;
+    /// `OutOfRange` when `ipa` is outside the table; `BadAttributes` or
+    /// `OutOfRange` when `new` is not a page descriptor `map` could write;
+    /// `TooManyMappings`.
+    pub fn install(&mut self, ipa: Ipa, new: Pte) -> Result<(), Error> {
+        self.check_page(new)?;
         self.install_checked(ipa, new)
     }
 
     /// [`PteMapLock::install`] for a descriptor already known to be a
     /// valid page (built by `map` from validated attributes).
-    pub(crate) fn install_checked(&mut self, ipa: Ipa, new: Pte) -> Result<(), Pte> {
-        let Ok(idx) = self.map.table.index(ipa) else { return Err(Pte::INVALID) };
-        let slot = &self.map.table.entries[idx];
-        let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
-        if cur.is_valid() {
-            return Err(cur);
-        }
-        // As `write_entry` does for invalid to valid: a Release store, so
-        // what the page holds is visible before the mapping, and no TLB
-        // maintenance.
-        slot.store(new.bits(), Ordering::Release);
-        self.s2.mem.ptdesc(self.map.table.pa).add_valid(1);
-        Ok(())
+    pub(crate) fn install_checked(&mut self, ipa: Ipa, new: Pte) -> Result<(), Error> {
+        let at = self.entry_slot(ipa)?;
+        let Some(vacant) = Vacant::of(at) else {
+            return Err(Error::AlreadyMapped { ipa: at.ipa, level: 3, existing: at.get() });
+        };
+        // No batch work: making an invalid entry needs no invalidation.
+        let mut batch = self.s2.tlb_batch();
+        self.s2.make_entry(vacant, new, &mut batch)
     }
 }
 

@@ -109,9 +109,8 @@ enum Slot {
 }
 
 /// Tracked pages by frame number, open addressing with linear probing.
-/// Slots keep their index while the page is tracked (a `map` that fails
-/// undoes what it recorded by index), so removal leaves `Gone` behind
-/// rather than moving entries.
+/// Removal leaves `Gone` behind rather than moving entries, so that a probe
+/// never skips a page tracked after a removed one.
 struct Table {
     slots: [Slot; RMAP_PAGES],
 }
@@ -155,6 +154,20 @@ impl Table {
         }
     }
 
+    /// `TooManyMappings` unless every tracked page in `[pa, pa + size)`
+    /// can record its mapping at the matching IPA of `ipa..` by `vmid`.
+    fn check_room(&self, vmid: Vmid, ipa: Ipa, pa: PhysAddr, size: u64) -> Result<(), Error> {
+        for i in self.in_range(pa.get(), size) {
+            if let Slot::Used(tr) = &self.slots[i] {
+                let m = Mapping { vmid, ipa: Ipa(ipa.get() + (tr.pa.get() - pa.get())) };
+                if tr.maps.len == RMAP_MAPPINGS && !tr.maps.contains(&m) {
+                    return Err(Error::TooManyMappings { pa: tr.pa });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Slots of the tracked pages in `[pa, pa + size)`.
     fn in_range(&self, pa: u64, size: u64) -> impl Iterator<Item = usize> + '_ {
         let one = (size == PAGE_SIZE).then(|| self.find(PhysAddr(pa))).flatten();
@@ -180,23 +193,6 @@ impl Table {
         self.slots[i] = Slot::Gone;
         tracked.fetch_sub(1, Ordering::Relaxed);
         free
-    }
-}
-
-/// Which slots a `note_map` added a mapping to (one bit per slot).
-#[derive(Clone, Copy, Default, Debug)]
-#[must_use]
-pub(crate) struct Noted([u64; RMAP_PAGES.div_ceil(64)]);
-
-impl Noted {
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..RMAP_PAGES).filter(|&i| self.0[i / 64] & (1 << (i % 64)) != 0)
-    }
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
     }
 }
 
@@ -397,57 +393,49 @@ impl Rmap {
         pages.iter().any(|&pa| t.find(pa).is_some())
     }
 
+    /// Checks that `vmid` mapping `[pa, pa + size)` at `ipa` could be
+    /// recorded: `TooManyMappings` if a tracked page in the range has no
+    /// room left for it. For prepare passes: nothing is recorded.
+    pub(crate) fn check_room(
+        &self,
+        vmid: Vmid,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+    ) -> Result<(), Error> {
+        if self.tracked() == 0 {
+            return Ok(());
+        }
+        let t = lock(&self.table);
+        t.check_room(vmid, ipa, pa, size)
+    }
+
     /// Records that `vmid` maps `[pa, pa + size)` at `ipa`: every tracked
-    /// page in the range gains a mapping. All or nothing: `TooManyMappings`
-    /// (nothing recorded) when a page has no room. The result says what to
-    /// [`forget`](Rmap::forget) if the mapping then fails.
+    /// page in the range gains the mapping (one it has already is not
+    /// recorded twice). All or nothing: `TooManyMappings`, with nothing
+    /// recorded, when a page has no room.
     pub(crate) fn note_map(
         &self,
         vmid: Vmid,
         ipa: Ipa,
         pa: PhysAddr,
         size: u64,
-    ) -> Result<Noted, Error> {
+    ) -> Result<(), Error> {
         if self.tracked() == 0 {
-            return Ok(Noted::default());
+            return Ok(());
         }
         let mut t = lock(&self.table);
-        let at = |tr: &Tracked| Mapping { vmid, ipa: Ipa(ipa.get() + (tr.pa.get() - pa.get())) };
-        let mut slots = Noted::default();
-        for i in t.in_range(pa.get(), size) {
-            slots.set(i);
-        }
-        for i in slots.slots() {
-            let tr = t.tracked(i);
-            if tr.maps.len == RMAP_MAPPINGS && !tr.maps.contains(&at(tr)) {
-                return Err(Error::TooManyMappings { pa: tr.pa });
+        t.check_room(vmid, ipa, pa, size)?;
+        for i in 0..RMAP_PAGES {
+            if let Slot::Used(tr) = &mut t.slots[i] {
+                let off = tr.pa.get().wrapping_sub(pa.get());
+                if off < size {
+                    // Room was checked above.
+                    let _ = add(&mut tr.maps, Mapping { vmid, ipa: Ipa(ipa.get() + off) });
+                }
             }
         }
-        let mut added = Noted::default();
-        for i in slots.slots() {
-            let tr = t.tracked(i);
-            let m = at(tr);
-            // Room was checked above.
-            if add(&mut tr.maps, m) == Ok(true) {
-                added.set(i);
-            }
-        }
-        Ok(added)
-    }
-
-    /// Undoes a [`note_map`](Rmap::note_map) whose mapping failed: removes
-    /// exactly the mappings it added. (A slot cannot change page meanwhile:
-    /// a page with a mapping is never untracked by anyone but its unmap.)
-    pub(crate) fn forget(&self, noted: Noted, vmid: Vmid, ipa: Ipa, pa: PhysAddr) {
-        if noted.is_empty() {
-            return;
-        }
-        let mut t = lock(&self.table);
-        for i in noted.slots() {
-            let tr = t.tracked(i);
-            let m = Mapping { vmid, ipa: Ipa(ipa.get() + (tr.pa.get() - pa.get())) };
-            remove_if(&mut tr.maps, |x| x == m);
-        }
+        Ok(())
     }
 
     /// Forgets the mappings `vmid` had in `[ipa, ipa + size)` (teardown:
@@ -530,22 +518,17 @@ mod tests {
     #[test]
     fn map_and_unmap_keep_tracked_pages_recorded() {
         let r = Rmap::new();
-        let _ = r.note_map(A, Ipa(0x1000_0000), PhysAddr(0x8000_0000), 0x20_0000).unwrap();
+        r.note_map(A, Ipa(0x1000_0000), PhysAddr(0x8000_0000), 0x20_0000).unwrap();
         assert!(r.mappings(P).is_empty(), "untracked pages are not recorded");
         r.track(P, m(A, 0x4000_0000), false).unwrap();
         // A 2 MiB block covering P records P's IPA inside it.
-        let _ = r.note_map(B, Ipa(0x1000_0000), PhysAddr(0x8000_0000), 0x20_0000).unwrap();
-        let noted = r.note_map(A, Ipa(0x5000_0000), P, PAGE_SIZE).unwrap();
-        // Recording it again adds nothing, so undoing that second note
-        // leaves the first in place.
-        let again = r.note_map(A, Ipa(0x5000_0000), P, PAGE_SIZE).unwrap();
-        r.forget(again, A, Ipa(0x5000_0000), P);
+        r.note_map(B, Ipa(0x1000_0000), PhysAddr(0x8000_0000), 0x20_0000).unwrap();
+        r.note_map(A, Ipa(0x5000_0000), P, PAGE_SIZE).unwrap();
+        // Recording it again adds nothing.
+        r.note_map(A, Ipa(0x5000_0000), P, PAGE_SIZE).unwrap();
         let got: std::vec::Vec<_> = r.mappings(P).iter().copied().collect();
         assert_eq!(got, [m(A, 0x4000_0000), m(B, 0x1000_3000), m(A, 0x5000_0000)]);
         assert!(!r.release(P), "still mapped");
-        r.forget(noted, A, Ipa(0x5000_0000), P);
-        assert_eq!(r.mappings(P).len(), 2, "a failed map undoes what it recorded");
-        let _ = r.note_map(A, Ipa(0x5000_0000), P, PAGE_SIZE).unwrap();
         r.note_unmap(A, Ipa(0x4000_0000), 0x1000_0000);
         r.note_unmap(B, Ipa(0x1000_0000), PAGE_SIZE * 3);
         assert_eq!(r.mappings(P).len(), 2, "other spaces and ranges are untouched");
@@ -570,7 +553,7 @@ mod tests {
             Err(Error::Unaligned { value: 1, align: PAGE_SIZE })
         );
         for k in 1..RMAP_MAPPINGS as u64 {
-            let _ = r.note_map(B, Ipa(k << 30), PhysAddr(0), PAGE_SIZE).unwrap();
+            r.note_map(B, Ipa(k << 30), PhysAddr(0), PAGE_SIZE).unwrap();
         }
         // Page 0 is full: a range covering pages 0 and 1 records nothing.
         assert!(matches!(
@@ -579,7 +562,7 @@ mod tests {
         ));
         assert_eq!(r.mappings(PhysAddr(PAGE_SIZE)).len(), 1);
         // Recording a mapping that is there needs no room.
-        let _ = r.note_map(B, Ipa(1 << 30), PhysAddr(0), PAGE_SIZE).unwrap();
+        r.note_map(B, Ipa(1 << 30), PhysAddr(0), PAGE_SIZE).unwrap();
         assert_eq!(r.mappings(PhysAddr(0)).len(), RMAP_MAPPINGS);
     }
 
@@ -635,7 +618,7 @@ mod tests {
         assert_eq!(r.holds(P), RMAP_MAPPINGS as u32 - 1, "refusals change nothing");
         // Every hold's mapping can be recorded.
         for k in 1..RMAP_MAPPINGS as u64 {
-            let _ = r.note_map(B, Ipa(k << 20), P, PAGE_SIZE).unwrap();
+            r.note_map(B, Ipa(k << 20), P, PAGE_SIZE).unwrap();
         }
         assert_eq!(r.mappings(P).len(), RMAP_MAPPINGS);
         assert_eq!(r.next_mapped(B, Ipa(2 << 20), Ipa(5 << 20)), Some(Ipa(2 << 20)));
@@ -649,7 +632,7 @@ mod tests {
     fn a_page_left_with_one_mapping_is_no_longer_tracked() {
         let r = Rmap::new();
         r.track(P, m(A, 0x1000), true).unwrap();
-        let _ = r.note_map(B, Ipa(0x2000), P, PAGE_SIZE).unwrap();
+        r.note_map(B, Ipa(0x2000), P, PAGE_SIZE).unwrap();
         // The hold goes: two mappings left, still an alias.
         assert!(!r.unhold(P));
         assert!(r.is_tracked(P));

@@ -137,16 +137,6 @@ impl TableList {
     }
 }
 
-/// Where an entry lives: its slot, the metadata of the table page holding
-/// it, its level and the IPA its span starts at.
-#[derive(Clone, Copy)]
-pub(crate) struct EntrySlot<'a> {
-    pub slot: &'a AtomicU64,
-    pub pd: &'a PtDesc,
-    pub level: Level,
-    pub ipa: Ipa,
-}
-
 /// A stage-2 address space (one VM's tables).
 ///
 /// It owns its table memory handle `M` and TLB maintenance `T`: values, or
@@ -362,69 +352,6 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         match self.mode {
             LockMode::Split => &self.ptdesc_of(page).lock,
             LockMode::Single => &self.page_table_lock,
-        }
-    }
-
-    /// Writes `new` over `old` in the entry `at`, with the maintenance the architecture requires.
-    /// The caller holds the page's lock and has checked the slot still
-    /// holds `old`.
-    ///
-    /// - invalid to valid: a plain store, no invalidation;
-    /// - valid to invalid: a store and a gathered invalidation;
-    /// - leaf to leaf differing only in permissions: in place, gathered;
-    /// - anything else: break-before-make, with the break invalidated and
-    ///   waited for before the make.
-    ///
-    /// Stores are Release so a walker that reads a new table descriptor
-    /// also sees the table's contents.
-    #[inline]
-    pub(crate) fn write_entry(
-        &self,
-        at: EntrySlot<'_>,
-        old: Desc,
-        new: Desc,
-        batch: &mut TlbBatch<'_, T>,
-    ) {
-        self.write_entry_with(at, old, new, batch, || {});
-    }
-
-    /// [`Stage2::write_entry`], running `between` in a break-before-make
-    /// after the break is invalidated and before the make (where cache
-    /// maintenance for a changing memory type goes). Not run otherwise.
-    #[inline]
-    pub(crate) fn write_entry_with(
-        &self,
-        at: EntrySlot<'_>,
-        old: Desc,
-        new: Desc,
-        batch: &mut TlbBatch<'_, T>,
-        between: impl FnOnce(),
-    ) {
-        let EntrySlot { slot, pd, level, ipa } = at;
-        if old == new {
-            return;
-        }
-        if !old.is_valid() {
-            slot.store(new.bits(), Ordering::Release);
-            if new.is_valid() {
-                pd.add_valid(1);
-            }
-            return;
-        }
-        let old_leaf = old.is_leaf(level);
-        if !new.is_valid() {
-            slot.store(0, Ordering::Release);
-            pd.add_valid(-1);
-            batch.add(ipa, level, old_leaf);
-        } else if old_leaf && new.is_leaf(level) && old.only_permissions_differ(new) {
-            slot.store(new.bits(), Ordering::Release);
-            batch.add(ipa, level, true);
-        } else {
-            slot.store(0, Ordering::Release);
-            batch.add(ipa, level, old_leaf);
-            batch.flush();
-            between();
-            slot.store(new.bits(), Ordering::Release);
         }
     }
 

@@ -26,9 +26,10 @@ use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
 use crate::ops::{Leaf, LeafGather};
 use crate::rcu::load_entry;
-use crate::stage2::{EntrySlot, LockMode, Stage2, TableList};
+use crate::stage2::{Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
+use crate::write::{EntrySlot, Removes};
 
 /// Why a visit did not complete.
 pub(crate) enum WalkError {
@@ -148,8 +149,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         if self.slot.load(Ordering::Relaxed) != old.bits() {
             return Err(WalkError::Again);
         }
-        self.s2.write_entry(self.at(), old, new, self.batch);
-        Ok(())
+        Ok(self.s2.write_entry(self.at(), old, new, self.batch)?)
     }
 
     /// Replaces the block `old` by a table of the next level mapping the
@@ -160,17 +160,10 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         let t = cache
             .take(self.s2, child_level)
             .ok_or(WalkError::Fail(Error::OutOfMemory { pages: 1 }))?;
-        for i in 0..ENTRIES_PER_TABLE {
-            let (slot, _) = self.s2.slot(t, i);
-            slot.store(old.split_entry(self.level, i).bits(), Ordering::Relaxed);
-        }
-        self.s2.mem.ptdesc(t).add_valid(crate::addr::ENTRIES_PER_TABLE as i32);
+        self.s2.fill_new_table(t, |i| old.split_entry(self.level, i));
         if let Err(e) = self.write(old, Desc::table(t)) {
-            // Never published: clear it and give it back.
-            for i in 0..crate::addr::ENTRIES_PER_TABLE {
-                self.s2.slot(t, i).0.store(0, Ordering::Relaxed);
-            }
-            self.s2.mem.ptdesc(t).init(child_level);
+            // Never published: empty it and give it back.
+            self.s2.clear_new_table(t, child_level);
             cache.put(self.s2, t);
             return Err(e);
         }
@@ -211,45 +204,9 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
         if self.slot.load(Ordering::Relaxed) != old.bits() {
             return Ok(());
         }
-        let at = self.at();
-        detach_locked(self.s2, at, old, self.batch, detached, only_if_empty);
+        self.s2.detach_table(self.at(), old, self.batch, detached, only_if_empty);
         Ok(())
     }
-}
-
-/// Detaches the child table `old` (what `at.slot` holds) from its parent
-/// page, whose lock the caller holds: takes the child's lock (rule
-/// 3), writes the entry invalid, gathers the invalidation (the whole span
-/// if leaves go with the table) and queues the child on `detached`.
-/// With `only_if_empty`, a child that still maps something is left.
-/// Returns whether the child was detached.
-fn detach_locked<M: TableMemory, T: TlbMaintenance>(
-    s2: &Stage2<'_, M, T>,
-    at: EntrySlot<'_>,
-    old: Desc,
-    batch: &mut TlbBatch<'_, T>,
-    detached: &mut TableList,
-    only_if_empty: bool,
-) -> bool {
-    // Split locks: the child's own lock, after the parent's (held). The
-    // single lock is held already.
-    let child = s2.mem.ptdesc(old.addr());
-    let _child = (s2.mode == LockMode::Split).then(|| lock(&child.lock));
-    let live = child.valid_entries();
-    if only_if_empty && live != 0 {
-        return false;
-    }
-    at.slot.store(0, Ordering::Release);
-    at.pd.add_valid(-1);
-    if live != 0 {
-        // Its leaves go with it; the unmap reports them from the table.
-        child.detached_base.store(at.ipa.get(), Ordering::Relaxed);
-        batch.add_span(at.ipa, at.level);
-    } else {
-        batch.add(at.ipa, at.level, false);
-    }
-    detached.push(&s2.mem, old.addr());
-    true
 }
 
 /// Makes `held` the lock of table page `page`, taking it if needed, and
@@ -316,35 +273,23 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
             .map(move |(i, slot)| (base + i as u64 * size, Desc::from_bits(load_entry(slot))))
     }
 
-    /// Writes `leaf(ipa)` into every invalid entry of the run, under the
-    /// page's lock. Writing into invalid entries needs no TLB maintenance.
-    /// A valid entry for which `keep(ipa, entry)` holds is left alone; any
-    /// other stops the fill. Returns the IPA reached (the run's end, or the
-    /// entry that stopped it) and whether any entry was written.
+    /// Makes `leaf(ipa)` every invalid entry of the run, under the page's
+    /// lock (see [`Stage2::make_run`]): a valid entry for which
+    /// `keep(ipa, entry)` holds is left alone, any other stops the fill.
+    /// `pa0` is what the run's first entry maps. Returns the IPA reached
+    /// (the run's end, or the entry that stopped it) and whether any entry
+    /// was written.
     pub fn fill(
         &mut self,
+        pa0: u64,
         leaf: impl Fn(u64) -> Desc,
         keep: impl Fn(u64, Desc) -> bool,
     ) -> Result<(u64, bool), WalkError> {
         let pd = lock_page(self.s2, self.held, self.page, self.parent)?;
-        let (base, size) = (self.base(), level_size(self.level));
-        let mut added = 0;
-        let mut reached = self.end;
-        for (i, slot) in self.slots.iter().enumerate() {
-            let ipa = base + i as u64 * size;
-            let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
-            if !cur.is_valid() {
-                // Release: what the new leaf maps (a zeroed page, say) is
-                // visible before the leaf is.
-                slot.store(leaf(ipa).bits(), Ordering::Release);
-                added += 1;
-            } else if !keep(ipa, cur) {
-                reached = ipa.max(self.start);
-                break;
-            }
-        }
-        pd.add_valid(added);
-        Ok((reached, added != 0))
+        let base = self.base();
+        let (reached, made) =
+            self.s2.make_run(self.slots, pd, self.level, base, pa0, leaf, keep)?;
+        Ok((reached.max(self.start), made != 0))
     }
 }
 
@@ -367,9 +312,9 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
             let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
             let at = EntrySlot { slot, pd, level: self.level, ipa: Ipa(ipa) };
             if cur.is_table(self.level) {
-                detach_locked(self.s2, at, cur, self.batch, detached, false);
+                self.s2.detach_table(at, cur, self.batch, detached, false);
             } else if cur.is_leaf(self.level) && !leaves.is_full() {
-                self.s2.write_entry(at, cur, Desc::INVALID, self.batch);
+                let _ = self.s2.break_entry(at, cur, Removes::Entry, self.batch);
                 leaves.push(Leaf { ipa: Ipa(ipa), pa: cur.addr(), level: self.level, owned: true });
             } else if cur.is_valid() {
                 return Ok(ipa.max(self.start));

@@ -5,10 +5,10 @@ mod common;
 
 use common::*;
 use mmu::testing::TlbOp;
-use mmu::ErrorKind;
 use mmu::{
     pmd_same, Attrs, Desc, Features, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr, Vmid,
 };
+use mmu::{Error, ErrorKind};
 
 const BASE: u64 = 0x4000_0000;
 
@@ -122,7 +122,11 @@ fn map_lock_writes_with_the_required_maintenance() {
     // Install into an invalid entry: no invalidation at all.
     let new = Desc::leaf(&geo, 3, PhysAddr(0x8000_1000), &Attrs::RAM);
     l.install(Ipa(BASE + PAGE), new).unwrap();
-    assert_eq!(l.install(Ipa(BASE + PAGE), new), Err(new), "install never overwrites");
+    assert_eq!(
+        l.install(Ipa(BASE + PAGE), new),
+        Err(Error::AlreadyMapped { ipa: Ipa(BASE + PAGE), level: 3, existing: new }),
+        "install never overwrites"
+    );
     assert!(env.tlb.take().is_empty());
     // Moving a page to another frame is break-before-make: the break is
     // invalidated before the make.
@@ -299,7 +303,10 @@ fn a_pte_guard_refuses_what_map_refuses() {
         l.set(Ipa(BASE + PAGE), page, &mut batch).map_err(|e| e.kind()),
         Err(ErrorKind::BadAttributes)
     );
-    assert_eq!(l.install(Ipa(BASE + PAGE), page), Err(Desc::INVALID));
+    assert_eq!(
+        l.install(Ipa(BASE + PAGE), page),
+        Err(Error::BadAttributes { why: "contiguous hint on one entry" })
+    );
     // Executable device memory, as `Attrs::validate` says.
     let dev_x = Desc::leaf(
         &geo,

@@ -616,7 +616,8 @@ fn pte_accessors_refuse_ipas_outside_their_table() {
             }
             // Installing over a valid entry is refused with that entry.
             let cur = l.get_at(Ipa(b)).unwrap();
-            assert_eq!(l.install(Ipa(b), page), Err(cur), "{name}: install over a page");
+            let existing = Error::AlreadyMapped { ipa: Ipa(b), level: 3, existing: cur };
+            assert_eq!(l.install(Ipa(b), page), Err(existing), "{name}: install over a page");
             assert!(batch.is_empty(), "{name}: refused sets gathered invalidations");
             drop(batch);
             drop(l);

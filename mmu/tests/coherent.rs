@@ -14,7 +14,7 @@ use common::{geometries, Env, MB2, MODES, PAGE};
 use mmu::testing::{HostMemory, RecordingTlb, TlbOp};
 use mmu::ErrorKind;
 use mmu::{
-    make_coherent, Arch, Attrs, Coherence, Error, Exec, Features, Geometry, Granularity, Ipa,
+    make_coherent, Arch, Attrs, Coherence, Desc, Error, Exec, Features, Geometry, Granularity, Ipa,
     LockMode, MemType, PhysAddr, Rmap, Stage2, Vmid,
 };
 
@@ -576,4 +576,87 @@ fn reverse_map_follows_unmap_failed_map_copy_collapse_and_drop() {
     assert!(!rmap.release(PhysAddr(P)), "held");
     assert!(rmap.unhold(PhysAddr(P)), "the last reference owns it");
     assert_eq!(rmap.tracked(), 0);
+}
+
+/// Every way a page gets mapped records it when it is tracked: a page
+/// installed through a locked table (the `pte_offset_map_lock` write path,
+/// not `map`) is found by `make_coherent` and counts as a reference, so
+/// the page is not handed back as the caller's while it is still mapped.
+/// A locked table's `set` cannot drop a tracked mapping behind the
+/// reverse map's back: that is `unmap_with`'s job.
+#[test]
+fn installs_through_a_locked_table_are_recorded_and_sets_cannot_drop_them() {
+    let env = Env::new(64);
+    let rmap = Rmap::new();
+    let a = space(&env, &rmap, geo40(), A, LockMode::Split);
+    map_page(&a, IPA1, P);
+    a.track_page(Ipa(IPA1)).unwrap();
+    let page = Desc::leaf(a.geometry(), 3, PhysAddr(P), &Attrs::RAM);
+    {
+        let rcu = a.rcu().read_lock();
+        let pmd = a.pmd_lookup(&rcu, Ipa(IPA_SAME)).unwrap();
+        let mut pte = a.pte_offset_map_lock(&pmd).unwrap();
+        pte.install(Ipa(IPA_SAME), page).unwrap();
+        let mut batch = a.tlb_batch();
+        assert_eq!(
+            pte.set(Ipa(IPA_SAME), Desc::INVALID, &mut batch),
+            Err(Error::Tracked { pa: PhysAddr(P) })
+        );
+        let moved = page.with_addr(PhysAddr(P + PAGE));
+        assert_eq!(pte.set(Ipa(IPA1), moved, &mut batch), Err(Error::Tracked { pa: PhysAddr(P) }));
+        assert!(batch.is_empty(), "refused sets change nothing");
+        // Permissions may change: the page stays mapped.
+        let ro_page = page.with_attrs(a.geometry(), &Attrs { write: false, ..Attrs::RAM });
+        assert_eq!(pte.set(Ipa(IPA_SAME), ro_page, &mut batch), Ok(page));
+    }
+    let maps: Vec<_> = rmap.mappings(PhysAddr(P)).iter().map(|m| m.ipa.get()).collect();
+    assert_eq!(maps, [IPA1, IPA_SAME], "the install is recorded");
+    let mut owned = vec![];
+    a.unmap_with(Ipa(IPA1), PAGE, &mut |l| owned.push(l.owned)).unwrap();
+    assert_eq!(owned, [false], "the installed mapping still holds the page");
+    a.unmap_with(Ipa(IPA_SAME), PAGE, &mut |l| owned.push(l.owned)).unwrap();
+    assert_eq!(owned, [false, true], "the last mapping hands the page back");
+    assert_eq!(rmap.tracked(), 0);
+}
+
+/// A tracked page with no room for another mapping cannot be mapped again,
+/// by `map` or by an install, and the refusal changes nothing.
+#[test]
+fn a_full_page_refuses_another_mapping_before_anything_is_written() {
+    let env = Env::new(64);
+    let rmap = Rmap::new();
+    let a = space(&env, &rmap, geo40(), A, LockMode::Split);
+    map_page(&a, IPA1, P);
+    a.track_page(Ipa(IPA1)).unwrap();
+    // More mappings until the page has no room for another.
+    let more = |k: u64| {
+        a.map(Ipa(0x5000_0000 + k * PAGE), PhysAddr(P), PAGE, &Attrs::RAM, Granularity::Pages)
+    };
+    let mut k = 0;
+    while more(k).is_ok() {
+        k += 1;
+    }
+    let recorded = rmap.mappings(PhysAddr(P)).len();
+    assert!(recorded > 1);
+    let full = Error::TooManyMappings { pa: PhysAddr(P) };
+    let before = env.mem.live();
+    assert_eq!(
+        a.map(Ipa(IPA_OTHER), PhysAddr(P), PAGE, &Attrs::RAM, Granularity::Pages),
+        Err(full)
+    );
+    let page = Desc::leaf(a.geometry(), 3, PhysAddr(P), &Attrs::RAM);
+    {
+        let rcu = a.rcu().read_lock();
+        let pmd = a.pmd_lookup(&rcu, Ipa(IPA_SAME)).unwrap();
+        let mut pte = a.pte_offset_map_lock(&pmd).unwrap();
+        assert_eq!(pte.install(Ipa(IPA_SAME), page), Err(full));
+        assert_eq!(pte.get_at(Ipa(IPA_SAME)), Ok(Desc::INVALID));
+    }
+    // A range that takes the page as one of its 512 leaves.
+    let base = 0x4000_0000 + 16 * MB2;
+    let range = a.map(Ipa(base), PhysAddr(P & !(MB2 - 1)), MB2, &Attrs::RAM, Granularity::Pages);
+    assert_eq!(range, Err(full));
+    assert!(a.translate(Ipa(IPA_OTHER)).is_none() && a.translate(Ipa(base)).is_none());
+    assert_eq!(env.mem.live(), before, "no table kept");
+    assert_eq!(rmap.mappings(PhysAddr(P)).len(), recorded);
 }

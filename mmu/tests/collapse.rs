@@ -808,7 +808,15 @@ fn collapse_and_split_race_with_faults_and_readers() {
                                 let g = s2.rcu().read_lock();
                                 let pmd = s2.pmd_lookup(&g, Ipa(ipa)).unwrap();
                                 if let Some(mut l) = s2.pte_offset_map_lock(&pmd) {
-                                    assert_eq!(l.install(Ipa(ipa), want(p)), Err(want(p)));
+                                    let existing = want(p);
+                                    assert_eq!(
+                                        l.install(Ipa(ipa), want(p)),
+                                        Err(Error::AlreadyMapped {
+                                            ipa: Ipa(ipa),
+                                            level: 3,
+                                            existing
+                                        })
+                                    );
                                 };
                             }
                             env.rcu.quiescent();
