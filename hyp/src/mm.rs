@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 
 use buddy_system_allocator::{FrameAllocator, LockedHeap};
-use mmu::sync::AtomicU64;
+use mmu::Entry;
 use mmu::{PhysAddr, PtDesc, TableMemory, PAGE_SIZE};
 use spin::Mutex;
 
@@ -107,8 +107,8 @@ unsafe impl TableMemory for TablePool {
         self.free.lock().dealloc(i, count);
     }
 
-    fn entries(&self, pa: PhysAddr) -> *const AtomicU64 {
-        pa.get() as *const AtomicU64
+    fn entries(&self, pa: PhysAddr) -> *const Entry {
+        pa.get() as *const Entry
     }
 
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {

@@ -16,36 +16,37 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-pub mod addr;
+mod addr;
 mod coherent;
 mod collapse;
-pub mod desc;
+mod desc;
 mod dump;
-pub mod error;
-pub mod geometry;
-pub mod memory;
+mod error;
+mod geometry;
+mod memory;
 mod ops;
 pub mod pgtable;
 pub mod rcu;
-pub mod rmap;
+mod rmap;
 mod stage2;
-pub mod sync;
-pub mod tlb;
+mod sync;
+mod tlb;
 mod walk;
 mod write;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
+pub use addr::{Ipa, PhysAddr, Vmid, BLOCK_1G, BLOCK_2M, ENTRIES_PER_TABLE, PAGE_SHIFT, PAGE_SIZE};
 pub use coherent::{make_coherent, CacheMaintenance, Coherence};
 pub use collapse::{Collapsed, CopyCollapsed};
 pub use desc::{pmd_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareability};
 pub use error::{Error, ErrorKind};
-pub use geometry::{Arch, Features, Geometry, Level};
-pub use memory::{PtDesc, TableMemory};
+pub use geometry::{level_shift, level_size, Arch, Features, Geometry, Level};
+pub use memory::{Entry, PtDesc, TableMemory};
 pub use ops::{Granularity, Leaf, Translation, UNMAP_GATHER};
 pub use rcu::{Rcu, RcuReadGuard};
-pub use rmap::{Mapping, Rmap};
+pub use rmap::{Mapping, Mappings, Rmap};
 pub use stage2::{LockMode, Stage2, Stats};
-pub use tlb::{TlbBatch, TlbMaintenance, TlbScope};
+pub use sync::{PtLock, PtLockGuard};
+pub use tlb::{TlbBatch, TlbMaintenance, TlbScope, MAX_PER_ENTRY_OPS};

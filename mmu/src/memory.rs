@@ -4,6 +4,11 @@ use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::geometry::Level;
 use crate::sync::{new_lock, AtomicU16, AtomicU64, AtomicU8, Ordering, PtLock};
 
+/// One table entry as it sits in memory: an atomic 64-bit word (loom's,
+/// in the `--cfg loom` models). [`TableMemory::entries`] points at 512 of
+/// them.
+pub type Entry = AtomicU64;
+
 /// Per-table metadata kept outside the table page, like Linux's
 /// `struct ptdesc`: the table's split lock, its level, its count of valid
 /// entries, and the link used while it waits for a grace period.
@@ -126,7 +131,7 @@ pub unsafe trait TableMemory {
     }
 
     /// The entries of the table page at `pa`.
-    fn entries(&self, pa: PhysAddr) -> *const AtomicU64;
+    fn entries(&self, pa: PhysAddr) -> *const Entry;
 
     /// The metadata of the page at `pa`.
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc;
@@ -147,7 +152,7 @@ unsafe impl<M: TableMemory + ?Sized> TableMemory for &M {
         // SAFETY: the caller's contract is `M::free_table_pages`'.
         unsafe { (**self).free_table_pages(pages) }
     }
-    fn entries(&self, pa: PhysAddr) -> *const AtomicU64 {
+    fn entries(&self, pa: PhysAddr) -> *const Entry {
         (**self).entries(pa)
     }
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {

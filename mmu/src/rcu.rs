@@ -170,7 +170,7 @@ pub struct GpCookie(pub(crate) u64);
 /// Acquire load on AArch64 and x86 (`LDAR`, `MOV`) and to `LDREXD`-based
 /// code on ARMv7 either way.
 #[inline]
-pub fn load_entry(slot: &AtomicU64) -> u64 {
+pub(crate) fn load_entry(slot: &AtomicU64) -> u64 {
     slot.load(Ordering::SeqCst)
 }
 
@@ -510,6 +510,15 @@ impl RcuReadGuard<'_> {
     #[inline]
     pub fn nest(&self) -> RcuReadGuard<'_> {
         self.rcu.read_lock()
+    }
+
+    /// Linux's `rcu_dereference`: reads a published word (a table entry, or
+    /// any pointer an updater publishes and later frees after a grace
+    /// period) inside this section, ordered as the grace-period argument
+    /// of the module documentation needs.
+    #[inline]
+    pub fn dereference(&self, slot: &crate::memory::Entry) -> u64 {
+        load_entry(slot)
     }
 }
 

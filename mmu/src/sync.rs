@@ -2,13 +2,9 @@
 //! models (`--cfg loom`) can swap in loom's checked versions in one place.
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{
-    fence, AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering,
-};
+pub use core::sync::atomic::{fence, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub use loom::sync::atomic::{
-    fence, AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering,
-};
+pub use loom::sync::atomic::{fence, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A page-table lock (Linux's `spinlock_t ptl`). It guards no data of its
 /// own: holding it is what allows writing the entries of the tables it

@@ -251,7 +251,7 @@ fn without_fault_context_every_lock_is_taken_by_adjust_aliases() {
         for (s, ipa) in [(&a, IPA1), (&b, IPB)] {
             let pmd = s.pmd_lookup(&rcu, Ipa(ipa)).unwrap();
             let ptl = s.pte_offset_map_ro_nolock(&pmd).unwrap().ptl();
-            assert!(mmu::sync::try_lock(ptl).is_some());
+            assert!(ptl.try_lock().is_some());
         }
     }
 }

@@ -38,8 +38,8 @@ use loom::thread;
 use loom_common::{builder, report, start_cpu, Memory, NoTlb, World};
 use mmu::ErrorKind;
 use mmu::{
-    make_coherent, Attrs, Coherence, Desc, Error, Geometry, Granularity, Ipa, LockMode, MemType,
-    PhysAddr, Rmap, Stage2, Vmid, PAGE_SIZE,
+    make_coherent, Attrs, Coherence, Desc, Geometry, Granularity, Ipa, LockMode, MemType, PhysAddr,
+    Rmap, Stage2, Vmid, PAGE_SIZE,
 };
 
 type S2 = Stage2<'static, &'static Memory, &'static NoTlb>;

@@ -32,10 +32,10 @@ use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize, Ordering
 use std::sync::Arc;
 
 use loom::cell::UnsafeCell;
+use loom::sync::atomic::Ordering;
 use loom::thread;
 use loom_common::{builder, cpu, start_cpu};
-use mmu::rcu::load_entry;
-use mmu::sync::{AtomicU64, Ordering};
+use mmu::Entry as AtomicU64;
 use mmu::Rcu;
 
 const POLLS: usize = 3;
@@ -76,7 +76,7 @@ impl Shared {
     /// its index.
     fn read(&self) -> usize {
         let g = self.rcu.read_lock();
-        let i = load_entry(&self.slot) as usize;
+        let i = g.dereference(&self.slot) as usize;
         let o = &self.objs[i];
         // SAFETY: a read of the object's data; loom checks it against the
         // free's write.

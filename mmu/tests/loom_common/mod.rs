@@ -18,10 +18,9 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64 as StdU64, AtomicUsize as StdUsize, Ordering as StdOrdering};
 
-use mmu::sync::AtomicU64;
-use mmu::TlbScope;
+use mmu::Entry as AtomicU64;
 use mmu::{
-    CacheMaintenance, Ipa, Level, PhysAddr, PtDesc, Rcu, TableMemory, TlbMaintenance, Vmid,
+    CacheMaintenance, Ipa, Level, PhysAddr, PtDesc, Rcu, TableMemory, TlbMaintenance, TlbScope,
     PAGE_SIZE,
 };
 
@@ -97,7 +96,7 @@ impl Memory {
     /// Reads entry `index` of page `pa` (allocated or not), for checks
     /// after the threads have been joined.
     pub fn raw_entry(&self, pa: PhysAddr, index: usize) -> u64 {
-        self.page(pa).entries[index].load(mmu::sync::Ordering::Relaxed)
+        self.page(pa).entries[index].load(loom::sync::atomic::Ordering::Relaxed)
     }
 }
 
