@@ -89,12 +89,60 @@ use crate::desc::{Desc, MemType};
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::TableMemory;
-use crate::rcu::load_entry;
 use crate::stage2::{LockMode, Stage2, TableList};
-use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
+use crate::sync::{lock, Ordering};
 use crate::tlb::{TlbBatch, TlbMaintenance};
-use crate::walk::{Cursor, Step, TableCache, Visit, Visitor, WalkError};
+use crate::walk::{count_new_tables, Cursor, Step, TableCache, Visit, Visitor, WalkError};
 use crate::write::EntrySlot;
+
+/// Why an in-place collapse is refused for tables that are otherwise fine.
+const NOT_IN_PLACE: &str = "the output is not one aligned, contiguous range";
+
+/// How a table can become a block, as [`Stage2::collapse_check`] sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CollapseKind {
+    /// Its leaves map one aligned, contiguous range: [`Stage2::collapse`]
+    /// makes the block map the same memory.
+    InPlace,
+    /// Its pages are scattered: [`Stage2::collapse_copy`] copies them into
+    /// a new 2 MiB block.
+    ByCopy,
+}
+
+/// Collapse eligibility, read inside the walk's RCU section: the entry at
+/// `level` must be a table of uniform leaves.
+struct Examine {
+    level: Level,
+    out: Result<CollapseKind, Error>,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for Examine {
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        if v.level < self.level && v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        let ipa = Ipa(v.base);
+        if v.level != self.level || !v.old.is_table(v.level) {
+            self.out = Err(Error::NotATable { ipa, level: v.level, found: v.old });
+            return Ok(Step::Next);
+        }
+        let s2 = cx.stage2();
+        let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
+        self.out = s2.uniform_leaves(ipa, v.old.addr(), v.level + 1, &mut pas).and_then(|leaf| {
+            if Stage2::<M, T>::in_place(&pas, v.level) {
+                return Ok(CollapseKind::InPlace);
+            }
+            if v.level != 2 {
+                return Err(Error::NotCollapsible { ipa, level: v.level, why: NOT_IN_PLACE });
+            }
+            match s2.copy_refusal(leaf, &pas) {
+                Some(why) => Err(Error::NotCollapsible { ipa, level: v.level, why }),
+                None => Ok(CollapseKind::ByCopy),
+            }
+        });
+        Ok(Step::Next)
+    }
+}
 
 /// A table that [`Stage2::collapse`] replaced by a block.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -143,6 +191,55 @@ impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitOne {
     }
 }
 
+/// Collapse, steps 1-7, as a visitor: descends to the entry at `level`,
+/// takes its table page's lock (the walker rechecks the page attached),
+/// the child's, and replaces the table by the block `make` returns.
+struct Replace<F, R> {
+    level: Level,
+    make: Option<F>,
+    detached: TableList,
+    out: Option<R>,
+}
+
+impl<M, T, F, R> Visitor<M, T> for Replace<F, R>
+where
+    M: TableMemory,
+    T: TlbMaintenance,
+    F: FnOnce(PhysAddr, &mut TlbBatch<'_, T>) -> Result<(Desc, R), Error>,
+{
+    fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        let not_a_table = |level, found| Error::NotATable { ipa: Ipa(v.start), level, found };
+        if v.level < self.level {
+            return match v.old.is_table(v.level) {
+                true => Ok(Step::Descend),
+                false => Err(WalkError::Fail(not_a_table(v.level, v.old))),
+            };
+        }
+        // 1. The pmd lock (or pud lock), the table attached.
+        let at = cx.locked()?;
+        // 2. The entry, stable under that lock, and the child's lock.
+        let old = at.get();
+        if !old.is_table(self.level) {
+            return Err(WalkError::Fail(not_a_table(self.level, old)));
+        }
+        let s2 = cx.stage2();
+        let child = old.addr();
+        let _child_lock = (s2.mode == LockMode::Split).then(|| lock(s2.table_lock(child)));
+        // 3. Check (and, for a copy, write-protect and copy). Runs once: a
+        //    retry of the walk can only come before it.
+        let Some(make) = self.make.take() else { return Ok(Step::Next) };
+        let (block, r) = make(child, cx.batch)?;
+        // 4-6. Break (every page of the span, and the walks through the
+        //    table), complete, make (Release: a copied block's contents
+        //    before the block).
+        s2.table_to_block(at, old, block, cx.batch, &mut self.detached)?;
+        self.out = Some(r);
+        Ok(Step::Next)
+        // 7. Unlock the child here, the parent when the walk leaves its
+        //    page.
+    }
+}
+
 impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// Checks that `ipa` can start a block at `level` in this regime.
     fn check_block(&self, ipa: Ipa, level: Level) -> Result<(), Error> {
@@ -157,66 +254,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         Ok(())
     }
 
-    /// The entry at `level` for `ipa`, read locklessly (the caller is in
-    /// an RCU read-side section). `None` if the path has no table.
-    fn peek_entry(&self, ipa: u64, level: Level) -> Option<Desc> {
-        let mut table = self.root;
-        let mut lvl = self.geo.start_level();
-        loop {
-            let (slot, _) = self.slot(table, self.geo.index(lvl, ipa));
-            let d = Desc::from_bits(load_entry(slot));
-            if lvl == level {
-                return Some(d);
-            }
-            if !d.is_table(lvl) {
-                return None;
-            }
-            table = d.addr();
-            lvl += 1;
-        }
-    }
-
-    /// Step 1: the slot of the entry at `level` for `ipa`, with the lock of
-    /// the table page holding it taken and that page verified attached to
-    /// its parent entry (the walker's `lock_page` recheck). The caller is in
-    /// an RCU read-side section. `NotATable` if the path has no table.
-    fn lock_entry(
-        &self,
-        ipa: u64,
-        level: Level,
-    ) -> Result<(EntrySlot<'_>, PtLockGuard<'_>), Error> {
-        loop {
-            let mut table = self.root;
-            let mut lvl = self.geo.start_level();
-            let mut parent: Option<(&AtomicU64, u64)> = None;
-            while lvl < level {
-                let (slot, _) = self.slot(table, self.geo.index(lvl, ipa));
-                let d = Desc::from_bits(load_entry(slot));
-                if !d.is_table(lvl) {
-                    return Err(Error::NotATable { ipa: Ipa(ipa), level: lvl, found: d });
-                }
-                parent = Some((slot, d.bits()));
-                table = d.addr();
-                lvl += 1;
-            }
-            let (slot, page) = self.slot(table, self.geo.index(level, ipa));
-            let guard = lock(self.table_lock(page));
-            match parent {
-                Some((pslot, pval)) if pslot.load(Ordering::Acquire) != pval => {
-                    // Detached (or replaced) before we locked it: again.
-                    drop(guard);
-                    crate::sync::spin_hint();
-                }
-                _ => {
-                    let at = EntrySlot { slot, pd: self.ptdesc_of(page), level, ipa: Ipa(ipa) };
-                    return Ok((at, guard));
-                }
-            }
-        }
-    }
-
     /// Step 3: checks that the 512 entries of `child` (a table at level
-    /// `clevel`, whose lock the caller holds) are valid leaves with the same
+    /// `clevel`: its lock held for a collapse; read locklessly, inside an
+    /// RCU section, for `collapse_check`) are valid leaves with the same
     /// bits apart from the output address, none with the contiguous hint.
     /// Fills `pas` with their output addresses; returns the first entry.
     fn uniform_leaves(
@@ -250,6 +290,36 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         first.ok_or(refuse("empty table"))
     }
 
+    /// Whether the leaves `pas` (uniform, of level `level + 1`) map one
+    /// range aligned to a block of `level`: then the block maps the same
+    /// memory.
+    fn in_place(pas: &[PhysAddr; ENTRIES_PER_TABLE], level: Level) -> bool {
+        let (first, step) = (pas[0], level_size(level + 1));
+        first.is_aligned(level_size(level))
+            && pas.iter().enumerate().all(|(i, pa)| pa.get() == first.get() + i as u64 * step)
+    }
+
+    /// Why the pages `pas` (uniform leaves like `leaf`) cannot be copied
+    /// into a new block, if they cannot.
+    fn copy_refusal(
+        &self,
+        leaf: Desc,
+        pas: &[PhysAddr; ENTRIES_PER_TABLE],
+    ) -> Option<&'static str> {
+        let mem = leaf.attrs(&self.geo).mem;
+        if matches!(mem, MemType::DeviceNGnRnE | MemType::DeviceNGnRE) {
+            return Some("device memory is not copied");
+        }
+        if leaf.has_dbm() {
+            return Some("the hardware may set the dirty state during the copy");
+        }
+        // A tracked page has aliases: a copy would part them.
+        if self.rmap.is_some_and(|r| r.any_tracked(pas)) {
+            return Some("a page is tracked (aliased or shared)");
+        }
+        None
+    }
+
     /// Steps 1-8 around `make`, which runs under both locks with the
     /// child table's address: it checks the child (and may write its
     /// entries, with `batch`) and returns the block to install, or an
@@ -260,35 +330,18 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         level: Level,
         make: impl FnOnce(PhysAddr, &mut TlbBatch<'_, T>) -> Result<(Desc, R), Error>,
     ) -> Result<R, Error> {
+        let mut v = Replace { level, make: Some(make), detached: TableList::default(), out: None };
         let mut batch = self.tlb_batch();
-        let mut detached = TableList::default();
-        let result = {
-            let _rcu = self.rcu.read_lock();
-            // 1. The pmd lock (or pud lock), the table attached.
-            let (at, _parent_lock) = self.lock_entry(ipa.get(), level)?;
-            // 2. The entry, stable under that lock, and the child's lock.
-            let old = at.get();
-            if !old.is_table(level) {
-                return Err(Error::NotATable { ipa, level, found: old });
-            }
-            let child = old.addr();
-            let _child_lock = (self.mode == LockMode::Split).then(|| lock(self.table_lock(child)));
-            // 3. Check (and, for a copy, write-protect and copy).
-            let (block, r) = make(child, &mut batch)?;
-            // 4-6. Break (every page of the span, and the walks through the
-            //    table), complete, make (Release: a copied block's contents
-            //    before the block).
-            self.table_to_block(at, old, block, &mut batch, &mut detached)?;
-            r
-            // 7. Unlock the child, then the parent (reverse declaration).
-        };
+        let walked = self.walk_range(ipa.get(), ipa.get() + PAGE_SIZE, &mut v, &mut batch);
         // 8. Free the old table after a grace period; its detachment is
         //    invalidated already.
-        self.defer_free(&mut detached);
-        self.tstats.collapses.fetch_add(1, Ordering::Relaxed);
+        self.defer_free(&mut v.detached);
         drop(batch);
+        walked?;
+        let out = v.out.ok_or(Error::NotATable { ipa, level, found: Desc::INVALID })?;
+        self.tstats.collapses.fetch_add(1, Ordering::Relaxed);
         self.reclaim();
-        Ok(result)
+        Ok(out)
     }
 
     /// Replaces the table under the entry at `level` for `ipa` by one block
@@ -308,19 +361,13 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// `NotCollapsible` (the table's contents).
     pub fn collapse(&self, ipa: Ipa, level: Level) -> Result<Collapsed, Error> {
         self.check_block(ipa, level)?;
-        let size = level_size(level);
         let pa = self.replace_table(ipa, level, |child, _| {
             let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
             let leaf = self.uniform_leaves(ipa, child, level + 1, &mut pas)?;
-            let first = pas[0];
-            let step = level_size(level + 1);
-            let contiguous =
-                pas.iter().enumerate().all(|(i, pa)| pa.get() == first.get() + i as u64 * step);
-            if !first.is_aligned(size) || !contiguous {
-                let why = "the output is not one aligned, contiguous range";
-                return Err(Error::NotCollapsible { ipa, level, why });
+            if !Self::in_place(&pas, level) {
+                return Err(Error::NotCollapsible { ipa, level, why: NOT_IN_PLACE });
             }
-            Ok((leaf.as_leaf_of(level), first))
+            Ok((leaf.as_leaf_of(level), pas[0]))
         })?;
         Ok(Collapsed { ipa, level, pa })
     }
@@ -362,18 +409,8 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let old_pages = self.replace_table(ipa, LEVEL, |child, batch| {
             let mut pas = [PhysAddr(0); ENTRIES_PER_TABLE];
             let leaf = self.uniform_leaves(ipa, child, LEVEL + 1, &mut pas)?;
-            let device =
-                matches!(leaf.attrs(&self.geo).mem, MemType::DeviceNGnRnE | MemType::DeviceNGnRE);
-            let refuse = |why| Err(Error::NotCollapsible { ipa, level: LEVEL, why });
-            if device {
-                return refuse("device memory is not copied");
-            }
-            if leaf.has_dbm() {
-                return refuse("the hardware may set the dirty state during the copy");
-            }
-            // A tracked page has aliases: a copy would part them.
-            if self.rmap.is_some_and(|r| r.any_tracked(&pas)) {
-                return refuse("a page is tracked (aliased or shared)");
+            if let Some(why) = self.copy_refusal(leaf, &pas) {
+                return Err(Error::NotCollapsible { ipa, level: LEVEL, why });
             }
             let inside = |pa: &PhysAddr| pa.get().wrapping_sub(new_block.get()) < size;
             if let Some(i) = pas.iter().position(inside) {
@@ -407,6 +444,23 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         Ok(CopyCollapsed { block: Collapsed { ipa, level: LEVEL, pa: new_block }, old_pages })
     }
 
+    /// Whether the table under the entry at `level` for `ipa` could become
+    /// a block now, and how: the checks of [`Stage2::collapse`] and
+    /// [`Stage2::collapse_copy`], made locklessly (a cheap test for a
+    /// policy such as "collapse once a range is fully populated"; the
+    /// collapse itself checks again under the locks). Changes nothing.
+    ///
+    /// Errors: as [`Stage2::collapse`] and [`Stage2::collapse_copy`]
+    /// (`NotCollapsible` says which rule failed).
+    pub fn collapse_check(&self, ipa: Ipa, level: Level) -> Result<CollapseKind, Error> {
+        self.check_block(ipa, level)?;
+        let not_a_table = Error::NotATable { ipa, level, found: Desc::INVALID };
+        let mut e = Examine { level, out: Err(not_a_table) };
+        let mut batch = self.tlb_batch();
+        self.walk_range(ipa.get(), ipa.get() + PAGE_SIZE, &mut e, &mut batch)?;
+        e.out
+    }
+
     /// Splits the block at `ipa` (level 1: 1 GiB, level 2: 2 MiB) into a
     /// table of the next level mapping the same range with the same
     /// attributes, break-before-make, the table complete before it is
@@ -419,20 +473,45 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         self.check_block(ipa, level)?;
         // A lockless look first, so that the common refusal allocates
         // nothing; the walk decides under the lock.
-        {
-            let _rcu = self.rcu.read_lock();
-            let found = self.peek_entry(ipa.get(), level).unwrap_or(Desc::INVALID);
-            if !found.is_leaf(level) {
-                return Err(Error::NotABlock { ipa, level, found });
-            }
+        let (at, found) = self.lookup(ipa, Some(level));
+        if at != level || !found.is_leaf(level) {
+            return Err(Error::NotABlock { ipa, level, found });
         }
         let cache = TableCache::fill(self, 1)?;
         let mut v = SplitOne { level, cache };
         let mut batch = self.tlb_batch();
-        let result = self.walk(ipa.get(), ipa.get() + level_size(level), &mut v, &mut batch);
+        let result = self.walk_range(ipa.get(), ipa.get() + level_size(level), &mut v, &mut batch);
         v.cache.release(self);
         drop(batch);
         self.reclaim();
         result
+    }
+}
+
+/// Unmap and protect, phase 1: counts the tables the blocks the range
+/// cuts need to be split.
+pub(crate) struct SplitPrepare<'a> {
+    pub needed: usize,
+    /// For protect: what each leaf becomes. A block it leaves as it is
+    /// stays whole.
+    pub change: Option<&'a dyn Fn(Desc) -> Desc>,
+}
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for SplitPrepare<'_> {
+    fn pre(&mut self, _: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        // Only blocks cut by the range's ends need splitting: nothing
+        // covered whole does.
+        if v.covers() {
+            return Ok(Step::Next);
+        }
+        if v.old.is_table(v.level) {
+            return Ok(Step::Descend);
+        }
+        let unchanged = self.change.is_some_and(|c| c(v.old) == v.old);
+        if v.old.is_leaf(v.level) && !unchanged {
+            let partial = |w: &Visit| !w.covers();
+            self.needed += 1 + count_new_tables(v.level + 1, v.start, v.end, &partial);
+        }
+        Ok(Step::Next)
     }
 }

@@ -118,7 +118,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         let mut d = Dumper { out, run: None, tables: [0; 4], result: Ok(()) };
         let mut batch = self.tlb_batch();
         // A read-only walk: it never writes, so it cannot fail.
-        let _ = self.walk(0, g.ipa_limit(), &mut d, &mut batch);
+        let _ = self.walk_range(0, g.ipa_limit(), &mut d, &mut batch);
         d.emit();
         d.result?;
         let t = d.tables;

@@ -5,7 +5,6 @@
 use core::fmt;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, ENTRIES_PER_TABLE, PAGE_SIZE};
-use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{Geometry, Level};
 use crate::memory::{table_of, PtDesc, TableMemory};
@@ -13,6 +12,7 @@ use crate::rcu::{GpCookie, Rcu};
 use crate::rmap::Rmap;
 use crate::sync::{lock, new_lock, AtomicU64, Mutex, Ordering, PtLock};
 use crate::tlb::{TlbBatch, TlbMaintenance, TlbScope, TlbStats};
+use crate::walk::{Cursor, Step, Visit, Visitor, WalkError};
 
 /// How the entries of an address space's tables are locked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -503,18 +503,20 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         self.rcu.synchronize();
         self.reclaim();
     }
+}
 
-    /// Frees every table of the subtree under table `table` at `level`.
-    /// Only for teardown: nothing may reach the tables any more.
-    fn free_subtree(&self, table: PhysAddr, level: Level, entries: usize) {
-        for i in 0..entries {
-            let (slot, _) = self.slot(table, i);
-            let d = Desc::from_bits(slot.load(Ordering::Relaxed));
-            if d.is_table(level) {
-                self.free_subtree(d.addr(), level + 1, ENTRIES_PER_TABLE);
-                self.free_table_now(d.addr());
-            }
-        }
+/// Teardown, as a visitor: every table is freed once its subtree is.
+/// Only when nothing can reach the tables any more.
+struct FreeTables;
+
+impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for FreeTables {
+    fn pre(&mut self, _: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+        Ok(if v.old.is_table(v.level) { Step::Descend } else { Step::Next })
+    }
+
+    fn post(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<(), WalkError> {
+        cx.stage2().free_table_now(v.old.addr());
+        Ok(())
     }
 }
 
@@ -530,7 +532,10 @@ impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<'_, M, T> {
         t.invalidate_vmid(self.scope);
         t.complete();
         self.tlb_stats.whole_vmid.fetch_add(1, Ordering::Relaxed);
-        self.free_subtree(self.root, self.geo.start_level(), self.geo.root_entries());
+        let mut batch = self.tlb_batch();
+        // Reads and frees only: it cannot fail.
+        let _ = self.walk_range(0, self.geo.ipa_limit(), &mut FreeTables, &mut batch);
+        drop(batch);
         let mut pending = core::mem::take(&mut *lock(&self.pending));
         self.free_list_now(&mut pending);
         // SAFETY: the root came from `alloc_tables(root_tables())` in `new`

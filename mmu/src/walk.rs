@@ -1,6 +1,21 @@
-//! The one table walker every operation uses (KVM's walker shape: a
-//! visitor called for each entry before descending, and after the subtree
-//! of a table entry).
+//! The one table walker every operation uses, and that callers use for
+//! their own (KVM's `kvm_pgtable_walk` shape): a [`Visitor`] is called for
+//! each entry of a range before descending ([`Visitor::pre`]: leaves,
+//! invalid entries and tables alike, KVM's `LEAF | TABLE_PRE`), after the
+//! subtree of a table entry ([`Visitor::post`], `TABLE_POST`), and may take
+//! a run of entries of one table page in one go ([`Visitor::run`]).
+//! [`Stage2::walk`] runs one.
+//!
+//! What a visitor may do: read every entry it is shown ([`Visit::old`], a
+//! lockless read); write the entry it visits through [`Cursor::write`],
+//! which takes the page's lock, rechecks the entry and goes through the
+//! one write path (break-before-make, counts, reverse map, invalidation);
+//! descend; stop the walk for now ([`WalkError::Pause`]) or fail it. It
+//! must pass on the cursor's errors (with `?`): they tell the walk to
+//! look again at an entry that changed or a table that was detached. It
+//! must not start another walk or map, unmap, protect or collapse of this
+//! address space from inside a visit (the cursor may hold a table lock),
+//! nor sleep (the walk is one RCU read-side section).
 //!
 //! Locking, the same at every level (see `docs/ARCHITECTURE.md`):
 //! - the walk descends locklessly inside one RCU read-side section;
@@ -24,24 +39,27 @@ use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
-use crate::ops::{Leaf, LeafGather};
 use crate::rcu::load_entry;
 use crate::stage2::{Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering, PtLockGuard};
 use crate::tlb::{TlbBatch, TlbMaintenance};
+use crate::unmap::{Leaf, LeafGather};
 use crate::write::{EntrySlot, Removes};
 
 /// Why a visit did not complete.
-pub(crate) enum WalkError {
-    /// The table being walked was detached: the parent re-reads its entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WalkError {
+    /// The table being walked was detached: the walk goes back to the
+    /// parent entry (the cursor says so; visitors pass it on).
     Retry,
-    /// The entry changed under the visitor: read it again and revisit.
+    /// The entry changed under the visitor: the walk reads it again and
+    /// visits it again (the cursor says so; visitors pass it on).
     Again,
-    /// The visitor must stop here for now (an unmap whose gather of
+    /// The visitor stops here for now (say, an unmap whose gather of
     /// removed leaves is full): the walk returns how far it got, and the
-    /// caller resumes it from there.
+    /// caller may resume it from there.
     Pause,
-    /// The operation fails.
+    /// The walk fails with this error.
     Fail(Error),
 }
 
@@ -52,16 +70,18 @@ impl From<Error> for WalkError {
 }
 
 /// One entry as the visitor sees it.
-#[derive(Clone, Copy)]
-pub(crate) struct Visit {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Visit {
     /// IPA mapped by the start of the entry.
     pub base: u64,
     /// The entry's level.
     pub level: Level,
-    /// The value read (locklessly) before the visit.
+    /// The value read (locklessly) before the visit; for
+    /// [`Visitor::post`], the table entry that was walked.
     pub old: Desc,
-    /// The part of the walk's range inside this entry: `[start, end)`.
+    /// The start of the part of the walk's range inside this entry.
     pub start: u64,
+    /// The end of that part (exclusive).
     pub end: u64,
 }
 
@@ -81,16 +101,18 @@ impl Visit {
 }
 
 /// What the walker does after a pre-visit.
-pub(crate) enum Step {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Step {
     /// Go on with the next entry.
     Next,
     /// Walk the table the entry (now) points at.
     Descend,
 }
 
-/// An operation expressed as a visitor.
-pub(crate) trait Visitor<M: TableMemory, T: TlbMaintenance> {
-    /// Called for every entry in range, top-down.
+/// An operation expressed as a visitor (see the module documentation).
+pub trait Visitor<M: TableMemory, T: TlbMaintenance> {
+    /// Called for every entry in range, top-down: leaves, invalid entries
+    /// and table entries (return [`Step::Descend`] to walk the table).
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError>;
 
     /// Offered each run of entries of one table page before they are
@@ -113,18 +135,30 @@ type Held<'s> = Option<(PhysAddr, PtLockGuard<'s>, &'s PtDesc)>;
 
 /// A visitor's handle on the entry being visited: the only way a visitor
 /// writes, so the locking rules are applied in one place.
-pub(crate) struct Cursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
-    pub s2: &'s Stage2<'s, M, T>,
+pub struct Cursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
+    pub(crate) s2: &'s Stage2<'s, M, T>,
     slot: &'s AtomicU64,
     page: PhysAddr,
     parent: Option<(&'s AtomicU64, Desc)>,
     held: &'w mut Held<'s>,
-    pub batch: &'w mut TlbBatch<'s, T>,
+    pub(crate) batch: &'w mut TlbBatch<'s, T>,
     level: Level,
     base: u64,
 }
 
 impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
+    /// The address space being walked.
+    pub fn stage2(&self) -> &'s Stage2<'s, M, T> {
+        self.s2
+    }
+
+    /// The entry under this table page's lock (taken, the page rechecked
+    /// attached), to act on it in place: what collapse does.
+    pub(crate) fn locked(&mut self) -> Result<EntrySlot<'s>, WalkError> {
+        self.lock()?;
+        Ok(self.at())
+    }
+
     /// The entry, for `write_entry`.
     fn at(&self) -> EntrySlot<'s> {
         let pd = match &*self.held {
@@ -142,7 +176,9 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     }
 
     /// Writes `new` if the entry still holds `old`, under its table's lock,
-    /// with the maintenance the change requires.
+    /// with the maintenance the change requires (see the crate's write
+    /// path: a make into an invalid entry, a break, a change in place, or
+    /// break-before-make). [`WalkError::Again`] if the entry changed.
     #[inline]
     pub fn write(&mut self, old: Desc, new: Desc) -> Result<(), WalkError> {
         self.lock()?;
@@ -155,7 +191,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// Replaces the block `old` by a table of the next level mapping the
     /// same range with the same attributes. The table is complete before
     /// it becomes visible, and the swap is break-before-make.
-    pub fn split(&mut self, old: Desc, cache: &mut TableCache) -> Result<(), WalkError> {
+    pub(crate) fn split(&mut self, old: Desc, cache: &mut TableCache) -> Result<(), WalkError> {
         let child_level = self.level + 1;
         let t = cache
             .take(self.s2, child_level)
@@ -174,7 +210,11 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// Detaches the child table `old` points at if it has no valid entry
     /// left, and adds it to `detached` (to be freed after the TLB flush and
     /// a grace period). Takes this table's lock, then the child's.
-    pub fn free_if_empty(&mut self, old: Desc, detached: &mut TableList) -> Result<(), WalkError> {
+    pub(crate) fn free_if_empty(
+        &mut self,
+        old: Desc,
+        detached: &mut TableList,
+    ) -> Result<(), WalkError> {
         if self.s2.mem.ptdesc(old.addr()).valid_entries() != 0 {
             return Ok(());
         }
@@ -185,7 +225,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Cursor<'_, 's, M, T> {
     /// an unmap that covers the entry's whole span. Its leaves go with it
     /// (a level-3 table holds no tables, so nothing below can be lost); the
     /// whole span is invalidated.
-    pub fn detach_leaf_table(
+    pub(crate) fn detach_leaf_table(
         &mut self,
         old: Desc,
         detached: &mut TableList,
@@ -238,20 +278,29 @@ fn lock_page<'s, M: TableMemory, T: TlbMaintenance>(
 
 /// A visitor's handle on a run of entries `[start, end)` of one table page
 /// (see [`Visitor::run`]).
-pub(crate) struct RunCursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
-    pub s2: &'s Stage2<'s, M, T>,
+pub struct RunCursor<'w, 's, M: TableMemory, T: TlbMaintenance> {
+    pub(crate) s2: &'s Stage2<'s, M, T>,
     /// The run's entries, in IPA order.
     slots: &'s [AtomicU64],
     page: PhysAddr,
     parent: Option<(&'s AtomicU64, Desc)>,
     held: &'w mut Held<'s>,
-    pub batch: &'w mut TlbBatch<'s, T>,
-    pub level: Level,
-    pub start: u64,
-    pub end: u64,
+    pub(crate) batch: &'w mut TlbBatch<'s, T>,
+    pub(crate) level: Level,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
+    /// The level of the run's entries.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+    /// The part of the walk's range the run covers: `[start, end)`.
+    pub fn range(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+
     /// IPA of the first entry of the run (the start rounded down).
     pub fn base(&self) -> u64 {
         self.start & !(level_size(self.level) - 1)
@@ -279,7 +328,7 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
     /// `pa0` is what the run's first entry maps. Returns the IPA reached
     /// (the run's end, or the entry that stopped it) and whether any entry
     /// was written.
-    pub fn fill(
+    pub(crate) fn fill(
         &mut self,
         pa0: u64,
         leaf: impl Fn(u64) -> Desc,
@@ -299,7 +348,7 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
     /// tables detached in one piece (they hold no tables). Returns the IPA
     /// reached: the run's end, or an entry it leaves to the per-entry
     /// visit (one it cannot clear, or a block when `leaves` is full).
-    pub fn clear_covered(
+    pub(crate) fn clear_covered(
         &mut self,
         detached: &mut TableList,
         leaves: &mut LeafGather,
@@ -378,10 +427,52 @@ impl TableCache {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
+    /// Walks `[ipa, ipa + size)` (page aligned, inside the IPA space) with
+    /// `visitor`, inside one RCU read-side section; a table detached under
+    /// the walk sends it back to the root at the point it reached. The
+    /// invalidations of what the visitor wrote are issued and completed
+    /// before it returns, and tables it detached are freed after a grace
+    /// period. Returns the IPA reached: the end of the range, or where the
+    /// visitor paused ([`WalkError::Pause`]).
+    ///
+    /// ```
+    /// use mmu::walk::{Cursor, Step, Visit, Visitor, WalkError};
+    /// use mmu::{TableMemory, TlbMaintenance};
+    ///
+    /// /// Counts the 4 KiB pages mapped writable.
+    /// struct Writable(u64);
+    ///
+    /// impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for Writable {
+    ///     fn pre(&mut self, _: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError> {
+    ///         if v.old.is_table(v.level) {
+    ///             return Ok(Step::Descend);
+    ///         }
+    ///         if v.old.is_leaf(v.level) && v.old.is_writable() {
+    ///             self.0 += (v.end - v.start) / mmu::PAGE_SIZE;
+    ///         }
+    ///         Ok(Step::Next)
+    ///     }
+    /// }
+    /// ```
+    pub fn walk<V: Visitor<M, T>>(
+        &self,
+        ipa: Ipa,
+        size: u64,
+        visitor: &mut V,
+    ) -> Result<Ipa, Error> {
+        let end = self.check_range(ipa, size)?;
+        let mut batch = self.tlb_batch();
+        let (reached, result) = self.walk_until(ipa.get(), end, visitor, &mut batch);
+        batch.flush();
+        drop(batch);
+        self.reclaim();
+        result.map(|()| Ipa(reached))
+    }
+
     /// Walks `[start, end)` with `v`. Inside one RCU read-side section; a
     /// detached table on the path restarts the walk from the root at the
     /// point reached.
-    pub(crate) fn walk<'s, V: Visitor<M, T>>(
+    pub(crate) fn walk_range<'s, V: Visitor<M, T>>(
         &'s self,
         start: u64,
         end: u64,

@@ -33,10 +33,10 @@ use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
-use crate::ops::Leaf;
 use crate::stage2::{LockMode, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering};
 use crate::tlb::{TlbBatch, TlbMaintenance};
+use crate::unmap::Leaf;
 
 /// A live entry whose table page's lock the caller holds: its slot, the
 /// metadata of the table page holding it, its level and the IPA its span
