@@ -106,7 +106,7 @@ fn hyp_call<M: Machine>(vcpu: &'static Vcpu<M>, c: Call) -> Result<Outcome, Call
             vm.set_policy(Policy::from_abi(p).unwrap_or(Policy::Pages));
             Ok(Outcome::ret(0))
         }
-        Call::DirtyCount { ipa, size } => Ok(Outcome::ret(vm.dirty_count(ipa, size))),
+        Call::DirtyCount { ipa, size } => Ok(Outcome::ret(vm.dirty_count(ipa, size)?)),
         Call::Collapse { ipa, level } => done(vm.collapse(ipa, level)),
         Call::Split { ipa, level } => done(vm.split(ipa, level)),
         Call::Alias { src, dst } => vm.alias(src, dst).map(|()| Outcome::ret(0)),

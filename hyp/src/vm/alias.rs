@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{fence, Ordering};
 
-use mmu::{make_coherent, Attrs, Coherence, ErrorKind, Granularity, Ipa, PhysAddr};
+use mmu::{Attrs, ErrorKind, Ipa, PhysAddr};
 use spin::MutexGuard;
 
 use super::share::{AliasEntry, Handle, Origin, Sharing};
@@ -29,19 +29,13 @@ impl<M: Machine> Vm<M> {
         let page = ipa & !(PAGE - 1);
         let t = self.sharing.lock();
         let pa = PhysAddr(t.aliases.get(page)?.pa);
-        let r = self.map_alias(&t, page, pa);
-        // The mapping holds the frame now (the reverse map records it):
-        // the coherency pass needs no sharing lock.
-        drop(t);
-        Some(r.map(|mapped| {
-            if mapped {
-                self.make_coherent(page, pa);
-            }
-        }))
+        Some(self.map_alias(&t, page, pa).map(|_| ()))
     }
 
     /// Maps the alias `page` → `pa` (its entry in `t`, whose lock the
-    /// caller holds): false if it is mapped so already.
+    /// caller holds) and, under the lock of the level-3 table it was mapped
+    /// in, makes the frame's mappings coherent: false if it was mapped so
+    /// already.
     fn map_alias(&self, t: &Sharing, page: u64, pa: PhysAddr) -> Result<bool, Error> {
         match self.s2.translate(Ipa(page)) {
             Some(tr) if tr.level == 3 && tr.pa == pa => return Ok(false),
@@ -49,69 +43,22 @@ impl<M: Machine> Vm<M> {
             Some(_) => self.unmap_frames(t, page, PAGE)?,
             None => {}
         }
-        match self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
-            Ok(()) => {
-                VmStats::bump(&self.stats.pages);
-                Ok(true)
-            }
-            // A racing populate: it takes its page out again (`unshadow`)
-            // and the guest faults once more.
-            Err(e) if e.kind() == ErrorKind::AlreadyMapped => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Linux's `update_mmu_cache` → `make_coherent` for the alias just
-    /// mapped at `page` → `pa`: under the lock of the page's level-3 table,
-    /// the policy is applied to every mapping of the frame, in every VM.
-    /// Counts what it did; errors are logged (the guest runs on, its
-    /// mappings as they are).
-    fn make_coherent(&self, page: u64, pa: PhysAddr) {
-        VmStats::bump(&self.stats.coherency_faults);
-        let spaces = self.guests.spaces();
-        let adjust = self.policy_adjust();
-        let cache = self.machine().cache();
-        let ipa = Ipa(page);
-        let first = {
+        let coherence = {
             let rcu = self.rcu().read_lock();
-            let Some(pmd) = self.s2.pmd_lookup(&rcu, ipa) else { return };
-            let Some(mut pte) = self.s2.pte_offset_map_lock(&pmd) else { return };
-            // Unmapped or replaced since it was mapped: nothing to do.
-            if !pte.get_at(ipa).is_ok_and(|e| e.is_leaf(3) && e.addr() == pa) {
-                return;
-            }
-            make_coherent(&mut pte, ipa, &spaces, &adjust, cache)
+            let mut pte = match self.s2.map_page_locked(&rcu, Ipa(page), pa, &Attrs::RAM) {
+                Ok(pte) => pte,
+                // A racing populate: it takes its page out again
+                // (`unshadow`) and the guest faults once more.
+                Err(e) if e.kind() == ErrorKind::AlreadyMapped => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            VmStats::bump(&self.stats.pages);
+            self.make_coherent(&mut pte, page)
         };
-        let mut c = match first {
-            Ok(c) => c,
-            Err(e) => {
-                self.warn(format_args!("make_coherent at {page:#x}: {e}"));
-                return;
-            }
-        };
-        if c.deferred > 0 {
-            // Their locks were busy against the lock order: now that none
-            // is held, take each in turn.
-            match self.s2.adjust_aliases(ipa, &spaces, &adjust, cache) {
-                Ok(d) => {
-                    c.adjusted += d.adjusted;
-                    c.skipped += d.skipped;
-                    c.retries += d.retries;
-                }
-                Err(e) => self.warn(format_args!("adjust_aliases at {page:#x}: {e}")),
-            }
+        if let Some(c) = coherence {
+            self.finish_coherence(page, c);
         }
-        self.count_coherence(&c);
-    }
-
-    pub(super) fn count_coherence(&self, c: &Coherence) {
-        let add = |a: &core::sync::atomic::AtomicU64, n: u32| {
-            a.fetch_add(u64::from(n), Ordering::Relaxed)
-        };
-        add(&self.stats.adjusted, c.adjusted);
-        add(&self.stats.skipped, c.skipped);
-        add(&self.stats.retries, c.retries);
-        add(&self.stats.deferred, c.deferred);
+        Ok(true)
     }
 
     /// Makes the page at `src` a tracked 4 KiB mapping with one more hold
@@ -126,10 +73,7 @@ impl<M: Machine> Vm<M> {
             match self.s2.translate(Ipa(src)) {
                 None => match t.aliases.get(src) {
                     Some(e) => {
-                        let pa = PhysAddr(e.pa);
-                        if self.map_alias(t, src, pa)? {
-                            self.make_coherent(src, pa);
-                        }
+                        self.map_alias(t, src, PhysAddr(e.pa))?;
                     }
                     None => {
                         self.map_fresh_page(src)?;

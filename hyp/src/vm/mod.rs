@@ -30,8 +30,10 @@
 //! held while a vCPU's registers are taken.
 
 mod alias;
+mod coherency;
+mod dirty;
 mod error;
-mod mem;
+mod paging;
 pub mod share;
 #[cfg(test)]
 mod tests;

@@ -1,44 +1,21 @@
-//! What a VM does to its own stage 2: loading, demand paging, unmap and
-//! remap, permissions and dirty logging, collapse and split.
+//! Demand paging of a VM's RAM: loading images, populating on faults
+//! (pages, 2 MiB or 1 GiB blocks by policy), premapping, unmap and remap,
+//! collapse and split.
 //!
 //! Nothing here allocates in proportion to guest memory: unmap and reset
 //! free each frame as `mmu` hands it back (`Stage2::unmap_with`, a bounded
-//! gather), and the alias-related passes visit only the pages the reverse
-//! map records, never every page of a range.
+//! gather), premap asks `mmu` for the next hole instead of looking at
+//! every page, and collapse decisions are `mmu`'s (`collapse_check`).
 
 use core::sync::atomic::{fence, Ordering};
 
-use mmu::{Attrs, ErrorKind, Exec, Granularity, Ipa, Leaf, PhysAddr};
-
-use super::Error;
+use mmu::{Attrs, CollapseKind, ErrorKind, Granularity, Ipa, Leaf, PhysAddr};
 
 use super::share::Sharing;
-use super::{Policy, Vm, VmStats, BLOCK, HUGE, PAGE, RAM_BASE};
+use super::{Error, Policy, Vm, VmStats, BLOCK, HUGE, PAGE, RAM_BASE};
 use crate::machine::Machine;
-use crate::platform::Coherency;
-
-/// `nc`: every mapping of an aliased page Normal Non-cacheable, so that
-/// no mapping reads a line another mapping's writes have not reached.
-pub(super) fn non_cacheable(a: &Attrs) -> Attrs {
-    Attrs { mem: mmu::MemType::NormalNc, ..*a }
-}
-
-/// `ro`: every mapping of an aliased page read-only; a write faults and
-/// makes its own mapping the one writable mapping.
-pub(super) fn read_only(a: &Attrs) -> Attrs {
-    Attrs { write: false, ..*a }
-}
 
 impl<M: Machine> Vm<M> {
-    /// The coherency policy as `make_coherent` takes it: the attributes an
-    /// alias gets.
-    pub(super) fn policy_adjust(&self) -> fn(&Attrs) -> Attrs {
-        match self.guests.coherency {
-            Coherency::Nc => non_cacheable,
-            Coherency::Ro => read_only,
-        }
-    }
-
     /// Places `data` at `ipa` in guest RAM, followed by zeros up to
     /// `mem_size` bytes, mapping fresh pages where nothing is mapped yet
     /// (or using the page already there), with the cache maintenance code
@@ -81,19 +58,20 @@ impl<M: Machine> Vm<M> {
     }
 
     /// Maps all of guest RAM now, as faults would (for comparing demand
-    /// paging against memory mapped in advance).
+    /// paging against memory mapped in advance): each hole `mmu` finds is
+    /// populated from its start, a block where one fits.
     pub fn premap(&self) -> Result<(), Error> {
-        let step = if self.policy() == Policy::Pages { PAGE } else { BLOCK };
-        for s in [step, PAGE] {
-            // The second pass: pages under blocks that could not be blocks
-            // (the DTB and image).
-            let mut ipa = RAM_BASE;
-            while ipa < RAM_BASE + self.ram_size {
-                if self.s2.translate(Ipa(ipa)).is_none() {
-                    self.populate(ipa)?;
-                }
-                ipa += s;
+        let end = RAM_BASE + self.ram_size;
+        let mut from = RAM_BASE;
+        while let Some((hole, size)) = self.s2.next_hole(Ipa(from), end - from) {
+            let h = hole.get();
+            let block_fits = self.policy() != Policy::Pages && h % BLOCK == 0 && size >= BLOCK;
+            if block_fits {
+                self.populate(h)?;
+            } else {
+                self.map_fresh_page(h)?;
             }
+            from = h;
         }
         Ok(())
     }
@@ -258,84 +236,23 @@ impl<M: Machine> Vm<M> {
         r
     }
 
-    /// `HYP_PROTECT`: sets the permissions of `[ipa, ipa + size)` (bit 0 R,
-    /// 1 W, 2 X). Aliased pages then get the coherency policy applied
-    /// again (the new attributes are those of ordinary RAM).
-    pub fn protect(&self, ipa: u64, size: u64, perms: u64) -> Result<(), Error> {
-        let attrs = Attrs {
-            read: perms & 1 != 0,
-            write: perms & 2 != 0,
-            exec: if perms & 4 != 0 { Exec::All } else { Exec::Never },
-            ..Attrs::RAM
-        };
-        self.s2.protect(Ipa(ipa), size, &attrs)?;
-        let rmap = &self.guests.rmap;
-        if rmap.tracked() == 0 {
-            return Ok(());
-        }
-        let (spaces, adjust, cache) =
-            (self.guests.spaces(), self.policy_adjust(), self.machine().cache());
-        let (mut from, end) = (Ipa(ipa), Ipa(ipa + size));
-        // Only the aliased pages the reverse map records in the range.
-        while let Some(at) = rmap.next_mapped(self.s2.vmid(), from, end) {
-            match self.s2.adjust_aliases(at, &spaces, &adjust, cache) {
-                Ok(c) => self.count_coherence(&c),
-                // Unmapped meanwhile.
-                Err(e) if e.kind() == ErrorKind::NotMapped => {}
-                Err(e) => return Err(e.into()),
-            }
-            from = Ipa(at.get() + PAGE);
-        }
-        Ok(())
-    }
-
-    /// A write hit a write-protected page: count it and make the page
-    /// writable again (dirty logging). Under the `ro` policy a write to an
-    /// aliased page write-protects its other mappings first, so that one
-    /// mapping at a time is writable.
-    pub fn write_fault(&self, ipa: u64) -> Result<(), Error> {
-        VmStats::bump(&self.stats.perm_faults);
-        let page = ipa & !(PAGE - 1);
-        let Some(t) = self.s2.translate(Ipa(page)) else { return Ok(()) };
-        let attrs = Attrs { write: true, ..t.attrs };
-        let rmap = &self.guests.rmap;
-        if !(self.guests.coherency == Coherency::Ro && t.level == 3 && rmap.is_tracked(t.pa)) {
-            return Ok(self.s2.protect(Ipa(page), PAGE, &attrs)?);
-        }
-        // Held until this mapping is writable: a racing write fault on
-        // another alias waits, then write-protects this one again.
-        let _one_writer = self.guests.ro_writer.lock();
-        VmStats::bump(&self.stats.coherency_faults);
-        let (spaces, cache) = (self.guests.spaces(), self.machine().cache());
-        match self.s2.adjust_aliases(Ipa(page), &spaces, &read_only, cache) {
-            Ok(c) => self.count_coherence(&c),
-            // Unmapped meanwhile: the guest faults again.
-            Err(e) if e.kind() == ErrorKind::NotMapped => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(self.s2.protect(Ipa(page), PAGE, &attrs)?)
-    }
-
     /// `HYP_COLLAPSE`: collapses the 2 MiB range at `ipa` into one block:
     /// in place when its pages are one contiguous, aligned run; otherwise
     /// by copying them into a fresh 2 MiB block (the pages are
     /// write-protected while they are copied, so no guest write is lost)
     /// and freeing them after. A 1 GiB range (`level` 1) collapses in
     /// place only. A 2 MiB range holding an alias, or a page that is
-    /// aliased, stays as it is (`NotCollapsible`): its coherency is kept
-    /// per page.
+    /// aliased, stays as it is (`Aliased`): its coherency is kept per
+    /// page.
     pub fn collapse(&self, ipa: u64, level: u8) -> Result<(), Error> {
         // No page in the range becomes tracked or an alias meanwhile.
         let t = self.sharing.lock();
-        let aliased = t.aliases.any_in(ipa, BLOCK)
-            || self.guests.rmap.next_mapped(self.s2.vmid(), Ipa(ipa), Ipa(ipa + BLOCK)).is_some();
-        if level == 2 && aliased {
+        if level == 2 && (t.aliases.any_in(ipa, BLOCK) || self.s2.any_tracked(Ipa(ipa), BLOCK)) {
             return Err(Error::Aliased { ipa });
         }
-        match self.s2.collapse(Ipa(ipa), level) {
-            Ok(_) => return Ok(()),
-            Err(e) if level == 2 && e.kind() == ErrorKind::NotCollapsible => {}
-            Err(e) => return Err(e.into()),
+        if self.s2.collapse_check(Ipa(ipa), level)? == CollapseKind::InPlace {
+            self.s2.collapse(Ipa(ipa), level)?;
+            return Ok(());
         }
         let m = self.machine();
         let block = m.alloc_frames(512).ok_or(Error::NoFrames { frames: 512 })?;
@@ -370,35 +287,17 @@ impl<M: Machine> Vm<M> {
     }
 
     /// With automatic collapse on, collapses the 2 MiB range of `ipa` once
-    /// all its pages are mapped.
+    /// `mmu` says it can become a block (all of its pages mapped alike).
     pub fn maybe_collapse(&self, ipa: u64) {
         if !self.auto_collapse.load(Ordering::Relaxed) {
             return;
         }
         let block = ipa & !(BLOCK - 1);
-        if !self.in_ram(block, BLOCK) || self.table_population(block) != Some(512) {
+        if !self.in_ram(block, BLOCK) || self.s2.collapse_check(Ipa(block), 2).is_err() {
             return;
         }
         if let Err(e) = self.collapse(block, 2) {
             self.warn(format_args!("collapse of {block:#x}: {e}"));
         }
-    }
-
-    /// Valid entries of the level-3 table mapping `ipa`, if there is one.
-    fn table_population(&self, ipa: u64) -> Option<usize> {
-        let rcu = self.rcu().read_lock();
-        let pmd = self.s2.pmd_lookup(&rcu, Ipa(ipa))?;
-        let map = self.s2.pte_offset_map(&pmd)?;
-        use mmu::TableMemory;
-        Some(self.machine().tables().ptdesc(map.table()).valid_entries())
-    }
-
-    /// `HYP_DIRTY_COUNT`: pages of `[ipa, ipa + size)` mapped writable:
-    /// after a protect to read-only, exactly the pages written since
-    /// (dirty logging). Time in proportion to the range, no memory.
-    pub fn dirty_count(&self, ipa: u64, size: u64) -> u64 {
-        (0..size / PAGE)
-            .filter(|i| self.s2.translate(Ipa(ipa + i * PAGE)).is_some_and(|t| t.attrs.write))
-            .count() as u64
     }
 }
