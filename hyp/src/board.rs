@@ -143,10 +143,10 @@ pub fn spec(board: Board) -> Option<&'static BoardSpec> {
 pub struct BootTables(pub [[u64; 512]; 4]);
 
 /// Block attributes of the early map, valid for the AArch64 EL2 and the
-/// ARMv7 Hyp-mode stage 1 alike (AP[1] is should-be-one in both).
-/// AttrIndx 0 (Device-nGnRE); AP[1]; AF; XN.
+/// ARMv7 Hyp-mode stage 1 alike (`AP[1]` is should-be-one in both).
+/// AttrIndx 0 (Device-nGnRE); `AP[1]`; AF; XN.
 const BLOCK_DEVICE: u64 = 0x441 | (1 << 54);
-/// AttrIndx 1 (Normal write-back); AP[1]; Inner Shareable; AF.
+/// AttrIndx 1 (Normal write-back); `AP[1]`; Inner Shareable; AF.
 const BLOCK_NORMAL: u64 = 0x745;
 
 const fn within(ranges: &[(u64, u64)], a: u64) -> bool {

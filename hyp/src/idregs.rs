@@ -377,8 +377,8 @@ pub struct SysregAccess {
 }
 
 impl SysregAccess {
-    /// Op0 [21:20], Op2 [19:17], Op1 [16:14], CRn [13:10], Rt [9:5],
-    /// CRm [4:1], Direction [0] (1: read).
+    /// Op0 `[21:20]`, Op2 `[19:17]`, Op1 `[16:14]`, CRn `[13:10]`, Rt `[9:5]`,
+    /// CRm `[4:1]`, Direction `[0]` (1: read).
     pub fn decode(iss: u64) -> Self {
         let f = |shift: u32, bits: u32| ((iss >> shift) as u32) & ((1 << bits) - 1);
         Self {
@@ -402,8 +402,8 @@ pub struct CopAccess {
 }
 
 impl CopAccess {
-    /// Opc2 [19:17], Opc1 [16:14], CRn [13:10], Rt [8:5], CRm [4:1],
-    /// Direction [0] (1: read).
+    /// Opc2 `[19:17]`, Opc1 `[16:14]`, CRn `[13:10]`, Rt `[8:5]`, CRm `[4:1]`,
+    /// Direction `[0]` (1: read).
     pub fn decode(iss: u64) -> Self {
         let f = |shift: u32, bits: u32| ((iss >> shift) as u32) & ((1 << bits) - 1);
         Self {

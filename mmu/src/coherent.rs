@@ -5,7 +5,7 @@
 //!
 //! On a fault that maps a tracked page, with the faulting table's lock
 //! held, [`make_coherent`] visits the page's other mappings (from the
-//! [`Rmap`](crate::Rmap)) and adjusts each: reach its pmd locklessly, read
+//! [`Rmap`]) and adjusts each: reach its pmd locklessly, read
 //! its table with `pte_offset_map_rw_nolock`, take the table's lock unless
 //! it is the lock already held, recheck `pmd_same` (retry if the pmd
 //! changed, skip if no table is left), check the entry still maps the page,

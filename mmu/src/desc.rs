@@ -29,9 +29,9 @@ mod bits {
     pub const XN1: u64 = 1 << 54;
     pub const SW_SHIFT: u32 = 55;
     pub const SW: u64 = 0xf << SW_SHIFT;
-    /// Output address (leaf) or next-level table address: bits [47:12].
+    /// Output address (leaf) or next-level table address: bits `[47:12]`.
     pub const OA: u64 = 0x0000_ffff_ffff_f000;
-    /// Dirty bit modifier (FEAT_HAFDBS): the hardware may set S2AP[1].
+    /// Dirty bit modifier (FEAT_HAFDBS): the hardware may set `S2AP[1]`.
     pub const DBM: u64 = 1 << 51;
     /// The descriptor kind: valid, and table/page versus block.
     pub const KIND: u64 = VALID | TABLE_OR_PAGE;
@@ -92,9 +92,9 @@ pub enum Exec {
 /// Stage-2 attributes of a leaf (block or page).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Attrs {
-    /// S2AP[0]: the guest may read.
+    /// `S2AP[0]`: the guest may read.
     pub read: bool,
-    /// S2AP[1]: the guest may write.
+    /// `S2AP[1]`: the guest may write.
     pub write: bool,
     /// Execute permission.
     pub exec: Exec,
@@ -106,7 +106,7 @@ pub struct Attrs {
     pub af: bool,
     /// Contiguous hint.
     pub contiguous: bool,
-    /// Software bits [58:55], ignored by the hardware.
+    /// Software bits `[58:55]`, ignored by the hardware.
     pub sw: u8,
 }
 
@@ -201,7 +201,7 @@ impl Desc {
         Desc(table.get() | bits::VALID | bits::TABLE_OR_PAGE)
     }
 
-    /// The output address (leaf) or next table (table), from bits [47:12].
+    /// The output address (leaf) or next table (table), from bits `[47:12]`.
     #[inline]
     pub const fn addr(self) -> PhysAddr {
         PhysAddr(self.0 & bits::OA)
@@ -239,7 +239,7 @@ impl Desc {
         child.with_addr(PhysAddr(pa))
     }
 
-    /// S2AP[1]: whether the guest may write.
+    /// `S2AP[1]`: whether the guest may write.
     #[inline]
     pub const fn is_writable(self) -> bool {
         self.0 & bits::S2AP_W != 0
@@ -327,7 +327,7 @@ impl Desc {
         (self.0 ^ new.0) & !bits::PERMISSIONS == 0
     }
 
-    /// Software bits [58:55].
+    /// Software bits `[58:55]`.
     pub const fn sw(self) -> u8 {
         ((self.0 & bits::SW) >> bits::SW_SHIFT) as u8
     }

@@ -2,7 +2,7 @@
 //! VTCR/VTTBR values that describe it to the hardware.
 //!
 //! Each level resolves 9 IPA bits above the 12-bit page offset: level 3
-//! bits [20:12], level 2 [29:21], level 1 [38:30], level 0 [47:39]. Stage 2
+//! bits `[20:12]`, level 2 `[29:21]`, level 1 `[38:30]`, level 0 `[47:39]`. Stage 2
 //! may start its walk with up to 16 *concatenated* tables, so the start
 //! level is the highest one whose span times 16 tables still covers the
 //! IPA space. That gives the fewest levels for every size, as KVM does.
@@ -190,7 +190,7 @@ impl Geometry {
     }
 
     /// The value for `VTTBR_EL2`/`VTTBR`: the root's address with the VMID
-    /// in bits [63:48] (16-bit) or [55:48] (8-bit). The VMID is never lost:
+    /// in bits `[63:48]` (16-bit) or `[55:48]` (8-bit). The VMID is never lost:
     /// an out-of-range VMID or a misaligned or too-high root is an error.
     pub fn vttbr(&self, root: PhysAddr, vmid: Vmid) -> Result<u64, Error> {
         let vmid_bits = if self.arch == Arch::Aarch64 && self.features.vmid16 { 16 } else { 8 };

@@ -17,9 +17,9 @@ use crate::walk::{Cursor, Step, TableCache, Visit, Visitor, WalkError};
 /// Permissions [`Stage2::relax_perms`] adds to a leaf.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Perms {
-    /// Read (S2AP[0]).
+    /// Read (`S2AP[0]`).
     pub read: bool,
-    /// Write (S2AP[1]).
+    /// Write (`S2AP[1]`).
     pub write: bool,
     /// Execute at EL1 and EL0.
     pub exec: bool,

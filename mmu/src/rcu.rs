@@ -27,7 +27,7 @@
 //!   free.
 //! - A reader that starts after reporting for grace period `g`: its report
 //!   read `started = g` with a SeqCst load, which follows the start of `g`
-//!   and so X in S; its entry loads are SeqCst ([`load_entry`]) and follow
+//!   and so X in S; its entry loads are SeqCst ([`RcuReadGuard::dereference`]) and follow
 //!   in S too. An SC load that follows, in S, an SC fence sequenced after a
 //!   store observes that store: the reader sees the unpublished entry, not
 //!   the old table.

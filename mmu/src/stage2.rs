@@ -472,7 +472,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     }
 
     /// Whether the deliberate bug of
-    /// [`Stage2::set_skip_pmd_recheck_for_tests`] is on.
+    /// `Stage2::set_skip_pmd_recheck_for_tests` (feature `testing`) is on.
     #[inline]
     pub(crate) fn skip_pmd_recheck(&self) -> bool {
         #[cfg(feature = "testing")]
@@ -485,7 +485,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
         }
     }
 
-    /// Runs the hook [`Stage2::set_alias_hook_for_tests`] set, if any.
+    /// Runs the hook `Stage2::set_alias_hook_for_tests` (feature `testing`) set, if any.
     #[inline]
     pub(crate) fn alias_hook(&self) {
         #[cfg(feature = "testing")]

@@ -28,6 +28,7 @@ use mmu::{
     Shareability, Vmid,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 const VMID: Vmid = Vmid(7);
 
@@ -640,8 +641,16 @@ fn big(idx: usize, mode: LockMode, case: &Case) {
     run_case(&st, case);
 }
 
+/// `cases` random cases; a failing case is saved (shrunk) in
+/// `mmu/tests/model.proptest-regressions`, replayed first by every later
+/// run, and committed with the fix.
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let persist = FileFailurePersistence::WithSource("proptest-regressions");
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(persist)),
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
