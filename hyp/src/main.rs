@@ -43,7 +43,6 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod hyp_main {
-    use alloc::boxed::Box;
     use alloc::vec::Vec;
 
     use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -79,7 +78,11 @@ mod hyp_main {
     /// The VMs' reverse map (tens of KiB: not for a stack).
     static RMAP: mmu::Rmap = mmu::Rmap::with_quota(vm::RMAP_QUOTA);
     /// The VMs, set once by the boot CPU before the others start.
-    static GUESTS: spin::Once<&'static Guests<El2>> = spin::Once::new();
+    /// The stage-2 table pool, the machine under the VMs and the VMs: made
+    /// once at boot, alive for ever.
+    static POOL: spin::Once<TablePool> = spin::Once::new();
+    static MACHINE: spin::Once<El2> = spin::Once::new();
+    static GUESTS: spin::Once<Guests<El2>> = spin::Once::new();
 
     fn conduit() -> Option<Conduit> {
         match CONDUIT.load(Ordering::Relaxed) {
@@ -227,9 +230,9 @@ mod hyp_main {
             guest.entry,
             guest.segments.len()
         );
-        let pool: &'static TablePool = Box::leak(Box::new(
-            TablePool::new(mm::TABLE_POOL_PAGES).ok_or("no memory for the stage-2 table pool")?,
-        ));
+        let pool =
+            TablePool::new(mm::TABLE_POOL_PAGES).ok_or("no memory for the stage-2 table pool")?;
+        let pool: &'static TablePool = POOL.call_once(|| pool);
         let geo = cpu::stage2_geometry().map_err(|e| format!("geometry: {e}"))?;
         VTCR.store(geo.vtcr(), Ordering::Relaxed);
         cpu::el2_init(geo.vtcr());
@@ -241,14 +244,13 @@ mod hyp_main {
         } else {
             mmu::LockMode::Split
         };
-        let machine: &'static El2 = Box::leak(Box::new(El2::new(pool, &RCU)));
+        let machine: &'static El2 = MACHINE.call_once(|| El2::new(pool, &RCU));
         let guests: &'static Guests<El2> =
-            Box::leak(Box::new(Guests::new(machine, cfg.coherency, &RMAP)));
+            GUESTS.call_once(|| Guests::new(machine, cfg.coherency, &RMAP));
         let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
             .map(|id| vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
-        GUESTS.call_once(|| guests);
         for vm in vms {
             let id = vm.id;
             vm.set_auto_collapse(cfg.collapse);
@@ -311,7 +313,7 @@ mod hyp_main {
 
     /// Runs vCPUs from the run queue until every VM has stopped.
     fn run_loop() -> ! {
-        let Some(&guests) = GUESTS.get() else {
+        let Some(guests) = GUESTS.get() else {
             // The boot failed before any VM existed.
             halt()
         };
