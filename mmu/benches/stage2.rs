@@ -28,8 +28,10 @@
 //! Run: `cargo bench -p mmu` (results in `docs/PERFORMANCE.md`).
 
 use std::alloc::{dealloc, Layout};
+use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
@@ -38,8 +40,10 @@ use aarch64_paging::paging::{
 };
 use aarch64_paging::Mapping;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
-use mmu::testing::{HostMemory, RecordingTlb};
-use mmu::{Attrs, Features, Geometry, Granularity, Ipa, LockMode, PhysAddr, Rcu, Stage2, Vmid};
+use mmu::{
+    Attrs, Entry, Features, Geometry, Granularity, Ipa, Level, LockMode, PhysAddr, PtDesc, Rcu,
+    Stage2, TableMemory, TlbMaintenance, TlbScope, Vmid,
+};
 
 /// First IPA mapped.
 const IPA0: u64 = 0x4000_0000;
@@ -68,47 +72,161 @@ const AP_RAM: Stage2Attributes = Stage2Attributes::VALID
 
 // ---- mmu ----------------------------------------------------------------
 
-/// The host fakes one `mmu` address space needs.
+/// Table memory for the benchmark, as plain as the `aarch64-paging`
+/// side's: 4 KiB pages from one arena, a free list, zeroing on
+/// allocation, no checks beyond the trait's contract (the tests use
+/// `mmu::testing::HostMemory`, which also counts, poisons and fails on
+/// demand).
+struct BenchMemory {
+    pages: Box<[BenchPage]>,
+    descs: Box<[PtDesc]>,
+    /// Freed allocations by size: `free[k]` holds first pages of runs of
+    /// `1 << k` pages.
+    free: RefCell<[Vec<usize>; 5]>,
+    /// Next never-used page.
+    next: Cell<usize>,
+    live: Cell<usize>,
+    peak: Cell<usize>,
+}
+
+#[repr(C, align(4096))]
+struct BenchPage([Entry; 512]);
+
+impl BenchMemory {
+    /// Where the arena poses in physical memory (fits 40-bit PAs).
+    const BASE: u64 = 0x40_0000_0000;
+
+    fn new(pages: usize) -> Self {
+        Self {
+            pages: (0..pages).map(|_| BenchPage(std::array::from_fn(|_| Entry::new(0)))).collect(),
+            descs: (0..pages).map(|_| PtDesc::new()).collect(),
+            free: RefCell::new(Default::default()),
+            next: Cell::new(0),
+            live: Cell::new(0),
+            peak: Cell::new(0),
+        }
+    }
+
+    fn index(&self, pa: PhysAddr) -> usize {
+        ((pa.get() - Self::BASE) / PAGE) as usize
+    }
+
+    fn live(&self) -> usize {
+        self.live.get()
+    }
+}
+
+// SAFETY: a page is handed out by one allocation (from the free list, or
+// the never-used tail of the arena, aligned to the count asked for) until it
+// is freed, and is zeroed first; `entries` and `ptdesc` point into boxed
+// slices that live as long as `self`.
+unsafe impl TableMemory for BenchMemory {
+    fn alloc_tables(&self, count: usize) -> Option<PhysAddr> {
+        let k = count.trailing_zeros() as usize;
+        let reused = self.free.borrow_mut()[k].pop();
+        let i = match reused {
+            Some(i) => i,
+            None => {
+                let i = self.next.get().next_multiple_of(count);
+                if i + count > self.pages.len() {
+                    return None;
+                }
+                self.next.set(i + count);
+                i
+            }
+        };
+        for p in &self.pages[i..i + count] {
+            for e in &p.0 {
+                e.store(0, Ordering::Relaxed);
+            }
+        }
+        self.live.set(self.live.get() + count);
+        self.peak.set(self.peak.get().max(self.live.get()));
+        Some(PhysAddr(Self::BASE + i as u64 * PAGE))
+    }
+
+    unsafe fn free_tables(&self, pa: PhysAddr, count: usize) {
+        self.free.borrow_mut()[count.trailing_zeros() as usize].push(self.index(pa));
+        self.live.set(self.live.get() - count);
+    }
+
+    #[inline]
+    fn entries(&self, pa: PhysAddr) -> *const Entry {
+        self.pages[self.index(pa)].0.as_ptr()
+    }
+
+    #[inline]
+    fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {
+        &self.descs[self.index(pa)]
+    }
+}
+
+/// TLB maintenance that does nothing, as `aarch64-paging`'s TLBIs on a
+/// non-AArch64 host.
+struct NoTlb;
+
+impl TlbMaintenance for NoTlb {
+    fn has_ipa_invalidation(&self) -> bool {
+        true
+    }
+    fn has_range_invalidation(&self) -> bool {
+        false
+    }
+    #[inline]
+    fn sync_tables(&self) {}
+    fn invalidate_ipa(&self, _: TlbScope, _: Ipa, _: Option<Level>, _: bool) {}
+    fn invalidate_ipa_range(&self, _: TlbScope, _: Ipa, _: u64, _: Option<Level>) {}
+    fn invalidate_stage1(&self, _: TlbScope) {}
+    fn invalidate_vmid(&self, _: TlbScope) {}
+    fn complete(&self) {}
+}
+
+/// One `mmu` address space's environment.
 struct MmuEnv {
-    mem: HostMemory,
-    tlb: RecordingTlb,
+    mem: BenchMemory,
+    tlb: NoTlb,
     rcu: Rcu,
     geo: Geometry,
 }
 
+/// The address space the rows time.
+type S2<'e> = Stage2<'e, &'e BenchMemory, &'e NoTlb>;
+
 impl MmuEnv {
     fn new() -> Self {
         Self {
-            mem: HostMemory::new(POOL_PAGES).without_poison(),
-            tlb: RecordingTlb::silent(),
+            mem: BenchMemory::new(POOL_PAGES),
+            tlb: NoTlb,
             // SAFETY: the benchmarks run on one thread.
             rcu: unsafe { Rcu::new() },
             geo: Geometry::aarch64(40, 48, Features::default()).unwrap(),
         }
     }
 
-    fn stage2(&self) -> Stage2<'_, &HostMemory, &RecordingTlb> {
+    fn stage2(&self) -> S2<'_> {
         Stage2::new(self.geo, Vmid(1), LockMode::Split, &self.mem, &self.tlb, &self.rcu).unwrap()
     }
 }
 
-fn mmu_map_pages(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
+fn mmu_map_pages(s2: &S2<'_>) {
     s2.map(Ipa(IPA0), PhysAddr(PA0), GIB, &Attrs::RAM, Granularity::Pages).unwrap();
 }
 
-fn mmu_map_page_by_page(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
+/// The fault path's shape: the attributes encoded once (as a hypervisor
+/// keeps them per VM, Linux's `vm_page_prot`), then one page per call.
+fn mmu_map_page_by_page(s2: &S2<'_>) {
+    let ram = s2.page_prot(&Attrs::RAM).unwrap();
     for i in 0..PAGES_PER_GIB {
         let off = i * PAGE;
-        s2.map(Ipa(IPA0 + off), PhysAddr(PA0 + off), PAGE, &Attrs::RAM, Granularity::Pages)
-            .unwrap();
+        s2.map_page_prot(Ipa(IPA0 + off), PhysAddr(PA0 + off), ram).unwrap();
     }
 }
 
-fn mmu_map_blocks(s2: &Stage2<'_, &HostMemory, &RecordingTlb>) {
+fn mmu_map_blocks(s2: &S2<'_>) {
     s2.map(Ipa(IPA0), PhysAddr(PA_2M), GIB, &Attrs::RAM, Granularity::Largest).unwrap();
 }
 
-fn mmu_translate_all(s2: &Stage2<'_, &HostMemory, &RecordingTlb>, ipas: &[u64]) -> u64 {
+fn mmu_translate_all(s2: &S2<'_>, ipas: &[u64]) -> u64 {
     let mut sum = 0u64;
     for &ipa in ipas {
         let t = s2.translate(Ipa(black_box(ipa))).unwrap();
@@ -296,7 +414,7 @@ fn memory_report() {
     row("after unmap, before rcu_barrier", before_barrier.tables_live, ap.translation().live);
     row("after unmap + rcu_barrier", s2.stats().tables_live, ap.translation().live);
     assert_eq!(s2.stats().tables_live, env.mem.live() as u64);
-    let mmu_peak = env.mem.peak();
+    let mmu_peak = env.mem.peak.get();
     let ap_peak = ap.translation().peak;
     drop(s2);
     ap_drop(ap);
@@ -325,7 +443,7 @@ fn memory_report() {
 }
 
 /// Times `op` on a fresh empty `mmu` table per iteration.
-fn time_mmu(iters: u64, env: &MmuEnv, op: fn(&Stage2<'_, &HostMemory, &RecordingTlb>)) -> Duration {
+fn time_mmu(iters: u64, env: &MmuEnv, op: fn(&S2<'_>)) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let s2 = env.stage2();
@@ -370,7 +488,7 @@ fn map_row(
     c: &mut Criterion,
     name: &str,
     (warm_up_ms, measure_ms): (u64, u64),
-    mmu_op: fn(&Stage2<'_, &HostMemory, &RecordingTlb>),
+    mmu_op: fn(&S2<'_>),
     ap_op: fn(&mut ApMap),
 ) {
     let env = MmuEnv::new();

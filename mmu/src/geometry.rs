@@ -46,6 +46,8 @@ pub struct Geometry {
     pa_bits: u8,
     start_level: Level,
     features: Features,
+    /// Index mask at the start level (the concatenated root's entries).
+    root_mask: u16,
 }
 
 /// Size in bytes mapped by one entry at `level`.
@@ -73,13 +75,14 @@ impl Geometry {
                 why: "IPA size outside 32..=48 or above the PA size",
             });
         }
-        Ok(Self {
+        Ok(Self::with_root_mask(Self {
             arch: Arch::Aarch64,
             ipa_bits: ipa_bits as u8,
             pa_bits: pa_bits as u8,
             start_level: min_start_level(ipa_bits),
             features,
-        })
+            root_mask: 0,
+        }))
     }
 
     /// An ARMv7 LPAE regime for `ipa_bits` (25..=40; `VTCR.T0SZ` is a signed
@@ -90,13 +93,19 @@ impl Geometry {
         if !(25..=40).contains(&ipa_bits) {
             return Err(Error::Unsupported { why: "ARMv7 IPA size outside 25..=40" });
         }
-        Ok(Self {
+        Ok(Self::with_root_mask(Self {
             arch: Arch::Armv7,
             ipa_bits: ipa_bits as u8,
             pa_bits: 40,
             start_level: if ipa_bits <= 30 { 2 } else { 1 },
             features: Features::default(),
-        })
+            root_mask: 0,
+        }))
+    }
+
+    /// `g` with its start-level index mask filled in.
+    fn with_root_mask(g: Self) -> Self {
+        Self { root_mask: (g.root_entries() - 1) as u16, ..g }
     }
 
     /// The descriptor and register format.
@@ -120,6 +129,7 @@ impl Geometry {
         self.features
     }
     /// One past the highest IPA.
+    #[inline]
     pub fn ipa_limit(&self) -> u64 {
         1 << self.ipa_bits
     }
@@ -145,7 +155,7 @@ impl Geometry {
     #[inline]
     pub fn index(&self, level: Level, ipa: u64) -> usize {
         let mask = if level == self.start_level {
-            self.root_entries() as u64 - 1
+            u64::from(self.root_mask)
         } else {
             (1 << BITS_PER_LEVEL) - 1
         };
@@ -159,6 +169,7 @@ impl Geometry {
     }
 
     /// Mask of the output-address bits a descriptor can hold.
+    #[inline]
     pub fn oa_mask(&self) -> u64 {
         ((1u64 << self.pa_bits) - 1) & !(PAGE_SIZE - 1)
     }

@@ -100,7 +100,7 @@ pub use desc::{pmd_same, Attrs, Desc, Exec, MemType, Pmd, Pte, Shareability};
 pub use error::{Error, ErrorKind};
 pub use geometry::{level_shift, level_size, Arch, Features, Geometry, Level};
 pub use lookup::Translation;
-pub use map::Granularity;
+pub use map::{Granularity, PageProt};
 pub use memory::{Entry, PtDesc, TableMemory};
 pub use protect::Perms;
 pub use rcu::{Rcu, RcuReadGuard};

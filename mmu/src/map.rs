@@ -29,6 +29,23 @@ use crate::walk::{
 pub(crate) const CONTIGUOUS_REFUSED: Error =
     Error::BadAttributes { why: "the contiguous hint is not managed by map or protect" };
 
+/// Page attributes validated and encoded for one regime by
+/// [`Stage2::page_prot`] (Linux's `vm_page_prot`), for the fault path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PageProt {
+    /// A page descriptor with these attributes and output address 0.
+    page: Desc,
+    /// The regime it was encoded for.
+    geo: crate::geometry::Geometry,
+}
+
+impl PageProt {
+    /// The attributes.
+    pub fn attrs(&self) -> Attrs {
+        self.page.attrs(&self.geo)
+    }
+}
+
 /// Which leaf sizes `map` may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Granularity {
@@ -126,11 +143,18 @@ struct MapPrepare<'t> {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapPrepare<'_> {
+    const TAKES_RUNS: bool = true;
+
     /// Entries that will take a leaf need no table: only valid entries
     /// need a closer look, entry by entry.
     fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
         if !self.t.run_fits(cx) {
             return Ok(cx.start);
+        }
+        // A table page mapping nothing has nothing to conflict with. (The
+        // count is read without the lock: the commit checks again.)
+        if cx.page_is_empty() {
+            return Ok(cx.end);
         }
         let level = cx.level;
         let first =
@@ -168,6 +192,8 @@ struct MapCommit<'t> {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for MapCommit<'_> {
+    const TAKES_RUNS: bool = true;
+
     /// Fills a run of entries that all take a leaf in one go.
     fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
         if !self.t.run_fits(cx) {
@@ -286,6 +312,76 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         attrs: &Attrs,
         gran: Granularity,
     ) -> Result<(), Error> {
+        if size == PAGE_SIZE {
+            return self.map_page(ipa, pa, attrs);
+        }
+        self.map_walk(ipa, pa, size, attrs, gran)
+    }
+
+    /// [`Stage2::map`] of one 4 KiB page: the fault path. Into an existing
+    /// level-3 table it is Linux's fault handler: `pmd` look-up,
+    /// `pte_offset_map_lock`, a make into the invalid entry; only a
+    /// missing table takes the walker.
+    #[inline]
+    pub fn map_page(&self, ipa: Ipa, pa: PhysAddr, attrs: &Attrs) -> Result<(), Error> {
+        self.map_page_prot(ipa, pa, self.page_prot(attrs)?)
+    }
+
+    /// `attrs` validated and encoded as a page of this address space's
+    /// regime, once: Linux's `vma->vm_page_prot`. A fault handler keeps it
+    /// and maps with [`Stage2::map_page_prot`].
+    pub fn page_prot(&self, attrs: &Attrs) -> Result<PageProt, Error> {
+        attrs.validate(&self.geo)?;
+        if attrs.contiguous {
+            return Err(CONTIGUOUS_REFUSED);
+        }
+        Ok(PageProt { page: Desc::leaf(&self.geo, 3, PhysAddr(0), attrs), geo: self.geo })
+    }
+
+    /// [`Stage2::map_page`] with attributes encoded once by
+    /// [`Stage2::page_prot`] (of this address space, or one of the same
+    /// geometry).
+    #[inline]
+    pub fn map_page_prot(&self, ipa: Ipa, pa: PhysAddr, prot: PageProt) -> Result<(), Error> {
+        debug_assert!(prot.geo == self.geo, "a PageProt of another regime");
+        let (i, p) = (ipa.get(), pa.get());
+        let bad_args =
+            (i | p) & (PAGE_SIZE - 1) != 0 || i >= self.geo.ipa_limit() || p > self.geo.oa_mask();
+        if bad_args {
+            return Err(self.page_refusal(ipa, pa));
+        }
+        match self.map_page_fast(ipa, prot.page.with_addr(pa)) {
+            // Let table walks see the new entry before the guest retries.
+            Some(Ok(true)) => self.tlb.sync_tables(),
+            Some(Ok(false)) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                let attrs = prot.page.attrs(&self.geo);
+                return self.map_walk(ipa, pa, PAGE_SIZE, &attrs, Granularity::Pages);
+            }
+        }
+        Ok(())
+    }
+
+    /// Why [`Stage2::map_page_prot`]'s quick argument check failed: the
+    /// error `map` of a range would give.
+    #[cold]
+    fn page_refusal(&self, ipa: Ipa, pa: PhysAddr) -> Error {
+        match self.check_range(ipa, PAGE_SIZE).and_then(|_| self.check_output(pa, PAGE_SIZE)) {
+            Err(e) => e,
+            Ok(()) => unreachable!("page_refusal for acceptable arguments"),
+        }
+    }
+
+    /// [`Stage2::map`] on the walker.
+    fn map_walk(
+        &self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: &Attrs,
+        gran: Granularity,
+    ) -> Result<(), Error> {
         let end = self.check_range(ipa, size)?;
         self.check_output(pa, size)?;
         attrs.validate(&self.geo)?;
@@ -300,16 +396,6 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             page_bits: page.bits(),
             block_bits: page.as_leaf_of(2).bits(),
         };
-        if size == PAGE_SIZE {
-            if let Some(installed) = self.map_page_fast(&t, ipa) {
-                if installed? {
-                    // Let table walks see the new entry before the guest
-                    // retries.
-                    self.tlb.sync_tables();
-                }
-                return Ok(());
-            }
-        }
         let mut batch = self.tlb_batch();
 
         // One leaf (the fault path): a failure can only come before the
@@ -355,11 +441,11 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// the accessors (`pmd` lookup, `pte_offset_map_lock`, install into an
     /// invalid entry). `None` when the table is not there yet; otherwise
     /// whether an entry was written (not if the same page was there).
-    fn map_page_fast(&self, t: &Target, ipa: Ipa) -> Option<Result<bool, Error>> {
+    #[inline]
+    fn map_page_fast(&self, ipa: Ipa, new: Desc) -> Option<Result<bool, Error>> {
         let rcu = self.rcu.read_lock();
         let pmd = self.pmd_lookup(&rcu, ipa)?;
         let mut pte = self.pte_offset_map_lock(&pmd)?;
-        let new = t.leaf_at(3, ipa.get());
         Some(match pte.install_checked(ipa, new) {
             Ok(()) => Ok(true),
             Err(Error::AlreadyMapped { existing, .. }) if existing == new => Ok(false),

@@ -141,6 +141,7 @@ pub unsafe trait TableMemory {
 /// space can own its memory handle or borrow a pool many spaces share.
 // SAFETY: every method forwards to `M`, whose guarantees hold unchanged.
 unsafe impl<M: TableMemory + ?Sized> TableMemory for &M {
+    #[inline]
     fn alloc_tables(&self, count: usize) -> Option<PhysAddr> {
         (**self).alloc_tables(count)
     }
@@ -152,9 +153,11 @@ unsafe impl<M: TableMemory + ?Sized> TableMemory for &M {
         // SAFETY: the caller's contract is `M::free_table_pages`'.
         unsafe { (**self).free_table_pages(pages) }
     }
+    #[inline]
     fn entries(&self, pa: PhysAddr) -> *const Entry {
         (**self).entries(pa)
     }
+    #[inline]
     fn ptdesc(&self, pa: PhysAddr) -> &PtDesc {
         (**self).ptdesc(pa)
     }

@@ -112,7 +112,7 @@ use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
 use crate::desc::{pmd_same, Desc, Pmd, Pte};
 use crate::error::Error;
 use crate::geometry::{level_shift, Level};
-use crate::memory::TableMemory;
+use crate::memory::{PtDesc, TableMemory};
 use crate::rcu::{load_entry, RcuReadGuard};
 use crate::stage2::Stage2;
 use crate::sync::{lock, AtomicU64, Ordering, PtLock, PtLockGuard};
@@ -152,9 +152,11 @@ impl EntryRef<'_> {
     }
 }
 
-/// The level-3 table a guard points into, and the entry for its IPA.
+/// The level-3 table a guard points into, its metadata, and the entry
+/// for its IPA.
 struct PteTable<'a> {
     entries: &'a [AtomicU64; ENTRIES_PER_TABLE],
+    pd: &'a PtDesc,
     pa: PhysAddr,
     ipa: Ipa,
 }
@@ -162,14 +164,11 @@ struct PteTable<'a> {
 impl<'a> PteTable<'a> {
     /// Where the entry for `ipa` lives, to write it through
     /// [`Stage2::write_entry`].
-    fn entry_slot<M: TableMemory, T: TlbMaintenance>(
-        &self,
-        s2: &'a Stage2<'a, M, T>,
-        ipa: Ipa,
-    ) -> Result<EntrySlot<'a>, Error> {
+    #[inline]
+    fn entry_slot(&self, ipa: Ipa) -> Result<EntrySlot<'a>, Error> {
         let slot = &self.entries[self.index(ipa)?];
         let ipa = ipa.align_down(1 << level_shift(3));
-        Ok(EntrySlot { slot, pd: s2.mem.ptdesc(self.pa), level: 3, ipa })
+        Ok(EntrySlot { slot, pd: self.pd, level: 3, ipa })
     }
 
     fn index(&self, ipa: Ipa) -> Result<usize, Error> {
@@ -300,7 +299,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
 
     /// The slot of `ipa` in this table, for writers in this crate.
     pub(crate) fn entry_slot(&self, ipa: Ipa) -> Result<EntrySlot<'a>, Error> {
-        self.map.table.entry_slot(self.s2, ipa)
+        self.map.table.entry_slot(ipa)
     }
 
     /// The address space the table belongs to.
@@ -321,14 +320,14 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteMapLock<'a, M, T> {
 
     /// [`PteMapLock::install`] for a descriptor already known to be a
     /// valid page (built by `map` from validated attributes).
+    #[inline]
     pub(crate) fn install_checked(&mut self, ipa: Ipa, new: Pte) -> Result<(), Error> {
         let at = self.entry_slot(ipa)?;
         let Some(vacant) = Vacant::of(at) else {
             return Err(Error::AlreadyMapped { ipa: at.ipa, level: 3, existing: at.get() });
         };
-        // No batch work: making an invalid entry needs no invalidation.
-        let mut batch = self.s2.tlb_batch();
-        self.s2.make_entry(vacant, new, &mut batch)
+        // Making an invalid entry needs no invalidation.
+        self.s2.make_entry(vacant, new)
     }
 }
 
@@ -415,7 +414,7 @@ impl<'a, M: TableMemory, T: TlbMaintenance> PteRwNoLock<'a, M, T> {
     /// that hold [`PteRwNoLock::ptl`] (taken by them, or by their caller)
     /// and have rechecked [`PteRwNoLock::pmd_unchanged`] under it.
     pub(crate) fn entry_slot(&self, ipa: Ipa) -> Result<EntrySlot<'a>, Error> {
-        self.map.table.entry_slot(self.s2, ipa)
+        self.map.table.entry_slot(ipa)
     }
 
     /// `pmd_same(pmdval, *pmd)`: whether the pmd still holds the value the
@@ -452,6 +451,7 @@ impl PmdLocked<'_> {
 }
 
 impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
+    #[inline]
     fn entry_at<'g>(
         &'g self,
         rcu: &'g RcuReadGuard<'g>,
@@ -465,6 +465,7 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
 
     /// Follows `e` down to `level` while the levels in between are folded
     /// or tables; `None` at the first entry that is not a table.
+    #[inline]
     fn descend<'g>(&'g self, mut e: EntryRef<'g>, level: Level) -> Option<EntryRef<'g>> {
         while e.level < level {
             let d = e.read();
@@ -478,29 +479,34 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
 
     /// The root entry for `ipa` (Linux's `pgd_offset`), or `None` if `ipa`
     /// is outside the IPA space. The guard keeps what it leads to alive.
+    #[inline]
     pub fn pgd_offset<'g>(&'g self, rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
         (ipa.get() < self.geo.ipa_limit())
             .then(|| self.entry_at(rcu, self.root, self.geo.start_level(), ipa))
     }
 
     /// Always folded with the 4 KiB stage-2 layout: returns `pgd`.
+    #[inline]
     pub fn p4d_offset<'g>(&'g self, pgd: EntryRef<'g>) -> EntryRef<'g> {
         pgd
     }
 
     /// The level-1 entry under `p4d` (itself, when the walk starts at level
     /// 1 or 2 and the level is folded), or `None` if `p4d` holds no table.
+    #[inline]
     pub fn pud_offset<'g>(&'g self, p4d: EntryRef<'g>) -> Option<EntryRef<'g>> {
         self.descend(p4d, 1)
     }
 
     /// The level-2 entry under `pud`, or `None` if `pud` holds no table (it
     /// is invalid or a 1 GiB block).
+    #[inline]
     pub fn pmd_offset<'g>(&'g self, pud: EntryRef<'g>) -> Option<EntryRef<'g>> {
         self.descend(pud, 2)
     }
 
     /// pgd → p4d → pud → pmd for `ipa` in one call.
+    #[inline]
     pub fn pmd_lookup<'g>(&'g self, rcu: &'g RcuReadGuard<'_>, ipa: Ipa) -> Option<EntryRef<'g>> {
         let pgd = self.pgd_offset(rcu, ipa)?;
         let pud = self.pud_offset(self.p4d_offset(pgd))?;
@@ -528,8 +534,9 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
         // `rcu`, stored in the returned guard next to this reference,
         // drops. The guard never hands the reference out.
         let entries = unsafe { &*(ptr as *const [AtomicU64; ENTRIES_PER_TABLE]) };
+        let pd = self.mem.ptdesc(pmdval.addr());
         Some(PteMap {
-            table: PteTable { entries, pa: pmdval.addr(), ipa: pmd.ipa },
+            table: PteTable { entries, pd, pa: pmdval.addr(), ipa: pmd.ipa },
             pmdval,
             _rcu: rcu,
         })
@@ -557,10 +564,11 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
     /// lock, and rechecks the pmd; if the table was detached or replaced
     /// meanwhile it retries, so on success the table is attached and
     /// stays so until the guard drops. `None` if there is no table.
+    #[inline]
     pub fn pte_offset_map_lock<'a>(&'a self, pmd: &EntryRef<'a>) -> Option<PteMapLock<'a, M, T>> {
         loop {
             let map = self.pte_offset_map(pmd)?;
-            let ptl = self.pte_lockptr(map.pmdval);
+            let ptl = self.lock_in(map.table.pd);
             let guard = lock(ptl);
             if pmd_same(map.pmdval, pmd.read()) {
                 return Some(PteMapLock { map, ptl, _guard: guard, s2: self });

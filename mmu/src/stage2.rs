@@ -349,8 +349,15 @@ impl<'a, M: TableMemory, T: TlbMaintenance> Stage2<'a, M, T> {
     /// The lock protecting the entries of table page `page`.
     #[inline]
     pub(crate) fn table_lock(&self, page: PhysAddr) -> &PtLock {
+        self.lock_in(self.ptdesc_of(page))
+    }
+
+    /// The lock protecting the entries of the table page whose metadata
+    /// `pd` is.
+    #[inline]
+    pub(crate) fn lock_in<'p>(&'p self, pd: &'p PtDesc) -> &'p PtLock {
         match self.mode {
-            LockMode::Split => &self.ptdesc_of(page).lock,
+            LockMode::Split => &pd.lock,
             LockMode::Single => &self.page_table_lock,
         }
     }

@@ -304,10 +304,15 @@ impl RecordingTlb {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    #[inline(always)]
     fn push(&self, op: TlbOp) {
         if self.record {
-            self.ops.lock().unwrap().push(op);
+            self.log(op);
         }
+    }
+    #[inline(never)]
+    fn log(&self, op: TlbOp) {
+        self.ops.lock().unwrap().push(op);
     }
 }
 
@@ -330,6 +335,7 @@ impl TlbMaintenance for RecordingTlb {
     fn has_range_invalidation(&self) -> bool {
         self.range
     }
+    #[inline(always)]
     fn sync_tables(&self) {
         self.push(TlbOp::SyncTables);
     }

@@ -61,27 +61,35 @@ pub trait TlbMaintenance {
 /// A shared reference maintains as what it refers to, so an address space
 /// can hold its TLB maintenance by value or borrow one many spaces share.
 impl<T: TlbMaintenance + ?Sized> TlbMaintenance for &T {
+    #[inline(always)]
     fn has_ipa_invalidation(&self) -> bool {
         (**self).has_ipa_invalidation()
     }
+    #[inline(always)]
     fn has_range_invalidation(&self) -> bool {
         (**self).has_range_invalidation()
     }
+    #[inline(always)]
     fn sync_tables(&self) {
         (**self).sync_tables()
     }
+    #[inline(always)]
     fn invalidate_ipa(&self, scope: TlbScope, ipa: Ipa, level: Option<Level>, last_level: bool) {
         (**self).invalidate_ipa(scope, ipa, level, last_level)
     }
+    #[inline(always)]
     fn invalidate_ipa_range(&self, scope: TlbScope, ipa: Ipa, pages: u64, level: Option<Level>) {
         (**self).invalidate_ipa_range(scope, ipa, pages, level)
     }
+    #[inline(always)]
     fn invalidate_stage1(&self, scope: TlbScope) {
         (**self).invalidate_stage1(scope)
     }
+    #[inline(always)]
     fn invalidate_vmid(&self, scope: TlbScope) {
         (**self).invalidate_vmid(scope)
     }
+    #[inline(always)]
     fn complete(&self) {
         (**self).complete()
     }
@@ -187,10 +195,16 @@ impl<'a, T: TlbMaintenance> TlbBatch<'a, T> {
     }
 
     /// Issues the gathered invalidations and waits for them.
+    #[inline]
     pub fn flush(&mut self) {
-        if self.ops == 0 {
-            return;
+        if self.ops != 0 {
+            self.issue();
         }
+    }
+
+    /// [`TlbBatch::flush`] with something to issue.
+    #[inline(never)]
+    fn issue(&mut self) {
         let t = self.tlb;
         let range = t.has_range_invalidation();
         let whole =

@@ -43,21 +43,27 @@ pub const UNMAP_GATHER: usize = 64;
 pub(crate) struct LeafGather {
     leaves: [Leaf; UNMAP_GATHER],
     len: usize,
+    /// Whether anyone is told: without a caller that wants the leaves and
+    /// without a reverse map to forget them in, nothing is gathered.
+    wanted: bool,
 }
 
 impl LeafGather {
-    fn new() -> Self {
+    fn new(wanted: bool) -> Self {
         let none = Leaf { ipa: Ipa(0), pa: PhysAddr(0), level: 3, owned: false };
-        Self { leaves: [none; UNMAP_GATHER], len: 0 }
+        Self { leaves: [none; UNMAP_GATHER], len: 0, wanted }
     }
 
     pub(crate) fn is_full(&self) -> bool {
         self.len == UNMAP_GATHER
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, leaf: Leaf) {
-        self.leaves[self.len] = leaf;
-        self.len += 1;
+        if self.wanted {
+            self.leaves[self.len] = leaf;
+            self.len += 1;
+        }
     }
 
     /// Hands every gathered leaf to `hand` and empties the gather.
@@ -94,6 +100,8 @@ impl UnmapCommit {
 }
 
 impl<M: TableMemory, T: TlbMaintenance> Visitor<M, T> for UnmapCommit {
+    const TAKES_RUNS: bool = true;
+
     /// Level-2 entries the range covers whole go in one pass.
     fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
         if cx.level != 2 || !cx.covers_entries() {
@@ -142,7 +150,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// TLBs, so the caller may reuse the pages. [`Stage2::unmap_with`]
     /// says which leaves went.
     pub fn unmap(&self, ipa: Ipa, size: u64) -> Result<(), Error> {
-        self.unmap_with(ipa, size, &mut |_| {})
+        self.unmap_reporting(ipa, size, None)
     }
 
     /// [`Stage2::unmap`], handing every leaf it removes to `put` (Linux's
@@ -165,21 +173,35 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     /// it split more blocks than it prepared for), what it removed before
     /// failing is still reported.
     pub fn unmap_with(&self, ipa: Ipa, size: u64, put: &mut dyn FnMut(Leaf)) -> Result<(), Error> {
+        self.unmap_reporting(ipa, size, Some(put))
+    }
+
+    /// Unmap, reporting to `put` if there is one. With no `put` and no
+    /// reverse map nobody needs the leaves: none is gathered or reported.
+    fn unmap_reporting(
+        &self,
+        ipa: Ipa,
+        size: u64,
+        mut put: Option<&mut dyn FnMut(Leaf)>,
+    ) -> Result<(), Error> {
         let end = self.check_range(ipa, size)?;
+        let wanted = put.is_some() || self.rmap.is_some();
         let mut batch = self.tlb_batch();
         let mut prep = SplitPrepare { needed: 0, change: None };
         self.walk_range(ipa.get(), end, &mut prep, &mut batch)?;
         let cache = TableCache::fill(self, prep.needed)?;
 
         let mut commit =
-            UnmapCommit { cache, detached: TableList::default(), leaves: LeafGather::new() };
+            UnmapCommit { cache, detached: TableList::default(), leaves: LeafGather::new(wanted) };
         let mut from = ipa.get();
         let result = loop {
             let (reached, result) = self.walk_until(from, end, &mut commit, &mut batch);
             // Invalidate before the leaves go back to the caller and the
             // detached tables can be freed and reused.
             batch.flush();
-            commit.report(self, put);
+            if wanted {
+                commit.report(self, put.as_mut().map_or(&mut |_| {}, |p| &mut **p));
+            }
             self.defer_free(&mut commit.detached);
             match result {
                 Ok(()) if reached < end => {

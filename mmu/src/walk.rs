@@ -34,7 +34,7 @@
 //! So holding a table's lock after a successful parent recheck pins the
 //! whole path above it.
 
-use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE};
+use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SHIFT};
 use crate::desc::Desc;
 use crate::error::Error;
 use crate::geometry::{level_size, Level};
@@ -115,10 +115,16 @@ pub trait Visitor<M: TableMemory, T: TlbMaintenance> {
     /// and table entries (return [`Step::Descend`] to walk the table).
     fn pre(&mut self, cx: &mut Cursor<'_, '_, M, T>, v: &Visit) -> Result<Step, WalkError>;
 
+    /// Whether the visitor takes runs ([`Visitor::run`]): a visitor that
+    /// overrides `run` sets it, so that a walk of one that does not (a
+    /// look-up, say) skips offering them.
+    const TAKES_RUNS: bool = false;
+
     /// Offered each run of entries of one table page before they are
-    /// visited one by one, so that a visitor can handle many entries in
-    /// one go (say, fill invalid entries with new leaves). Returns the IPA
-    /// up to which it handled the run: the rest is visited entry by entry.
+    /// visited one by one (if [`Visitor::TAKES_RUNS`]), so that a visitor
+    /// can handle many entries in one go (say, fill invalid entries with
+    /// new leaves). Returns the IPA up to which it handled the run: the
+    /// rest is visited entry by entry.
     fn run(&mut self, cx: &mut RunCursor<'_, '_, M, T>) -> Result<u64, WalkError> {
         Ok(cx.start)
     }
@@ -304,6 +310,12 @@ impl<M: TableMemory, T: TlbMaintenance> RunCursor<'_, '_, M, T> {
     /// IPA of the first entry of the run (the start rounded down).
     pub fn base(&self) -> u64 {
         self.start & !(level_size(self.level) - 1)
+    }
+
+    /// Whether the run's table page maps nothing (its count of valid
+    /// entries, read without the lock: advisory).
+    pub(crate) fn page_is_empty(&self) -> bool {
+        self.s2.ptdesc_of(self.page).valid_entries() == 0
     }
 
     /// Whether the run starts and ends on entry boundaries, so that every
@@ -498,13 +510,89 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     ) -> (u64, Result<(), Error>) {
         let _rcu = self.rcu.read_lock();
         let mut progress = start;
+        // A range inside one page (a look-up, a fault) is one entry a level:
+        // the point walk, without runs or the range loop.
+        let point = !V::TAKES_RUNS && start < end && (end - 1) >> PAGE_SHIFT == start >> PAGE_SHIFT;
         loop {
             let level = self.geo.start_level();
-            match self.walk_table(self.root, level, None, progress, end, v, batch, &mut progress) {
+            let walked = if point {
+                self.walk_point(self.root, level, None, start, end, v, batch)
+            } else {
+                self.walk_table(self.root, level, None, progress, end, v, batch, &mut progress)
+            };
+            match walked {
                 Ok(()) => return (end, Ok(())),
                 Err(WalkError::Fail(e)) => return (progress, Err(e)),
                 Err(WalkError::Pause) => return (progress, Ok(())),
                 Err(WalkError::Retry | WalkError::Again) => crate::sync::spin_hint(),
+            }
+        }
+    }
+
+    /// [`Stage2::walk_table`] for a range inside one page: one entry at
+    /// each level, visited, descended and post-visited with the same
+    /// rules (an entry that changed is visited again).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_point<'s, V: Visitor<M, T>>(
+        &'s self,
+        table: PhysAddr,
+        level: Level,
+        parent: Option<(&'s AtomicU64, Desc)>,
+        start: u64,
+        end: u64,
+        v: &mut V,
+        batch: &mut TlbBatch<'s, T>,
+    ) -> Result<(), WalkError> {
+        let (slot, page) = self.slot(table, self.geo.index(level, start));
+        let base = start & !(level_size(level) - 1);
+        let mut held: Held<'s> = None;
+        loop {
+            let old = Desc::from_bits(load_entry(slot));
+            let visit = Visit { base, level, old, start, end };
+            let mut cx =
+                Cursor { s2: self, slot, page, parent, held: &mut held, batch, level, base };
+            match v.pre(&mut cx, &visit) {
+                Ok(Step::Next) => return Ok(()),
+                Ok(Step::Descend) => {
+                    let d = Desc::from_bits(load_entry(slot));
+                    if !d.is_table(level) {
+                        continue;
+                    }
+                    held = None;
+                    match self.walk_point(
+                        d.addr(),
+                        level + 1,
+                        Some((slot, d)),
+                        start,
+                        end,
+                        v,
+                        batch,
+                    ) {
+                        Ok(()) => {
+                            let visit = Visit { old: d, ..visit };
+                            let mut cx = Cursor {
+                                s2: self,
+                                slot,
+                                page,
+                                parent,
+                                held: &mut held,
+                                batch,
+                                level,
+                                base,
+                            };
+                            return match v.post(&mut cx, &visit) {
+                                Ok(()) | Err(WalkError::Again) => Ok(()),
+                                Err(e) => Err(e),
+                            };
+                        }
+                        // Our entry changed under the child walk: visit it
+                        // again.
+                        Err(WalkError::Retry | WalkError::Again) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(WalkError::Again) => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -531,7 +619,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         while ipa < end {
             let index = self.geo.index(level, ipa);
             let (slot, page) = pages.slot(self, table, index);
-            if ipa >= offered_until {
+            if V::TAKES_RUNS && ipa >= offered_until {
                 // A new page segment: offer it to the visitor as a run.
                 let seg_end = end.min((ipa | (page_span - 1)).wrapping_add(1)).max(ipa + 1);
                 let n = ((seg_end - 1 - (ipa & !(size - 1))) / size) as usize + 1;
@@ -665,27 +753,42 @@ impl PageCache {
 }
 
 /// Tables needed to map `[start, end)` below a new table at `level` when
-/// `needs_table(level, visit)` says which entries need one of their own.
+/// `needs_table(visit)` says which entries need one of their own.
+///
+/// `needs_table` must answer alike for every entry the range covers whole
+/// at a level (true of both users: a linear mapping's leaves fit or not by
+/// the output's alignment; a split is needed only where the range cuts an
+/// entry), so the first entry, the last and one between them decide, in
+/// time proportional to the levels rather than to the entries.
 pub(crate) fn count_new_tables(
     level: Level,
     start: u64,
     end: u64,
     needs_table: &dyn Fn(&Visit) -> bool,
 ) -> usize {
-    if level >= 3 {
+    if level >= 3 || start >= end {
         return 0;
     }
     let size = level_size(level);
-    let mut n = 0;
-    let mut ipa = start;
-    while ipa < end {
-        let base = ipa & !(size - 1);
-        let vend = end.min(base + size);
-        let v = Visit { base, level, old: Desc::INVALID, start: ipa, end: vend };
+    // The tables under the entry whose part of the range starts at `s`.
+    let under = |s: u64| {
+        let base = s & !(size - 1);
+        let e = end.min(base + size);
+        let v = Visit { base, level, old: Desc::INVALID, start: s, end: e };
         if needs_table(&v) {
-            n += 1 + count_new_tables(level + 1, ipa, vend, needs_table);
+            1 + count_new_tables(level + 1, s, e, needs_table)
+        } else {
+            0
         }
-        ipa = vend;
+    };
+    let (first, last) = (start & !(size - 1), (end - 1) & !(size - 1));
+    let mut n = under(start);
+    if last > first {
+        n += under(last);
+        let between = ((last - first) / size - 1) as usize;
+        if between > 0 {
+            n += between * under(first + size);
+        }
     }
     n
 }

@@ -9,12 +9,13 @@
 //!   leaf or an empty table, every page of the span for a table whose
 //!   leaves go with it. It returns a [`Vacant`] entry that remembers it
 //!   was broken.
-//! - [`Stage2::make_entry`] stores a new entry into a [`Vacant`] one: an
-//!   entry read invalid under its lock, or one just broken, in which case
-//!   the break's invalidation is completed first. That is break-before-
-//!   make, and the type makes it the only way: no path stores over a valid
-//!   entry except [`Stage2::change_in_place`], which takes only changes
-//!   the architecture allows without a break (permissions, access flag,
+//! - A make stores a new entry into a [`Vacant`] one: an entry read
+//!   invalid under its lock ([`Stage2::make_entry`]), or one just broken,
+//!   in which case the break's invalidation is completed first
+//!   ([`Stage2::write_entry_with`]). That is break-before-make, and the
+//!   type makes it the only way: no path stores over a valid entry except
+//!   [`Stage2::change_in_place`], which takes only changes the
+//!   architecture allows without a break (permissions, access flag,
 //!   software bits of a leaf).
 //! - A leaf's page(s) that the reverse map tracks are recorded as mapped
 //!   *before* anything is stored ([`Stage2::write_entry`] records, then
@@ -106,17 +107,19 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
         Vacant { at, broken: true }
     }
 
-    /// Make: stores `new` into the vacant entry `v`, recording a leaf's
-    /// tracked pages first (`TooManyMappings`: nothing stored). A broken
-    /// entry's invalidation completes before the store.
-    pub(crate) fn make_entry(
-        &self,
-        v: Vacant<'_>,
-        new: Desc,
-        batch: &mut TlbBatch<'_, T>,
-    ) -> Result<(), Error> {
+    /// Make: stores `new` into `v`, an entry read invalid under its lock
+    /// (never broken: no invalidation is due, so no batch is needed; the
+    /// fault path's install), recording a leaf's tracked pages first
+    /// (`TooManyMappings`: nothing stored). A broken entry is made by
+    /// [`Stage2::write_entry_with`], which completes the break first.
+    pub(crate) fn make_entry(&self, v: Vacant<'_>, new: Desc) -> Result<(), Error> {
+        debug_assert!(!v.broken);
         self.record(v.at, new)?;
-        self.store_made(v, new, batch, || {});
+        // Release: what the leaf maps is visible before the leaf is.
+        v.at.slot.store(new.bits(), Ordering::Release);
+        if new.is_valid() {
+            v.at.pd.add_valid(1);
+        }
         Ok(())
     }
 

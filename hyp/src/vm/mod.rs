@@ -394,6 +394,8 @@ pub struct Vm<M: Machine> {
     pub guests: &'static Guests<M>,
     /// Its stage 2.
     pub s2: S2<M>,
+    /// Guest RAM's page attributes, encoded once for the fault path.
+    ram: mmu::PageProt,
     /// Guest RAM size in bytes.
     pub ram_size: u64,
     policy: AtomicU8,
@@ -440,6 +442,7 @@ impl<M: Machine> Vm<M> {
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
             id,
             guests,
+            ram: s2.page_prot(&mmu::Attrs::RAM)?,
             s2,
             ram_size,
             policy: AtomicU8::new(policy as u8),

@@ -139,7 +139,7 @@ impl<M: Machine> Vm<M> {
         let m = self.machine();
         let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
         m.clean_inval_poc(pa, PAGE);
-        match self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages) {
+        match self.s2.map_page_prot(Ipa(page), pa, self.ram) {
             Ok(()) => {
                 VmStats::bump(&self.stats.pages);
                 Ok(true)
