@@ -91,11 +91,16 @@ pub enum Stat {
     UndefInjected = 23,
     /// Hypercalls and PSCI calls it made that were refused.
     CallsRefused = 24,
+    /// Instructions the hypervisor executed at EL2 (Hyp mode) for this
+    /// VM's exits, from the exception entry to the `ERET` back (the PMU's
+    /// instructions-retired event counting EL2 only; 0 where the machine
+    /// has no such counter). Deterministic under QEMU's `-icount`.
+    El2Instructions = 25,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 25] = [
+    pub const ALL: [Stat; 26] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -121,6 +126,7 @@ impl Stat {
         Stat::Offers,
         Stat::UndefInjected,
         Stat::CallsRefused,
+        Stat::El2Instructions,
     ];
 
     /// A short name for tables.
@@ -151,6 +157,7 @@ impl Stat {
             Stat::Offers => "offers out",
             Stat::UndefInjected => "undefs injected",
             Stat::CallsRefused => "calls refused",
+            Stat::El2Instructions => "EL2 instructions",
         }
     }
 }

@@ -144,6 +144,8 @@ pub struct VmStats {
     pub undef: AtomicU64,
     /// Calls refused (hypercalls and PSCI calls answered with an error).
     pub refused: AtomicU64,
+    /// Instructions executed at EL2 for its exits (`Stat::El2Instructions`).
+    pub el2_instructions: AtomicU64,
 }
 
 impl VmStats {
@@ -748,6 +750,7 @@ impl<M: Machine> Vm<M> {
             Stat::Offers => self.sharing.lock().offers.len() as u64,
             Stat::UndefInjected => r(&self.stats.undef),
             Stat::CallsRefused => r(&self.stats.refused),
+            Stat::El2Instructions => r(&self.stats.el2_instructions),
         }
     }
 }

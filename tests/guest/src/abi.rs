@@ -140,8 +140,11 @@ pub mod counter {
     pub const UNDEFS_INJECTED: u64 = 23;
     /// Calls this VM made that were refused.
     pub const CALLS_REFUSED: u64 = 24;
+    /// Instructions the hypervisor executed at EL2 for this VM's exits
+    /// (PMU instructions retired, EL2 only; 0 without a PMU).
+    pub const EL2_INSTRUCTIONS: u64 = 25;
     /// Number of counters.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -169,6 +172,7 @@ pub mod counter {
         "offers",
         "undefs_injected",
         "calls_refused",
+        "el2_instructions",
     ];
 }
 

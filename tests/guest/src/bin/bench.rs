@@ -10,7 +10,8 @@
 //!
 //! Result line: `BENCH pages=... vcpus=... ns=... ns_per_page=...
 //! faults=... pages_mapped=... blocks_mapped=... tables=... exits=...
-//! tlbi_ipa=... tlbi_range=... tlbi_vmid=...`.
+//! tlbi_ipa=... tlbi_range=... tlbi_vmid=... el2_insns=...` (EL2
+//! instructions for the touch's exits: `HYP_STAT` 25).
 //!
 //! Checks: 1 `data` (one word per page reads back), 2 `faults` (between 1
 //! and one per page); 3 `start` is reported (as failed) only if a
@@ -118,7 +119,7 @@ mod image {
         println!(
             "BENCH pages={pages} vcpus={n} ns={ns} ns_per_page={} faults={faults} \
              pages_mapped={} blocks_mapped={} tables={} exits={} tlbi_ipa={} tlbi_range={} \
-             tlbi_vmid={}",
+             tlbi_vmid={} el2_insns={}",
             ns / pages.max(1),
             d.get(counter::PAGES_MAPPED),
             d.get(counter::BLOCKS_MAPPED),
@@ -127,6 +128,7 @@ mod image {
             d.get(counter::TLBI_IPA),
             d.get(counter::TLBI_RANGE),
             d.get(counter::TLBI_VMID),
+            d.get(counter::EL2_INSTRUCTIONS),
         );
         for cpu in 0..n {
             let ticks = END[cpu].load(Ordering::SeqCst) - START[cpu].load(Ordering::SeqCst);
