@@ -4,7 +4,8 @@
 //!
 //! Policy (what to invalidate, when) is `mmu`'s; this crate carries it out.
 //! On other architectures (the host) it holds only what needs no Arm CPU:
-//! the TLBI operand encodings ([`tlbi`]), tested there.
+//! the TLBI operand encodings ([`tlbi`]) and the system registers' field
+//! layouts ([`fields`]), tested there.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -18,5 +19,6 @@ pub mod barrier;
 
 #[cfg(target_arch = "arm")]
 pub mod armv7;
+pub mod fields;
 /// TLBI operand encodings (AArch64), portable.
 pub mod tlbi;

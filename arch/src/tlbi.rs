@@ -8,16 +8,64 @@
 //! asked to drop, so `None` (any level) is the only safe value when the
 //! leaves' level is not known, such as under a removed table entry.
 
-use mmu::Level;
+use mmu::{Level, PAGE_SHIFT, PAGE_SIZE};
+
+use operand::{IPAS2, RIPAS2};
+
+/// The operands' fields (Arm ARM, DDI 0487: `TLBI IPAS2E1IS`,
+/// `TLBI RIPAS2E1IS`, register `Xt`).
+#[allow(missing_docs, non_camel_case_types)]
+mod operand {
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// `Xt` of `TLBI IPAS2E1IS` and `TLBI IPAS2LE1IS`.
+        pub IPAS2 [
+            /// `IPA[47:12]` in bits [35:0].
+            IPA OFFSET(0) NUMBITS(36) [],
+            /// `TTL[1:0]` [45:44]: the leaf's level (with `TTL_TG` not zero).
+            TTL_LEVEL OFFSET(44) NUMBITS(2) [],
+            /// `TTL[3:2]` [47:46]: the granule of the hint; 0b00 (with the
+            /// level 0b00): no hint.
+            TTL_TG OFFSET(46) NUMBITS(2) [
+                NoHint = 0b00,
+                Granule4K = 0b01,
+                Granule16K = 0b10,
+                Granule64K = 0b11
+            ]
+        ],
+        /// `Xt` of `TLBI RIPAS2E1IS`.
+        pub RIPAS2 [
+            /// `BaseADDR` [36:0]: `IPA[48:12]` of the range's start.
+            BaseADDR OFFSET(0) NUMBITS(37) [],
+            /// `TTL` [38:37]: the leaves' level, 1 to 3, or 0: any level.
+            TTL OFFSET(37) NUMBITS(2) [],
+            /// `NUM` [43:39]: with `SCALE`, the range is
+            /// `(NUM + 1) << (5 * SCALE + 1)` pages.
+            NUM OFFSET(39) NUMBITS(5) [],
+            /// `SCALE` [45:44].
+            SCALE OFFSET(44) NUMBITS(2) [],
+            /// `TG` [47:46]: the translation granule.
+            TG OFFSET(46) NUMBITS(2) [
+                Granule4K = 0b01,
+                Granule16K = 0b10,
+                Granule64K = 0b11
+            ]
+        ]
+    }
+}
 
 /// `TG`, the translation granule of the hint: 4 KiB.
-const TG_4K: u64 = 0b01;
+#[cfg(test)]
+const TG_4K: u64 = RIPAS2::TG::Value::Granule4K as u64;
 
 /// `IPA[47:12]` in `Xt[35:0]`.
-const IPA_MASK: u64 = (1 << 36) - 1;
+#[cfg(test)]
+const IPA_MASK: u64 = IPAS2::IPA.mask;
 
 /// `BaseADDR` (`IPA[48:12]`) in `Xt[36:0]` of a range operation.
-const BASE_MASK: u64 = (1 << 37) - 1;
+#[cfg(test)]
+const BASE_MASK: u64 = RIPAS2::BaseADDR.mask;
 
 /// Page counts [`range_ops`] covers: below 2^21. The odd page goes alone
 /// and `SCALE` 0 to 3 take bits 1-5, 6-10, 11-15 and 16-20 of the count.
@@ -32,10 +80,10 @@ pub const RANGE_PAGES_LIMIT: u64 = 1 << 21;
 /// FEAT_LPA2, and its encoding is reserved there, so it gives no hint.
 pub fn ipas2(ipa: u64, ttl: Option<Level>) -> u64 {
     let hint = match ttl {
-        Some(level @ 1..=3) => (TG_4K << 46) | (u64::from(level) << 44),
-        _ => 0,
+        Some(level @ 1..=3) => IPAS2::TTL_TG::Granule4K + IPAS2::TTL_LEVEL.val(level.into()),
+        _ => IPAS2::TTL_TG::NoHint,
     };
-    hint | ((ipa >> 12) & IPA_MASK)
+    (hint + IPAS2::IPA.val(ipa >> PAGE_SHIFT)).value
 }
 
 /// The operand of `TLBI RIPAS2E1IS` for `(num + 1) << (5 * scale + 1)`
@@ -48,7 +96,12 @@ pub fn ripas2(ipa: u64, scale: u64, num: u64, ttl: Option<Level>) -> u64 {
         Some(level @ 1..=3) => u64::from(level),
         _ => 0,
     };
-    (TG_4K << 46) | (scale << 44) | (num << 39) | (level << 37) | ((ipa >> 12) & BASE_MASK)
+    let op = RIPAS2::TG::Granule4K
+        + RIPAS2::SCALE.val(scale)
+        + RIPAS2::NUM.val(num)
+        + RIPAS2::TTL.val(level)
+        + RIPAS2::BaseADDR.val(ipa >> PAGE_SHIFT);
+    op.value
 }
 
 /// One instruction of a range invalidation.
@@ -81,17 +134,17 @@ pub fn range_ops(
         }
         if pages % 2 == 1 {
             let op = RangeOp::Page(ipas2(ipa, page_ttl));
-            ipa += 4096;
+            ipa += PAGE_SIZE;
             pages -= 1;
             return Some(op);
         }
-        let num = (pages >> (5 * scale + 1)) & 0x1f;
+        let num = (pages >> (5 * scale + 1)) & RIPAS2::NUM.mask;
         let this_scale = scale;
         scale += 1;
         if num > 0 {
             let done = num << (5 * this_scale + 1);
             let op = RangeOp::Range(ripas2(ipa, this_scale, num - 1, ttl));
-            ipa += done * 4096;
+            ipa += done * PAGE_SIZE;
             pages -= done;
             return Some(op);
         }
@@ -102,6 +155,36 @@ pub fn range_ops(
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn operands_are_what_the_hand_encoding_gave() {
+        // The encodings before the fields had names.
+        let old_ipas2 = |ipa: u64, ttl: Option<Level>| {
+            let hint = match ttl {
+                Some(level @ 1..=3) => (0b01 << 46) | (u64::from(level) << 44),
+                _ => 0,
+            };
+            hint | ((ipa >> 12) & ((1 << 36) - 1))
+        };
+        let old_ripas2 = |ipa: u64, scale: u64, num: u64, ttl: Option<Level>| {
+            let level = ttl.filter(|l| (1..=3).contains(l)).map_or(0, u64::from);
+            (0b01 << 46)
+                | (scale << 44)
+                | (num << 39)
+                | (level << 37)
+                | ((ipa >> 12) & ((1 << 37) - 1))
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ttl = [None, Some(0), Some(1), Some(2), Some(3)][(x % 5) as usize];
+            assert_eq!(ipas2(x, ttl), old_ipas2(x, ttl), "{x:#x} {ttl:?}");
+            let (scale, num) = ((x >> 3) % 4, (x >> 5) % 32);
+            assert_eq!(ripas2(x, scale, num, ttl), old_ripas2(x, scale, num, ttl), "{x:#x}");
+        }
+    }
 
     #[test]
     fn ipas2_operand_encodes_the_page_and_the_leaf_level() {

@@ -142,12 +142,73 @@ pub fn spec(board: Board) -> Option<&'static BoardSpec> {
 #[repr(C, align(4096))]
 pub struct BootTables(pub [[u64; 512]; 4]);
 
+/// The fields of a level-2 block descriptor of the EL2 stage 1: the
+/// VMSAv8-64 format (Arm ARM, DDI 0487) and ARMv7's long-descriptor format
+/// for Hyp mode (DDI 0406C) agree on every field the early map uses.
+#[allow(missing_docs, non_camel_case_types)]
+mod desc {
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// A stage-1 level-2 (2 MiB) block descriptor of the EL2
+        /// (`TTBR0_EL2`) or Hyp-mode (`HTTBR`) translation regime.
+        pub BLOCK [
+            /// Bit `[0]`: the descriptor is valid.
+            VALID OFFSET(0) NUMBITS(1) [],
+            /// Bit `[1]`: a block (0) or, above level 3, a table (1).
+            TYPE OFFSET(1) NUMBITS(1) [
+                Block = 0,
+                Table = 1
+            ],
+            /// `AttrIndx` `[4:2]`: the memory type's index in `MAIR_EL2` or
+            /// `HMAIR0`, as the boot code sets them (Attr0 0x04, Attr1 0xff).
+            ATTR_INDX OFFSET(2) NUMBITS(3) [
+                /// Attr0: Device-nGnRE.
+                Device = 0,
+                /// Attr1: Normal, write-back read/write-allocate.
+                Normal = 1
+            ],
+            /// `AP[1]` `[6]`: RES1 at EL2 (should-be-one in Hyp mode).
+            AP1 OFFSET(6) NUMBITS(1) [],
+            /// `AP[2]` `[7]`: read-only.
+            AP2 OFFSET(7) NUMBITS(1) [],
+            /// `SH` `[9:8]`: the shareability of Normal memory.
+            SH OFFSET(8) NUMBITS(2) [
+                NonShareable = 0b00,
+                OuterShareable = 0b10,
+                InnerShareable = 0b11
+            ],
+            /// `AF` `[10]`: the access flag.
+            AF OFFSET(10) NUMBITS(1) [],
+            /// The output address `[47:21]` (bits `[47:21]` of the block's
+            /// address, in place).
+            OA OFFSET(21) NUMBITS(27) [],
+            /// `XN` `[54]`: execute-never.
+            XN OFFSET(54) NUMBITS(1) []
+        ]
+    }
+}
+use desc::BLOCK;
+
 /// Block attributes of the early map, valid for the AArch64 EL2 and the
 /// ARMv7 Hyp-mode stage 1 alike (`AP[1]` is should-be-one in both).
 /// AttrIndx 0 (Device-nGnRE); `AP[1]`; AF; XN.
-const BLOCK_DEVICE: u64 = 0x441 | (1 << 54);
+const BLOCK_DEVICE: u64 = BLOCK::VALID::SET.value
+    | BLOCK::TYPE::Block.value
+    | BLOCK::ATTR_INDX::Device.value
+    | BLOCK::AP1::SET.value
+    | BLOCK::AF::SET.value
+    | BLOCK::XN::SET.value;
 /// AttrIndx 1 (Normal write-back); `AP[1]`; Inner Shareable; AF.
-const BLOCK_NORMAL: u64 = 0x745;
+const BLOCK_NORMAL: u64 = BLOCK::VALID::SET.value
+    | BLOCK::TYPE::Block.value
+    | BLOCK::ATTR_INDX::Normal.value
+    | BLOCK::AP1::SET.value
+    | BLOCK::SH::InnerShareable.value
+    | BLOCK::AF::SET.value;
+
+/// The size of a level-2 block.
+const BLOCK_SIZE: u64 = 2 << 20;
 
 const fn within(ranges: &[(u64, u64)], a: u64) -> bool {
     let mut i = 0;
@@ -165,7 +226,8 @@ pub const fn boot_tables(spec: &BoardSpec) -> BootTables {
     let mut t = [[0u64; 512]; 4];
     let mut i = 0;
     while i < 4 * 512 {
-        let a = (i as u64) << 21;
+        // The block's address is its descriptor's output address in place.
+        let a = i as u64 * BLOCK_SIZE;
         t[i / 512][i % 512] = if within(spec.device, a) {
             a | BLOCK_DEVICE
         } else if within(spec.normal, a) {
@@ -242,6 +304,28 @@ mod tests {
         // Devices are never executable; RAM is.
         assert_ne!(pi3.0[0][0x3f20_1000 >> 21] & (1 << 54), 0);
         assert_eq!(pi3.0[0][0] & (1 << 54), 0);
+    }
+
+    #[test]
+    fn block_descriptors_by_field() {
+        // The values before the fields had names.
+        assert_eq!(BLOCK_DEVICE, 0x441 | (1 << 54));
+        assert_eq!(BLOCK_NORMAL, 0x745);
+        let virt = boot_tables(&VIRT);
+        let (device, normal) = (virt.0[0][0x0900_0000 >> 21], virt.0[1][3]);
+        for e in [device, normal] {
+            assert!(BLOCK::VALID.is_set(e) && BLOCK::AF.is_set(e) && BLOCK::AP1.is_set(e));
+            assert!(!BLOCK::AP2.is_set(e), "writable");
+            assert_eq!(BLOCK::TYPE.read_as_enum(e), Some(BLOCK::TYPE::Value::Block));
+        }
+        assert_eq!(BLOCK::ATTR_INDX.read_as_enum(device), Some(BLOCK::ATTR_INDX::Value::Device));
+        assert_eq!(BLOCK::ATTR_INDX.read_as_enum(normal), Some(BLOCK::ATTR_INDX::Value::Normal));
+        assert_eq!(BLOCK::SH.read(device), 0);
+        assert_eq!(BLOCK::SH.read_as_enum(normal), Some(BLOCK::SH::Value::InnerShareable));
+        assert!(BLOCK::XN.is_set(device) && !BLOCK::XN.is_set(normal));
+        // The output address: 0x0900_0000's block, and 1 GiB + 3 * 2 MiB.
+        assert_eq!(BLOCK::OA.read(device) * BLOCK_SIZE, 0x0900_0000);
+        assert_eq!(BLOCK::OA.read(normal) * BLOCK_SIZE, GIB + 3 * BLOCK_SIZE);
     }
 
     #[test]

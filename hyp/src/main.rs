@@ -28,6 +28,7 @@ mod mm;
 pub mod platform;
 pub mod psci;
 pub mod ratelimit;
+pub mod syndrome;
 #[cfg(test)]
 mod testing;
 #[cfg(target_os = "none")]

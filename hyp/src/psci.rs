@@ -80,13 +80,36 @@ pub enum Outcome {
     Stop,
 }
 
+/// The `target_cpu` argument of `CPU_ON` and `AFFINITY_INFO`: an affinity
+/// in `MPIDR_EL1`'s layout (Arm ARM, DDI 0487; PSCI, DEN 0022).
+#[allow(missing_docs, non_camel_case_types)]
+mod target_cpu {
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// `target_cpu`: `MPIDR_EL1`'s affinity fields (the rest zero).
+        pub TARGET_CPU [
+            /// `Aff0` [7:0]: affinity level 0 (a vCPU's index here).
+            Aff0 OFFSET(0) NUMBITS(8) [],
+            /// `Aff1` [15:8]: affinity level 1.
+            Aff1 OFFSET(8) NUMBITS(8) [],
+            /// `Aff2` [23:16]: affinity level 2.
+            Aff2 OFFSET(16) NUMBITS(8) [],
+            /// `Aff3` [39:32]: affinity level 3.
+            Aff3 OFFSET(32) NUMBITS(8) []
+        ]
+    }
+}
+use target_cpu::TARGET_CPU;
+
 /// The vCPU of `vcpu`'s VM that MPIDR value `mpidr` names: affinity
-/// level 0 is the index, the higher levels are zero.
+/// level 0 is the index, the higher levels (and every other bit) are zero.
 fn target<M: Machine>(vcpu: &Vcpu<M>, mpidr: u64) -> Option<&'static Vcpu<M>> {
-    if mpidr & !0xff != 0 {
+    let index = TARGET_CPU::Aff0.read(mpidr);
+    if TARGET_CPU::Aff0.val(index).value != mpidr {
         return None;
     }
-    vcpu.vm.vcpus().get((mpidr & 0xff) as usize).copied()
+    vcpu.vm.vcpus().get(index as usize).copied()
 }
 
 /// A guest's PSCI call `fid` with arguments `a` (`x1..x3`), made by
@@ -141,4 +164,20 @@ pub fn guest_call<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 3]) -> 
         }
         _ => NOT_SUPPORTED,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TARGET_CPU;
+
+    #[test]
+    fn target_cpu_is_an_mpidr_affinity() {
+        // Aff3 1, Aff2 2, Aff1 3, Aff0 4, hand-encoded.
+        let mpidr = 0x01_0002_0304;
+        assert_eq!(TARGET_CPU::Aff0.read(mpidr), 4);
+        assert_eq!(TARGET_CPU::Aff1.read(mpidr), 3);
+        assert_eq!(TARGET_CPU::Aff2.read(mpidr), 2);
+        assert_eq!(TARGET_CPU::Aff3.read(mpidr), 1);
+        assert_eq!(TARGET_CPU::Aff0.val(0x1ff).value, 0xff);
+    }
 }

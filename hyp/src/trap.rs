@@ -2,11 +2,14 @@
 //! and the portable handlers (SMCCC calls in `calls`, stage-2 faults and
 //! the emulated PL011 here, on the VM's methods).
 
+use mmu::PAGE_SIZE;
+
 use crate::vm::Error;
 
 use crate::calls::{self, Outcome};
 use crate::cpu::{self, ec, Syndrome, VcpuRegs};
 use crate::el2::El2;
+use crate::syndrome::Fault;
 use crate::vm::{self, VmStats, UART_IPA};
 
 /// A vCPU of the hypervisor.
@@ -60,9 +63,9 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
 /// reserves the others); then PSCI or a hypercall.
 fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
     let r = &st.regs;
-    if syn.iss() & 0xffff != 0 {
+    if syn.imm16() != 0 {
         VmStats::bump(&vcpu.vm.stats.refused);
-        vcpu.vm.warn(format_args!("HVC/SMC #{:#x}: not supported", syn.iss() & 0xffff));
+        vcpu.vm.warn(format_args!("HVC/SMC #{:#x}: not supported", syn.imm16()));
         st.regs.set_gpr(0, hypercall_not_supported());
         return Action::Resume;
     }
@@ -84,18 +87,21 @@ fn hypercall_not_supported() -> u64 {
     crate::hypercall::SmcccError::NotSupported.code()
 }
 
+/// An address's offset in its 4 KiB page.
+const PAGE_OFFSET: u64 = PAGE_SIZE - 1;
+
 /// A stage-2 data or instruction abort.
 fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
     let vm = vcpu.vm;
-    let (iss, data) = (syn.iss(), syn.ec() == ec::DABT_LOW);
-    let fsc = iss & 0x3f;
+    let data = syn.ec() == ec::DABT_LOW;
     let far = cpu::fault_va(syn.ec());
     // HPFAR gives the IPA's page, the VA its offset.
-    let ipa = cpu::fault_ipa_page() | (far & 0xfff);
-    let write = data && iss & (1 << 6) != 0;
-    match fsc {
+    let ipa = cpu::fault_ipa_page() | (far & PAGE_OFFSET);
+    let page = ipa & !PAGE_OFFSET;
+    let write = data && syn.write();
+    match syn.fault() {
         // Translation fault, levels 0 to 3.
-        0x04..=0x07 if vm.in_ram(ipa & !0xfff, 0x1000) => {
+        Fault::Translation if vm.in_ram(page, PAGE_SIZE) => {
             VmStats::bump(&vm.stats.faults);
             // An alias maps its frame; anything else gets fresh memory.
             match vm.fault_alias(ipa).unwrap_or_else(|| vm.populate(ipa)) {
@@ -106,9 +112,9 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
                 Err(e) => fault_failed(vcpu, st, ipa, far, data, write, e),
             }
         }
-        0x04..=0x07 if ipa & !0xfff == UART_IPA && data => uart(vcpu, st, syn, ipa),
+        Fault::Translation if page == UART_IPA && data => uart(vcpu, st, syn, ipa),
         // Permission fault on a write: dirty logging.
-        0x0c..=0x0f if write && vm.in_ram(ipa & !0xfff, 0x1000) => match vm.write_fault(ipa) {
+        Fault::Permission if write && vm.in_ram(page, PAGE_SIZE) => match vm.write_fault(ipa) {
             Ok(()) => Action::Resume,
             Err(e) => fault_failed(vcpu, st, ipa, far, data, write, e),
         },
@@ -150,21 +156,19 @@ fn external_abort(
 /// the syndrome does not describe, or that does not lie in the page, gets
 /// an external abort.
 fn uart(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Action {
-    let iss = syn.iss();
-    let write = iss & (1 << 6) != 0;
+    let write = syn.write();
     let far = cpu::fault_va(syn.ec());
-    // ISV: the syndrome holds the access size and register.
-    if iss & (1 << 24) == 0 {
+    // ISV: the syndrome holds the access size (SAS: 1, 2, 4 or 8 bytes)
+    // and register (SRT).
+    let Some(access) = syn.access() else {
+        return external_abort(vcpu, st, true, write, far);
+    };
+    // The access must end in the page.
+    let (size, srt) = (access.size, access.reg);
+    let off = ipa & PAGE_OFFSET;
+    if off + size > PAGE_SIZE {
         return external_abort(vcpu, st, true, write, far);
     }
-    // SAS [23:22]: 1, 2, 4 or 8 bytes; the access must end in the page.
-    let size = 1u64 << ((iss >> 22) & 3);
-    let off = ipa & 0xfff;
-    if off + size > 0x1000 {
-        return external_abort(vcpu, st, true, write, far);
-    }
-    // SRT [20:16] (AArch64; [19:16] on ARMv7, bit 20 is zero there).
-    let srt = ((iss >> 16) & 0x1f) as usize;
     if write {
         let v = st.regs.gpr(srt);
         if off == 0 {

@@ -7,8 +7,124 @@
 //! level is the highest one whose span times 16 tables still covers the
 //! IPA space. That gives the fewest levels for every size, as KVM does.
 
+use tock_registers::fields::FieldValue;
+
 use crate::addr::{PhysAddr, Vmid, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::Error;
+
+/// The stage-2 control and base registers' fields, as the Arm ARM names
+/// them (DDI 0487 for `VTCR_EL2`/`VTTBR_EL2`, DDI 0406C for ARMv7's
+/// `VTCR`/`VTTBR`).
+#[allow(missing_docs, non_camel_case_types)]
+mod regs {
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// `VTCR_EL2`, the AArch64 stage-2 translation control (E2H 0).
+        pub VTCR_EL2 [
+            /// `T0SZ` [5:0]: the IPA space is 2^(64 - T0SZ) bytes.
+            T0SZ OFFSET(0) NUMBITS(6) [],
+            /// `SL0` [7:6]: the walk's start level (with the 4 KiB granule).
+            SL0 OFFSET(6) NUMBITS(2) [
+                Level2 = 0b00,
+                Level1 = 0b01,
+                Level0 = 0b10
+            ],
+            /// `IRGN0` [9:8]: inner cacheability of table walks.
+            IRGN0 OFFSET(8) NUMBITS(2) [
+                NonCacheable = 0b00,
+                WriteBackWriteAllocate = 0b01,
+                WriteThrough = 0b10,
+                WriteBackNoWriteAllocate = 0b11
+            ],
+            /// `ORGN0` [11:10]: outer cacheability of table walks.
+            ORGN0 OFFSET(10) NUMBITS(2) [
+                NonCacheable = 0b00,
+                WriteBackWriteAllocate = 0b01,
+                WriteThrough = 0b10,
+                WriteBackNoWriteAllocate = 0b11
+            ],
+            /// `SH0` [13:12]: shareability of table walks.
+            SH0 OFFSET(12) NUMBITS(2) [
+                NonShareable = 0b00,
+                OuterShareable = 0b10,
+                InnerShareable = 0b11
+            ],
+            /// `TG0` [15:14]: the translation granule.
+            TG0 OFFSET(14) NUMBITS(2) [
+                Granule4K = 0b00,
+                Granule64K = 0b01,
+                Granule16K = 0b10
+            ],
+            /// `PS` [18:16]: the physical (output) address size, encoded as
+            /// `ID_AA64MMFR0_EL1.PARange`.
+            PS OFFSET(16) NUMBITS(3) [
+                PA32 = 0b000,
+                PA36 = 0b001,
+                PA40 = 0b010,
+                PA42 = 0b011,
+                PA44 = 0b100,
+                PA48 = 0b101
+            ],
+            /// `VS` [19]: 16-bit VMIDs.
+            VS OFFSET(19) NUMBITS(1) [],
+            /// Bit [31], RES1.
+            RES1 OFFSET(31) NUMBITS(1) []
+        ],
+        /// `VTTBR_EL2`, the AArch64 stage-2 translation table base.
+        pub VTTBR_EL2 [
+            /// `VMID` [63:48] with 16-bit VMIDs (`VTCR_EL2.VS`); 8-bit VMIDs
+            /// are bits [55:48] (see [`VTTBR_EL2::VMID8`]).
+            VMID OFFSET(48) NUMBITS(16) [],
+            /// `VMID` [55:48] with 8-bit VMIDs (bits [63:56] RES0).
+            VMID8 OFFSET(48) NUMBITS(8) []
+        ],
+        /// `VTTBR`, the ARMv7 stage-2 translation table base (64-bit).
+        pub VTTBR [
+            /// `VMID` [55:48].
+            VMID OFFSET(48) NUMBITS(8) []
+        ]
+    }
+
+    register_bitfields! {u32,
+        /// `VTCR`, the ARMv7 (virtualization extensions) stage-2
+        /// translation control.
+        pub VTCR [
+            /// `T0SZ` [3:0]: the IPA space is 2^(32 - T0SZ) bytes, T0SZ a
+            /// signed 4-bit value (-8..=7).
+            T0SZ OFFSET(0) NUMBITS(4) [],
+            /// `S` [4]: the sign of `T0SZ`, a copy of `T0SZ[3]`.
+            S OFFSET(4) NUMBITS(1) [],
+            /// `SL0` [7:6]: the walk's start level.
+            SL0 OFFSET(6) NUMBITS(2) [
+                Level2 = 0b00,
+                Level1 = 0b01
+            ],
+            /// `IRGN0` [9:8]: inner cacheability of table walks.
+            IRGN0 OFFSET(8) NUMBITS(2) [
+                NonCacheable = 0b00,
+                WriteBackWriteAllocate = 0b01,
+                WriteThrough = 0b10,
+                WriteBackNoWriteAllocate = 0b11
+            ],
+            /// `ORGN0` [11:10]: outer cacheability of table walks.
+            ORGN0 OFFSET(10) NUMBITS(2) [
+                NonCacheable = 0b00,
+                WriteBackWriteAllocate = 0b01,
+                WriteThrough = 0b10,
+                WriteBackNoWriteAllocate = 0b11
+            ],
+            /// `SH0` [13:12]: shareability of table walks.
+            SH0 OFFSET(12) NUMBITS(2) [
+                NonShareable = 0b00,
+                OuterShareable = 0b10,
+                InnerShareable = 0b11
+            ],
+            /// Bit [31], UNK/SBOP (should be one).
+            SBOP OFFSET(31) NUMBITS(1) []
+        ]
+    }
+}
 
 /// A translation level, 0 (top) to 3 (pages).
 pub type Level = u8;
@@ -177,25 +293,44 @@ impl Geometry {
     /// The value for `VTCR_EL2` (AArch64) or `VTCR` (ARMv7, in the low 32
     /// bits): table walks Inner Shareable, Normal WB-WA, 4 KiB granule.
     pub fn vtcr(&self) -> u64 {
-        // IRGN0 = ORGN0 = 0b01 (WB-WA), SH0 = 0b11 (Inner Shareable).
-        const WALK_ATTRS: u64 = (0b01 << 8) | (0b01 << 10) | (0b11 << 12);
-        // Bit 31 is RES1 on AArch64 and should-be-one on ARMv7.
-        const RES1: u64 = 1 << 31;
-        // SL0 with the 4 KiB granule: 0b00 level 2, 0b01 level 1, 0b10 level 0.
-        let sl0 = u64::from(2 - self.start_level) << 6;
         match self.arch {
             Arch::Aarch64 => {
-                let t0sz = 64 - u64::from(self.ipa_bits);
-                let ps = u64::from(ps_encoding(self.pa_bits.into()).unwrap_or(0)) << 16;
-                let vs = u64::from(self.features.vmid16) << 19;
-                RES1 | vs | ps | WALK_ATTRS | sl0 | t0sz
+                use regs::VTCR_EL2 as V;
+                // The start level is 0..=2 (`min_start_level`).
+                let sl0 = match self.start_level {
+                    0 => V::SL0::Level0,
+                    1 => V::SL0::Level1,
+                    _ => V::SL0::Level2,
+                };
+                // A PA size `aarch64` accepted always has an encoding.
+                let ps = ps_encoding(self.pa_bits.into()).unwrap_or(V::PS::PA32);
+                let vs = if self.features.vmid16 { V::VS::SET } else { V::VS::CLEAR };
+                let v = V::RES1::SET
+                    + vs
+                    + ps
+                    + V::TG0::Granule4K
+                    + V::SH0::InnerShareable
+                    + V::ORGN0::WriteBackWriteAllocate
+                    + V::IRGN0::WriteBackWriteAllocate
+                    + sl0
+                    + V::T0SZ.val(64 - u64::from(self.ipa_bits));
+                v.value
             }
             Arch::Armv7 => {
-                // T0SZ is signed: 32 - ipa_bits in -8..=7, stored in 4 bits,
-                // with its sign copied into S (bit 4).
-                let t0sz = (32 - i64::from(self.ipa_bits)) as u64 & 0xf;
-                let s = (t0sz >> 3) << 4;
-                RES1 | WALK_ATTRS | sl0 | s | t0sz
+                use regs::VTCR as V;
+                // The start level is 1 or 2 (`armv7`).
+                let sl0 = if self.start_level == 1 { V::SL0::Level1 } else { V::SL0::Level2 };
+                // T0SZ is signed: 32 - ipa_bits in -8..=7, kept in 4 bits
+                // (two's complement), its sign copied into S.
+                let t0sz = 32 - i32::from(self.ipa_bits);
+                let v = V::SBOP::SET
+                    + V::SH0::InnerShareable
+                    + V::ORGN0::WriteBackWriteAllocate
+                    + V::IRGN0::WriteBackWriteAllocate
+                    + sl0
+                    + V::S.val(u32::from(t0sz < 0))
+                    + V::T0SZ.val(t0sz as u32);
+                u64::from(v.value)
             }
         }
     }
@@ -204,8 +339,16 @@ impl Geometry {
     /// in bits `[63:48]` (16-bit) or `[55:48]` (8-bit). The VMID is never lost:
     /// an out-of-range VMID or a misaligned or too-high root is an error.
     pub fn vttbr(&self, root: PhysAddr, vmid: Vmid) -> Result<u64, Error> {
-        let vmid_bits = if self.arch == Arch::Aarch64 && self.features.vmid16 { 16 } else { 8 };
-        if u32::from(vmid.0) >= 1 << vmid_bits {
+        let v = u64::from(vmid.0);
+        // The largest VMID the field holds, and the VMID in place.
+        let (vmid_max, vmid_field) = match self.arch {
+            Arch::Aarch64 if self.features.vmid16 => {
+                (regs::VTTBR_EL2::VMID.mask, regs::VTTBR_EL2::VMID.val(v).value)
+            }
+            Arch::Aarch64 => (regs::VTTBR_EL2::VMID8.mask, regs::VTTBR_EL2::VMID8.val(v).value),
+            Arch::Armv7 => (regs::VTTBR::VMID.mask, regs::VTTBR::VMID.val(v).value),
+        };
+        if v > vmid_max {
             return Err(Error::Unsupported { why: "VMID wider than the CPU's VMIDs" });
         }
         Error::check_aligned(root.get(), self.root_size())?;
@@ -213,7 +356,7 @@ impl Geometry {
             let limit = 1 << self.pa_bits;
             return Err(Error::OutOfRange { start: root.get(), size: self.root_size(), limit });
         }
-        Ok(root.get() | u64::from(vmid.0) << 48)
+        Ok(root.get() | vmid_field)
     }
 }
 
@@ -227,14 +370,15 @@ fn min_start_level(ipa_bits: u32) -> Level {
 }
 
 /// `VTCR_EL2.PS` / `ID_AA64MMFR0_EL1.PARange` encoding of a PA size.
-fn ps_encoding(pa_bits: u32) -> Option<u8> {
+fn ps_encoding(pa_bits: u32) -> Option<FieldValue<u64, regs::VTCR_EL2::Register>> {
+    use regs::VTCR_EL2::PS;
     Some(match pa_bits {
-        32 => 0,
-        36 => 1,
-        40 => 2,
-        42 => 3,
-        44 => 4,
-        48 => 5,
+        32 => PS::PA32,
+        36 => PS::PA36,
+        40 => PS::PA40,
+        42 => PS::PA42,
+        44 => PS::PA44,
+        48 => PS::PA48,
         _ => return None,
     })
 }
@@ -315,6 +459,65 @@ mod tests {
         assert_eq!(Geometry::armv7(25).unwrap().vtcr() & 0x1f, 7);
         assert_eq!(Geometry::armv7(41).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
         assert_eq!(Geometry::armv7(24).map_err(|e| e.kind()), Err(ErrorKind::Unsupported));
+    }
+
+    #[test]
+    fn vtcr_fields_sit_where_the_arm_arm_puts_them() {
+        use regs::{VTCR, VTCR_EL2, VTTBR, VTTBR_EL2};
+        assert_eq!(VTCR_EL2::T0SZ.val(0x3f).value, 0x3f);
+        assert_eq!(VTCR_EL2::SL0::Level0.value, 2 << 6);
+        assert_eq!(VTCR_EL2::IRGN0::WriteBackWriteAllocate.value, 1 << 8);
+        assert_eq!(VTCR_EL2::ORGN0::WriteBackWriteAllocate.value, 1 << 10);
+        assert_eq!(VTCR_EL2::SH0::InnerShareable.value, 3 << 12);
+        assert_eq!(VTCR_EL2::TG0::Granule16K.value, 2 << 14);
+        assert_eq!(VTCR_EL2::PS::PA48.value, 5 << 16);
+        assert_eq!(VTCR_EL2::VS::SET.value, 1 << 19);
+        assert_eq!(VTCR_EL2::RES1::SET.value, 1 << 31);
+        assert_eq!(VTCR::T0SZ.val(u32::MAX).value, 0xf);
+        assert_eq!(VTCR::S::SET.value, 1 << 4);
+        assert_eq!(VTCR::SL0::Level1.value, 1 << 6);
+        assert_eq!(VTCR::SH0::InnerShareable.value, 3 << 12);
+        assert_eq!(VTCR::SBOP::SET.value, 1 << 31);
+        assert_eq!(VTTBR_EL2::VMID.val(0xffff).value, 0xffff << 48);
+        assert_eq!(VTTBR_EL2::VMID8.val(0xff).value, 0xff << 48);
+        assert_eq!(VTTBR::VMID.val(0x1ff).value, 0xff << 48);
+    }
+
+    #[test]
+    fn vtcr_is_what_the_hand_encoding_gave() {
+        // The encoding before the fields had names, for every regime.
+        let old = |g: &Geometry| -> u64 {
+            let walk = (0b01 << 8) | (0b01 << 10) | (0b11 << 12);
+            let sl0 = u64::from(2 - g.start_level()) << 6;
+            match g.arch() {
+                Arch::Aarch64 => {
+                    let t0sz = 64 - u64::from(g.ipa_bits());
+                    let ps = u64::from(ps_encoding_old(g.pa_bits())) << 16;
+                    let vs = u64::from(g.features().vmid16) << 19;
+                    (1 << 31) | vs | ps | walk | sl0 | t0sz
+                }
+                Arch::Armv7 => {
+                    let t0sz = (32 - i64::from(g.ipa_bits())) as u64 & 0xf;
+                    (1 << 31) | walk | sl0 | ((t0sz >> 3) << 4) | t0sz
+                }
+            }
+        };
+        fn ps_encoding_old(pa_bits: u32) -> u8 {
+            [32, 36, 40, 42, 44, 48].iter().position(|&b| b == pa_bits).unwrap() as u8
+        }
+        for pa in [32, 36, 40, 42, 44, 48] {
+            for ipa in 32..=pa {
+                for vmid16 in [false, true] {
+                    let f = Features { vmid16, ..Features::default() };
+                    let g = Geometry::aarch64(ipa, pa, f).unwrap();
+                    assert_eq!(g.vtcr(), old(&g), "ipa {ipa} pa {pa} vmid16 {vmid16}");
+                }
+            }
+        }
+        for ipa in 25..=40 {
+            let g = Geometry::armv7(ipa).unwrap();
+            assert_eq!(g.vtcr(), old(&g), "ARMv7 ipa {ipa}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ use super::barrier::{dsb_ish, isb};
 #[inline]
 pub fn dcache_line() -> usize {
     let ctr = crate::read_sysreg!("ctr_el0");
-    4 << ((ctr >> 16) & 0xf)
+    // Words of 4 bytes.
+    4 << crate::fields::aarch64::CTR_EL0::DminLine.read(ctr)
 }
 
 /// Cleans and invalidates `[start, start + len)` to the point of

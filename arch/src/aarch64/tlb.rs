@@ -28,11 +28,13 @@ pub struct Stage2Tlb {
 impl Stage2Tlb {
     /// Maintenance with the TLBI features this CPU has.
     pub fn new() -> Self {
-        // ID_AA64ISAR0_EL1.TLB [59:56] = 0b0010: FEAT_TLBIRANGE.
-        let isar0 = read_sysreg!("id_aa64isar0_el1");
-        // ID_AA64MMFR2_EL1.TTL [51:48] = 0b0001: FEAT_TTL.
-        let mmfr2 = read_sysreg!("id_aa64mmfr2_el1");
-        Self { range: (isar0 >> 56) & 0xf >= 2, ttl: (mmfr2 >> 48) & 0xf >= 1 }
+        use crate::fields::aarch64::{ID_AA64ISAR0_EL1 as ISAR0, ID_AA64MMFR2_EL1 as MMFR2};
+        let isar0 = ISAR0::TLB.read(read_sysreg!("id_aa64isar0_el1"));
+        let mmfr2 = MMFR2::TTL.read(read_sysreg!("id_aa64mmfr2_el1"));
+        Self {
+            range: isar0 >= ISAR0::TLB::Value::Range as u64,
+            ttl: mmfr2 >= MMFR2::TTL::Value::Ttl as u64,
+        }
     }
 
     /// The level hint to give `IPAS2E1IS`: none without FEAT_TTL.

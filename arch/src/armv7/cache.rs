@@ -11,7 +11,8 @@ use super::barrier::{dsb_ish, isb};
 #[inline]
 pub fn dcache_line() -> usize {
     let ctr = crate::read_cp15!("p15, 0, {}, c0, c0, 1");
-    4 << ((ctr >> 16) & 0xf)
+    // Words of 4 bytes.
+    4 << crate::fields::armv7::CTR::DminLine.read(ctr)
 }
 
 /// Cleans and invalidates `[start, start + len)` to the PoC (`DCCIMVAC`

@@ -1,7 +1,10 @@
 //! The Hyp-mode registers the hypervisor uses, by name.
 //!
 //! Reads are safe (no side effects); writes are `unsafe` because they
-//! change how the CPU translates, traps or runs guests.
+//! change how the CPU translates, traps or runs guests. The values are
+//! plain words; their fields are named in [`crate::fields::armv7`] (`HSR`'s,
+//! shared with `ESR_EL2`, in the hypervisor's `syndrome` module; `VTCR`'s
+//! and `VTTBR`'s in `mmu`, which computes them).
 
 use crate::{read_cp15, read_cp15_64, write_cp15, write_cp15_64};
 
@@ -10,7 +13,8 @@ pub fn midr() -> u32 {
     read_cp15!("p15, 0, {}, c0, c0, 0")
 }
 
-/// Reads `MPIDR` (multiprocessor affinity).
+/// Reads `MPIDR` (multiprocessor affinity,
+/// [`MPIDR`](crate::fields::armv7::MPIDR)).
 pub fn mpidr() -> u32 {
     read_cp15!("p15, 0, {}, c0, c0, 5")
 }
@@ -36,14 +40,16 @@ pub fn hifar() -> u32 {
     read_cp15!("p15, 4, {}, c6, c0, 2")
 }
 
-/// Reads `HPFAR`: IPA [39:12] of a stage-2 abort in bits [31:4].
+/// Reads `HPFAR`: IPA [39:12] of a stage-2 abort in bits [31:4]
+/// ([`HPFAR::FIPA`](crate::fields::armv7::HPFAR::FIPA)).
 pub fn hpfar() -> u32 {
     read_cp15!("p15, 4, {}, c6, c0, 4")
 }
 
 /// The faulting IPA's page from `HPFAR`.
 pub fn fault_ipa_page() -> u64 {
-    (u64::from(hpfar()) & 0xffff_fff0) << 8
+    use crate::fields::armv7::HPFAR;
+    u64::from(HPFAR::FIPA.read(hpfar())) << mmu::PAGE_SHIFT
 }
 
 /// Reads `HSCTLR`.
@@ -66,7 +72,8 @@ pub fn cntfrq() -> u32 {
     read_cp15!("p15, 0, {}, c14, c0, 0")
 }
 
-/// Writes `HCR`, the hypervisor configuration.
+/// Writes `HCR`, the hypervisor configuration
+/// ([`HCR`](crate::fields::armv7::HCR)).
 ///
 /// # Safety
 ///
@@ -76,7 +83,8 @@ pub unsafe fn set_hcr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 0", v) }
 }
 
-/// Writes `HCPTR` (coprocessor traps).
+/// Writes `HCPTR` (coprocessor traps,
+/// [`HCPTR`](crate::fields::armv7::HCPTR)).
 ///
 /// # Safety
 ///
@@ -86,7 +94,8 @@ pub unsafe fn set_hcptr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 2", v) }
 }
 
-/// Writes `HSTR` (CP15 primary-register traps).
+/// Writes `HSTR` (CP15 primary-register traps,
+/// [`HSTR`](crate::fields::armv7::HSTR)).
 ///
 /// # Safety
 ///
@@ -96,7 +105,8 @@ pub unsafe fn set_hstr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 3", v) }
 }
 
-/// Writes `HDCR` (debug and PMU traps).
+/// Writes `HDCR` (debug and PMU traps,
+/// [`HDCR`](crate::fields::armv7::HDCR)).
 ///
 /// # Safety
 ///
@@ -106,7 +116,8 @@ pub unsafe fn set_hdcr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 1", v) }
 }
 
-/// Reads `PMCR` (the PMU's control; `N` [15:11] is its counters).
+/// Reads `PMCR` (the PMU's control; [`PMCR::N`](crate::fields::armv7::PMCR::N)
+/// is its counters).
 pub fn pmcr() -> u32 {
     read_cp15!("p15, 0, {}, c9, c12, 0")
 }
@@ -151,7 +162,8 @@ pub unsafe fn set_vpidr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c0, c0, 0", v) }
 }
 
-/// Writes `VMPIDR`, the `MPIDR` guests read.
+/// Writes `VMPIDR`, the `MPIDR` guests read
+/// ([`MPIDR`](crate::fields::armv7::MPIDR)).
 ///
 /// # Safety
 ///
@@ -161,7 +173,8 @@ pub unsafe fn set_vmpidr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c0, c0, 5", v) }
 }
 
-/// Writes `CNTHCTL` (PL1 access to the physical counter and timer).
+/// Writes `CNTHCTL` (PL1 access to the physical counter and timer,
+/// [`CNTHCTL`](crate::fields::armv7::CNTHCTL)).
 ///
 /// # Safety
 ///

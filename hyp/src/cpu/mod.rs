@@ -133,39 +133,6 @@ impl VcpuRegs {
     }
 }
 
-/// Exception classes (`ESR_EL2.EC`, `HSR.EC`: the same field) both
-/// architectures share.
-pub mod ec {
-    /// WFI or WFE trapped.
-    pub const WFX: u64 = 0x01;
-    /// Instruction abort from the guest.
-    pub const IABT_LOW: u64 = 0x20;
-    /// Data abort from the guest.
-    pub const DABT_LOW: u64 = 0x24;
-}
-
-/// Fields of a syndrome (`ESR_EL2` or `HSR`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Syndrome(pub u64);
-
-impl Syndrome {
-    /// Exception class [31:26].
-    pub fn ec(self) -> u64 {
-        (self.0 >> 26) & 0x3f
-    }
-
-    /// Instruction length [25]: 4 bytes when set, 2 (a 16-bit Thumb
-    /// instruction) when clear.
-    pub fn insn_len(self) -> u64 {
-        if self.0 & (1 << 25) != 0 {
-            4
-        } else {
-            2
-        }
-    }
-
-    /// Instruction-specific syndrome [24:0].
-    pub fn iss(self) -> u64 {
-        self.0 & 0x1ff_ffff
-    }
-}
+/// The syndrome of an exit and its exception classes, shared by both
+/// architectures (`ESR_EL2` and `HSR` have one layout).
+pub use crate::syndrome::{ec, Syndrome};

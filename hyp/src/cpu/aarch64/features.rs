@@ -2,7 +2,13 @@
 //! state depends on it: read from the ID registers once, on the boot CPU
 //! (the hypervisor runs on CPUs of one kind).
 
+use arch::fields::aarch64::PMCR_EL0;
 use arch::read_sysreg;
+
+use crate::idregs::{
+    ID_AA64DFR0 as DFR0, ID_AA64ISAR1 as ISAR1, ID_AA64ISAR2 as ISAR2, ID_AA64MMFR0 as MMFR0,
+    ID_AA64MMFR1 as MMFR1, ID_AA64PFR0 as PFR0, ID_AA64PFR1 as PFR1,
+};
 
 /// The features the EL2 set-up and the vCPU switch look at.
 #[derive(Clone, Copy, Debug)]
@@ -39,9 +45,10 @@ pub struct Features {
     pub gicv3: bool,
 }
 
-fn field(v: u64, shift: u32) -> u64 {
-    (v >> shift) & 0xf
-}
+/// `ID_AA64DFR0_EL1.PMUVer`: no PMU, or an IMPLEMENTATION DEFINED one.
+const PMU_NONE: u64 = 0x0;
+/// See [`PMU_NONE`].
+const PMU_IMP_DEF: u64 = 0xf;
 
 impl Features {
     /// Reads them from this CPU's ID registers.
@@ -53,31 +60,31 @@ impl Features {
         let isar2 = read_sysreg!("id_aa64isar2_el1");
         let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
         let mmfr1 = read_sysreg!("id_aa64mmfr1_el1");
-        let pmu = field(dfr0, 8);
-        let pmu_counters =
-            (pmu != 0 && pmu != 0xf).then(|| (read_sysreg!("pmcr_el0") >> 11) & 0x1f);
+        let pmu = DFR0::PMUVer.read(dfr0);
+        let pmu_counters = (pmu != PMU_NONE && pmu != PMU_IMP_DEF)
+            .then(|| PMCR_EL0::N.read(read_sysreg!("pmcr_el0")));
         Self {
-            pauth: field(isar1, 4)
-                | field(isar1, 8)
-                | field(isar1, 24)
-                | field(isar1, 28)
-                | field(isar2, 8)
-                | field(isar2, 12)
+            pauth: ISAR1::APA.read(isar1)
+                | ISAR1::API.read(isar1)
+                | ISAR1::GPA.read(isar1)
+                | ISAR1::GPI.read(isar1)
+                | ISAR2::GPA3.read(isar2)
+                | ISAR2::APA3.read(isar2)
                 != 0,
-            brps: field(dfr0, 12) as usize + 1,
-            wrps: field(dfr0, 20) as usize + 1,
+            brps: DFR0::BRPs.read(dfr0) as usize + 1,
+            wrps: DFR0::WRPs.read(dfr0) as usize + 1,
             pmu_counters,
-            spe: field(dfr0, 32) != 0,
-            trbe: field(dfr0, 44) != 0,
-            trf: field(dfr0, 40) != 0,
-            fgt: field(mmfr0, 56),
-            hcx: field(mmfr1, 40) != 0,
-            amu: field(pfr0, 44) != 0,
-            ras: field(pfr0, 28) != 0,
-            lor: field(mmfr1, 16) != 0,
-            pan: field(mmfr1, 20) != 0,
-            ssbs: field(pfr1, 4) != 0,
-            gicv3: field(pfr0, 24) != 0,
+            spe: DFR0::PMSVer.read(dfr0) != 0,
+            trbe: DFR0::TraceBuffer.read(dfr0) != 0,
+            trf: DFR0::TraceFilt.read(dfr0) != 0,
+            fgt: MMFR0::FGT.read(mmfr0),
+            hcx: MMFR1::HCX.read(mmfr1) != 0,
+            amu: PFR0::AMU.read(pfr0) != 0,
+            ras: PFR0::RAS.read(pfr0) != 0,
+            lor: MMFR1::LO.read(mmfr1) != 0,
+            pan: MMFR1::PAN.read(mmfr1) != 0,
+            ssbs: PFR1::SSBS.read(pfr1) != 0,
+            gicv3: PFR0::GIC.read(pfr0) != 0,
         }
     }
 }

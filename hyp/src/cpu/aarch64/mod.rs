@@ -8,23 +8,29 @@ mod sysreg;
 use core::cell::UnsafeCell;
 use core::fmt;
 
+use aarch64_cpu::registers::{
+    CNTHCTL_EL2, CPACR_EL1, ESR_EL1, ICC_SRE_EL2, MPIDR_EL1, SPSR_EL2, VMPIDR_EL2,
+};
 pub use arch::aarch64::cache::{self, PocByPa};
 pub use arch::aarch64::tlb::Stage2Tlb;
+use arch::fields::aarch64 as fields;
 use arch::{read_sysreg, write_sysreg};
 pub use exception::GuestRegs;
 use exception::{guest_enter, HostContext};
-use mmu::{Features, Geometry};
+use mmu::{Features, Geometry, PAGE_SHIFT};
+use tock_registers::LocalRegisterCopy;
 
-use super::{EntryArg, Exit, Syndrome, MAX_CPUS};
+use super::{ec, EntryArg, Exit, Syndrome, MAX_CPUS};
 use crate::psci::{self, Conduit};
+use crate::syndrome::ISS_ABORT;
 
 /// How the banner names the CPU mode.
 pub const NAME: &str = "AArch64 EL2";
 
 /// `HVC` from an AArch64 guest.
-pub const EC_HVC: u64 = 0x16;
+pub const EC_HVC: u64 = ec::HVC64;
 /// `SMC` from an AArch64 guest, trapped (`HCR_EL2.TSC`).
-pub const EC_SMC: u64 = 0x17;
+pub const EC_SMC: u64 = ec::SMC64;
 
 /// PSCI `CPU_ON` as this hypervisor calls it.
 pub const PSCI_CPU_ON: u32 = psci::CPU_ON_64;
@@ -100,24 +106,40 @@ fn mdcr_guest(f: &features::Features) -> u64 {
 /// features); trace registers (TTA) and activity monitors (TAM, where
 /// they exist) trapped.
 fn cptr_guest(f: &features::Features) -> u64 {
-    const RES1: u64 = 0xff | (1 << 9) | (1 << 13);
-    const TZ: u64 = 1 << 8;
-    const TSM: u64 = 1 << 12;
-    const TTA: u64 = 1 << 20;
-    const TAM: u64 = 1 << 30;
-    RES1 | TZ | TSM | TTA | if f.amu { TAM } else { 0 }
+    use fields::CPTR_EL2 as C;
+    let mut v = C::RES1_7_0::SET
+        + C::RES1_9::SET
+        + C::RES1_13::SET
+        + C::TZ::SET
+        + C::TSM::SET
+        + C::TTA::SET
+        + C::TFP::CLEAR;
+    if f.amu {
+        v += C::TAM::SET;
+    }
+    v.value
+}
+
+/// `PSTATE` of EL1 using `SP_EL1` with debug exceptions, SErrors, IRQs
+/// and FIQs masked (in `SPSR_EL2`'s layout): a vCPU's first, and what
+/// taking an exception to EL1 sets.
+fn pstate_el1h_masked() -> u64 {
+    use SPSR_EL2 as S;
+    (S::D::Masked + S::A::Masked + S::I::Masked + S::F::Masked + S::M::EL1h).value
 }
 
 /// This CPU's index: `MPIDR_EL1.Aff0` (CPUs of QEMU `virt` up to 8, and of
 /// the Raspberry Pi boards, are numbered 0..n there).
 #[inline]
 pub fn cpu_index() -> usize {
-    (read_sysreg!("mpidr_el1") & 0xff) as usize
+    MPIDR_EL1::Aff0.read(read_sysreg!("mpidr_el1")) as usize
 }
 
 /// This CPU's affinity (`MPIDR_EL1` Aff3..Aff0), as the DTB's `reg`.
 pub fn mpidr() -> u64 {
-    read_sysreg!("mpidr_el1") & 0xff_00ff_ffff
+    use MPIDR_EL1 as M;
+    let affinity = M::Aff3::SET + M::Aff2::SET + M::Aff1::SET + M::Aff0::SET;
+    read_sysreg!("mpidr_el1") & affinity.mask()
 }
 
 /// `MIDR_EL1`.
@@ -134,7 +156,8 @@ pub fn counter() -> (u64, u64) {
 /// The guests' stage-2 regime: 40-bit IPA (from level 1, two concatenated
 /// roots), the CPU's PA size and TLB features.
 pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
-    let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
+    let parange = crate::idregs::ID_AA64MMFR0::PARange.read(read_sysreg!("id_aa64mmfr0_el1"));
+    // PARange 0b0000 to 0b0101, and above: 52 bits, of which 48 are used.
     let pa_bits = [32, 36, 40, 42, 44, 48, 48][parange.min(6) as usize];
     Geometry::aarch64(40, pa_bits, Features::default())
 }
@@ -149,7 +172,10 @@ pub fn el2_init(vtcr: u64) {
         write_sysreg!("mdcr_el2", mdcr_guest(f));
         write_sysreg!("cptr_el2", cptr_guest(f));
         // EL1 may use the physical counter and timer.
-        write_sysreg!("cnthctl_el2", 0b11);
+        write_sysreg!(
+            "cnthctl_el2",
+            (CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET).value
+        );
         write_sysreg!("cntvoff_el2", 0);
         write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
         if f.hcx {
@@ -188,11 +214,16 @@ pub fn el2_init(vtcr: u64) {
             // UNDEFINED for the guest, as ID_AA64PFR0_EL1.GIC says. Without
             // this, ICC_PMR_EL1 and the rest reach ICH_VMCR_EL2, which every
             // guest on the CPU would share.
-            const ICH_HCR_TRAPS: u64 = (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
-            let sre = read_sysreg!("s3_4_c12_c9_5");
-            write_sysreg!("s3_4_c12_c9_5", (sre | 1) & !(1 << 3));
+            use fields::ICH_HCR_EL2 as H;
+            let traps = H::TC::SET + H::TALL0::SET + H::TALL1::SET + H::TDIR::SET;
+            // ICC_SRE_EL2: SRE set (EL2 uses the system registers), Enable
+            // clear (EL1 may not set ICC_SRE_EL1.SRE).
+            let mut sre =
+                LocalRegisterCopy::<u64, ICC_SRE_EL2::Register>::new(read_sysreg!("s3_4_c12_c9_5"));
+            sre.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::CLEAR);
+            write_sysreg!("s3_4_c12_c9_5", sre.get());
             arch::aarch64::barrier::isb();
-            write_sysreg!("s3_4_c12_c11_0", ICH_HCR_TRAPS);
+            write_sysreg!("s3_4_c12_c11_0", traps.value);
         }
         // The hardware OS lock off (it is set on a cold reset): each
         // guest's own is emulated, and breakpoints work only unlocked.
@@ -209,7 +240,10 @@ pub fn load_vcpu(vttbr: u64, index: usize, other_ran: bool) {
     // this CPU meanwhile.
     unsafe {
         write_sysreg!("vttbr_el2", vttbr);
-        write_sysreg!("vmpidr_el2", 0x8000_0000 | index as u64);
+        write_sysreg!(
+            "vmpidr_el2",
+            (VMPIDR_EL2::RES1::SET + VMPIDR_EL2::Aff0.val(index as u64)).value
+        );
     }
     arch::aarch64::barrier::isb();
     if other_ran {
@@ -246,7 +280,7 @@ pub fn fault_va(_ec: u64) -> u64 {
 
 /// The faulting IPA's page: `HPFAR_EL2.FIPA` [43:4] holds IPA [51:12].
 pub fn fault_ipa_page() -> u64 {
-    (read_sysreg!("hpfar_el2") & 0x0fff_ffff_fff0) << 8
+    fields::HPFAR_EL2::FIPA.read(read_sysreg!("hpfar_el2")) << PAGE_SHIFT
 }
 
 /// Takes a synchronous exception to the guest's EL1 as the architecture
@@ -256,30 +290,29 @@ pub fn fault_ipa_page() -> u64 {
 /// PSTATE EL1h with D, A, I, F masked, BTYPE, SS and IL clear, DIT kept,
 /// PAN set if `SCTLR_EL1.SPAN` is clear, SSBS from `SCTLR_EL1.DSSBS`.
 fn take_el1_exception(regs: &mut GuestRegs, esr: u64, far: Option<u64>) {
-    const PSTATE_EL1H_MASKED: u64 = 0x3c5;
-    const DIT: u64 = 1 << 24;
-    const PAN: u64 = 1 << 22;
-    const SSBS: u64 = 1 << 12;
-    let old = regs.pstate;
-    let offset = if old & 0x10 != 0 {
-        0x600 // lower EL, AArch32
+    use fields::{SCTLR_EL1 as SCTLR, SPSR_EL2 as PS};
+    let old = LocalRegisterCopy::<u64, PS::Register>::new(regs.pstate);
+    let offset = if old.matches_all(PS::nRW::AArch32) {
+        vector::LOWER_AARCH32
+    } else if !old.matches_all(PS::EL::EL1) {
+        vector::LOWER_AARCH64
+    } else if old.matches_all(PS::SP::SpElx) {
+        vector::CURRENT_SPX
     } else {
-        match (old & 0xc == 0x4, old & 1) {
-            (false, _) => 0x400, // lower EL, AArch64
-            (true, 1) => 0x200,  // current EL, SP_ELx
-            (true, _) => 0x000,  // current EL, SP_EL0
-        }
+        vector::CURRENT_SP0
     };
     let f = features::features();
-    let sctlr = read_sysreg!("sctlr_el1");
-    let mut new = PSTATE_EL1H_MASKED | (old & DIT);
-    // SCTLR_EL1.SPAN [23] clear: PAN set on entry (FEAT_PAN); else kept.
+    let sctlr = LocalRegisterCopy::<u64, SCTLR::Register>::new(read_sysreg!("sctlr_el1"));
+    let mut new = pstate_el1h_masked() | PS::DIT.val(old.read(PS::DIT)).value;
+    // SCTLR_EL1.SPAN clear: PAN set on entry (FEAT_PAN); else kept.
     if f.pan {
-        new |= if sctlr & (1 << 23) == 0 { PAN } else { old & PAN };
+        let pan =
+            if sctlr.is_set(SCTLR::SPAN) { PS::PAN.val(old.read(PS::PAN)) } else { PS::PAN::SET };
+        new |= pan.value;
     }
-    // SCTLR_EL1.DSSBS [44] (FEAT_SSBS).
-    if f.ssbs && sctlr & (1 << 44) != 0 {
-        new |= SSBS;
+    // SCTLR_EL1.DSSBS (FEAT_SSBS).
+    if f.ssbs && sctlr.is_set(SCTLR::DSSBS) {
+        new |= PS::SSBS::SET.value;
     }
     let vbar = read_sysreg!("vbar_el1");
     // SAFETY: the guest's EL1 registers are live on this CPU while its
@@ -290,10 +323,23 @@ fn take_el1_exception(regs: &mut GuestRegs, esr: u64, far: Option<u64>) {
             write_sysreg!("far_el1", far);
         }
         write_sysreg!("elr_el1", regs.pc);
-        write_sysreg!("spsr_el1", old);
+        write_sysreg!("spsr_el1", old.get());
     }
     regs.pc = vbar + offset;
     regs.pstate = new;
+}
+
+/// Offsets in the EL1 vector table (`VBAR_EL1`) of the synchronous
+/// exception entries, by where the exception came from.
+mod vector {
+    /// The current EL with `SP_EL0`.
+    pub const CURRENT_SP0: u64 = 0x000;
+    /// The current EL with `SP_ELx`.
+    pub const CURRENT_SPX: u64 = 0x200;
+    /// A lower EL in AArch64.
+    pub const LOWER_AARCH64: u64 = 0x400;
+    /// A lower EL in AArch32.
+    pub const LOWER_AARCH32: u64 = 0x600;
 }
 
 /// Injects a synchronous external abort into the guest's EL1, as the
@@ -301,16 +347,20 @@ fn take_el1_exception(regs: &mut GuestRegs, esr: u64, far: Option<u64>) {
 /// instruction abort from the same or a lower EL, DFSC/IFSC 0x10, WnR for
 /// writes, FAR_EL1 the faulting VA.
 pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
-    let from_el1 = regs.pstate & 0x1c == 0x4;
-    let ec: u64 = match (data, from_el1) {
-        (true, true) => 0x25,
-        (true, false) => 0x24,
-        (false, true) => 0x21,
-        (false, false) => 0x20,
+    use fields::SPSR_EL2 as PS;
+    use ESR_EL1::EC;
+    let pstate = LocalRegisterCopy::<u64, PS::Register>::new(regs.pstate);
+    let from_el1 = pstate.matches_all(PS::nRW::AArch64 + PS::EL::EL1);
+    let ec = match (data, from_el1) {
+        (true, true) => EC::DataAbortCurrentEL,
+        (true, false) => EC::DataAbortLowerEL,
+        (false, true) => EC::InstrAbortCurrentEL,
+        (false, false) => EC::InstrAbortLowerEL,
     };
-    let wnr = if data && write { 1 << 6 } else { 0 };
-    let esr = (ec << 26) | (1 << 25) | wnr | 0x10;
-    take_el1_exception(regs, esr, Some(far));
+    let wnr = if data && write { ISS_ABORT::WNR::SET } else { ISS_ABORT::WNR::CLEAR };
+    let iss = wnr + ISS_ABORT::FSC::SyncExternal;
+    let esr = ec + ESR_EL1::IL::SET + ESR_EL1::ISS.val(iss.value);
+    take_el1_exception(regs, esr.value, Some(far));
 }
 
 /// Injects an undefined-instruction exception ("unknown reason", EC 0) at
@@ -318,7 +368,8 @@ pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far:
 /// would take it.
 pub fn inject_undef(regs: &mut GuestRegs) {
     // EC 0 with IL set, ISS zero.
-    take_el1_exception(regs, 1 << 25, None);
+    let esr = ESR_EL1::EC::Unknown + ESR_EL1::IL::SET + ESR_EL1::ISS.val(0);
+    take_el1_exception(regs, esr.value, None);
 }
 
 /// Emulates an instruction that trapped with exception class `ec`: true
@@ -329,7 +380,7 @@ pub fn inject_undef(regs: &mut GuestRegs) {
 /// EL0's coprocessor accesses (0x03-0x06, 0x0C) are UNDEFINED.
 pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
     match ec {
-        0x18 => sysreg::emulate(iss, &mut st.regs, &mut st.sys.debug),
+        ec::SYS64 => sysreg::emulate(iss, &mut st.regs, &mut st.sys.debug),
         _ => false,
     }
 }
@@ -344,7 +395,7 @@ impl GuestRegs {
             EntryArg::Dtb(a) | EntryArg::Context(a) => a,
         };
         r.pc = entry;
-        r.pstate = 0x3c5; // EL1h, DAIF masked
+        r.pstate = pstate_el1h_masked();
         r
     }
 
@@ -410,9 +461,21 @@ impl GuestSysRegs {
     /// The state a vCPU starts with: MMU off, FP/SIMD not trapped, timers
     /// off, the OS lock set.
     pub fn reset() -> Self {
+        use fields::SCTLR_EL1 as S;
         let mut r = Self::default();
-        r.r[0] = 0x30d0_0800; // SCTLR_EL1 RES1 bits, MMU and caches off
-        r.r[8] = 3 << 20; // CPACR_EL1.FPEN
+        // SCTLR_EL1: the RES1 bits of Armv8.0 (later features' controls
+        // in their Armv8.0 behaviour), M, C and I clear.
+        let sctlr = S::EOS::SET
+            + S::TSCXT::SET
+            + S::EIS::SET
+            + S::SPAN::SET
+            + S::nTLSMD::SET
+            + S::LSMAOE::SET
+            + S::M::CLEAR
+            + S::C::CLEAR
+            + S::I::CLEAR;
+        r.r[0] = sctlr.value;
+        r.r[8] = CPACR_EL1::FPEN::TrapNothing.value;
         r
     }
 

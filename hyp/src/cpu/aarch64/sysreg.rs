@@ -14,6 +14,8 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::registers::{MDSCR_EL1, OSLAR_EL1};
+use arch::fields::aarch64::{DBGCLAIM_EL1, MDCCINT_EL1, OSLSR_EL1};
 use arch::write_sysreg;
 
 use super::features::features;
@@ -25,9 +27,18 @@ const DBG_MAX: usize = 16;
 
 /// `MDSCR_EL1` bits a guest may set: software step, the EL0 DCC trap,
 /// kernel and monitor debug enables.
-const MDSCR_WRITABLE: u64 = (1 << 0) | (1 << 12) | (1 << 13) | (1 << 15);
+const MDSCR_WRITABLE: u64 = MDSCR_EL1::SS::SET.value
+    | MDSCR_EL1::TDCC::SET.value
+    | MDSCR_EL1::KDE::SET.value
+    | MDSCR_EL1::MDE::SET.value;
 /// `MDSCR_EL1` bits that enable debug exceptions: off under the OS lock.
-const MDSCR_DEBUG_ENABLES: u64 = (1 << 0) | (1 << 13) | (1 << 15);
+const MDSCR_DEBUG_ENABLES: u64 =
+    MDSCR_EL1::SS::SET.value | MDSCR_EL1::KDE::SET.value | MDSCR_EL1::MDE::SET.value;
+/// `MDCCINT_EL1` bits a guest may set: the DCC interrupt enables.
+const MDCCINT_WRITABLE: u64 = MDCCINT_EL1::TX::SET.value | MDCCINT_EL1::RX::SET.value;
+/// `DBGCLAIMSET_EL1`/`DBGCLAIMCLR_EL1`: the claim tags (all eight
+/// implemented).
+const CLAIM_TAGS: u64 = DBGCLAIM_EL1::CLAIM::SET.value;
 
 /// A vCPU's debug registers.
 #[derive(Clone, Copy, Debug)]
@@ -204,27 +215,30 @@ pub fn emulate(iss: u64, regs: &mut GuestRegs, dbg: &mut Debug) -> bool {
         // MDCCINT_EL1: kept, with no effect (no DCC for guests).
         ((2, 0, 0, 2, 0), true) => Some(dbg.mdccint),
         ((2, 0, 0, 2, 0), false) => {
-            dbg.mdccint = v & (3 << 29);
+            dbg.mdccint = v & MDCCINT_WRITABLE;
             None
         }
-        // OSLAR_EL1 (write) and OSLSR_EL1 (read: OSLM = 0b10, OSLK).
+        // OSLAR_EL1 (write) and OSLSR_EL1 (read: OSLM = 0b10, the OS lock
+        // implemented; OSLK).
         ((2, 0, 1, 0, 4), false) => {
-            dbg.oslk = v & 1 != 0;
+            dbg.oslk = OSLAR_EL1::OSLK.is_set(v);
             // SAFETY: as in `write_dbg`.
             unsafe { write_sysreg!("mdscr_el1", dbg.hw_mdscr()) };
             None
         }
-        ((2, 0, 1, 1, 4), true) => Some((1 << 3) | (u64::from(dbg.oslk) << 1)),
+        ((2, 0, 1, 1, 4), true) => {
+            Some((OSLSR_EL1::OSLM1::SET + OSLSR_EL1::OSLK.val(dbg.oslk.into())).value)
+        }
         // DBGCLAIMSET_EL1 (reads the implemented tags), DBGCLAIMCLR_EL1
         // (reads the tags set).
-        ((2, 0, 7, 8, 6), true) => Some(0xff),
+        ((2, 0, 7, 8, 6), true) => Some(CLAIM_TAGS),
         ((2, 0, 7, 8, 6), false) => {
-            dbg.claim |= v & 0xff;
+            dbg.claim |= v & CLAIM_TAGS;
             None
         }
         ((2, 0, 7, 9, 6), true) => Some(dbg.claim),
         ((2, 0, 7, 9, 6), false) => {
-            dbg.claim &= !(v & 0xff);
+            dbg.claim &= !(v & CLAIM_TAGS);
             None
         }
         // MDRAR_EL1, OSDLR_EL1, DBGPRCR_EL1, DBGAUTHSTATUS_EL1, MDCCSR_EL0,

@@ -8,40 +8,28 @@ use core::fmt;
 pub use arch::armv7::cache::{self, PocByPa};
 use arch::armv7::regs;
 pub use arch::armv7::tlb::Stage2Tlb;
+use arch::fields::armv7::{
+    CNTHCTL, CPSR, DFSR, HCPTR, HCR, HDCR, HSTR, IFSR, MPIDR, PMCR, SCTLR, TTBCR,
+};
 use arch::{read_cp15, read_cp15_64, write_cp15, write_cp15_64};
 pub use exception::GuestRegs;
 use mmu::Geometry;
+use tock_registers::LocalRegisterCopy;
 
 use super::{ec, EntryArg, Exit, Syndrome};
+use crate::idregs::ID_DFR0;
 use crate::psci::{self, Conduit};
 
 /// How the banner names the CPU mode.
 pub const NAME: &str = "ARMv7 Hyp mode";
 
 /// `HVC` from an AArch32 guest.
-pub const EC_HVC: u64 = 0x12;
+pub const EC_HVC: u64 = ec::HVC32;
 /// `SMC` from an AArch32 guest, trapped (`HCR.TSC`).
-pub const EC_SMC: u64 = 0x13;
+pub const EC_SMC: u64 = ec::SMC32;
 
 /// PSCI `CPU_ON` as this hypervisor calls it.
 pub const PSCI_CPU_ON: u32 = psci::CPU_ON_32;
-
-/// HCR fields (the low half of `HCR_EL2`'s layout).
-mod hcr {
-    pub const VM: u32 = 1 << 0;
-    pub const SWIO: u32 = 1 << 1;
-    pub const FMO: u32 = 1 << 3;
-    pub const IMO: u32 = 1 << 4;
-    pub const AMO: u32 = 1 << 5;
-    pub const FB: u32 = 1 << 9;
-    pub const BSU_IS: u32 = 1 << 10;
-    pub const TWI: u32 = 1 << 13;
-    pub const TWE: u32 = 1 << 14;
-    pub const TID3: u32 = 1 << 18;
-    pub const TSC: u32 = 1 << 19;
-    pub const TIDCP: u32 = 1 << 20;
-    pub const TAC: u32 = 1 << 21;
-}
 
 /// HCR while guests run: stage 2 (VM), set/way as clean+inval (SWIO),
 /// physical interrupts and asynchronous aborts to Hyp mode (FMO, IMO,
@@ -49,60 +37,86 @@ mod hcr {
 /// BSU=IS), WFI, WFE and SMC trapped (TWI, TWE, TSC), the ID registers
 /// (TID3), implementation-defined registers (TIDCP) and ACTLR (TAC)
 /// trapped.
-const HCR_GUEST: u32 = hcr::VM
-    | hcr::SWIO
-    | hcr::FMO
-    | hcr::IMO
-    | hcr::AMO
-    | hcr::FB
-    | hcr::BSU_IS
-    | hcr::TWI
-    | hcr::TWE
-    | hcr::TID3
-    | hcr::TSC
-    | hcr::TIDCP
-    | hcr::TAC;
+const HCR_GUEST: u32 = HCR::VM::SET.value
+    | HCR::SWIO::SET.value
+    | HCR::FMO::SET.value
+    | HCR::IMO::SET.value
+    | HCR::AMO::SET.value
+    | HCR::FB::SET.value
+    | HCR::BSU::InnerShareable.value
+    | HCR::TWI::SET.value
+    | HCR::TWE::SET.value
+    | HCR::TID3::SET.value
+    | HCR::TSC::SET.value
+    | HCR::TIDCP::SET.value
+    | HCR::TAC::SET.value;
 
-/// HDCR fields.
-mod hdcr {
-    pub const TPMCR: u32 = 1 << 5;
-    pub const TPM: u32 = 1 << 6;
-    pub const TDA: u32 = 1 << 9;
-    pub const TDOSA: u32 = 1 << 10;
-    pub const TDRA: u32 = 1 << 11;
-}
-
-/// HSTR.T15: trap accesses to the implementation-defined CP15 c15
-/// registers.
-const HSTR_T15: u32 = 1 << 15;
+/// HSTR while guests run: T15, accesses to the implementation-defined
+/// CP15 c15 registers trapped.
+const HSTR_GUEST: u32 = HSTR::T15::SET.value;
 
 /// HCPTR while guests run: every coprocessor trap bit that exists, CP10
 /// and CP11 (VFP, Advanced SIMD) included, and TASE. The hypervisor does
 /// not switch FP state, so a guest that uses it exits and is stopped
 /// rather than seeing another guest's registers.
-const HCPTR_GUEST: u32 = 0x3fff | (1 << 15);
+const HCPTR_GUEST: u32 = HCPTR::TCP::SET.value | HCPTR::TASE::SET.value;
+
+/// HDCR while guests run, but for `HPMN`: the PMU (TPMCR, TPM) and every
+/// debug register (TDA, TDOSA, TDRA) trapped.
+const HDCR_GUEST: u32 = HDCR::TPMCR::SET.value
+    | HDCR::TPM::SET.value
+    | HDCR::TDA::SET.value
+    | HDCR::TDOSA::SET.value
+    | HDCR::TDRA::SET.value;
+
+/// CNTHCTL while guests run: PL1 may use the physical counter and timer.
+const CNTHCTL_GUEST: u32 = CNTHCTL::PL1PCTEN::SET.value | CNTHCTL::PL1PCEN::SET.value;
 
 /// CPSR of a vCPU at its first instruction: SVC mode, ARM state,
 /// asynchronous aborts, IRQ and FIQ masked.
-const CPSR_SVC_MASKED: u32 = 0x1d3;
+const CPSR_SVC_MASKED: u32 = CPSR::M::Supervisor.value
+    | CPSR::T::CLEAR.value
+    | CPSR::F::SET.value
+    | CPSR::I::SET.value
+    | CPSR::A::SET.value;
 
-/// Processor modes (CPSR.M).
-const MODE_FIQ: u32 = 0x11;
-const MODE_IRQ: u32 = 0x12;
-const MODE_SVC: u32 = 0x13;
-const MODE_ABT: u32 = 0x17;
-const MODE_UND: u32 = 0x1b;
+// The values before the fields had names: behaviour must not change.
+const _: () = assert!(HCR_GUEST == 0x003c_663b);
+const _: () = assert!(HSTR_GUEST == 0x8000);
+const _: () = assert!(HCPTR_GUEST == 0xbfff);
+const _: () = assert!(HDCR_GUEST == 0x0e60);
+const _: () = assert!(CNTHCTL_GUEST == 0b11);
+const _: () = assert!(CPSR_SVC_MASKED == 0x1d3);
+
+/// Where the exception vectors are with `SCTLR.V` set ("high vectors").
+const HIGH_VECTORS: u32 = 0xffff_0000;
+
+/// Offsets of the exception vectors (from `VBAR` or [`HIGH_VECTORS`]).
+mod vector {
+    /// Undefined instruction.
+    pub const UNDEF: u32 = 0x04;
+    /// Prefetch abort.
+    pub const PABT: u32 = 0x0c;
+    /// Data abort.
+    pub const DABT: u32 = 0x10;
+}
+
+/// The guest's processor mode (`CPSR.M`), if it is a valid one.
+fn mode(cpsr: u32) -> Option<CPSR::M::Value> {
+    CPSR::M.read_as_enum(cpsr)
+}
 
 /// This CPU's index: `MPIDR.Aff0` (CPUs of QEMU `virt` and of the
 /// Raspberry Pi 2 are numbered 0..n there).
 #[inline]
 pub fn cpu_index() -> usize {
-    (regs::mpidr() & 0xff) as usize
+    MPIDR::Aff0.read(regs::mpidr()) as usize
 }
 
 /// This CPU's affinity (`MPIDR` Aff2..Aff0), as the DTB's `reg`.
 pub fn mpidr() -> u64 {
-    u64::from(regs::mpidr() & 0xff_ffff)
+    let affinity = MPIDR::Aff2::SET + MPIDR::Aff1::SET + MPIDR::Aff0::SET;
+    u64::from(regs::mpidr() & affinity.mask())
 }
 
 /// `MIDR`.
@@ -129,17 +143,17 @@ pub fn el2_init(vtcr: u64) {
         regs::set_vtcr(vtcr as u32);
         regs::set_hcr(HCR_GUEST);
         regs::set_hcptr(HCPTR_GUEST);
-        regs::set_hstr(HSTR_T15);
+        regs::set_hstr(HSTR_GUEST);
         // The PMU and every debug register trapped: guests get neither
         // (ID_DFR0 reads as 0; see `emulate_trap`). HPMN: all of the PMU's
-        // counters.
-        let pmu_counters =
-            if (regs::id_dfr0() >> 24) & 0xf == 0 { 0 } else { (regs::pmcr() >> 11) & 0x1f };
-        regs::set_hdcr(
-            hdcr::TPMCR | hdcr::TPM | hdcr::TDA | hdcr::TDOSA | hdcr::TDRA | pmu_counters,
-        );
-        // PL1 may use the physical counter and timer.
-        regs::set_cnthctl(0b11);
+        // counters (none without a PMU: ID_DFR0.PerfMon 0).
+        let pmu_counters = if ID_DFR0::PerfMon.read(regs::id_dfr0()) == 0 {
+            0
+        } else {
+            PMCR::N.read(regs::pmcr())
+        };
+        regs::set_hdcr(HDCR_GUEST | HDCR::HPMN.val(pmu_counters).value);
+        regs::set_cnthctl(CNTHCTL_GUEST);
         regs::set_cntvoff(0);
         regs::set_vpidr(regs::midr());
     }
@@ -154,7 +168,7 @@ pub fn load_vcpu(vttbr: u64, index: usize, other_ran: bool) {
     // this CPU meanwhile.
     unsafe {
         regs::set_vttbr(vttbr);
-        regs::set_vmpidr(0x8000_0000 | index as u32);
+        regs::set_vmpidr((MPIDR::M::SET + MPIDR::Aff0.val(index as u32)).value);
     }
     arch::armv7::barrier::isb();
     if other_ran {
@@ -191,37 +205,43 @@ pub fn fault_ipa_page() -> u64 {
 /// (prefetch), `DFSR`/`DFAR` or `IFSR`/`IFAR` set in the format `TTBCR.EAE`
 /// selects, PC at the vector (`VBAR`, or `0xffff_0000` with `SCTLR.V`).
 pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
-    let sctlr = read_cp15!("p15, 0, {}, c1, c0, 0");
-    let lpae = read_cp15!("p15, 0, {}, c2, c0, 2") & (1 << 31) != 0;
-    // Synchronous external abort, not on a table walk: status 0b010000
+    let sctlr = guest_sctlr();
+    let lpae = TTBCR::EAE.is_set(read_cp15!("p15, 0, {}, c2, c0, 2"));
+    // Synchronous external abort, not on a table walk: STATUS 0b010000
     // (long-descriptor format, with the LPAE bit) or FS 0b01000.
-    let status = if lpae { (1 << 9) | 0x10 } else { 0x08 };
     let (offset, lr) = if data {
-        let dfsr = status | if write { 1 << 11 } else { 0 };
+        let status = if lpae {
+            DFSR::LPAE::SET + DFSR::STATUS::SyncExternal
+        } else {
+            DFSR::FS4::CLEAR + DFSR::FS::SyncExternal
+        };
+        let wnr = if write { DFSR::WnR::SET } else { DFSR::WnR::CLEAR };
         // SAFETY: the guest's PL1 registers are live on this CPU while
         // its vCPU is handled; writing them is what taking the abort does.
         unsafe {
-            write_cp15!("p15, 0, {}, c5, c0, 0", dfsr);
+            write_cp15!("p15, 0, {}, c5, c0, 0", (status + wnr).value);
             write_cp15!("p15, 0, {}, c6, c0, 0", far as u32);
         }
-        (0x10, regs.pc.wrapping_add(8))
+        (vector::DABT, regs.pc.wrapping_add(8))
     } else {
+        let status = if lpae {
+            IFSR::LPAE::SET + IFSR::STATUS::SyncExternal
+        } else {
+            IFSR::FS4::CLEAR + IFSR::FS::SyncExternal
+        };
         // SAFETY: as above.
         unsafe {
-            write_cp15!("p15, 0, {}, c5, c0, 1", status);
+            write_cp15!("p15, 0, {}, c5, c0, 1", status.value);
             write_cp15!("p15, 0, {}, c6, c0, 2", far as u32);
         }
-        (0x0c, regs.pc.wrapping_add(4))
+        (vector::PABT, regs.pc.wrapping_add(4))
     };
     regs.abt = [regs.abt[0], lr, regs.cpsr];
-    let vbar =
-        if sctlr & (1 << 13) != 0 { 0xffff_0000 } else { read_cp15!("p15, 0, {}, c12, c0, 0") };
-    // Thumb state and endianness on exceptions from SCTLR.TE and .EE;
-    // IT state and J cleared; F kept.
-    let te = if sctlr & (1 << 30) != 0 { 1 << 5 } else { 0 };
-    let ee = if sctlr & (1 << 25) != 0 { 1 << 9 } else { 0 };
-    regs.cpsr = (regs.cpsr & (1 << 6)) | (1 << 8) | (1 << 7) | te | ee | MODE_ABT;
-    regs.pc = vbar.wrapping_add(offset);
+    // F kept; A and I set.
+    let old = LocalRegisterCopy::<u32, CPSR::Register>::new(regs.cpsr);
+    let masks = CPSR::F.val(old.read(CPSR::F)) + CPSR::A::SET + CPSR::I::SET;
+    regs.cpsr = exception_cpsr(sctlr, masks + CPSR::M::Abort);
+    regs.pc = vector_base(sctlr).wrapping_add(offset);
 }
 
 /// Injects an undefined-instruction exception at the instruction that
@@ -230,18 +250,41 @@ pub fn inject_external_abort(regs: &mut GuestRegs, data: bool, write: bool, far:
 /// or + 2 (Thumb), PC at the vector + 4 (`VBAR`, or `0xffff_0000` with
 /// `SCTLR.V`).
 pub fn inject_undef(regs: &mut GuestRegs) {
-    let sctlr = read_cp15!("p15, 0, {}, c1, c0, 0");
-    let thumb = regs.cpsr & (1 << 5) != 0;
+    let sctlr = guest_sctlr();
+    let old = LocalRegisterCopy::<u32, CPSR::Register>::new(regs.cpsr);
+    let thumb = old.is_set(CPSR::T);
     let lr = regs.pc.wrapping_add(if thumb { 2 } else { 4 });
     regs.und = [regs.und[0], lr, regs.cpsr];
-    let vbar =
-        if sctlr & (1 << 13) != 0 { 0xffff_0000 } else { read_cp15!("p15, 0, {}, c12, c0, 0") };
-    // Thumb state and endianness from SCTLR.TE and .EE; IT state and J
-    // cleared; A and F kept; I set.
-    let te = if sctlr & (1 << 30) != 0 { 1 << 5 } else { 0 };
-    let ee = if sctlr & (1 << 25) != 0 { 1 << 9 } else { 0 };
-    regs.cpsr = (regs.cpsr & ((1 << 8) | (1 << 6))) | (1 << 7) | te | ee | MODE_UND;
-    regs.pc = vbar.wrapping_add(4);
+    // A and F kept; I set.
+    let masks = CPSR::A.val(old.read(CPSR::A)) + CPSR::F.val(old.read(CPSR::F)) + CPSR::I::SET;
+    regs.cpsr = exception_cpsr(sctlr, masks + CPSR::M::Undefined);
+    regs.pc = vector_base(sctlr).wrapping_add(vector::UNDEF);
+}
+
+/// The guest's `SCTLR`.
+fn guest_sctlr() -> LocalRegisterCopy<u32, SCTLR::Register> {
+    LocalRegisterCopy::new(read_cp15!("p15, 0, {}, c1, c0, 0"))
+}
+
+/// The guest's exception vectors: `VBAR`, or the high vectors with
+/// `SCTLR.V`.
+fn vector_base(sctlr: LocalRegisterCopy<u32, SCTLR::Register>) -> u32 {
+    if sctlr.is_set(SCTLR::V) {
+        HIGH_VECTORS
+    } else {
+        read_cp15!("p15, 0, {}, c12, c0, 0")
+    }
+}
+
+/// The CPSR on taking an exception: `mode_and_masks` (the new mode, and
+/// the interrupt masks as the exception kept or set them), Thumb state and
+/// endianness from `SCTLR.TE` and `.EE`, IT state and J cleared.
+fn exception_cpsr(
+    sctlr: LocalRegisterCopy<u32, SCTLR::Register>,
+    mode_and_masks: tock_registers::fields::FieldValue<u32, CPSR::Register>,
+) -> u32 {
+    let state = CPSR::T.val(sctlr.read(SCTLR::TE)) + CPSR::E.val(sctlr.read(SCTLR::EE));
+    (mode_and_masks + state + CPSR::IT_7_2::CLEAR + CPSR::IT_1_0::CLEAR + CPSR::J::CLEAR).value
 }
 
 /// Emulates an instruction that trapped with exception class `ec`: true
@@ -263,15 +306,16 @@ pub fn inject_undef(regs: &mut GuestRegs) {
 ///   accesses (0x04, 0x06, 0x0C), anything else: UNDEFINED.
 pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
     use crate::idregs::{armv7, CopAccess};
+    use ec::{MCR_MRC_CP14 as CP14, MCR_MRC_CP15 as CP15};
     let a = CopAccess::decode(iss);
     let regs = &mut st.regs;
     let value = match (ec, a.enc, a.read) {
-        (0x03, (0, 0, crm @ 1..=7, op2), true) => Some(armv7(crm, op2, host_id(crm, op2))),
-        (0x03, (0, 1, 0, 1), true) => Some(regs::actlr()),
-        (0x03, (0, 1, 0, 1), false) => None,
+        (CP15, (0, 0, crm @ 1..=7, op2), true) => Some(armv7(crm, op2, host_id(crm, op2))),
+        (CP15, (0, 1, 0, 1), true) => Some(regs::actlr()),
+        (CP15, (0, 1, 0, 1), false) => None,
         // The PMU (CRn 9, opc1 0, CRm 12-14) with the implementation
         // defined registers of CRn 9-11 and 15, and CP14's debug registers.
-        (0x03, (_, 9..=11 | 15, _, _), read) | (0x05, _, read) => read.then_some(0),
+        (CP15, (_, 9..=11 | 15, _, _), read) | (CP14, _, read) => read.then_some(0),
         _ => return false,
     };
     if let Some(v) = value {
@@ -334,12 +378,13 @@ impl GuestRegs {
 
     /// The banked SP, LR (and SPSR) of the guest's current mode.
     fn banked(&mut self) -> &mut [u32] {
-        match self.cpsr & 0x1f {
-            MODE_FIQ => &mut self.fiq[5..],
-            MODE_IRQ => &mut self.irq,
-            MODE_SVC => &mut self.svc,
-            MODE_ABT => &mut self.abt,
-            MODE_UND => &mut self.und,
+        use CPSR::M::Value as Mode;
+        match mode(self.cpsr) {
+            Some(Mode::Fiq) => &mut self.fiq[5..],
+            Some(Mode::Irq) => &mut self.irq,
+            Some(Mode::Supervisor) => &mut self.svc,
+            Some(Mode::Abort) => &mut self.abt,
+            Some(Mode::Undefined) => &mut self.und,
             _ => &mut self.usr,
         }
     }
@@ -363,7 +408,7 @@ impl GuestRegs {
 
     /// Where register `n` of the current mode lives (none for the PC).
     fn slot(&mut self, n: usize) -> Option<&mut u32> {
-        let fiq = self.cpsr & 0x1f == MODE_FIQ;
+        let fiq = mode(self.cpsr) == Some(CPSR::M::Value::Fiq);
         match n {
             8..=12 if fiq => Some(&mut self.fiq[n - 8]),
             0..=12 => Some(&mut self.r[n]),
@@ -436,8 +481,20 @@ impl GuestSysRegs {
     /// The state a vCPU starts with: SCTLR with its should-be-one bits,
     /// MMU, caches and alignment checks off; no coprocessor access.
     pub fn reset() -> Self {
+        use SCTLR as S;
         let mut s = Self::default();
-        s.r[0] = 0x00c5_0078;
+        let sctlr = S::SBOP_4_3::SET
+            + S::CP15BEN::SET
+            + S::SBOP_6::SET
+            + S::SBOP_16::SET
+            + S::SBOP_18::SET
+            + S::SBOP_22::SET
+            + S::SBOP_23::SET
+            + S::M::CLEAR
+            + S::A::CLEAR
+            + S::C::CLEAR
+            + S::I::CLEAR;
+        s.r[0] = sctlr.value;
         s
     }
 
@@ -555,10 +612,10 @@ extern "C" fn refuse_not_hyp(_dtb: usize) {
     let cpsr: u32;
     // SAFETY: reading the CPSR has no side effects.
     unsafe { core::arch::asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack)) };
-    let mode = match cpsr & 0x1f {
-        MODE_SVC => "SVC",
-        0x1f => "System",
-        0x16 => "Monitor",
+    let mode = match mode(cpsr) {
+        Some(CPSR::M::Value::Supervisor) => "SVC",
+        Some(CPSR::M::Value::System) => "System",
+        Some(CPSR::M::Value::Monitor) => "Monitor",
         _ => "a non-Hyp",
     };
     crate::console::print_raw(
