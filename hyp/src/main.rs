@@ -358,6 +358,10 @@ mod hyp_main {
         cpu::load_vcpu(vm.s2.vttbr(), vcpu.index, other_ran);
         *last = Some(vcpu as *const Vcpu);
         st.sys.restore();
+        // EL2 instructions so far: each exit's round trip (the exception
+        // entry, its handling, the ERET back) is what the counter advanced
+        // by from one guest entry to the next.
+        let mut mark = cpu::el2_instructions();
         let action = loop {
             // Running the guest is an extended quiescent state.
             RCU.enter_extended();
@@ -372,6 +376,11 @@ mod hyp_main {
                     Action::Stop
                 }
             };
+            if let (Some(before), Some(now)) = (mark, cpu::el2_instructions()) {
+                let spent = u64::from(now.wrapping_sub(before));
+                vm.stats.el2_instructions.fetch_add(spent, Ordering::Relaxed);
+                mark = Some(now);
+            }
             if a != Action::Resume || !vm.is_running() {
                 break a;
             }

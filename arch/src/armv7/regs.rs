@@ -122,6 +122,61 @@ pub fn pmcr() -> u32 {
     read_cp15!("p15, 0, {}, c9, c12, 0")
 }
 
+/// Points `PMXEVTYPER`/`PMXEVCNTR` at event counter `n` (`PMSELR`).
+///
+/// # Safety
+///
+/// Changes which PMU counter the event registers reach.
+pub unsafe fn set_pmselr(n: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 0, {}, c9, c12, 5", n) }
+}
+
+/// Writes `PMXEVTYPER` of the selected counter.
+///
+/// # Safety
+///
+/// Changes what a PMU counter counts.
+pub unsafe fn set_pmxevtyper(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 0, {}, c9, c13, 1", v) }
+}
+
+/// Reads `PMXEVCNTR`, the selected event counter.
+pub fn pmxevcntr() -> u32 {
+    read_cp15!("p15, 0, {}, c9, c13, 2")
+}
+
+/// Writes `PMXEVCNTR`.
+///
+/// # Safety
+///
+/// Changes a PMU counter.
+pub unsafe fn set_pmxevcntr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 0, {}, c9, c13, 2", v) }
+}
+
+/// Writes `PMCNTENSET` (counters enabled: a bit each).
+///
+/// # Safety
+///
+/// Starts PMU counters.
+pub unsafe fn set_pmcntenset(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 0, {}, c9, c12, 1", v) }
+}
+
+/// Writes `PMCR`.
+///
+/// # Safety
+///
+/// Changes the PMU's global controls.
+pub unsafe fn set_pmcr(v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { write_cp15!("p15, 0, {}, c9, c12, 0", v) }
+}
+
 /// Reads `ID_DFR0` (debug and PMU features).
 pub fn id_dfr0() -> u32 {
     read_cp15!("p15, 0, {}, c0, c1, 2")

@@ -156,6 +156,26 @@ register_bitfields! {u64,
         N OFFSET(11) NUMBITS(5) []
     ],
 
+    /// `PMEVTYPER<n>_EL0` (and `PMXEVTYPER_EL0`), what event counter `n`
+    /// counts and at which exception levels.
+    pub PMEVTYPER_EL0 [
+        /// `evtCount` [15:0]: the event.
+        EVTCOUNT OFFSET(0) NUMBITS(16) [
+            /// `INST_RETIRED`: instructions architecturally executed.
+            InstRetired = 0x08
+        ],
+        /// `NSH` [27]: count at EL2.
+        NSH OFFSET(27) NUMBITS(1) [],
+        /// `NSU` [28]: Non-secure EL0 filtering, as `U` when equal to it.
+        NSU OFFSET(28) NUMBITS(1) [],
+        /// `NSK` [29]: Non-secure EL1 filtering, as `P` when equal to it.
+        NSK OFFSET(29) NUMBITS(1) [],
+        /// `U` [30]: do not count at EL0.
+        U OFFSET(30) NUMBITS(1) [],
+        /// `P` [31]: do not count at EL1.
+        P OFFSET(31) NUMBITS(1) []
+    ],
+
     /// `CTR_EL0`, the Cache Type Register.
     pub CTR_EL0 [
         /// `IminLine` [3:0]: log2 of the smallest instruction cache line,

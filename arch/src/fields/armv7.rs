@@ -162,6 +162,27 @@ register_bitfields! {u32,
         M OFFSET(31) NUMBITS(1) []
     ],
 
+    /// `PMXEVTYPER` (of the counter `PMSELR` selects), what an event
+    /// counter counts and in which modes (PMUv2 with the Virtualization
+    /// Extensions: `NSH` counts in Hyp mode).
+    pub PMXEVTYPER [
+        /// `evtCount` [7:0]: the event.
+        EVTCOUNT OFFSET(0) NUMBITS(8) [
+            /// Instructions architecturally executed.
+            InstRetired = 0x08
+        ],
+        /// `NSH` [27]: count in Hyp mode.
+        NSH OFFSET(27) NUMBITS(1) [],
+        /// `NSU` [28]: Non-secure PL0 filtering, as `U` when equal to it.
+        NSU OFFSET(28) NUMBITS(1) [],
+        /// `NSK` [29]: Non-secure PL1 filtering, as `P` when equal to it.
+        NSK OFFSET(29) NUMBITS(1) [],
+        /// `U` [30]: do not count at PL0.
+        U OFFSET(30) NUMBITS(1) [],
+        /// `P` [31]: do not count at PL1.
+        P OFFSET(31) NUMBITS(1) []
+    ],
+
     /// `PMCR`, the Performance Monitors Control Register.
     pub PMCR [
         /// `E` [0]: the counters enabled.

@@ -26,6 +26,12 @@
 //! takes up to 8, but the figures are compared with the AArch64 ones on
 //! the same two settings.
 //!
+//! `--icount` instead boots each policy on one CPU under QEMU's `-icount`
+//! (precise instruction counting, so the PMU's instructions-retired event
+//! counts, deterministically) and prints the instructions the hypervisor
+//! executes at EL2 (Hyp mode) per stage-2 fault, from the exception entry
+//! to the `ERET` back (`HYP_STAT` 25 over the touch's exits).
+//!
 //! Exit status: 0 when every boot ran cleanly (see `harness::Run::problems`;
 //! for the comparison runs: exit 0 and a `BENCH` line), 1 otherwise, 2 on
 //! bad usage.
@@ -38,11 +44,12 @@ const GIB: f64 = (1u64 << 30) as f64;
 const PAGE: f64 = 4096.0;
 
 fn usage() -> &'static str {
-    "usage: fault-bench [--compare BOOTARGS | --no-compare] [--arch aarch64|arm] [--cpu MODEL] [--mem SIZE]\n\
+    "usage: fault-bench [--compare BOOTARGS | --no-compare | --icount] [--arch aarch64|arm] [--cpu MODEL] [--mem SIZE]\n\
      Boots the bench guest with policy pages/blocks on 1 and 4 CPUs and\n\
      prints the fault-path figures. Each configuration runs again with\n\
      BOOTARGS (default: premap=1) added, for the time ratio. --mem is the\n\
-     guest RAM (default 512M)."
+     guest RAM (default 512M). --icount: EL2 instructions per fault, one\n\
+     CPU, under -icount."
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
     let mut cpu: Option<String> = None;
     let mut arch = Arch::Aarch64;
     let mut mem = "512M".to_string();
+    let mut icount = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -69,6 +77,10 @@ fn main() -> ExitCode {
                 Ok(())
             }),
             "--mem" => value("--mem").map(|v| mem = v),
+            "--icount" => {
+                icount = true;
+                Ok(())
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return ExitCode::SUCCESS;
@@ -85,6 +97,9 @@ fn main() -> ExitCode {
         cpu.unwrap_or_else(|| (if arch == Arch::Arm { "cortex-a15" } else { "max" }).to_string());
     let cpus: &[u32] = if arch == Arch::Arm { &[1, 2] } else { &[1, 4] };
     prepare();
+    if icount {
+        return instructions_per_fault(arch, &cpu, &mem);
+    }
     let mut ok = true;
     let mut rows = Vec::new();
     for policy in ["pages", "blocks"] {
@@ -151,6 +166,57 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("fault-bench: some runs failed (see above)");
+        ExitCode::FAILURE
+    }
+}
+
+/// `--icount`: the EL2 instructions per stage-2 fault, for each policy.
+fn instructions_per_fault(arch: Arch, cpu: &str, mem: &str) -> ExitCode {
+    let mut ok = true;
+    let mut rows = Vec::new();
+    for policy in ["pages", "blocks"] {
+        let bootargs = format!("policy={policy} vcpus=1 mem={mem}");
+        let qemu = if arch == Arch::Arm { Qemu::arm() } else { Qemu::new() };
+        let run = qemu
+            .cpu(cpu)
+            .smp(1)
+            .guest("bench")
+            .append(&bootargs)
+            .extra_args(["-icount", "shift=0,align=off,sleep=off"])
+            .timeout(Duration::from_secs(600))
+            .run();
+        ok &= report(&format!("{bootargs} (-icount)"), &run, true);
+        let b = bench_line(&run);
+        rows.push((
+            policy,
+            b.get("faults").copied(),
+            b.get("exits").copied(),
+            b.get("el2_insns").copied(),
+        ));
+    }
+    println!(
+        "\n==== EL2 instructions per stage-2 fault ({}, -cpu {cpu}, -icount, guest mem={mem})",
+        arch.qemu_bin()
+    );
+    println!(
+        "{:<7} {:>8} {:>8} {:>12} {:>11}",
+        "policy", "faults", "exits", "EL2 insns", "insns/fault"
+    );
+    for (policy, faults, exits, insns) in rows {
+        let per = exits.zip(insns).filter(|&(e, _)| e > 0).map(|(e, i)| i as f64 / e as f64);
+        println!(
+            "{:<7} {:>8} {:>8} {:>12} {:>11}",
+            policy,
+            num(faults),
+            num(exits),
+            num(insns),
+            fmt(per, 0)
+        );
+    }
+    println!("(exits of the guest's touch, nearly all stage-2 faults; the count includes the exception entry, the handling and the ERET)");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }

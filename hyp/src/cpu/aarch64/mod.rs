@@ -162,6 +162,44 @@ pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
     Geometry::aarch64(40, pa_bits, Features::default())
 }
 
+/// Whether the PMU counts the hypervisor's instructions (event counter 0:
+/// instructions retired, at EL2 only). The same on every CPU.
+static PMU_COUNTS_EL2: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Sets this CPU's event counter 0 to count the instructions it executes
+/// at EL2 and nowhere else, where there is a PMU: the guests' PMU accesses
+/// all trap (`mdcr_guest`), so the counter is the hypervisor's own.
+/// `MDCR_EL2.HPMD` stays clear (counting at EL2 allowed).
+fn pmu_init(f: &features::Features) {
+    if f.pmu_counters.unwrap_or(0) == 0 {
+        return;
+    }
+    use fields::PMEVTYPER_EL0 as T;
+    let el2_only =
+        T::EVTCOUNT::InstRetired + T::P::SET + T::NSK::SET + T::U::SET + T::NSU::SET + T::NSH::SET;
+    // SAFETY: the PMU belongs to EL2 (every guest access traps); this only
+    // starts counter 0.
+    unsafe {
+        write_sysreg!("pmevtyper0_el0", el2_only.value);
+        write_sysreg!("pmevcntr0_el0", 0);
+        write_sysreg!("pmcntenset_el0", 1);
+        let pmcr = read_sysreg!("pmcr_el0");
+        write_sysreg!("pmcr_el0", pmcr | fields::PMCR_EL0::E::SET.value);
+    }
+    arch::aarch64::barrier::isb();
+    PMU_COUNTS_EL2.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Instructions this CPU has executed at EL2 since [`el2_init`] (a 32-bit
+/// count that wraps), if its PMU counts them. Under QEMU the event counts
+/// only with `-icount`, and then exactly.
+#[inline]
+pub fn el2_instructions() -> Option<u32> {
+    PMU_COUNTS_EL2
+        .load(core::sync::atomic::Ordering::Relaxed)
+        .then(|| read_sysreg!("pmevcntr0_el0") as u32)
+}
+
 /// EL2 state each CPU needs before it runs guests.
 pub fn el2_init(vtcr: u64) {
     let f = features::features();
@@ -230,6 +268,7 @@ pub fn el2_init(vtcr: u64) {
         write_sysreg!("oslar_el1", 0);
     }
     arch::aarch64::barrier::isb();
+    pmu_init(f);
 }
 
 /// Loads vCPU `index` of the VM whose stage 2 is `vttbr`. `other_ran`:

@@ -135,9 +135,25 @@ pub fn stage2_geometry() -> Result<Geometry, mmu::Error> {
     Geometry::armv7(40)
 }
 
+/// Whether the PMU counts the hypervisor's instructions (event counter 0:
+/// instructions retired, in Hyp mode only). The same on every CPU.
+static PMU_COUNTS_HYP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Instructions this CPU has executed in Hyp mode since [`el2_init`] (a
+/// 32-bit count that wraps), if its PMU counts them. Under QEMU the event
+/// counts only with `-icount`, and then exactly.
+#[inline]
+pub fn el2_instructions() -> Option<u32> {
+    PMU_COUNTS_HYP.load(core::sync::atomic::Ordering::Relaxed).then(|| {
+        // Counter 0 stays selected: nothing else writes PMSELR.
+        regs::pmxevcntr()
+    })
+}
+
 /// Hyp-mode state each CPU needs before it runs guests.
 pub fn el2_init(vtcr: u64) {
-    // SAFETY: configuration of this CPU's Hyp mode for guests; no guest
+    // SAFETY: configuration of this CPU's Hyp mode (and of its PMU, which
+    // belongs to Hyp mode: every guest access traps) for guests; no guest
     // runs.
     unsafe {
         regs::set_vtcr(vtcr as u32);
@@ -153,6 +169,24 @@ pub fn el2_init(vtcr: u64) {
             PMCR::N.read(regs::pmcr())
         };
         regs::set_hdcr(HDCR_GUEST | HDCR::HPMN.val(pmu_counters).value);
+        if pmu_counters > 0 {
+            // Counter 0 counts the instructions this CPU executes in Hyp
+            // mode and nowhere else: guests reach no PMU register (HDCR
+            // traps them), so the counter is the hypervisor's own.
+            use arch::fields::armv7::PMXEVTYPER as T;
+            let hyp_only = T::EVTCOUNT::InstRetired
+                + T::P::SET
+                + T::NSK::SET
+                + T::U::SET
+                + T::NSU::SET
+                + T::NSH::SET;
+            regs::set_pmselr(0);
+            regs::set_pmxevtyper(hyp_only.value);
+            regs::set_pmxevcntr(0);
+            regs::set_pmcntenset(1);
+            regs::set_pmcr(regs::pmcr() | PMCR::E::SET.value);
+            PMU_COUNTS_HYP.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
         regs::set_cnthctl(CNTHCTL_GUEST);
         regs::set_cntvoff(0);
         regs::set_vpidr(regs::midr());
