@@ -54,8 +54,8 @@ pub fn alloc_frames(count: usize) -> Option<PhysAddr> {
     let frame = FRAMES.lock().alloc(count)?;
     let pa = frame as u64 * PAGE_SIZE;
     // SAFETY: the frames were just allocated to us and RAM is identity
-    // mapped; nothing else refers to them.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, count * PAGE_SIZE as usize) };
+    // mapped (as normal memory); nothing else refers to them.
+    unsafe { crate::cpu::cache::zero(pa as usize, count * PAGE_SIZE as usize) };
     Some(PhysAddr(pa))
 }
 

@@ -15,6 +15,36 @@ pub fn dcache_line() -> usize {
     4 << crate::fields::armv7::CTR::DminLine.read(ctr)
 }
 
+/// Zeroes `[start, start + len)` (32-byte aligned, a multiple of 32
+/// bytes) with four-register stores: 16 bytes per store instruction.
+///
+/// # Safety
+///
+/// The range is normal memory the caller owns and may overwrite.
+pub unsafe fn zero(start: usize, len: usize) {
+    if !start.is_multiple_of(32) || !len.is_multiple_of(32) {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, len) };
+        return;
+    }
+    // SAFETY: writes zeros to exactly `[start, start + len)` (the
+    // contract), 32 bytes at a time; the registers named are inputs
+    // only, the pointer register is marked clobbered.
+    unsafe {
+        asm!(
+            "2:",
+            "stmia {p}!, {{r2, r3, r4, r5}}",
+            "stmia {p}!, {{r2, r3, r4, r5}}",
+            "cmp {p}, {end}",
+            "blo 2b",
+            p = inout(reg) start => _,
+            end = in(reg) start + len,
+            in("r2") 0u32, in("r3") 0u32, in("r4") 0u32, in("r5") 0u32,
+            options(nostack)
+        )
+    };
+}
+
 /// Cleans and invalidates `[start, start + len)` to the PoC (`DCCIMVAC`
 /// per line), then waits for completion.
 pub fn clean_inval_poc(start: usize, len: usize) {

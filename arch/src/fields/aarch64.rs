@@ -176,6 +176,14 @@ register_bitfields! {u64,
         P OFFSET(31) NUMBITS(1) []
     ],
 
+    /// `DCZID_EL0`, the Data Cache Zero ID register.
+    pub DCZID_EL0 [
+        /// `BS` [3:0]: log2 of the `DC ZVA` block, in words.
+        BS OFFSET(0) NUMBITS(4) [],
+        /// `DZP` [4]: `DC ZVA` prohibited.
+        DZP OFFSET(4) NUMBITS(1) []
+    ],
+
     /// `CTR_EL0`, the Cache Type Register.
     pub CTR_EL0 [
         /// `IminLine` [3:0]: log2 of the smallest instruction cache line,
