@@ -503,6 +503,40 @@ fn benches(c: &mut Criterion) {
     memory_report();
 
     map_row(c, "map_1g_4k_one_call", (300, 3000), mmu_map_pages, ap_map_pages);
+    // The floor under row 1: the stores any library must make to map 1 GiB
+    // of pages from an empty table (allocate and zero its 512 level-3
+    // tables, write their 262,144 entries), at this machine's memory
+    // bandwidth, in the same arena `mmu` uses.
+    {
+        let env = MmuEnv::new();
+        let mut g = group(c, "map_1g_4k_one_call", 300, 3000);
+        g.bench_function("store-bandwidth-floor", |b| {
+            b.iter_custom(|n| {
+                let mut total = Duration::ZERO;
+                let mut tables = Vec::with_capacity(512);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    tables.extend((0..512).map(|_| env.mem.alloc_tables(1).unwrap()));
+                    for (k, &table) in tables.iter().enumerate() {
+                        // SAFETY: `table` is an allocated page of the arena,
+                        // which this loop alone uses.
+                        let entries = unsafe { &*(env.mem.entries(table) as *const [Entry; 512]) };
+                        for (i, e) in entries.iter().enumerate() {
+                            let pa = PA0 + ((k * 512 + i) as u64) * PAGE;
+                            e.store(black_box(pa | 0x7ff), Ordering::Relaxed);
+                        }
+                    }
+                    total += t.elapsed();
+                    for table in tables.drain(..) {
+                        // SAFETY: allocated above, unpublished, freed once.
+                        unsafe { env.mem.free_tables(table, 1) };
+                    }
+                }
+                total
+            })
+        });
+        g.finish();
+    }
     map_row(c, "map_1g_4k_page_by_page", (500, 5000), mmu_map_page_by_page, ap_map_page_by_page);
     map_row(c, "map_1g_2m_blocks_one_call", (200, 1000), mmu_map_blocks, ap_map_blocks);
 

@@ -78,14 +78,20 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
 
     /// Translates `ipa` by walking the tables locklessly, as the hardware
     /// would (ignoring permissions). `None` if it is not mapped.
+    ///
+    /// One address, one entry a level: the accessors' steps
+    /// (`pgd_offset`, then one level down at a time, as `pud_offset` and
+    /// `pmd_offset` do), inside one RCU section. Ranges take the walker.
     pub fn translate(&self, ipa: Ipa) -> Option<Translation> {
-        if ipa.get() >= self.geo.ipa_limit() {
-            return None;
-        }
-        let (level, d) = self.lookup(ipa, None);
-        if !d.is_leaf(level) {
-            return None;
-        }
+        let rcu = self.rcu.read_lock();
+        let mut e = self.pgd_offset(&rcu, ipa)?;
+        let (level, d) = loop {
+            let d = e.read();
+            if d.is_leaf(e.level()) {
+                break (e.level(), d);
+            }
+            e = self.entry_below(e)?;
+        };
         let off = ipa.get() & (level_size(level) - 1);
         let attrs = d.attrs(&self.geo);
         Some(Translation { pa: PhysAddr(d.addr().get() + off), level, attrs, desc: d })

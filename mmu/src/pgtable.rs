@@ -477,6 +477,14 @@ impl<'s, M: TableMemory, T: TlbMaintenance> Stage2<'s, M, T> {
         Some(e)
     }
 
+    /// The entry one level below `e` for the same IPA, if `e` holds a
+    /// table (the step `pud_offset`, `pmd_offset` and the `pte` look-up
+    /// each take).
+    #[inline]
+    pub(crate) fn entry_below<'g>(&'g self, e: EntryRef<'g>) -> Option<EntryRef<'g>> {
+        self.descend(e, e.level + 1)
+    }
+
     /// The root entry for `ipa` (Linux's `pgd_offset`), or `None` if `ipa`
     /// is outside the IPA space. The guard keeps what it leads to alive.
     #[inline]

@@ -32,7 +32,7 @@
 use crate::addr::{Ipa, PhysAddr, ENTRIES_PER_TABLE, PAGE_SIZE};
 use crate::desc::Desc;
 use crate::error::Error;
-use crate::geometry::{level_size, Level};
+use crate::geometry::{level_shift, level_size, Level};
 use crate::memory::{PtDesc, TableMemory};
 use crate::stage2::{LockMode, Stage2, TableList};
 use crate::sync::{lock, AtomicU64, Ordering};
@@ -223,9 +223,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             r.note_map(self.vmid, Ipa(ipa0), PhysAddr(pa0), reached - ipa0)?;
         }
         let mut made = 0;
-        let n = ((reached - ipa0) / size) as usize;
-        for (i, slot) in slots[..n].iter().enumerate() {
-            let ipa = ipa0 + i as u64 * size;
+        let mut ipa = ipa0;
+        let n = ((reached - ipa0) >> level_shift(level)) as usize;
+        for slot in &slots[..n] {
             let cur = Desc::from_bits(slot.load(Ordering::Relaxed));
             if !cur.is_valid() {
                 // Release: what the leaf maps (a zeroed page, say) is
@@ -237,6 +237,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                 reached = ipa;
                 break;
             }
+            ipa += size;
         }
         pd.add_valid(made as i32);
         Ok((reached, made))
