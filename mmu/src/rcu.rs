@@ -276,7 +276,12 @@ impl Rcu {
     /// nesting count, nothing shared.
     #[inline]
     pub fn read_lock(&self) -> RcuReadGuard<'_> {
-        let cpu = self.me();
+        self.enter(self.me())
+    }
+
+    /// A read-side section on `cpu`, which runs this code.
+    #[inline]
+    fn enter(&self, cpu: usize) -> RcuReadGuard<'_> {
         let c = &self.cpus[cpu];
         debug_assert_ne!(
             c.state.load(Ordering::Relaxed),
@@ -510,9 +515,7 @@ impl RcuReadGuard<'_> {
     #[inline]
     pub fn nest(&self) -> RcuReadGuard<'_> {
         // This CPU's, as this guard's: no need to ask which CPU runs.
-        let c = &self.rcu.cpus[self.cpu];
-        c.nesting.store(c.nesting.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        RcuReadGuard { rcu: self.rcu, cpu: self.cpu, _this_cpu: PhantomData }
+        self.rcu.enter(self.cpu)
     }
 
     /// Linux's `rcu_dereference`: reads a published word (a table entry, or

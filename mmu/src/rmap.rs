@@ -426,7 +426,12 @@ impl Rmap {
         }
         let mut t = lock(&self.table);
         t.check_room(vmid, ipa, pa, size)?;
-        for i in 0..RMAP_PAGES {
+        // A page (the fault path) is one probe; a block looks at every slot.
+        let slots = match size {
+            PAGE_SIZE => t.find(pa).map_or(0..0, |i| i..i + 1),
+            _ => 0..RMAP_PAGES,
+        };
+        for i in slots {
             if let Slot::Used(tr) = &mut t.slots[i] {
                 let off = tr.pa.get().wrapping_sub(pa.get());
                 if off < size {

@@ -115,11 +115,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
     pub(crate) fn make_entry(&self, v: Vacant<'_>, new: Desc) -> Result<(), Error> {
         debug_assert!(!v.broken);
         self.record(v.at, new)?;
-        // Release: what the leaf maps is visible before the leaf is.
-        v.at.slot.store(new.bits(), Ordering::Release);
-        if new.is_valid() {
-            v.at.pd.add_valid(1);
-        }
+        store_counted(v.at, new);
         Ok(())
     }
 
@@ -159,10 +155,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             return Ok(());
         }
         if !old.is_valid() {
-            let v = Vacant { at, broken: false };
-            self.record(at, new)?;
-            self.store_made(v, new, batch, between);
-            return Ok(());
+            return self.make_entry(Vacant { at, broken: false }, new);
         }
         let (old_leaf, new_leaf) = (old.is_leaf(at.level), new.is_leaf(at.level));
         if !new.is_valid() {
@@ -346,12 +339,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
             batch.flush();
             between();
         }
-        // Release: a walker that reads a new table descriptor also sees
-        // the table's contents, and a new leaf's memory is written first.
-        v.at.slot.store(new.bits(), Ordering::Release);
-        if new.is_valid() {
-            v.at.pd.add_valid(1);
-        }
+        store_counted(v.at, new);
     }
 
     /// Hands a removed leaf to `put`, its removal invalidated: the reverse
@@ -395,5 +383,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<'_, M, T> {
                 }
             }
         });
+    }
+}
+
+/// The store of every make, and its count: Release, so that a walker that
+/// reads a new table descriptor also sees the table's contents, and a new
+/// leaf's memory is written before the leaf.
+#[inline]
+fn store_counted(at: EntrySlot<'_>, new: Desc) {
+    at.slot.store(new.bits(), Ordering::Release);
+    if new.is_valid() {
+        at.pd.add_valid(1);
     }
 }

@@ -33,9 +33,7 @@ impl<M: Machine> Vm<M> {
                 Some(t) => t.pa,
                 None => {
                     let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
-                    if let Err(e) =
-                        self.s2.map(Ipa(page), pa, PAGE, &Attrs::RAM, Granularity::Pages)
-                    {
+                    if let Err(e) = self.s2.map_page_prot(Ipa(page), pa, self.ram) {
                         m.free_frames(pa, 1);
                         return Err(e.into());
                     }
@@ -229,7 +227,7 @@ impl<M: Machine> Vm<M> {
         let mut t = self.sharing.lock();
         let r = self
             .unmap_locked(&mut t, ipa, PAGE)
-            .and_then(|()| Ok(self.s2.map(Ipa(ipa), pa, PAGE, &Attrs::RAM, Granularity::Pages)?));
+            .and_then(|()| Ok(self.s2.map_page_prot(Ipa(ipa), pa, self.ram)?));
         if r.is_err() {
             m.free_frames(pa, 1);
         }
