@@ -23,6 +23,8 @@ pub enum Outcome {
     },
     /// The calling vCPU stops: the call does not return.
     Stop,
+    /// Resume with `x0` = 0, after letting another vCPU run.
+    Yield,
 }
 
 impl Outcome {
@@ -88,6 +90,7 @@ fn hyp_call<M: Machine>(vcpu: &'static Vcpu<M>, c: Call) -> Result<Outcome, Call
         |r: Result<(), crate::vm::Error>| r.map(|()| Outcome::ret(0)).map_err(CallError::from);
     match c {
         Call::Version => Ok(Outcome::ret(0x0001_0000)),
+        Call::Yield => Ok(Outcome::Yield),
         Call::Report { pass, test, code } => {
             let m = vm.machine();
             if pass {

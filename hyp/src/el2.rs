@@ -97,6 +97,14 @@ impl Machine for El2 {
         cpu::counter()
     }
 
+    fn cpu(&self) -> usize {
+        cpu::cpu_index()
+    }
+
+    fn kick_cpu(&self, cpu: usize) {
+        crate::gic::kick(cpu);
+    }
+
     fn print(&self, args: fmt::Arguments<'_>) {
         crate::console::print(args);
     }

@@ -253,6 +253,10 @@ pub enum Call {
     Relinquish(Handle),
     /// `HYP_OFFERED`: the `n`-th offer made to the caller.
     Offered(u64),
+    /// `HYP_YIELD`: the caller gives its CPU to another vCPU, if one
+    /// waits (a paravirtual hint, as a spinning vCPU's `WFE` would be if
+    /// every CPU trapped it).
+    Yield,
 }
 
 /// Why a validated call failed; changes nothing.
@@ -395,6 +399,7 @@ pub fn decode(fid: u32, a: [u64; 6], caller: &Caller<'_>) -> Result<Call, SmcccE
         0x0d => Handle::from_reg(a[0]).map(Call::Revoke).ok_or(SmcccError::InvalidParameter),
         0x0e => Handle::from_reg(a[0]).map(Call::Relinquish).ok_or(SmcccError::InvalidParameter),
         0x0f => Ok(Call::Offered(a[0])),
+        0x10 => Ok(Call::Yield),
         _ => Err(SmcccError::NotSupported),
     }
 }

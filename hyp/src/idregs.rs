@@ -136,6 +136,9 @@ pub use fields::*;
 pub struct GuestCaps {
     /// The pointer-authentication keys are switched per vCPU.
     pub pauth: bool,
+    /// The guest has a virtual GICv3 (its CPU interface through the
+    /// system registers).
+    pub gicv3: bool,
 }
 
 /// Debug architecture versions of `ID_AA64DFR0_EL1.DebugVer` up to which
@@ -176,8 +179,8 @@ pub fn aarch64(crm: u32, op2: u32, host: u64, caps: GuestCaps) -> u64 {
     use ID_AA64PFR1 as P1;
     match (crm, op2) {
         // ID_AA64PFR0_EL1: AArch64 only at EL0 and EL1; no EL2, EL3, SVE,
-        // RAS, MPAM, AMU, RME or GIC system registers (no virtual GIC yet);
-        // CSV2 without SCXTNUM (trapped).
+        // RAS, MPAM, AMU or RME; the GIC system registers (GICv3.0) when
+        // the guest has a virtual GICv3; CSV2 without SCXTNUM (trapped).
         (4, 0) => {
             let h = LocalRegisterCopy::<u64, P0::Register>::new(host);
             view([
@@ -188,6 +191,7 @@ pub fn aarch64(crm: u32, op2: u32, host: u64, caps: GuestCaps) -> u64 {
                 P0::DIT.val(h.read(P0::DIT)),
                 P0::CSV2.val(h.read(P0::CSV2).min(1)),
                 P0::CSV3.val(h.read(P0::CSV3)),
+                P0::GIC.val(u64::from(caps.gicv3)),
             ])
         }
         // ID_AA64PFR1_EL1: branch targets and speculative-store bypass
@@ -539,8 +543,8 @@ mod tests {
 
     #[test]
     fn pointer_authentication_follows_the_key_switching() {
-        let without = aarch64(6, 1, MAX_ISAR1, GuestCaps { pauth: false });
-        let with = aarch64(6, 1, MAX_ISAR1, GuestCaps { pauth: true });
+        let without = aarch64(6, 1, MAX_ISAR1, GuestCaps { pauth: false, gicv3: false });
+        let with = aarch64(6, 1, MAX_ISAR1, GuestCaps { pauth: true, gicv3: false });
         assert_eq!(field(without, 4), 0);
         assert_eq!(field(with, 4), 5);
         assert_eq!(without & !0xff0, with & !0xff0 & !(0xff << 24));
@@ -566,7 +570,10 @@ mod tests {
             for op2 in 0..8 {
                 let known = matches!((crm, op2), (4, 0 | 1) | (5, 0) | (6, 0..=2) | (7, 0..=2));
                 if !known {
-                    assert_eq!(aarch64(crm, op2, u64::MAX, GuestCaps { pauth: true }), 0);
+                    assert_eq!(
+                        aarch64(crm, op2, u64::MAX, GuestCaps { pauth: true, gicv3: false }),
+                        0
+                    );
                 }
             }
         }

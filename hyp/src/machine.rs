@@ -62,6 +62,11 @@ pub trait Machine: Sync + Send + Sized + 'static {
 
     /// A clock: (ticks, ticks per second).
     fn now(&self) -> (u64, u64);
+    /// The CPU this runs on.
+    fn cpu(&self) -> usize;
+    /// Makes CPU `cpu` leave the guest it runs, so that it looks at its
+    /// vCPU's interrupts again.
+    fn kick_cpu(&self, cpu: usize);
     /// Prints on the hypervisor's console.
     fn print(&self, args: fmt::Arguments<'_>);
 

@@ -19,9 +19,13 @@ mod cpu;
 #[cfg(target_os = "none")]
 mod el2;
 pub mod fdt_writer;
+#[cfg(target_os = "none")]
+mod gic;
 pub mod hypercall;
 pub mod idregs;
 pub mod image;
+#[cfg(target_os = "none")]
+mod irq;
 pub mod machine;
 #[cfg(target_os = "none")]
 mod mm;
@@ -35,7 +39,11 @@ mod testing;
 mod trap;
 #[cfg(target_os = "none")]
 mod uart;
+pub mod vgic;
 pub mod vm;
+
+/// A vCPU's time slice when others wait for its CPU (milliseconds).
+pub const SLICE_MS: u64 = 10;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -59,7 +67,7 @@ mod hyp_main {
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action, Vcpu};
     use crate::vm::{self, Guests, Policy, IMAGE_IPA, RAM_BASE};
-    use crate::{console, image, println};
+    use crate::{console, gic, image, irq, println};
 
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
@@ -237,6 +245,14 @@ mod hyp_main {
         let geo = cpu::stage2_geometry().map_err(|e| format!("geometry: {e}"))?;
         VTCR.store(geo.vtcr(), Ordering::Relaxed);
         cpu::el2_init(geo.vtcr());
+        let gic_version = match &plat.gic {
+            Some(g) => {
+                gic::init(g, plat.cpus.len()).map_err(|e| format!("GIC: {e}"))?;
+                gic::version().ok_or("GIC: not set up")?
+            }
+            None => return Err("no interrupt controller in the device tree".into()),
+        };
+        log::info!("GIC: {:?}, guests get a virtual {:?}", gic_version, gic_version);
 
         let policy =
             if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
@@ -249,7 +265,15 @@ mod hyp_main {
         let guests: &'static Guests<El2> =
             GUESTS.call_once(|| Guests::new(machine, cfg.coherency, &RMAP));
         let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
-            .map(|id| vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock })
+            .map(|id| vm::VmSpec {
+                id,
+                geo,
+                vcpus: cfg.vcpus,
+                ram_size: cfg.mem,
+                policy,
+                lock,
+                gic: gic_version,
+            })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
         for vm in vms {
@@ -307,6 +331,7 @@ mod hyp_main {
     #[unsafe(no_mangle)]
     extern "C" fn secondary_main(index: usize) -> ! {
         cpu::el2_init(VTCR.load(Ordering::Relaxed));
+        gic::init_cpu();
         RCU.online(cpu_index());
         log::info!("cpu{} up (index {index})", cpu_index());
         run_loop()
@@ -323,8 +348,10 @@ mod hyp_main {
             match guests.next_runnable() {
                 Some(vcpu) => run_vcpu(vcpu, &mut last),
                 None => {
-                    // Idle: free what waited for a grace period, then hold
-                    // no pointers (an extended quiescent state).
+                    // Idle: wake whoever's timer is due, free what waited
+                    // for a grace period, then hold no pointers (an
+                    // extended quiescent state).
+                    guests.wake_expired(cpu::counter().0);
                     guests.reclaim();
                     RCU.enter_extended();
                     core::hint::spin_loop();
@@ -343,11 +370,12 @@ mod hyp_main {
         }
     }
 
-    /// Runs one vCPU until it yields or stops. Its registers are held
-    /// throughout (see the lock order in `vm`); they are let go before it
-    /// is queued again or marked off.
+    /// Runs one vCPU until it yields, waits or stops. Its registers are
+    /// held throughout (see the lock order in `vm`); they are let go
+    /// before it is queued again, blocked or marked off.
     fn run_vcpu(vcpu: &'static Vcpu, last: &mut Option<*const Vcpu>) {
         let vm = vcpu.vm;
+        vcpu.running_on(cpu_index());
         let mut st = vcpu.regs.lock();
         if !vm.is_running() {
             drop(st);
@@ -357,25 +385,35 @@ mod hyp_main {
         let other_ran = *last != Some(vcpu as *const Vcpu);
         cpu::load_vcpu(vm.s2.vttbr(), vcpu.index, other_ran);
         *last = Some(vcpu as *const Vcpu);
+        cpu::set_cntvoff(vm.cntvoff);
         st.sys.restore();
+        st.gic.load();
+        let (now, freq) = cpu::counter();
+        let mut slice_end = now + freq / 1000 * crate::SLICE_MS;
         // EL2 instructions so far: each exit's round trip (the exception
         // entry, its handling, the ERET back) is what the counter advanced
         // by from one guest entry to the next.
         let mut mark = cpu::el2_instructions();
         let action = loop {
+            irq::enter(vcpu, &mut st, slice_end);
             // Running the guest is an extended quiescent state.
             RCU.enter_extended();
             let exit = cpu::run_guest(&mut st.regs);
             RCU.exit_extended();
-            let a = match exit {
+            irq::exit(vcpu, &mut st);
+            let mut a = match exit {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
-                Exit::Irq | Exit::Fiq => Action::Yield,
+                Exit::Irq | Exit::Fiq => irq::handle(vcpu, &mut slice_end),
                 Exit::SError => {
                     vm.warn(format_args!("SError (syndrome {:#x}): VM stopped", cpu::syndrome().0));
                     vm.power_off();
                     Action::Stop
                 }
             };
+            if a == Action::Wait && irq::has_pending(vcpu) {
+                // WFI with an interrupt to take: a no-op.
+                a = Action::Resume;
+            }
             if let (Some(before), Some(now)) = (mark, cpu::el2_instructions()) {
                 let spent = u64::from(now.wrapping_sub(before));
                 vm.stats.el2_instructions.fetch_add(spent, Ordering::Relaxed);
@@ -385,12 +423,13 @@ mod hyp_main {
                 break a;
             }
         };
-        st.sys.save();
+        let wake_at = irq::put(vcpu, &mut st);
         drop(st);
-        if action == Action::Yield && vm.is_running() {
-            vm.guests.requeue(vcpu);
-        } else {
-            vcpu.stop();
+        match action {
+            _ if !vm.is_running() => vcpu.stop(),
+            Action::Yield | Action::Resume => vm.guests.requeue(vcpu),
+            Action::Wait => vcpu.block(wake_at),
+            Action::Stop => vcpu.stop(),
         }
     }
 

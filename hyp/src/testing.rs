@@ -61,6 +61,8 @@ pub struct HostMachine {
     live: AtomicU64,
     clock: AtomicU64,
     out: Mutex<String>,
+    /// CPUs kicked (`Machine::kick_cpu`), in order.
+    pub kicks: Mutex<Vec<usize>>,
 }
 
 impl HostMachine {
@@ -93,6 +95,7 @@ impl HostMachine {
             live: AtomicU64::new(0),
             clock: AtomicU64::new(0),
             out: Mutex::new(String::new()),
+            kicks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -226,6 +229,14 @@ impl Machine for HostMachine {
         (self.clock.load(Ordering::Relaxed), 1000)
     }
 
+    fn cpu(&self) -> usize {
+        thread_cpu()
+    }
+
+    fn kick_cpu(&self, cpu: usize) {
+        self.kicks.lock().unwrap().push(cpu);
+    }
+
     fn print(&self, args: fmt::Arguments<'_>) {
         let _ = self.out.lock().unwrap().write_fmt(args);
     }
@@ -259,6 +270,7 @@ pub fn boot_vms(
             ram_size: ram,
             policy: Policy::Pages,
             lock: LockMode::Split,
+            gic: crate::vgic::Version::V3,
         })
         .collect();
     let vms = guests.create(&specs).expect("create");

@@ -20,8 +20,12 @@ pub type Vcpu = vm::Vcpu<El2>;
 pub enum Action {
     /// Enter the guest again.
     Resume,
-    /// Let another vCPU run (WFI); this one stays runnable.
+    /// Let another vCPU run (WFE, the end of a time slice); this one
+    /// stays runnable.
     Yield,
+    /// Wait for an interrupt (WFI, PSCI `CPU_SUSPEND`): the vCPU sleeps
+    /// until one is pending for it or its timer fires.
+    Wait,
     /// The vCPU is off (PSCI CPU_OFF, SYSTEM_OFF, a fatal fault).
     Stop,
 }
@@ -41,9 +45,21 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
         }
         ec::WFX => {
             st.regs.skip(syn.insn_len());
-            Action::Yield
+            // ISS.TI bit 0: WFE (another vCPU may hold what it waits for).
+            if syn.iss() & 1 != 0 {
+                Action::Yield
+            } else {
+                Action::Wait
+            }
         }
         ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
+        other if cpu::trapped_sgi(other, syn.iss(), &st.regs).is_some() => {
+            let value = cpu::trapped_sgi(other, syn.iss(), &st.regs).unwrap_or(0);
+            let kick = vm.vgic.lock().send_sgi1r(vcpu.index, value);
+            crate::irq::kick(vm, kick);
+            st.regs.skip(syn.insn_len());
+            Action::Resume
+        }
         // Everything else is a trapped instruction: emulated (system
         // registers the hypervisor keeps per vCPU, the ID registers), or
         // UNDEFINED for the guest, as on a CPU without what it used.
@@ -80,6 +96,10 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
             Action::Resume
         }
         Outcome::Stop => Action::Stop,
+        Outcome::Yield => {
+            st.regs.set_gpr(0, 0);
+            Action::Yield
+        }
     }
 }
 
@@ -113,6 +133,9 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
             }
         }
         Fault::Translation if page == UART_IPA && data => uart(vcpu, st, syn, ipa),
+        Fault::Translation if data && vm.vgic.lock().frame(ipa).is_some() => {
+            gic_mmio(vcpu, st, syn, ipa)
+        }
         // Permission fault on a write: dirty logging.
         Fault::Permission if write && vm.in_ram(page, PAGE_SIZE) => match vm.write_fault(ipa) {
             Ok(()) => Action::Resume,
@@ -148,6 +171,29 @@ fn external_abort(
 ) -> Action {
     cpu::inject_external_abort(&mut st.regs, data, write, far);
     VmStats::bump(&vcpu.vm.stats.sea);
+    Action::Resume
+}
+
+/// An access to the emulated distributor or redistributors.
+fn gic_mmio(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Action {
+    let write = syn.write();
+    let far = cpu::fault_va(syn.ec());
+    let Some(access) = syn.access() else {
+        return external_abort(vcpu, st, true, write, far);
+    };
+    if ipa % access.size != 0 {
+        return external_abort(vcpu, st, true, write, far);
+    }
+    let vm = vcpu.vm;
+    if write {
+        let v = st.regs.gpr(access.reg);
+        let kick = vm.vgic.lock().mmio_write(vcpu.index, ipa, access.size, v);
+        crate::irq::kick(vm, kick);
+    } else {
+        let v = vm.vgic.lock().mmio_read(vcpu.index, ipa, access.size);
+        st.regs.set_gpr(access.reg, v);
+    }
+    st.regs.skip(syn.insn_len());
     Action::Resume
 }
 

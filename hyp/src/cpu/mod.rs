@@ -123,13 +123,19 @@ pub struct VcpuRegs {
     pub regs: GuestRegs,
     /// EL1/PL1 system registers.
     pub sys: GuestSysRegs,
+    /// The virtual CPU interface.
+    pub gic: GicCpu,
 }
 
 impl VcpuRegs {
     /// A vCPU about to run its first instruction at `entry` with `arg`, its
     /// system registers in their reset state.
     pub fn at_entry(entry: u64, arg: EntryArg) -> Self {
-        Self { regs: GuestRegs::at_entry(entry, arg), sys: GuestSysRegs::reset() }
+        Self {
+            regs: GuestRegs::at_entry(entry, arg),
+            sys: GuestSysRegs::reset(),
+            gic: GicCpu::default(),
+        }
     }
 }
 

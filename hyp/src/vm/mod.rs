@@ -34,6 +34,7 @@ mod coherency;
 mod dirty;
 mod error;
 mod paging;
+mod sched;
 pub mod share;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ use crate::hypercall::Stat;
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
 use crate::ratelimit::RateLimit;
+use crate::vgic::Vgic;
 use share::{Sharing, ALIAS_ENTRIES, OFFERS};
 
 /// IPA where guest RAM starts.
@@ -110,6 +112,8 @@ pub struct VmSpec {
     pub policy: Policy,
     /// Stage-2 lock mode.
     pub lock: LockMode,
+    /// The interrupt controller the guest sees.
+    pub gic: crate::vgic::Version,
 }
 
 /// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
@@ -232,6 +236,8 @@ pub struct Vcpu<M: Machine> {
     /// Its architectural state: held by the CPU running it (see the lock
     /// order in the module documentation).
     pub regs: Mutex<M::Regs>,
+    /// Queued, running or blocked.
+    sched: sched::Sched,
 }
 
 impl<M: Machine> Vcpu<M> {
@@ -286,6 +292,8 @@ pub struct Guests<M: Machine> {
     /// vCPUs ready to run, taken by whichever CPU is free.
     runq: Mutex<VecDeque<&'static Vcpu<M>>>,
     coherency: Coherency,
+    /// The earliest deadline of a blocked vCPU (see `sched`).
+    earliest: core::sync::atomic::AtomicU64,
     /// Serialises the `ro` policy's write faults on aliased pages, so that
     /// they leave one writable mapping of a page, not several.
     ro_writer: Mutex<()>,
@@ -302,6 +310,7 @@ impl<M: Machine> Guests<M> {
             vms: spin::Once::new(),
             runq: Mutex::new(VecDeque::new()),
             coherency,
+            earliest: core::sync::atomic::AtomicU64::new(u64::MAX),
             ro_writer: Mutex::new(()),
         }
     }
@@ -347,6 +356,7 @@ impl<M: Machine> Guests<M> {
 
     /// Puts a vCPU that is on back on the run queue (it yielded).
     pub fn requeue(&self, vcpu: &'static Vcpu<M>) {
+        vcpu.queued();
         self.runq.lock().push_back(vcpu);
     }
 
@@ -428,6 +438,12 @@ pub struct Vm<M: Machine> {
     alias_count: AtomicUsize,
     /// Rate of warnings about this VM's refused calls.
     warnings: Mutex<RateLimit>,
+    /// Its interrupt controller (never held across a guest's run).
+    pub vgic: Mutex<Vgic>,
+    /// What its virtual counter lags the physical one by
+    /// (`CNTVOFF_EL2`): the counter at creation, so a guest's time
+    /// starts near 0.
+    pub cntvoff: u64,
 }
 
 /// Bytes of a guest console line the hypervisor buffers before it prints
@@ -438,7 +454,7 @@ impl<M: Machine> Vm<M> {
     /// Creates a VM as `spec` says, in `guests`.
     fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
         let m = guests.m;
-        let VmSpec { id, geo, vcpus, ram_size, policy, lock } = *spec;
+        let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic } = *spec;
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
@@ -458,6 +474,8 @@ impl<M: Machine> Vm<M> {
             sharing: Mutex::new(Sharing::new(id)),
             alias_count: AtomicUsize::new(0),
             warnings: Mutex::new(RateLimit::new(8, 4)),
+            vgic: Mutex::new(Vgic::new(gic, vcpus)),
+            cntvoff: m.now().0,
         }));
         let list = (0..vcpus)
             .map(|index| {
@@ -466,6 +484,7 @@ impl<M: Machine> Vm<M> {
                     index,
                     power: AtomicU8::new(VcpuPower::Off as u8),
                     regs: Mutex::new(m.regs_at_entry(0, EntryArg::Context(0))),
+                    sched: sched::Sched::new(),
                 }))
             })
             .collect();
@@ -555,6 +574,14 @@ impl<M: Machine> Vm<M> {
     /// stop at their next exit.
     pub fn power_off(&self) {
         self.set_power(|_| Some(VmPower::Off));
+        self.wake_all();
+    }
+
+    /// Wakes every vCPU, so that blocked ones see the VM's new state.
+    fn wake_all(&self) {
+        for &vcpu in self.vcpus() {
+            vcpu.wake();
+        }
     }
 
     /// PSCI `SYSTEM_RESET`: once every vCPU has stopped, the last one to
@@ -562,6 +589,7 @@ impl<M: Machine> Vm<M> {
     /// power-off is under way).
     pub fn request_reset(&self) {
         self.set_power(|p| (p == VmPower::Running).then_some(VmPower::Resetting));
+        self.wake_all();
     }
 
     /// A vCPU of this VM stopped.
@@ -677,6 +705,7 @@ impl<M: Machine> Vm<M> {
             self.forget_everything(&mut t)?;
         }
         self.resets.fetch_add(1, Ordering::Relaxed);
+        self.vgic.lock().reset();
         let boot = self.boot.get().ok_or(Error::BadSpec("no boot image to reset to"))?;
         let again = Boot {
             segments: boot.segments.clone(),

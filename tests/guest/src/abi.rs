@@ -69,6 +69,8 @@ pub mod hyp {
     /// `x1` = n: the n-th offer made to the caller; `x0` = handle, `x1` =
     /// owner, `x2` = accepted (or `x0` = -3: no such offer).
     pub const HYP_OFFERED: u64 = 0xC600_000F;
+    /// `HYP_YIELD()`: let another vCPU run on this CPU if one waits.
+    pub const HYP_YIELD: u64 = 0xC600_0010;
     /// What `HYP_VERSION` returns.
     pub const VERSION_1_0: u64 = 0x0001_0000;
 }

@@ -4,6 +4,7 @@ mod boot;
 mod exception;
 mod features;
 mod sysreg;
+mod vgic;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -19,6 +20,7 @@ pub use exception::GuestRegs;
 use exception::{guest_enter, HostContext};
 use mmu::{Features, Geometry, PAGE_SHIFT};
 use tock_registers::LocalRegisterCopy;
+pub use vgic::{GicCpu, MAX_LRS};
 
 use super::{ec, EntryArg, Exit, Syndrome, MAX_CPUS};
 use crate::psci::{self, Conduit};
@@ -246,22 +248,18 @@ pub fn el2_init(vtcr: u64) {
             write_sysreg!("s3_4_c3_c1_7", 0); // HFGITR2_EL2
         }
         if f.gicv3 {
-            // No virtual GIC yet: every EL1 access to the GIC's CPU
-            // interface registers traps (ICH_HCR_EL2.TC, TALL0, TALL1,
-            // TDIR; ICC_SRE_EL2.Enable clear for ICC_SRE_EL1) and is
-            // UNDEFINED for the guest, as ID_AA64PFR0_EL1.GIC says. Without
-            // this, ICC_PMR_EL1 and the rest reach ICH_VMCR_EL2, which every
-            // guest on the CPU would share.
-            use fields::ICH_HCR_EL2 as H;
-            let traps = H::TC::SET + H::TALL0::SET + H::TALL1::SET + H::TDIR::SET;
             // ICC_SRE_EL2: SRE set (EL2 uses the system registers), Enable
-            // clear (EL1 may not set ICC_SRE_EL1.SRE).
+            // set (a guest's ICC_SRE_EL1 accesses do not trap: its view is
+            // set per vCPU, `GicCpu::load`). The virtual CPU interface
+            // stays off (ICH_HCR_EL2.En clear) until a vCPU is loaded;
+            // with it on, the guest's ICC_* accesses reach the vCPU's own
+            // list registers and ICH_VMCR_EL2, switched with it.
             let mut sre =
                 LocalRegisterCopy::<u64, ICC_SRE_EL2::Register>::new(read_sysreg!("s3_4_c12_c9_5"));
-            sre.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::CLEAR);
+            sre.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
             write_sysreg!("s3_4_c12_c9_5", sre.get());
             arch::aarch64::barrier::isb();
-            write_sysreg!("s3_4_c12_c11_0", traps.value);
+            write_sysreg!("s3_4_c12_c11_0", 0);
         }
         // The hardware OS lock off (it is set on a cold reset): each
         // guest's own is emulated, and breakpoints work only unlocked.
@@ -289,6 +287,47 @@ pub fn load_vcpu(vttbr: u64, index: usize, other_ran: bool) {
         // SAFETY: TLB invalidation only drops cached translations.
         unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
     }
+}
+
+/// The guest's EL1 timer outputs now: (virtual, physical), each high when
+/// the timer is enabled, unmasked and has reached its compare value
+/// (`CNTx_CTL_EL0` ENABLE, IMASK, ISTATUS).
+pub fn timer_levels() -> (bool, bool) {
+    let level = |ctl: u64| ctl & 0b111 == 0b101;
+    (level(read_sysreg!("cntv_ctl_el0")), level(read_sysreg!("cntp_ctl_el0")))
+}
+
+/// Sets the virtual counter's offset for the VM about to run.
+pub fn set_cntvoff(off: u64) {
+    // SAFETY: the offset only affects EL1's view of the virtual counter.
+    unsafe { write_sysreg!("cntvoff_el2", off) };
+}
+
+/// Arms the EL2 physical timer (`CNTHP`) to fire when the physical count
+/// reaches `at`.
+pub fn hyp_timer_arm(at: u64) {
+    // SAFETY: the EL2 timer is the hypervisor's own.
+    unsafe {
+        write_sysreg!("cnthp_cval_el2", at);
+        write_sysreg!("cnthp_ctl_el2", 1);
+    }
+}
+
+/// Stops the EL2 physical timer.
+pub fn hyp_timer_stop() {
+    // SAFETY: as above.
+    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
+}
+
+/// The value a trapped write to `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or
+/// `ICC_SGI0R_EL1` (`HCR_EL2.IMO`) would have written, if that is what
+/// trapped.
+pub fn trapped_sgi(ec: u64, iss: u64, regs: &GuestRegs) -> Option<u64> {
+    if ec != ec::SYS64 {
+        return None;
+    }
+    let a = crate::idregs::SysregAccess::decode(iss);
+    matches!(a.enc, (3, 0, 12, 11, 5..=7) if !a.read).then(|| regs.gpr(a.rt))
 }
 
 /// Host context per CPU for guest entry, reached through `TPIDR_EL2`.
@@ -542,6 +581,23 @@ impl GuestSysRegs {
         if f.ras {
             self.vdisr = read_sysreg!("s3_4_c12_c1_1");
         }
+    }
+
+    /// When the vCPU's timers, as saved, next fire, in physical counter
+    /// ticks (`u64::MAX`: neither is enabled and unmasked); the virtual
+    /// timer's compare value is `cntvoff` behind the physical count.
+    /// `want`: (virtual, physical), whether each timer's interrupt would
+    /// be taken at all.
+    pub fn timer_deadline(&self, cntvoff: u64, want: (bool, bool)) -> u64 {
+        let armed = |ctl: u64| ctl & 0b11 == 0b01;
+        let mut at = u64::MAX;
+        if want.0 && armed(self.timers[0]) {
+            at = at.min(self.timers[1].saturating_add(cntvoff));
+        }
+        if want.1 && armed(self.timers[2]) {
+            at = at.min(self.timers[3]);
+        }
+        at
     }
 
     /// Writes them back.

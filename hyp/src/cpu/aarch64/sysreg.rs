@@ -177,7 +177,10 @@ fn host_id(crm: u32, op2: u32) -> u64 {
 pub fn emulate(iss: u64, regs: &mut GuestRegs, dbg: &mut Debug) -> bool {
     let a = Access::decode(iss);
     let v = regs.gpr(a.rt);
-    let caps = GuestCaps { pauth: features().pauth };
+    let caps = GuestCaps {
+        pauth: features().pauth,
+        gicv3: crate::gic::version() == Some(crate::vgic::Version::V3),
+    };
     let f = features();
     let value: Option<u64> = match (a.enc, a.read) {
         // The ID registers (HCR_EL2.TID3): read-only.

@@ -55,9 +55,8 @@ mod image {
                 mem::write64(region + p * PAGE_SIZE + 8 * w as u64, k);
             }
             LAST[w].store(k, Ordering::Release);
-            // Give the CPU to the others (WFI traps: a yield).
-            // SAFETY: waits for an interrupt; under the hypervisor a yield.
-            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+            // Give the CPU to the others.
+            guest::rt::smp::yield_now();
         }
     }
 
@@ -79,15 +78,13 @@ mod image {
         start_secondaries(WRITERS + 1, writer).expect("writers start");
         // Let the writers get going, then collapse under them.
         while LAST[1].load(Ordering::Acquire) < 2 || LAST[2].load(Ordering::Acquire) < 2 {
-            // SAFETY: as in `writer`.
-            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+            guest::rt::smp::yield_now();
         }
         // SAFETY: the region is test memory; collapsing keeps its contents.
         let r = unsafe { hyp_collapse(region) };
         let seen = LAST[1].load(Ordering::Acquire);
         while LAST[1].load(Ordering::Acquire) < seen + 2 {
-            // SAFETY: as in `writer`.
-            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+            guest::rt::smp::yield_now();
         }
         STOP.store(true, Ordering::Release);
         join_secondaries();

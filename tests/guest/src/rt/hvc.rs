@@ -103,6 +103,12 @@ pub fn hyp_version() -> i64 {
     unsafe { hyp_call(hyp::HYP_VERSION, 0, 0, 0) }
 }
 
+/// `HYP_YIELD`: lets another vCPU run on this CPU, if one waits.
+pub fn hyp_yield() {
+    // SAFETY: only schedules.
+    unsafe { hyp_call(hyp::HYP_YIELD, 0, 0, 0) };
+}
+
 /// `HYP_REPORT`: `code` 0 = pass, else fail; `test` = test number.
 pub fn hyp_report(test: u64, code: u64) -> i64 {
     // SAFETY: only logs on the hypervisor side.

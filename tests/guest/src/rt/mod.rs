@@ -34,6 +34,7 @@ mod arch;
 pub mod boot;
 pub mod console;
 pub mod exception;
+pub mod gic;
 pub mod hvc;
 pub mod mem;
 pub mod platform;

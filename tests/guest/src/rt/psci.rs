@@ -11,7 +11,7 @@ use crate::rt::hvc::{hvc, psci_present};
 /// Parks this vCPU forever.
 pub fn halt() -> ! {
     loop {
-        // SAFETY: `wfi` only waits (or, under the hypervisor, yields).
+        // SAFETY: `wfi` only waits (with no interrupt enabled, for ever).
         unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
     }
 }

@@ -31,18 +31,16 @@ pub fn notify() {
 }
 
 /// Waits until `cond` holds; the writer must [`notify`]. Under the
-/// hypervisor the wait is `wfi`, which it traps and turns into a yield, so
-/// a waiting vCPU gives its CPU to the others even when there are more
-/// vCPUs than CPUs (QEMU's TCG does not trap `wfe`); on bare QEMU it is
-/// `wfe`.
+/// hypervisor the wait is its `HYP_YIELD` call, so a waiting vCPU gives
+/// its CPU to the others even when there are more vCPUs than CPUs (QEMU's
+/// TCG never traps `wfe`, and `wfi` really waits for an interrupt); on
+/// bare QEMU it is `wfe`.
 #[inline]
 pub fn wait_until(mut cond: impl FnMut() -> bool) {
     let yield_to_hyp = super::hvc::hyp_present();
     while !cond() {
         if yield_to_hyp {
-            // SAFETY: trapped by the hypervisor (HCR_EL2.TWI, HCR.TWI on
-            // ARM32): a yield.
-            unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+            super::hvc::hyp_yield();
         } else {
             // SAFETY: `wfe` only waits for an event (a `sev`, or a
             // spurious one).
@@ -51,12 +49,10 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Gives the CPU to another vCPU for a while: `wfi`, which the hypervisor
-/// traps and turns into a yield (on bare QEMU, a wait for an interrupt that
-/// may not come: only under the hypervisor).
+/// Gives the CPU to another vCPU for a while (`HYP_YIELD`; only under
+/// the hypervisor).
 pub fn yield_now() {
-    // SAFETY: trapped by the hypervisor (HCR_EL2.TWI, HCR.TWI on ARM32).
-    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    super::hvc::hyp_yield();
 }
 
 /// [`wait_until`] for at most about `us` microseconds of the generic

@@ -82,6 +82,11 @@ extern "C" fn rt_exception(frame: &mut TrapFrame, kind: u64) {
         asm!("mrs {}, far_el1", out(reg) far, options(nomem, nostack, preserves_flags));
     }
     let ec = esr >> 26;
+    // An IRQ from EL1 (SP_EL1) or EL1 with SP_EL0.
+    if kind == 5 || kind == 1 {
+        crate::rt::gic::handle_irq();
+        return;
+    }
     if kind == 4 {
         if ec == EC_DABT_CUR && esr & 0x3f == DFSC_SEA {
             record_sea((esr & ESR_FNV == 0).then_some(far), esr);

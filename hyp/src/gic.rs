@@ -1,0 +1,224 @@
+//! The host's GIC, which the hypervisor drives itself (through the
+//! `arm-gic` crate): the distributor and, on GICv3, each CPU's
+//! redistributor, set up at boot; the physical interrupts EL2 takes while
+//! guests run (its own timer, the guests' timers, the virtual interface's
+//! maintenance interrupt, the kick SGI) enabled on every CPU; and the
+//! acknowledge, end and send operations the run loop needs.
+//!
+//! Every host interrupt is group 1 (group 0 on a GICv2 without security
+//! extensions, as `arm-gic` sets it up); end of interrupt both drops the
+//! priority and deactivates. Guests never see these registers: the
+//! distributor and redistributors they see are emulated (`crate::vgic`)
+//! and their CPU interface is the virtual one.
+
+use core::ptr::NonNull;
+
+use arm_gic::{IntId, InterruptGroup};
+use spin::{Mutex, Once};
+
+use crate::platform;
+use crate::vgic::Version;
+
+/// The SGI that makes a CPU leave its guest and look at its vCPU again.
+pub const KICK_SGI: u32 = 0;
+/// The virtual interface's maintenance interrupt.
+pub const MAINTENANCE_PPI: u32 = 25;
+/// The EL2 physical timer (`CNTHP`): time slices and wake-ups.
+pub const HYP_TIMER_PPI: u32 = 26;
+/// The guests' EL1 virtual and physical timers.
+pub use crate::vgic::{PTIMER_PPI, VTIMER_PPI};
+
+enum Driver {
+    #[cfg(target_arch = "aarch64")]
+    V3(arm_gic::gicv3::GicV3<'static>),
+    V2(arm_gic::gicv2::GicV2<'static>),
+}
+
+// SAFETY: the driver holds pointers to the GIC's MMIO registers, which
+// any CPU may use; the mutex serialises the users.
+unsafe impl Send for Driver {}
+
+static GIC: Once<Mutex<Driver>> = Once::new();
+
+/// What the GICv2 virtualization extensions offer: the hypervisor's
+/// control interface (`GICH`) and the virtual CPU interface (`GICV`).
+#[derive(Clone, Copy, Debug)]
+pub struct V2Virt {
+    /// `GICH`'s physical address.
+    pub gich: u64,
+    /// `GICV`'s physical address.
+    pub gicv: u64,
+}
+
+static V2_VIRT: Once<Option<V2Virt>> = Once::new();
+
+/// The host GIC's architecture, once [`init`] ran.
+pub fn version() -> Option<Version> {
+    GIC.get().map(|g| match &*g.lock() {
+        #[cfg(target_arch = "aarch64")]
+        Driver::V3(_) => Version::V3,
+        Driver::V2(_) => Version::V2,
+    })
+}
+
+/// The GICv2 virtualization interface, if the host GIC is a GICv2 that
+/// has one.
+pub fn v2_virt() -> Option<V2Virt> {
+    V2_VIRT.get().copied().flatten()
+}
+
+/// Sets up the distributor (and redistributors) on the boot CPU, for
+/// `cpus` CPUs, then this CPU's interface as [`init_cpu`] does.
+pub fn init(gic: &platform::Gic, cpus: usize) -> Result<(), &'static str> {
+    let driver = match gic {
+        #[cfg(target_arch = "aarch64")]
+        platform::Gic::V3 { distributor, redistributors } => {
+            let gicr = redistributors.first().ok_or("GICv3 without redistributors")?;
+            let gicd = NonNull::new(distributor.base as usize as *mut _).ok_or("GICD at 0")?;
+            let gicr = NonNull::new(gicr.base as usize as *mut _).ok_or("GICR at 0")?;
+            // SAFETY: the addresses come from the DTB, are mapped as device
+            // memory by the EL2 map and used by this driver only.
+            let mut d = unsafe {
+                arm_gic::gicv3::GicV3::new(safe_mmio::UniqueMmioPointer::new(gicd), gicr, cpus)
+            }
+            .map_err(|_| "GICv3 redistributors not recognised")?;
+            d.setup(crate::cpu::cpu_index());
+            Driver::V3(d)
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        platform::Gic::V3 { .. } => return Err("GICv3 on ARMv7 is not supported"),
+        platform::Gic::V2 { distributor, cpu_interface, hyp_interface, vcpu_interface } => {
+            V2_VIRT.call_once(|| match (hyp_interface, vcpu_interface) {
+                (Some(h), Some(v)) => Some(V2Virt { gich: h.base, gicv: v.base }),
+                _ => None,
+            });
+            // SAFETY: as above.
+            let mut d = unsafe {
+                arm_gic::gicv2::GicV2::new(
+                    distributor.base as usize as *mut _,
+                    cpu_interface.base as usize as *mut _,
+                )
+            };
+            d.setup();
+            Driver::V2(d)
+        }
+    };
+    GIC.call_once(|| Mutex::new(driver));
+    init_cpu();
+    Ok(())
+}
+
+/// This CPU's part: its redistributor awake (GICv3), its CPU interface on
+/// with every priority let through, and the interrupts EL2 takes enabled.
+pub fn init_cpu() {
+    let Some(gic) = GIC.get() else { return };
+    let cpu = crate::cpu::cpu_index();
+    let mut g = gic.lock();
+    match &mut *g {
+        #[cfg(target_arch = "aarch64")]
+        Driver::V3(d) => {
+            use arm_gic::gicv3::GicCpuInterface as C;
+            d.init_cpu(cpu);
+            C::set_priority_mask(0xff);
+            C::enable_group1(true);
+        }
+        // The CPU interface and the private interrupts are banked.
+        Driver::V2(d) => d.setup(),
+    }
+    drop(g);
+    for intid in [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI, PTIMER_PPI] {
+        set_private_enabled(intid, true);
+    }
+}
+
+fn intid_of(intid: u32) -> IntId {
+    match intid {
+        0..16 => IntId::sgi(intid),
+        16..32 => IntId::ppi(intid - 16),
+        _ => IntId::spi(intid - 32),
+    }
+}
+
+/// Enables or disables private interrupt `intid` (an SGI or PPI) on this
+/// CPU.
+pub fn set_private_enabled(intid: u32, on: bool) {
+    let Some(gic) = GIC.get() else { return };
+    let id = intid_of(intid);
+    match &mut *gic.lock() {
+        #[cfg(target_arch = "aarch64")]
+        Driver::V3(d) => {
+            let _ = d.enable_interrupt(id, Some(crate::cpu::cpu_index()), on);
+        }
+        Driver::V2(d) => {
+            let _ = d.enable_interrupt(id, on);
+        }
+    }
+}
+
+/// The highest-priority interrupt signalled to this CPU, acknowledged.
+pub fn ack() -> Option<u32> {
+    let gic = GIC.get()?;
+    #[cfg(target_arch = "aarch64")]
+    if let Some(id) = v3_ack(gic) {
+        return id;
+    }
+    match &mut *gic.lock() {
+        Driver::V2(d) => d.get_and_acknowledge_interrupt(InterruptGroup::Group0).map(u32::from),
+        #[cfg(target_arch = "aarch64")]
+        Driver::V3(_) => None,
+    }
+}
+
+/// GICv3: acknowledged through the system registers, no lock needed.
+#[cfg(target_arch = "aarch64")]
+fn v3_ack(gic: &Mutex<Driver>) -> Option<Option<u32>> {
+    if !IS_V3.load(core::sync::atomic::Ordering::Relaxed) {
+        let v3 = matches!(&*gic.lock(), Driver::V3(_));
+        if !v3 {
+            return None;
+        }
+        IS_V3.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+    use arm_gic::gicv3::GicCpuInterface as C;
+    Some(C::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from))
+}
+
+#[cfg(target_arch = "aarch64")]
+static IS_V3: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Ends interrupt `intid` (priority drop and deactivation).
+pub fn end(intid: u32) {
+    let Some(gic) = GIC.get() else { return };
+    let id = intid_of(intid);
+    #[cfg(target_arch = "aarch64")]
+    if IS_V3.load(core::sync::atomic::Ordering::Relaxed) {
+        arm_gic::gicv3::GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
+        return;
+    }
+    if let Driver::V2(d) = &mut *gic.lock() {
+        d.end_interrupt(id, InterruptGroup::Group0);
+    }
+}
+
+/// Sends the kick SGI to CPU `cpu` (its `MPIDR` Aff0).
+pub fn kick(cpu: usize) {
+    let Some(gic) = GIC.get() else { return };
+    let id = IntId::sgi(KICK_SGI);
+    match &mut *gic.lock() {
+        #[cfg(target_arch = "aarch64")]
+        Driver::V3(_) => {
+            use arm_gic::gicv3::{GicCpuInterface as C, SgiTarget, SgiTargetGroup};
+            let target =
+                SgiTarget::List { affinity3: 0, affinity2: 0, affinity1: 0, target_list: 1 << cpu };
+            let _ = C::send_sgi(id, target, SgiTargetGroup::CurrentGroup1);
+        }
+        Driver::V2(d) => {
+            use arm_gic::gicv2::{SgiTarget, SgiTargetListFilter};
+            let target = SgiTarget::List {
+                target_list_filter: SgiTargetListFilter::CPUTargetList,
+                target_list: 1 << cpu,
+            };
+            d.send_sgi(id, target);
+        }
+    }
+}
