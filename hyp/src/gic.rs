@@ -11,9 +11,9 @@
 //! distributor and redistributors they see are emulated (`crate::vgic`)
 //! and their CPU interface is the virtual one.
 
-use core::ptr::NonNull;
-
 use arm_gic::{IntId, InterruptGroup};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use spin::{Mutex, Once};
 
 use crate::platform;
@@ -51,6 +51,8 @@ pub struct V2Virt {
 }
 
 static V2_VIRT: Once<Option<V2Virt>> = Once::new();
+/// A GICv2 distributor's address.
+static V2_GICD: AtomicUsize = AtomicUsize::new(0);
 
 /// The host GIC's architecture, once [`init`] ran.
 pub fn version() -> Option<Version> {
@@ -69,11 +71,12 @@ pub fn v2_virt() -> Option<V2Virt> {
 
 /// Sets up the distributor (and redistributors) on the boot CPU, for
 /// `cpus` CPUs, then this CPU's interface as [`init_cpu`] does.
-pub fn init(gic: &platform::Gic, cpus: usize) -> Result<(), &'static str> {
+pub fn init(gic: &platform::Gic, #[allow(unused)] cpus: usize) -> Result<(), &'static str> {
     let driver = match gic {
         #[cfg(target_arch = "aarch64")]
         platform::Gic::V3 { distributor, redistributors } => {
             let gicr = redistributors.first().ok_or("GICv3 without redistributors")?;
+            use core::ptr::NonNull;
             let gicd = NonNull::new(distributor.base as usize as *mut _).ok_or("GICD at 0")?;
             let gicr = NonNull::new(gicr.base as usize as *mut _).ok_or("GICR at 0")?;
             // SAFETY: the addresses come from the DTB, are mapped as device
@@ -92,6 +95,7 @@ pub fn init(gic: &platform::Gic, cpus: usize) -> Result<(), &'static str> {
                 (Some(h), Some(v)) => Some(V2Virt { gich: h.base, gicv: v.base }),
                 _ => None,
             });
+            V2_GICD.store(distributor.base as usize, Ordering::Relaxed);
             // SAFETY: as above.
             let mut d = unsafe {
                 arm_gic::gicv2::GicV2::new(
@@ -103,6 +107,11 @@ pub fn init(gic: &platform::Gic, cpus: usize) -> Result<(), &'static str> {
             Driver::V2(d)
         }
     };
+    let v2 = matches!(driver, Driver::V2(_));
+    crate::cpu::use_gicv2(v2);
+    if let Some(virt) = v2_virt() {
+        crate::cpu::set_gich_base(virt.gich);
+    }
     GIC.call_once(|| Mutex::new(driver));
     init_cpu();
     Ok(())
@@ -112,13 +121,12 @@ pub fn init(gic: &platform::Gic, cpus: usize) -> Result<(), &'static str> {
 /// with every priority let through, and the interrupts EL2 takes enabled.
 pub fn init_cpu() {
     let Some(gic) = GIC.get() else { return };
-    let cpu = crate::cpu::cpu_index();
     let mut g = gic.lock();
     match &mut *g {
         #[cfg(target_arch = "aarch64")]
         Driver::V3(d) => {
             use arm_gic::gicv3::GicCpuInterface as C;
-            d.init_cpu(cpu);
+            d.init_cpu(crate::cpu::cpu_index());
             C::set_priority_mask(0xff);
             C::enable_group1(true);
         }
@@ -172,12 +180,12 @@ pub fn ack() -> Option<u32> {
 /// GICv3: acknowledged through the system registers, no lock needed.
 #[cfg(target_arch = "aarch64")]
 fn v3_ack(gic: &Mutex<Driver>) -> Option<Option<u32>> {
-    if !IS_V3.load(core::sync::atomic::Ordering::Relaxed) {
+    if !IS_V3.load(Ordering::Relaxed) {
         let v3 = matches!(&*gic.lock(), Driver::V3(_));
         if !v3 {
             return None;
         }
-        IS_V3.store(true, core::sync::atomic::Ordering::Relaxed);
+        IS_V3.store(true, Ordering::Relaxed);
     }
     use arm_gic::gicv3::GicCpuInterface as C;
     Some(C::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from))
@@ -191,10 +199,11 @@ pub fn end(intid: u32) {
     let Some(gic) = GIC.get() else { return };
     let id = intid_of(intid);
     #[cfg(target_arch = "aarch64")]
-    if IS_V3.load(core::sync::atomic::Ordering::Relaxed) {
+    if IS_V3.load(Ordering::Relaxed) {
         arm_gic::gicv3::GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
         return;
     }
+    #[allow(irrefutable_let_patterns)]
     if let Driver::V2(d) = &mut *gic.lock() {
         d.end_interrupt(id, InterruptGroup::Group0);
     }
@@ -212,13 +221,15 @@ pub fn kick(cpu: usize) {
                 SgiTarget::List { affinity3: 0, affinity2: 0, affinity1: 0, target_list: 1 << cpu };
             let _ = C::send_sgi(id, target, SgiTargetGroup::CurrentGroup1);
         }
-        Driver::V2(d) => {
-            use arm_gic::gicv2::{SgiTarget, SgiTargetListFilter};
-            let target = SgiTarget::List {
-                target_list_filter: SgiTargetListFilter::CPUTargetList,
-                target_list: 1 << cpu,
-            };
-            d.send_sgi(id, target);
+        // `GICD_SGIR` written here rather than with `GicV2::send_sgi`,
+        // which sets NSATT (forward only if group 1): the host's
+        // interrupts are group 0 on a GICv2 without security extensions.
+        Driver::V2(_) => {
+            let sgir = (V2_GICD.load(Ordering::Relaxed) + 0xF00) as *mut u32;
+            // SAFETY: GICD_SGIR of the host's distributor, in the EL2 map;
+            // the lock serialises the driver's users.
+            unsafe { sgir.write_volatile(1 << (16 + cpu) | KICK_SGI) };
+            let _ = id;
         }
     }
 }

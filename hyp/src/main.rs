@@ -66,6 +66,7 @@ mod hyp_main {
     use crate::platform::{self, Config, Platform};
     use crate::psci::{self, Conduit};
     use crate::trap::{self, Action, Vcpu};
+    use crate::vgic;
     use crate::vm::{self, Guests, Policy, IMAGE_IPA, RAM_BASE};
     use crate::{console, gic, image, irq, println};
 
@@ -252,6 +253,9 @@ mod hyp_main {
             }
             None => return Err("no interrupt controller in the device tree".into()),
         };
+        if gic_version == vgic::Version::V2 && gic::v2_virt().is_none() {
+            return Err("GICv2 without the virtualization extensions (no GICH, GICV)".into());
+        }
         log::info!("GIC: {:?}, guests get a virtual {:?}", gic_version, gic_version);
 
         let policy =
@@ -273,6 +277,7 @@ mod hyp_main {
                 policy,
                 lock,
                 gic: gic_version,
+                gicv: gic::v2_virt().map(|v| v.gicv),
             })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;

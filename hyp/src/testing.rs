@@ -271,6 +271,7 @@ pub fn boot_vms(
             policy: Policy::Pages,
             lock: LockMode::Split,
             gic: crate::vgic::Version::V3,
+            gicv: None,
         })
         .collect();
     let vms = guests.create(&specs).expect("create");

@@ -19,6 +19,14 @@ mod arm;
 #[cfg(target_arch = "arm")]
 pub use arm::*;
 
+mod gich;
+pub use gich::set_base as set_gich_base;
+use gich::GichCpu;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::vgic::LrEntry;
+
 /// Bytes of stack per CPU.
 pub const STACK_SIZE: usize = 64 * 1024;
 /// CPUs the hypervisor supports.
@@ -114,6 +122,86 @@ impl Exit {
 }
 
 pub use crate::machine::EntryArg;
+
+/// List registers used (QEMU's GICs have four; GICv3 allows 16).
+pub const MAX_LRS: usize = 16;
+
+/// Whether guests get the GICv2 virtual interface (`GICH`) rather than
+/// GICv3's system registers.
+static GICV2: AtomicBool = AtomicBool::new(cfg!(target_arch = "arm"));
+
+/// Chooses the virtual interface: GICv2's when the host GIC is a GICv2.
+pub fn use_gicv2(v2: bool) {
+    GICV2.store(v2, Ordering::Relaxed);
+}
+
+#[cfg_attr(target_arch = "arm", allow(dead_code))]
+fn gicv2() -> bool {
+    GICV2.load(Ordering::Relaxed)
+}
+
+/// A vCPU's virtual CPU interface (GICv3's or GICv2's) while it is off
+/// the CPU, and what its list registers were given at the last entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GicCpu {
+    #[cfg(target_arch = "aarch64")]
+    ich: IchCpu,
+    gich: GichCpu,
+    /// What [`GicCpu::write_lrs`] put in each list register.
+    pub written: [Option<LrEntry>; MAX_LRS],
+}
+
+impl GicCpu {
+    /// List registers used on this CPU.
+    pub fn lrs() -> usize {
+        #[cfg(target_arch = "aarch64")]
+        if !gicv2() {
+            return IchCpu::lrs().min(MAX_LRS);
+        }
+        GichCpu::lrs().min(MAX_LRS)
+    }
+
+    /// Puts the vCPU's interface on the CPU.
+    pub fn load(&self) {
+        #[cfg(target_arch = "aarch64")]
+        if !gicv2() {
+            return self.ich.load();
+        }
+        self.gich.load()
+    }
+
+    /// Takes it off the CPU (its list registers folded back already).
+    pub fn put(&mut self) {
+        self.written = [None; MAX_LRS];
+        #[cfg(target_arch = "aarch64")]
+        if !gicv2() {
+            return self.ich.put();
+        }
+        self.gich.put()
+    }
+
+    /// Fills the list registers with `entries`, with an underflow
+    /// maintenance interrupt if `overflow`.
+    pub fn write_lrs(&mut self, entries: &[Option<LrEntry>], overflow: bool) {
+        let n = entries.len().min(MAX_LRS);
+        self.written[..n].copy_from_slice(&entries[..n]);
+        #[cfg(target_arch = "aarch64")]
+        if !gicv2() {
+            return IchCpu::write_lrs(&entries[..n], overflow);
+        }
+        GichCpu::write_lrs(&entries[..n], overflow)
+    }
+
+    /// What the list registers hold now, for the ones filled.
+    pub fn read_lrs(&self, out: &mut [Option<LrEntry>]) {
+        let n = out.len().min(MAX_LRS);
+        #[cfg(target_arch = "aarch64")]
+        if !gicv2() {
+            return IchCpu::read_lrs(&self.written[..n], &mut out[..n]);
+        }
+        GichCpu::read_lrs(&self.written[..n], &mut out[..n])
+    }
+}
 
 /// A vCPU's architectural state: what the guest's exits save and its
 /// entries load (`regs`), and what is switched when another vCPU runs on

@@ -114,6 +114,9 @@ pub struct VmSpec {
     pub lock: LockMode,
     /// The interrupt controller the guest sees.
     pub gic: crate::vgic::Version,
+    /// GICv2: the host's virtual CPU interface (`GICV`), mapped at the
+    /// guest's GICC address.
+    pub gicv: Option<u64>,
 }
 
 /// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
@@ -454,9 +457,14 @@ impl<M: Machine> Vm<M> {
     /// Creates a VM as `spec` says, in `guests`.
     fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
         let m = guests.m;
-        let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic } = *spec;
+        let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic, gicv } = *spec;
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
+        if let (crate::vgic::Version::V2, Some(pa)) = (gic, gicv) {
+            use crate::vgic::mmio::{GICC_IPA, GICC_SIZE};
+            let (ipa, pa) = (mmu::Ipa(GICC_IPA), mmu::PhysAddr(pa));
+            s2.map(ipa, pa, GICC_SIZE, &mmu::Attrs::DEVICE, mmu::Granularity::Pages)?;
+        }
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
             id,
             guests,

@@ -20,7 +20,7 @@ pub use exception::GuestRegs;
 use exception::{guest_enter, HostContext};
 use mmu::{Features, Geometry, PAGE_SHIFT};
 use tock_registers::LocalRegisterCopy;
-pub use vgic::{GicCpu, MAX_LRS};
+pub use vgic::IchCpu;
 
 use super::{ec, EntryArg, Exit, Syndrome, MAX_CPUS};
 use crate::psci::{self, Conduit};

@@ -9,7 +9,7 @@ use arch::{read_sysreg, write_sysreg};
 use crate::vgic::{lr, LrEntry};
 
 /// List registers the architecture allows.
-pub const MAX_LRS: usize = 16;
+const MAX_LRS: usize = 16;
 
 /// `ICH_HCR_EL2.En`: the virtual CPU interface on.
 const HCR_EN: u64 = 1 << 0;
@@ -68,24 +68,15 @@ macro_rules! rd {
     };
 }
 
-/// A vCPU's virtual CPU interface while it is off the CPU, and what its
-/// list registers were given at the last entry.
-#[derive(Clone, Copy, Debug)]
-pub struct GicCpu {
+/// A vCPU's GICv3 virtual CPU interface while it is off the CPU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IchCpu {
     vmcr: u64,
     ap0r: [u64; 4],
     ap1r: [u64; 4],
-    /// What [`GicCpu::write_lrs`] put in each list register.
-    pub written: [Option<LrEntry>; MAX_LRS],
 }
 
-impl Default for GicCpu {
-    fn default() -> Self {
-        Self { vmcr: 0, ap0r: [0; 4], ap1r: [0; 4], written: [None; MAX_LRS] }
-    }
-}
-
-impl GicCpu {
+impl IchCpu {
     /// List registers on this CPU.
     pub fn lrs() -> usize {
         shape().0
@@ -124,15 +115,13 @@ impl GicCpu {
             }
             wr!("s3_4_c12_c11_0", 0);
         }
-        self.written = [None; MAX_LRS];
     }
 
     /// Writes `entries` (as many as the CPU has list registers) to the
     /// list registers, with an underflow maintenance interrupt if
     /// `overflow`.
-    pub fn write_lrs(&mut self, entries: &[Option<LrEntry>], overflow: bool) {
+    pub fn write_lrs(entries: &[Option<LrEntry>], overflow: bool) {
         for (n, e) in entries.iter().enumerate().take(MAX_LRS) {
-            self.written[n] = *e;
             // SAFETY: as in `load`.
             unsafe { lr_op!(n, wr, lr::encode_v3(e.as_ref())) };
         }
@@ -140,11 +129,19 @@ impl GicCpu {
         unsafe { wr!("s3_4_c12_c11_0", if overflow { HCR_EN | HCR_UIE } else { HCR_EN }) };
     }
 
-    /// Reads back what the list registers hold now into `out`, and stops
-    /// asking for underflow interrupts (the caller refills them).
-    pub fn read_lrs(&self, out: &mut [Option<LrEntry>]) {
-        for (n, o) in out.iter_mut().enumerate().take(MAX_LRS) {
-            *o = if self.written[n].is_some() { lr::decode_v3(lr_op!(n, rd)) } else { None };
+    /// Reads back the list registers `written` says were filled into
+    /// `out`; empties the ones the guest is done with (ending their
+    /// maintenance condition) and stops asking for underflow interrupts.
+    pub fn read_lrs(written: &[Option<LrEntry>], out: &mut [Option<LrEntry>]) {
+        for (n, (w, o)) in written.iter().zip(out.iter_mut()).enumerate().take(MAX_LRS) {
+            *o = None;
+            if w.is_some() {
+                *o = lr::decode_v3(lr_op!(n, rd));
+                if o.is_none() {
+                    // SAFETY: as in `load`.
+                    unsafe { lr_op!(n, wr, 0) };
+                }
+            }
         }
         // SAFETY: as in `load`.
         unsafe { wr!("s3_4_c12_c11_0", HCR_EN) };

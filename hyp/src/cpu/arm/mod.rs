@@ -550,6 +550,23 @@ impl GuestSysRegs {
         }
     }
 
+    /// When the vCPU's timers, as saved, next fire, in physical counter
+    /// ticks (`u64::MAX`: neither is enabled and unmasked); the virtual
+    /// timer's compare value is `cntvoff` behind the physical count.
+    /// `want`: (virtual, physical), whether each timer's interrupt would
+    /// be taken at all.
+    pub fn timer_deadline(&self, cntvoff: u64, want: (bool, bool)) -> u64 {
+        let armed = |ctl: u32| ctl & 0b11 == 0b01;
+        let mut at = u64::MAX;
+        if want.0 && armed(self.timer_ctl[0]) {
+            at = at.min(self.timer_cval[0].saturating_add(cntvoff));
+        }
+        if want.1 && armed(self.timer_ctl[1]) {
+            at = at.min(self.timer_cval[1]);
+        }
+        at
+    }
+
     /// Writes them back.
     pub fn restore(&self) {
         macro_rules! restore {
@@ -576,6 +593,42 @@ impl GuestSysRegs {
             write_cp15!("p15, 0, {}, c14, c2, 1", self.timer_ctl[1]);
         }
     }
+}
+
+/// The guest's PL1 timer outputs now: (virtual, physical), each high when
+/// the timer is enabled, unmasked and has reached its compare value
+/// (`CNTx_CTL` ENABLE, IMASK, ISTATUS).
+pub fn timer_levels() -> (bool, bool) {
+    let level = |ctl: u32| ctl & 0b111 == 0b101;
+    (level(read_cp15!("p15, 0, {}, c14, c3, 1")), level(read_cp15!("p15, 0, {}, c14, c2, 1")))
+}
+
+/// Sets the virtual counter's offset for the VM about to run.
+pub fn set_cntvoff(off: u64) {
+    // SAFETY: the offset only affects PL1's view of the virtual counter.
+    unsafe { regs::set_cntvoff(off) };
+}
+
+/// Arms the Hyp physical timer (`CNTHP`) to fire when the physical count
+/// reaches `at`.
+pub fn hyp_timer_arm(at: u64) {
+    // SAFETY: the Hyp timer is the hypervisor's own (CNTHP_CVAL, CNTHP_CTL).
+    unsafe {
+        write_cp15_64!("p15, 6, {}, {}, c14", at);
+        write_cp15!("p15, 4, {}, c14, c2, 1", 1);
+    }
+}
+
+/// Stops the Hyp physical timer.
+pub fn hyp_timer_stop() {
+    // SAFETY: as above.
+    unsafe { write_cp15!("p15, 4, {}, c14, c2, 1", 0) };
+}
+
+/// GICv3's SGI registers do not exist for ARMv7 guests (their GIC is a
+/// GICv2, SGIs through its distributor).
+pub fn trapped_sgi(_ec: u64, _iss: u64, _regs: &GuestRegs) -> Option<u64> {
+    None
 }
 
 /// Calls the firmware (SMCCC, SMC32 register use).

@@ -47,6 +47,7 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == 64);
 const VEC_UNDEF: u32 = 1;
 const VEC_PABT: u32 = 3;
 const VEC_DABT: u32 = 4;
+const VEC_IRQ: u32 = 6;
 
 const VECTOR_NAMES: [&str; 8] = [
     "reset",
@@ -106,6 +107,7 @@ extern "C" fn rt_exception(frame: &mut TrapFrame) {
         }
         VEC_PABT => fault(name, cpu, frame, ("IFSR", ifsr()), ("IFAR", ifar())),
         VEC_UNDEF if skippable && take_undefined() => frame.pc += 4,
+        VEC_IRQ => crate::rt::gic::handle_irq(),
         _ => crate::rt::test::fatal(format_args!(
             "unexpected exception {name} on cpu {cpu}: PC={:#x} SPSR={:#x}",
             frame.pc, frame.spsr
