@@ -245,6 +245,8 @@ pub struct Qemu {
     timeout: Duration,
     stop_when: Option<String>,
     extra: Vec<String>,
+    /// `gic-version` of `virt` (AArch64 default 3; ARM32: QEMU's, 2).
+    gic: Option<u32>,
 }
 
 impl Default for Qemu {
@@ -271,6 +273,7 @@ impl Qemu {
             timeout: DEFAULT_TIMEOUT,
             stop_when: None,
             extra: Vec::new(),
+            gic: None,
         }
     }
 
@@ -303,6 +306,12 @@ impl Qemu {
     /// The CPU model (`-cpu`), e.g. `max` or `cortex-a57`.
     pub fn cpu(mut self, cpu: &str) -> Self {
         self.cpu = cpu.into();
+        self
+    }
+
+    /// The GIC of the `virt` machine (`gic-version=2` or `3`).
+    pub fn gic(mut self, version: u32) -> Self {
+        self.gic = Some(version);
         self
     }
 
@@ -388,9 +397,11 @@ impl Qemu {
         if self.virtualization {
             machine.push_str(",virtualization=on");
         }
-        if self.arch == Arch::Aarch64 {
+        match (self.gic, self.arch) {
+            (Some(v), _) => machine.push_str(&format!(",gic-version={v}")),
             // ARMv7 CPUs have a GICv2, QEMU's default.
-            machine.push_str(",gic-version=3");
+            (None, Arch::Aarch64) => machine.push_str(",gic-version=3"),
+            (None, Arch::Arm) => {}
         }
         let mut args: Vec<String> = vec![
             "-M".into(),

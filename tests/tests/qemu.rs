@@ -299,3 +299,47 @@ fn hostile_big_unmap_and_reset() {
     run.assert_contains("hostile/big_unmap PASS");
     run.assert_contains("hostile/reset_fresh PASS");
 }
+
+// --- interrupts, timers and scheduling (the virtual GIC) ----------------------
+
+/// The `irq` image: GIC identity, the virtual timer at 100 Hz, WFI woken
+/// by the timer, SGI ping-pong between two vCPUs, nothing unexpected, the
+/// host GIC out of reach. `gic`: the machine's GIC version.
+fn irq(gic: u32, cpu: &str, smp: u32, vcpus: u32) {
+    let run =
+        boot(Qemu::new().gic(gic).cpu(cpu).smp(smp).guest("irq").append(&format!("vcpus={vcpus}")));
+    run.assert_ok();
+    run.assert_contains(&format!("irq: GIC V{gic}"));
+    if vcpus > 1 {
+        run.assert_contains("irq/sgi_ping_pong PASS");
+    }
+}
+
+#[test]
+fn irq_gicv3_max_smp2() {
+    irq(3, MAX, 2, 2);
+}
+
+#[test]
+fn irq_gicv3_two_vcpus_one_cpu() {
+    irq(3, MAX, 1, 2);
+}
+
+#[test]
+fn irq_gicv3_a57_smp4() {
+    irq(3, A57, 4, 4);
+}
+
+#[test]
+fn irq_gicv2_max_smp2() {
+    irq(2, MAX, 2, 2);
+}
+
+/// Two VMs on one CPU: VM 1 spins for 1.5 s and never yields, VM 2 sleeps
+/// on its timer 50 times and still finishes in time (time slices).
+#[test]
+fn sched_spinner_and_sleeper_share_a_cpu() {
+    let run = boot(Qemu::new().smp(1).guest("sched").append("vms=2"));
+    run.assert_ok_vms(2);
+    run.assert_contains("sched/sleeper_finishes_beside_spinner PASS");
+}

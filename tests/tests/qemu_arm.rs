@@ -249,3 +249,28 @@ fn arm_hostile_big_unmap_and_reset_a7() {
     run.assert_contains("hostile/big_unmap PASS");
     run.assert_contains("hostile/reset_fresh PASS");
 }
+
+// --- interrupts, timers and scheduling (virtual GICv2) ------------------------
+
+/// The `irq` image on ARMv7 with its GICv2 (see `qemu.rs`).
+#[test]
+fn arm_irq_gicv2_a15_smp2() {
+    let run = boot(Qemu::arm().cpu(A15).smp(2).guest("irq").append("vcpus=2"));
+    run.assert_ok();
+    run.assert_contains("irq/sgi_ping_pong PASS");
+}
+
+#[test]
+fn arm_irq_two_vcpus_one_cpu() {
+    let run = boot(Qemu::arm().cpu(A15).smp(1).guest("irq").append("vcpus=2"));
+    run.assert_ok();
+    run.assert_contains("irq/sgi_ping_pong PASS");
+}
+
+/// A spinning VM and a sleeping one share a CPU (see `qemu.rs`).
+#[test]
+fn arm_sched_spinner_and_sleeper_share_a_cpu() {
+    let run = boot(Qemu::arm().cpu(A15).smp(1).guest("sched").append("vms=2"));
+    run.assert_ok_vms(2);
+    run.assert_contains("sched/sleeper_finishes_beside_spinner PASS");
+}

@@ -260,6 +260,29 @@ pub fn vtimer_in(ticks: u64) {
     };
 }
 
+/// The virtual counter (`CNTVCT`): under the hypervisor, ticks since the
+/// VM was created.
+pub fn vcounter() -> u64 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let v: u64;
+        // SAFETY: reading the virtual counter has no side effects.
+        unsafe {
+            core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack))
+        };
+        v
+    }
+    #[cfg(target_arch = "arm")]
+    {
+        let (lo, hi): (u32, u32);
+        // SAFETY: as above (CNTVCT).
+        unsafe {
+            core::arch::asm!("isb", "mrrc p15, 1, {}, {}, c14", out(reg) lo, out(reg) hi, options(nomem, nostack))
+        };
+        u64::from(hi) << 32 | u64::from(lo)
+    }
+}
+
 /// Masks the virtual timer's output (as a handler does before the next
 /// [`vtimer_in`]).
 pub fn vtimer_stop() {
