@@ -500,7 +500,9 @@ mod tests {
         // Collapse/split: 2 MiB aligned, whole block in RAM.
         assert_eq!(call(7, [0x4020_1000, 0, 0, 0, 0, 0]), Err(bad));
         assert_eq!(call(8, [0x4000_0000 + (128 << 20), 0, 0, 0, 0, 0]), Err(bad));
-        assert_eq!(call(0x10, [0; 6]), Err(SmcccError::NotSupported));
+        // The first function past the last one (HYP_YIELD, 0x10).
+        assert_eq!(call(0x10, [0; 6]), Ok(Call::Yield));
+        assert_eq!(call(0x11, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(decode_as(1, RAM, 0xC600_1000, [0; 6]), Err(SmcccError::NotSupported));
         assert_eq!(SmcccError::InvalidParameter.code(), (-3i64) as u64);
         assert_eq!(SmcccError::NoMemory.code(), (-4i64) as u64);

@@ -54,6 +54,7 @@ fn hvc(vm: V, n: u32, a: [u64; 6]) -> Outcome {
 fn x0(o: Outcome) -> u64 {
     match o {
         Outcome::Return { x0, .. } => x0,
+        Outcome::Yield => 0,
         Outcome::Stop => panic!("the call stopped the vCPU"),
     }
 }
@@ -461,7 +462,7 @@ fn random_and_boundary_calls_never_hurt_the_hypervisor_or_another_vm() {
         // Unmapping or remapping the image would only hurt VM 1 itself;
         // the harness does that in its own guests. Here: the hypervisor.
         match calls::dispatch(v0, fid, a) {
-            Outcome::Return { .. } => {}
+            Outcome::Return { .. } | Outcome::Yield => {}
             Outcome::Stop => panic!("call {i}: {fid:#x} {a:x?} stopped the vCPU"),
         }
         assert_eq!(peek(m, two, A), 0x5ec2e7, "call {i}: {fid:#x} {a:x?} reached VM 2");
@@ -628,4 +629,88 @@ fn resets_survive_cpus_racing_for_the_run_queue() {
     assert_eq!(vm.power(), VmPower::Off);
     assert_eq!(vm.resets(), RESETS, "every reset restarted the VM once");
     assert_eq!(turns.load(Ordering::SeqCst), RESETS + 1, "vCPU 0 ran once after each reset");
+}
+
+// ---- scheduling: blocking in WFI and waking --------------------------------
+
+/// A vCPU that blocks with nothing pending stays off the run queue until
+/// an SGI is made pending for it; then exactly one requeue happens.
+#[test]
+fn blocked_vcpu_wakes_on_sgi_only() {
+    let m = HostMachine::new(16 << 20, 64);
+    let (guests, vms) = boot_vms(m, 1, 2, 4 << 20, Coherency::Nc);
+    let vm = vms[0];
+    let v0 = guests.next_runnable().expect("vCPU 0 queued");
+    v0.running_on(0);
+    // The guest enables SGI 3 and turns the distributor's group 0 on.
+    {
+        let mut g = vm.vgic.lock();
+        g.mmio_write(0, crate::vgic::mmio::GICD_IPA, 4, 1);
+        let sgi_base = crate::vgic::mmio::GICR_IPA + 0x1_0000;
+        g.mmio_write(0, sgi_base + 0x100, 4, 1 << 3);
+    }
+    v0.block(u64::MAX);
+    assert!(v0.is_blocked());
+    assert!(guests.next_runnable().is_none(), "nothing pending: it sleeps");
+    // A disabled SGI does not wake it.
+    let k = vm.vgic.lock().send_sgi(1, 1, 4);
+    assert_eq!(k, crate::vgic::Kick::NONE);
+    // An enabled one does, once.
+    let k = vm.vgic.lock().send_sgi(1, 1, 3);
+    for v in k.iter() {
+        vm.vcpus()[v].wake();
+        vm.vcpus()[v].wake();
+    }
+    assert!(!v0.is_blocked());
+    assert!(core::ptr::eq(guests.next_runnable().expect("woken"), v0));
+    assert!(guests.next_runnable().is_none(), "queued once");
+}
+
+/// Blocking with an interrupt already pending, or a deadline already
+/// past, does not sleep; a running vCPU is kicked on its CPU instead.
+#[test]
+fn block_with_pending_or_due_is_a_no_op_and_running_ones_are_kicked() {
+    let m = HostMachine::new(16 << 20, 64);
+    let (guests, vms) = boot_vms(m, 1, 1, 4 << 20, Coherency::Nc);
+    let vm = vms[0];
+    let v0 = guests.next_runnable().expect("vCPU 0 queued");
+    v0.running_on(0);
+    v0.block(0);
+    assert!(!v0.is_blocked(), "deadline already past");
+    assert!(core::ptr::eq(guests.next_runnable().unwrap(), v0));
+    v0.running_on(0);
+    {
+        let mut g = vm.vgic.lock();
+        g.mmio_write(0, crate::vgic::mmio::GICD_IPA, 4, 1);
+        g.mmio_write(0, crate::vgic::mmio::GICR_IPA + 0x1_0100, 4, 1 << 27);
+        g.set_level(0, crate::vgic::VTIMER_PPI, true);
+    }
+    v0.block(u64::MAX);
+    assert!(!v0.is_blocked(), "timer interrupt pending");
+    assert!(core::ptr::eq(guests.next_runnable().unwrap(), v0));
+    // Running on CPU 3 (this thread is CPU 0): a wake kicks CPU 3.
+    v0.running_on(3);
+    v0.wake();
+    assert_eq!(*m.kicks.lock().unwrap(), [3]);
+    // Expired deadlines are found by `wake_expired`.
+    vm.vgic.lock().set_level(0, crate::vgic::VTIMER_PPI, false);
+    v0.block(500);
+    assert!(v0.is_blocked());
+    assert_eq!(guests.wake_expired(499), 500);
+    assert!(v0.is_blocked());
+    assert_eq!(guests.wake_expired(500), u64::MAX);
+    assert!(!v0.is_blocked());
+}
+
+/// Powering a VM off wakes its blocked vCPUs, so they can stop.
+#[test]
+fn power_off_wakes_blocked_vcpus() {
+    let m = HostMachine::new(16 << 20, 64);
+    let (guests, vms) = boot_vms(m, 1, 1, 4 << 20, Coherency::Nc);
+    let v0 = guests.next_runnable().expect("queued");
+    v0.running_on(0);
+    v0.block(u64::MAX);
+    assert!(guests.next_runnable().is_none());
+    vms[0].power_off();
+    assert!(guests.next_runnable().is_some(), "woken to stop");
 }

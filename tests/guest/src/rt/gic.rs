@@ -283,6 +283,23 @@ pub fn vcounter() -> u64 {
     }
 }
 
+/// Arms the virtual timer to fire when the virtual counter reaches `at`
+/// (a periodic tick that does not drift with the handler's latency).
+pub fn vtimer_at(at: u64) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the guest's own timer.
+    unsafe {
+        core::arch::asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb",
+            in(reg) at, in(reg) 1u64, options(nomem, nostack))
+    };
+    #[cfg(target_arch = "arm")]
+    // SAFETY: the guest's own timer (CNTV_CVAL, CNTV_CTL).
+    unsafe {
+        core::arch::asm!("mcrr p15, 3, {}, {}, c14", "mcr p15, 0, {}, c14, c3, 1", "isb",
+            in(reg) at as u32, in(reg) (at >> 32) as u32, in(reg) 1u32, options(nomem, nostack))
+    };
+}
+
 /// Masks the virtual timer's output (as a handler does before the next
 /// [`vtimer_in`]).
 pub fn vtimer_stop() {
