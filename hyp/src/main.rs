@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod board;
 pub mod calls;
+pub mod conmux;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
@@ -36,6 +37,7 @@ mod trap;
 #[cfg(target_os = "none")]
 mod uart;
 pub mod vm;
+pub mod vuart;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -46,7 +48,7 @@ fn main() {
 mod hyp_main {
     use alloc::vec::Vec;
 
-    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
     use mmu::Rcu;
 
@@ -69,6 +71,11 @@ mod hyp_main {
     static PL011_BASE: core::sync::atomic::AtomicU64 =
         core::sync::atomic::AtomicU64::new(board::BUILT_FOR.uart);
     static FINISHED: AtomicBool = AtomicBool::new(false);
+    /// When console input is next looked at (generic-timer count).
+    static NEXT_INPUT_POLL: AtomicU64 = AtomicU64::new(0);
+    /// How often console input is looked at: 2000 times a second (a
+    /// PL011's 32-byte FIFO holds 2.7 ms of input at 115200 baud).
+    const INPUT_POLLS_PER_SECOND: u64 = 2000;
     /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
     /// is online from the start, the others from `secondary_main`.
     // SAFETY: `cpu_index` is `MPIDR` Aff0, below 8 on the machines this
@@ -325,6 +332,7 @@ mod hyp_main {
                 None => {
                     // Idle: free what waited for a grace period, then hold
                     // no pointers (an extended quiescent state).
+                    poll_input(guests);
                     guests.reclaim();
                     RCU.enter_extended();
                     core::hint::spin_loop();
@@ -376,6 +384,7 @@ mod hyp_main {
                     Action::Stop
                 }
             };
+            poll_input(vm.guests);
             if let (Some(before), Some(now)) = (mark, cpu::el2_instructions()) {
                 let spent = u64::from(now.wrapping_sub(before));
                 vm.stats.el2_instructions.fetch_add(spent, Ordering::Relaxed);
@@ -392,6 +401,21 @@ mod hyp_main {
         } else {
             vcpu.stop();
         }
+    }
+
+    /// Moves what was typed on the console to the VMs
+    /// (`Guests::poll_input`: the owner's PL011, or the escape), from the
+    /// run loop after each guest exit and when idle, at most
+    /// [`INPUT_POLLS_PER_SECOND`] times a second. Polled, not interrupt
+    /// driven: the hypervisor runs with interrupts masked. The VM's PL011
+    /// reports its interrupt output to `Vm::uart_irq_changed`.
+    fn poll_input(guests: &Guests<El2>) {
+        let (now, frq) = cpu::counter();
+        if now < NEXT_INPUT_POLL.load(Ordering::Relaxed) {
+            return;
+        }
+        NEXT_INPUT_POLL.store(now + frq / INPUT_POLLS_PER_SECOND, Ordering::Relaxed);
+        guests.poll_input(console::try_getc);
     }
 
     fn power_off() -> ! {
