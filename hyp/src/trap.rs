@@ -41,7 +41,7 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
         }
         ec::WFX => {
             // The guest waits: what it printed of a line shows.
-            vm.console_flush();
+            vm.vcpu_waits(vcpu.index);
             st.regs.skip(syn.insn_len());
             Action::Yield
         }
@@ -173,9 +173,9 @@ fn uart(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Acti
         return external_abort(vcpu, st, true, write, far);
     }
     if write {
-        vcpu.vm.uart_write(off, size, st.regs.gpr(srt));
+        vcpu.vm.uart_write(vcpu.index, off, size, st.regs.gpr(srt));
     } else {
-        let v = vcpu.vm.uart_read(off, size);
+        let v = vcpu.vm.uart_read(vcpu.index, off, size);
         st.regs.set_gpr(srt, syn.loaded(u64::from(v), size));
     }
     st.regs.skip(syn.insn_len());

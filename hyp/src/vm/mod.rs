@@ -462,10 +462,10 @@ pub struct Vm<M: Machine> {
     /// The PL011's interrupt output as last reported to
     /// [`Vm::uart_irq_changed`].
     uart_irq: AtomicBool,
-    /// The guest read `UARTFR` and has not written `UARTDR` since: a
-    /// second read means it polls (for input, or for the transmitter), and
-    /// its unfinished line is printed.
-    uart_polled: AtomicBool,
+    /// Who may be waiting with an unfinished console line: the index of
+    /// the vCPU that wrote `UARTDR` last, shifted left by one, with bit 0
+    /// set once it has read `UARTFR` since ([`NO_WRITER`] at first).
+    uart_writer: AtomicUsize,
     /// The power state and the vCPUs on or being started, in one word (a
     /// [`VmState`]) so that whoever asks whether the VM has stopped sees
     /// both from the same moment.
@@ -495,6 +495,9 @@ const CONSOLE_LINE: usize = 1024;
 /// Most console input bytes [`Guests::poll_input`] moves in one call.
 pub const INPUT_BATCH: usize = 64;
 
+/// [`Vm::uart_writer`] before any vCPU transmitted: matches no vCPU.
+const NO_WRITER: usize = usize::MAX;
+
 impl<M: Machine> Vm<M> {
     /// Creates a VM as `spec` says, in `guests`.
     fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
@@ -514,7 +517,7 @@ impl<M: Machine> Vm<M> {
             console: Mutex::new(Vec::with_capacity(CONSOLE_LINE)),
             uart: Mutex::new(Pl011::new()),
             uart_irq: AtomicBool::new(false),
-            uart_polled: AtomicBool::new(false),
+            uart_writer: AtomicUsize::new(NO_WRITER),
             state: AtomicU32::new(VmState::BOOTING.0),
             resets: AtomicU64::new(0),
             boot: spin::Once::new(),
@@ -776,9 +779,8 @@ impl<M: Machine> Vm<M> {
     }
 
     /// Prints the guest's unfinished console line now, without ending it
-    /// (a prompt shows). Called when the guest waits: it reads `UARTDR`,
-    /// polls `UARTFR` (two reads with no `UARTDR` write between them), or
-    /// a vCPU of it executes WFI or WFE; and before a reset.
+    /// (a prompt shows): when the vCPU that wrote its last byte waits
+    /// ([`Vm::uart_read`], [`Vm::vcpu_waits`]), and before a reset.
     pub fn console_flush(&self) {
         let mut buf = self.console.lock();
         if !buf.is_empty() {
@@ -826,15 +828,22 @@ impl<M: Machine> Vm<M> {
         self.with_uart(|u| u.push_rx(b))
     }
 
-    /// A guest load of `size` bytes at offset `off` of the PL011 (see
-    /// `vuart` for what is accepted). Reading `UARTDR`, or `UARTFR` twice
-    /// with no transmission between, prints the guest's unfinished line
-    /// ([`Vm::console_flush`]).
-    pub fn uart_read(&self, off: u64, size: u64) -> u32 {
+    /// vCPU `vcpu` loads `size` bytes at offset `off` of the PL011 (see
+    /// `vuart` for what is accepted). If it wrote the last byte of the
+    /// unfinished console line, reading `UARTDR` (it takes input), or
+    /// `UARTFR` a second time with no `UARTDR` write between (it polls),
+    /// prints that line ([`Vm::console_flush`]): the guest waits, and what
+    /// it printed (a prompt) shows. Another vCPU's accesses do not, so a
+    /// line being printed is never cut.
+    pub fn uart_read(&self, vcpu: usize, off: u64, size: u64) -> u32 {
         let v = self.with_uart(|u| u.read(off, size));
+        let mine = vcpu << 1;
         let waits = match off {
-            vuart::reg::DR => true,
-            vuart::reg::FR => self.uart_polled.swap(true, Ordering::Relaxed),
+            vuart::reg::DR => self.uart_writer.load(Ordering::Relaxed) >> 1 == vcpu,
+            vuart::reg::FR => self
+                .uart_writer
+                .compare_exchange(mine, mine | 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err_and(|was| was == mine | 1),
             _ => false,
         };
         if waits {
@@ -843,12 +852,20 @@ impl<M: Machine> Vm<M> {
         v
     }
 
-    /// A guest store of `value`'s low `size` bytes at offset `off` of the
-    /// PL011; a byte written to `UARTDR` goes to the console.
-    pub fn uart_write(&self, off: u64, size: u64, value: u64) {
+    /// vCPU `vcpu` stores `value`'s low `size` bytes at offset `off` of the
+    /// PL011; a byte written to `UARTDR` goes to the console line.
+    pub fn uart_write(&self, vcpu: usize, off: u64, size: u64, value: u64) {
         if let Some(b) = self.with_uart(|u| u.write(off, size, value as u32)) {
-            self.uart_polled.store(false, Ordering::Relaxed);
+            self.uart_writer.store(vcpu << 1, Ordering::Relaxed);
             self.console_byte(b);
+        }
+    }
+
+    /// vCPU `vcpu` waits (WFI or WFE): if it wrote the last byte of the
+    /// unfinished console line, the line is printed.
+    pub fn vcpu_waits(&self, vcpu: usize) {
+        if self.uart_writer.load(Ordering::Relaxed) >> 1 == vcpu {
+            self.console_flush();
         }
     }
 
