@@ -6,8 +6,9 @@
 # on QEMU's AArch64 `virt` machine at EL2 (or, with --arch arm, out/arm/hyp.bin
 # on the 32-bit `virt` machine in ARMv7 Hyp mode) with the built-in demo
 # guest, or with --guest IMAGE as initrd. The serial console is the terminal (Ctrl-A X
-# quits QEMU). The exit status is QEMU's: 0 once the hypervisor has powered
-# off after its VMs stopped.
+# quits QEMU; what is typed goes to vm1, Ctrl-A Ctrl-A 2 gives it to vm2: see
+# docs/HYPERVISOR.md, "Console"). The exit status is QEMU's: 0 once the
+# hypervisor has powered off after its VMs stopped.
 set -euo pipefail
 
 caller_dir=$PWD

@@ -1,13 +1,19 @@
-//! The hypervisor's console: the PL011, `print!`, and the `log` backend
-//! (level, CPU number and a timestamp from the generic timer).
-
-use core::fmt::Write;
+//! The hypervisor's console: the PL011, `print!`, the VMs' output on it
+//! (`conmux::Output`: whose line is whose), its input, and the `log`
+//! backend (level, CPU number and a timestamp from the generic timer).
 
 use spin::Mutex;
 
+use crate::conmux::Output;
 use crate::uart::Pl011;
 
-static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The UART, and whose line it printed last.
+struct Console {
+    uart: Pl011,
+    out: Output,
+}
+
+static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
 /// Uses the PL011 at `base` for the console.
 pub fn init(base: u64) {
@@ -16,16 +22,29 @@ pub fn init(base: u64) {
     // it.
     let uart = unsafe { Pl011::new(base as usize) };
     uart.enable();
-    *UART.lock() = Some(uart);
+    *CONSOLE.lock() = Some(Console { uart, out: Output::new() });
     log::set_logger(&LOGGER).ok();
     log::set_max_level(log::LevelFilter::Info);
 }
 
-/// Prints to the console (whole calls are not interleaved between CPUs).
+/// Prints to the console (whole calls are not interleaved between CPUs):
+/// the hypervisor's own text, which starts below an unfinished VM line.
 pub fn print(args: core::fmt::Arguments<'_>) {
-    if let Some(uart) = UART.lock().as_mut() {
-        let _ = uart.write_fmt(args);
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.out.hyp(&mut c.uart, args);
     }
+}
+
+/// Prints a piece of VM `vm`'s console line (`Machine::print_guest`).
+pub fn print_guest(vm: usize, text: &[u8], end: bool) {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.out.guest(&mut c.uart, vm, text, end);
+    }
+}
+
+/// A byte typed on the console, if one is waiting (never waits).
+pub fn try_getc() -> Option<u8> {
+    CONSOLE.lock().as_ref()?.uart.try_getc()
 }
 
 /// Prints even if the console lock is held (panics).
@@ -33,7 +52,7 @@ pub fn print_raw(base: u64, args: core::fmt::Arguments<'_>) {
     // SAFETY: used only on the way down (panic), where interleaving with
     // another holder of the lock is the lesser evil.
     let mut uart = unsafe { Pl011::new(base as usize) };
-    let _ = uart.write_fmt(args);
+    let _ = core::fmt::Write::write_fmt(&mut uart, args);
 }
 
 /// `print!` for the hypervisor console.

@@ -109,6 +109,10 @@ impl Machine for El2 {
         crate::console::print(args);
     }
 
+    fn print_guest(&self, vm: usize, text: &[u8], end: bool) {
+        crate::console::print_guest(vm, text, end);
+    }
+
     fn regs_at_entry(&self, entry: u64, arg: EntryArg) -> VcpuRegs {
         VcpuRegs::at_entry(entry, arg)
     }

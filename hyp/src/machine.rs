@@ -67,8 +67,14 @@ pub trait Machine: Sync + Send + Sized + 'static {
     /// Makes CPU `cpu` leave the guest it runs, so that it looks at its
     /// vCPU's interrupts again.
     fn kick_cpu(&self, cpu: usize);
-    /// Prints on the hypervisor's console.
+    /// Prints on the hypervisor's console: the hypervisor's own text
+    /// (`conmux::Output::hyp`).
     fn print(&self, args: fmt::Arguments<'_>);
+    /// Prints a piece of VM `vm`'s console line on the hypervisor's
+    /// console: `text` (no newline in it), then the end of the line if
+    /// `end`; prefixed with `[vmN] ` unless it continues the VM's
+    /// unfinished line (`conmux::Output::guest`).
+    fn print_guest(&self, vm: usize, text: &[u8], end: bool);
 
     /// The state of a vCPU about to run its first instruction at `entry`
     /// with `arg` in its registers (boot or PSCI `CPU_ON`), its system

@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod board;
 pub mod calls;
+pub mod conmux;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
@@ -41,6 +42,7 @@ mod trap;
 mod uart;
 pub mod vgic;
 pub mod vm;
+pub mod vuart;
 
 /// A vCPU's time slice when others wait for its CPU (milliseconds).
 pub const SLICE_MS: u64 = 10;
@@ -54,7 +56,7 @@ fn main() {
 mod hyp_main {
     use alloc::vec::Vec;
 
-    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
     use mmu::Rcu;
 
@@ -78,6 +80,11 @@ mod hyp_main {
     static PL011_BASE: core::sync::atomic::AtomicU64 =
         core::sync::atomic::AtomicU64::new(board::BUILT_FOR.uart);
     static FINISHED: AtomicBool = AtomicBool::new(false);
+    /// When console input is next looked at (generic-timer count).
+    static NEXT_INPUT_POLL: AtomicU64 = AtomicU64::new(0);
+    /// How often console input is looked at: 2000 times a second (a
+    /// PL011's 32-byte FIFO holds 2.7 ms of input at 115200 baud).
+    const INPUT_POLLS_PER_SECOND: u64 = 2000;
     /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
     /// is online from the start, the others from `secondary_main`.
     // SAFETY: `cpu_index` is `MPIDR` Aff0, below 8 on the machines this
@@ -357,6 +364,7 @@ mod hyp_main {
                     // for a grace period, then hold no pointers (an
                     // extended quiescent state).
                     guests.wake_expired(cpu::counter().0);
+                    poll_input(guests);
                     guests.reclaim();
                     RCU.enter_extended();
                     core::hint::spin_loop();
@@ -419,6 +427,7 @@ mod hyp_main {
                 // WFI with an interrupt to take: a no-op.
                 a = Action::Resume;
             }
+            poll_input(vm.guests);
             if let (Some(before), Some(now)) = (mark, cpu::el2_instructions()) {
                 let spent = u64::from(now.wrapping_sub(before));
                 vm.stats.el2_instructions.fetch_add(spent, Ordering::Relaxed);
@@ -436,6 +445,21 @@ mod hyp_main {
             Action::Wait => vcpu.block(wake_at),
             Action::Stop => vcpu.stop(),
         }
+    }
+
+    /// Moves what was typed on the console to the VMs
+    /// (`Guests::poll_input`: the owner's PL011, or the escape), from the
+    /// run loop after each guest exit and when idle, at most
+    /// [`INPUT_POLLS_PER_SECOND`] times a second. Polled, not interrupt
+    /// driven: the hypervisor runs with interrupts masked. The VM's PL011
+    /// reports its interrupt output to `Vm::uart_irq_changed`.
+    fn poll_input(guests: &Guests<El2>) {
+        let (now, frq) = cpu::counter();
+        if now < NEXT_INPUT_POLL.load(Ordering::Relaxed) {
+            return;
+        }
+        NEXT_INPUT_POLL.store(now + frq / INPUT_POLLS_PER_SECOND, Ordering::Relaxed);
+        guests.poll_input(console::try_getc);
     }
 
     fn power_off() -> ! {

@@ -306,6 +306,26 @@ impl Syndrome {
         };
         Some(Access { size, reg: iss.read(ISS_ABORT::SRT) as usize })
     }
+
+    /// What a data abort's load of `size` bytes that read `raw` leaves in
+    /// its register: zero-extended, or sign-extended (`SSE`) to 64 bits for
+    /// a 64-bit register (`SF`) and to 32 bits otherwise (an AArch64 `W`
+    /// register, any AArch32 register: `SF` is 0 there).
+    pub fn loaded(self, raw: u64, size: u64) -> u64 {
+        let iss = self.abort();
+        let bits = (size * 8).clamp(8, 64) as u32;
+        let raw = if bits == 64 { raw } else { raw & ((1 << bits) - 1) };
+        if !iss.is_set(ISS_ABORT::SSE) || bits == 64 {
+            return raw;
+        }
+        let shift = 64 - bits;
+        let wide = (((raw << shift) as i64) >> shift) as u64;
+        if iss.is_set(ISS_ABORT::SF) {
+            wide
+        } else {
+            wide & 0xffff_ffff
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +355,28 @@ mod tests {
         // LDR x30, [x0]: SAS 0b11, SF, SRT 30.
         let s = Syndrome(0x93de_8007);
         assert_eq!(s.access(), Some(Access { size: 8, reg: 30 }));
+    }
+
+    #[test]
+    fn loads_extend_as_the_syndrome_says() {
+        // LDRB w3, [x2]: zero-extended (the value's upper bits dropped).
+        assert_eq!(Syndrome(0x9303_0006).loaded(0x1f0, 1), 0xf0);
+        // LDRSB w3, [x2]: SSE; a W register.
+        let s = Syndrome(0x9323_0006);
+        assert_eq!(s.access(), Some(Access { size: 1, reg: 3 }));
+        assert_eq!(s.loaded(0xf0, 1), 0xffff_fff0);
+        assert_eq!(s.loaded(0x70, 1), 0x70);
+        // LDRSB x3, [x2]: SSE and SF.
+        assert_eq!(Syndrome(0x9323_8006).loaded(0x80, 1), 0xffff_ffff_ffff_ff80);
+        // LDRSH w3, [x2].
+        let s = Syndrome(0x9363_0006);
+        assert_eq!(s.access(), Some(Access { size: 2, reg: 3 }));
+        assert_eq!(s.loaded(0x8001, 2), 0xffff_8001);
+        // LDR w1 and LDR x30: as read.
+        assert_eq!(Syndrome(0x9381_0007).loaded(0x8000_0000, 4), 0x8000_0000);
+        assert_eq!(Syndrome(0x93de_8007).loaded(u64::MAX, 8), u64::MAX);
+        // LDRSW x3: SSE, SF, a word.
+        assert_eq!(Syndrome(0x93a3_8006).loaded(0x8000_0000, 4), 0xffff_ffff_8000_0000);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::{self, Write};
+use core::fmt;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -22,6 +22,7 @@ use buddy_system_allocator::FrameAllocator;
 use mmu::testing::{HostMemory, RecordingTlb};
 use mmu::{Geometry, LockMode, PhysAddr, Rcu};
 
+use crate::conmux::{Output, Sink};
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
 use crate::vm::{Boot, Guests, Policy, Vm, VmSpec, IMAGE_IPA};
@@ -60,9 +61,20 @@ pub struct HostMachine {
     /// Frames handed out now.
     live: AtomicU64,
     clock: AtomicU64,
-    out: Mutex<String>,
     /// CPUs kicked (`Machine::kick_cpu`), in order.
     pub kicks: Mutex<Vec<usize>>,
+    /// What was printed, and whose line is unfinished.
+    out: Mutex<(Captured, Output)>,
+}
+
+/// The console of the host machine: a string.
+#[derive(Default)]
+struct Captured(String);
+
+impl Sink for Captured {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.push_str(&String::from_utf8_lossy(bytes));
+    }
 }
 
 impl HostMachine {
@@ -94,8 +106,8 @@ impl HostMachine {
             dirty: Mutex::new(BTreeSet::new()),
             live: AtomicU64::new(0),
             clock: AtomicU64::new(0),
-            out: Mutex::new(String::new()),
             kicks: Mutex::new(Vec::new()),
+            out: Mutex::new((Captured::default(), Output::new())),
         }))
     }
 
@@ -120,7 +132,7 @@ impl HostMachine {
 
     /// What was printed so far, taken.
     pub fn take_output(&self) -> String {
-        core::mem::take(&mut *self.out.lock().unwrap())
+        core::mem::take(&mut self.out.lock().unwrap().0 .0)
     }
 
     fn word(&self, pa: u64) -> &AtomicU64 {
@@ -238,7 +250,13 @@ impl Machine for HostMachine {
     }
 
     fn print(&self, args: fmt::Arguments<'_>) {
-        let _ = self.out.lock().unwrap().write_fmt(args);
+        let (sink, out) = &mut *self.out.lock().unwrap();
+        out.hyp(sink, args);
+    }
+
+    fn print_guest(&self, vm: usize, text: &[u8], end: bool) {
+        let (sink, out) = &mut *self.out.lock().unwrap();
+        out.guest(sink, vm, text, end);
     }
 
     fn regs_at_entry(&self, entry: u64, arg: EntryArg) -> HostRegs {

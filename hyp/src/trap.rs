@@ -44,6 +44,8 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
             call(vcpu, st, syn)
         }
         ec::WFX => {
+            // The guest waits: what it printed of a line shows.
+            vm.vcpu_waits(vcpu.index);
             st.regs.skip(syn.insn_len());
             // ISS.TI bit 0: WFE (another vCPU may hold what it waits for).
             if syn.iss() & 1 != 0 {
@@ -197,10 +199,11 @@ fn gic_mmio(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> 
     Action::Resume
 }
 
-/// The emulated PL011: UARTDR writes go to the console, UARTFR reads say
-/// "ready", the identification registers read as a PL011's. An access
-/// the syndrome does not describe, or that does not lie in the page, gets
-/// an external abort.
+/// The emulated PL011 (`vuart`, through the VM): the access is the one
+/// the syndrome describes; a load leaves the register's value in the
+/// target register as the load would (sign-extended for `LDRSB`/`LDRSH`).
+/// An access the syndrome does not describe, or that does not lie in the
+/// page, gets an external abort.
 fn uart(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Action {
     let write = syn.write();
     let far = cpu::fault_va(syn.ec());
@@ -216,24 +219,10 @@ fn uart(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Acti
         return external_abort(vcpu, st, true, write, far);
     }
     if write {
-        let v = st.regs.gpr(srt);
-        if off == 0 {
-            vcpu.vm.console_byte(v as u8);
-        }
+        vcpu.vm.uart_write(vcpu.index, off, size, st.regs.gpr(srt));
     } else {
-        let v = match off {
-            0x18 => 0x90,  // TXFE | RXFE
-            0x30 => 0x301, // UARTEN | TXE | RXE
-            0xfe0 => 0x11,
-            0xfe4 => 0x10,
-            0xfe8 => 0x14,
-            0xff0 => 0x0d,
-            0xff4 => 0xf0,
-            0xff8 => 0x05,
-            0xffc => 0xb1,
-            _ => 0,
-        };
-        st.regs.set_gpr(srt, v);
+        let v = vcpu.vm.uart_read(vcpu.index, off, size);
+        st.regs.set_gpr(srt, syn.loaded(u64::from(v), size));
     }
     st.regs.skip(syn.insn_len());
     Action::Resume

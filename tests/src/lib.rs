@@ -13,6 +13,9 @@
 //!   the whole QEMU process group is killed.
 //! * [`Run`] is the outcome, with checks ([`Run::assert_ok`] and friends)
 //!   that print the whole log when they fail.
+//! * [`Qemu::input_after`] types on the serial console during a run (QEMU's
+//!   stdin, which `-nographic` makes the console); [`switch_input`] is the
+//!   hypervisor's escape that gives the input to another VM.
 //!
 //! At most [`max_parallel`] QEMU instances run at once in a process (a
 //! global semaphore), whatever `--test-threads` says: QEMU's TCG is CPU
@@ -25,7 +28,7 @@
 
 use std::{
     fmt,
-    io::Read,
+    io::{Read, Write},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
@@ -247,6 +250,8 @@ pub struct Qemu {
     extra: Vec<String>,
     /// `gic-version` of `virt` (AArch64 default 3; ARM32: QEMU's, 2).
     gic: Option<u32>,
+    /// Console input: (marker, text), in order ([`Qemu::input_after`]).
+    inputs: Vec<(String, String)>,
 }
 
 impl Default for Qemu {
@@ -274,6 +279,7 @@ impl Qemu {
             stop_when: None,
             extra: Vec::new(),
             gic: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -372,6 +378,22 @@ impl Qemu {
         self
     }
 
+    /// Types `text` on the serial console (writes it to QEMU's stdin) once
+    /// `marker` appears in the serial log. Repeatable: the texts are sent in
+    /// the order given, each after the previous one; a marker given again
+    /// waits for its next appearance (the second input after `"echo> "`
+    /// waits for the second `echo> `), see [`inputs_due`]. A run with
+    /// inputs gets a pipe as stdin, one without `/dev/null` as before.
+    ///
+    /// The text goes through QEMU's `-nographic` console multiplexer, whose
+    /// escape is Ctrl-A (0x01): Ctrl-A Ctrl-A reaches the guest side as one
+    /// Ctrl-A (so [`switch_input`] doubles it) and a lone Ctrl-A followed
+    /// by `x` would end QEMU.
+    pub fn input_after(mut self, marker: &str, text: &str) -> Self {
+        self.inputs.push((marker.into(), text.into()));
+        self
+    }
+
     /// Extra QEMU arguments, e.g. `-s -S`.
     pub fn extra_args<I, S>(mut self, args: I) -> Self
     where
@@ -460,7 +482,7 @@ impl Qemu {
         let mut child = Command::new(self.arch.qemu_bin())
             .args(self.args())
             .current_dir(repo_root())
-            .stdin(Stdio::null())
+            .stdin(if self.inputs.is_empty() { Stdio::null() } else { Stdio::piped() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that a timeout kills everything.
@@ -468,6 +490,8 @@ impl Qemu {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
         let pid = child.id();
+        let mut stdin = child.stdin.take();
+        let mut sent = 0;
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = [
@@ -490,6 +514,18 @@ impl Qemu {
                     stopped_early = true;
                 }
             }
+            if let (Some(pipe), true) = (&mut stdin, sent < self.inputs.len()) {
+                let log = {
+                    let b = stdout.lock().unwrap_or_else(|e| e.into_inner());
+                    String::from_utf8_lossy(&b).replace('\r', "")
+                };
+                for (marker, text) in &self.inputs[sent..inputs_due(&log, &self.inputs, sent)] {
+                    // QEMU may be gone already: its exit status tells.
+                    let _ = pipe.write_all(text.as_bytes()).and_then(|()| pipe.flush());
+                    eprintln!("harness: after {marker:?}, typed {text:?}");
+                    sent += 1;
+                }
+            }
             if !stopped_early && Instant::now() >= deadline {
                 timed_out = true;
             }
@@ -501,8 +537,17 @@ impl Qemu {
             }
             thread::sleep(Duration::from_millis(20));
         };
+        drop(stdin);
         for r in readers {
             let _ = r.join();
+        }
+        if sent < self.inputs.len() {
+            eprintln!(
+                "harness: {} of {} console inputs never sent (marker {:?} not seen)",
+                self.inputs.len() - sent,
+                self.inputs.len(),
+                self.inputs[sent].0
+            );
         }
         let elapsed = started.elapsed();
         let text = |buf: &Arc<Mutex<Vec<u8>>>| {
@@ -520,6 +565,33 @@ impl Qemu {
             elapsed,
         }
     }
+}
+
+/// How many of `inputs` ([`Qemu::input_after`]'s (marker, text) pairs) may
+/// have been sent once the serial log is `log`, given that the first
+/// `sent` were: the next one is due when its marker appears in the log one
+/// more time than it was used by the inputs before it, and so on. So
+/// distinct markers may appear in any order, and a repeated one counts
+/// its appearances.
+pub fn inputs_due(log: &str, inputs: &[(String, String)], sent: usize) -> usize {
+    let mut due = sent;
+    while let Some((marker, _)) = inputs.get(due) {
+        let earlier = inputs[..due].iter().filter(|(m, _)| m == marker).count();
+        if log.matches(marker.as_str()).count() <= earlier {
+            break;
+        }
+        due += 1;
+    }
+    due
+}
+
+/// What to type on the serial console so that the hypervisor gives the
+/// console input to VM `vm` (1 to 9): its escape Ctrl-A then the digit
+/// (`docs/HYPERVISOR.md`), with the Ctrl-A doubled because QEMU's
+/// `-nographic` multiplexer takes a single one as its own escape.
+pub fn switch_input(vm: u32) -> String {
+    assert!((1..=9).contains(&vm), "the escape names vm1 to vm9");
+    format!("\x01\x01{vm}")
 }
 
 /// How many times [`Qemu::run_repeated`] boots a scenario:
@@ -1028,6 +1100,29 @@ mod tests {
             ]
         );
         assert_eq!(run.counter("TLBI by IPA"), Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn inputs_wait_for_their_markers() {
+        let inputs: Vec<(String, String)> = [("a> ", "1"), ("b> ", "2"), ("a> ", "3")]
+            .iter()
+            .map(|(m, t)| (m.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(inputs_due("", &inputs, 0), 0);
+        assert_eq!(inputs_due("boot\nb> ", &inputs, 0), 0, "in order: a> first");
+        assert_eq!(inputs_due("b> a> ", &inputs, 0), 2, "distinct markers in any order");
+        assert_eq!(inputs_due("b> a> ", &inputs, 2), 2, "the second a> is not there yet");
+        assert_eq!(inputs_due("b> a> 1\na> ", &inputs, 2), 3);
+        assert_eq!(inputs_due("a> a> b> ", &inputs, 1), 3);
+        assert_eq!(inputs_due("anything", &[], 0), 0);
+    }
+
+    #[test]
+    fn the_input_switch_is_doubled_for_qemu() {
+        assert_eq!(switch_input(2), "\x01\x012");
+        assert_eq!(Qemu::new().input_after("x", "y").inputs, [("x".into(), "y".into())]);
+        // Inputs do not show on the command line.
+        assert_eq!(Qemu::new().input_after("x", "y").args(), Qemu::new().args());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, check_hostile, prepare, Qemu, Run, NEEDS_EL2};
+use harness::{check_alias_two_vms, check_hostile, prepare, switch_input, Qemu, Run, NEEDS_EL2};
 
 /// The CPU model with every feature QEMU emulates.
 const MAX: &str = "max";
@@ -342,4 +342,37 @@ fn sched_spinner_and_sleeper_share_a_cpu() {
     let run = boot(Qemu::new().smp(1).guest("sched").append("vms=2"));
     run.assert_ok_vms(2);
     run.assert_contains("sched/sleeper_finishes_beside_spinner PASS");
+}
+
+// --- the PL011 as an interactive console ----------------------------------------
+
+/// The `echo` image: its prompt shows although it has no newline, the line
+/// the harness types reaches the guest's UARTDR, is echoed on the
+/// prompt's line, and the PL011's flags and interrupt registers behave.
+#[test]
+fn echo_input_max() {
+    let run =
+        boot(Qemu::new().cpu(MAX).smp(1).guest("echo").input_after("[vm1] echo> ", "hello vm1\r"));
+    run.assert_ok();
+    run.assert_contains("[vm1] echo> hello vm1\n");
+    run.assert_contains("[vm1] TEST echo/line PASS");
+}
+
+/// Two VMs on one CPU: input goes to vm1 first; Ctrl-A 2 gives it to vm2,
+/// which gets its own line.
+#[test]
+fn echo_input_two_vms() {
+    let run = boot(
+        Qemu::new()
+            .cpu(MAX)
+            .smp(1)
+            .guest("echo")
+            .append("vms=2")
+            .input_after("[vm1] echo> ", "hello vm1\r")
+            .input_after("[vm2] echo> ", &format!("{}hello vm2\r", switch_input(2))),
+    );
+    run.assert_ok_vms(2);
+    run.assert_contains("[input: vm2]");
+    run.assert_contains("[vm1] TEST echo/line PASS");
+    run.assert_contains("[vm2] TEST echo/line PASS");
 }

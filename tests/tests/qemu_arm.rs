@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, check_hostile, prepare, Qemu, Run, NEEDS_HYP};
+use harness::{check_alias_two_vms, check_hostile, prepare, switch_input, Qemu, Run, NEEDS_HYP};
 
 const A15: &str = "cortex-a15";
 const A7: &str = "cortex-a7";
@@ -273,4 +273,34 @@ fn arm_sched_spinner_and_sleeper_share_a_cpu() {
     let run = boot(Qemu::arm().cpu(A15).smp(1).guest("sched").append("vms=2"));
     run.assert_ok_vms(2);
     run.assert_contains("sched/sleeper_finishes_beside_spinner PASS");
+}
+
+// --- the PL011 as an interactive console ----------------------------------------
+
+/// The `echo` image (see `qemu.rs`) on ARMv7: a prompt without a newline
+/// shows, the typed line reaches the guest and is echoed.
+#[test]
+fn echo_input_arm() {
+    let run =
+        boot(Qemu::arm().cpu(A15).smp(1).guest("echo").input_after("[vm1] echo> ", "hello vm1\r"));
+    run.assert_ok();
+    run.assert_contains("[vm1] echo> hello vm1\n");
+}
+
+/// Two ARM32 VMs on two CPUs: Ctrl-A 2 switches the input to vm2.
+#[test]
+fn echo_input_two_vms_arm() {
+    let run = boot(
+        Qemu::arm()
+            .cpu(A7)
+            .smp(2)
+            .guest("echo")
+            .append("vms=2")
+            .input_after("[vm1] echo> ", "hello vm1\r")
+            .input_after("[vm2] echo> ", &format!("{}hello vm2\r", switch_input(2))),
+    );
+    run.assert_ok_vms(2);
+    run.assert_contains("[input: vm2]");
+    run.assert_contains("[vm1] TEST echo/line PASS");
+    run.assert_contains("[vm2] TEST echo/line PASS");
 }

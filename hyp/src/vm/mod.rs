@@ -22,7 +22,12 @@
 //!    (`docs/ARCHITECTURE.md`);
 //! 5. a VM's console line buffer: a finished line is printed under it,
 //!    so the hypervisor's console lock is taken inside it;
-//! 6. leaves, under which nothing else is taken: `mmu`'s reverse map, the
+//! 6. the console input ([`Guests::poll_input`]): a byte is put in a VM's
+//!    PL011 under it;
+//! 7. a VM's PL011 model ([`Vm::uart_read`] and friends): its interrupt
+//!    hook runs under it, so the virtual interrupt controller's lock will
+//!    nest inside;
+//! 8. leaves, under which nothing else is taken: `mmu`'s reverse map, the
 //!    frame and table allocators, the run queue, a VM's warning limiter,
 //!    the hypervisor's console and heap.
 //!
@@ -49,11 +54,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 use mmu::{Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
 use spin::Mutex;
 
+use crate::conmux::{self, Routed};
 use crate::hypercall::Stat;
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
 use crate::ratelimit::RateLimit;
 use crate::vgic::Vgic;
+use crate::vuart::{self, Pl011};
 use share::{Sharing, ALIAS_ENTRIES, OFFERS};
 
 /// IPA where guest RAM starts.
@@ -62,6 +69,8 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 pub const IMAGE_IPA: u64 = 0x4020_0000;
 /// IPA of the emulated PL011.
 pub const UART_IPA: u64 = 0x0900_0000;
+/// The emulated PL011's interrupt: SPI 1, INTID 33 (as on QEMU `virt`).
+pub const UART_INTID: u32 = 33;
 const PAGE: u64 = 4096;
 const BLOCK: u64 = 2 << 20;
 const HUGE: u64 = 1 << 30;
@@ -300,6 +309,9 @@ pub struct Guests<M: Machine> {
     /// Serialises the `ro` policy's write faults on aliased pages, so that
     /// they leave one writable mapping of a page, not several.
     ro_writer: Mutex<()>,
+    /// Which VM console input goes to (`conmux`); held while bytes are
+    /// taken from the console and delivered, so they arrive in order.
+    input: Mutex<conmux::Input>,
 }
 
 impl<M: Machine> Guests<M> {
@@ -315,6 +327,7 @@ impl<M: Machine> Guests<M> {
             coherency,
             earliest: core::sync::atomic::AtomicU64::new(u64::MAX),
             ro_writer: Mutex::new(()),
+            input: Mutex::new(conmux::Input::new()),
         }
     }
 
@@ -375,6 +388,41 @@ impl<M: Machine> Guests<M> {
         !vms.is_empty() && vms.iter().all(|vm| vm.has_stopped())
     }
 
+    /// Moves console input to the VMs: up to [`INPUT_BATCH`] bytes from
+    /// `next` (the console's receiver, which must not wait), each to the
+    /// VM that owns the input or, for the escape (`conmux`), switching the
+    /// owner with a note on the console. Does nothing if another CPU is at
+    /// it. A byte for a VM whose receive FIFO is full is lost (an overrun
+    /// its PL011 records), as on a real UART: no VM holds up the console.
+    pub fn poll_input(&self, mut next: impl FnMut() -> Option<u8>) {
+        let Some(mut input) = self.input.try_lock() else {
+            return;
+        };
+        for _ in 0..INPUT_BATCH {
+            let Some(b) = next() else {
+                break;
+            };
+            let r = input.feed(b, self.vms().len());
+            match r {
+                Routed::Deliver { vm, byte } => {
+                    if let Some(vm) = self.vm(vm as u64) {
+                        vm.uart_input(byte);
+                    }
+                }
+                _ => {
+                    if let Some(note) = conmux::Input::note(r) {
+                        self.m.print(format_args!("{note}\n"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The VM console input goes to.
+    pub fn input_owner(&self) -> usize {
+        self.input.lock().owner()
+    }
+
     /// Frees what waited for a grace period, in every VM.
     pub fn reclaim(&self) {
         for vm in self.vms() {
@@ -419,8 +467,18 @@ pub struct Vm<M: Machine> {
     /// vCPUs (set once, right after the VM is created: they point back
     /// at it).
     vcpus: spin::Once<Vec<&'static Vcpu<M>>>,
-    /// Console output not yet printed (up to a newline).
+    /// Console output not yet printed (up to a newline, or until the
+    /// guest waits: [`Vm::console_flush`]).
     console: Mutex<Vec<u8>>,
+    /// The emulated PL011's registers and receive FIFO.
+    uart: Mutex<Pl011>,
+    /// The PL011's interrupt output as last reported to
+    /// [`Vm::uart_irq_changed`].
+    uart_irq: AtomicBool,
+    /// Who may be waiting with an unfinished console line: the index of
+    /// the vCPU that wrote `UARTDR` last, shifted left by one, with bit 0
+    /// set once it has read `UARTFR` since ([`NO_WRITER`] at first).
+    uart_writer: AtomicUsize,
     /// The power state and the vCPUs on or being started, in one word (a
     /// [`VmState`]) so that whoever asks whether the VM has stopped sees
     /// both from the same moment.
@@ -450,8 +508,14 @@ pub struct Vm<M: Machine> {
 }
 
 /// Bytes of a guest console line the hypervisor buffers before it prints
-/// the line anyway.
+/// them anyway (the line goes on).
 const CONSOLE_LINE: usize = 1024;
+
+/// Most console input bytes [`Guests::poll_input`] moves in one call.
+pub const INPUT_BATCH: usize = 64;
+
+/// [`Vm::uart_writer`] before any vCPU transmitted: matches no vCPU.
+const NO_WRITER: usize = usize::MAX;
 
 impl<M: Machine> Vm<M> {
     /// Creates a VM as `spec` says, in `guests`.
@@ -475,6 +539,9 @@ impl<M: Machine> Vm<M> {
             stats: VmStats::default(),
             vcpus: spin::Once::new(),
             console: Mutex::new(Vec::with_capacity(CONSOLE_LINE)),
+            uart: Mutex::new(Pl011::new()),
+            uart_irq: AtomicBool::new(false),
+            uart_writer: AtomicUsize::new(NO_WRITER),
             state: AtomicU32::new(VmState::BOOTING.0),
             resets: AtomicU64::new(0),
             boot: spin::Once::new(),
@@ -712,6 +779,9 @@ impl<M: Machine> Vm<M> {
             let mut t = self.sharing.lock();
             self.forget_everything(&mut t)?;
         }
+        // Its devices reset with it; what it printed stays printed.
+        self.console_flush();
+        self.with_uart(|u| *u = Pl011::new());
         self.resets.fetch_add(1, Ordering::Relaxed);
         self.vgic.lock().reset();
         let boot = self.boot.get().ok_or(Error::BadSpec("no boot image to reset to"))?;
@@ -725,20 +795,124 @@ impl<M: Machine> Vm<M> {
         self.boot(again)
     }
 
-    // ---- console, counters, warnings -------------------------------------
+    // ---- console and PL011 -------------------------------------------------
 
     /// A byte the guest wrote to its console: printed by lines, prefixed
-    /// with the VM's id.
+    /// with the VM's id (`conmux::Output`). Carriage returns are dropped
+    /// (the console ends its lines itself); other bytes are printed as
+    /// they are. A line longer than 1024 bytes is printed in pieces.
     pub fn console_byte(&self, b: u8) {
         let mut buf = self.console.lock();
-        if b == b'\n' || buf.len() >= CONSOLE_LINE {
-            let line = core::str::from_utf8(&buf).unwrap_or("<non-UTF-8 output>");
-            self.machine().print(format_args!("[vm{}] {}\n", self.id, line));
+        if b == b'\n' {
+            self.machine().print_guest(self.id, &buf, true);
             buf.clear();
         } else if b != b'\r' {
             buf.push(b);
+            if buf.len() >= CONSOLE_LINE {
+                self.machine().print_guest(self.id, &buf, false);
+                buf.clear();
+            }
         }
     }
+
+    /// Prints the guest's unfinished console line now, without ending it
+    /// (a prompt shows): when the vCPU that wrote its last byte waits
+    /// ([`Vm::uart_read`], [`Vm::vcpu_waits`]), and before a reset.
+    pub fn console_flush(&self) {
+        let mut buf = self.console.lock();
+        if !buf.is_empty() {
+            self.machine().print_guest(self.id, &buf, false);
+            buf.clear();
+        }
+    }
+
+    /// Runs `f` on the PL011 under its lock and reports a change of its
+    /// interrupt output to [`Vm::uart_irq_changed`], still under the lock
+    /// (so changes are reported in the order they happen).
+    fn with_uart<R>(&self, f: impl FnOnce(&mut Pl011) -> R) -> R {
+        let mut u = self.uart.lock();
+        let r = f(&mut u);
+        let level = u.irq_level();
+        if level != self.uart_irq.load(Ordering::Relaxed) {
+            self.uart_irq_changed(level);
+        }
+        r
+    }
+
+    /// The hook for the interrupt controller: the PL011's interrupt output
+    /// (`UARTINTR`, INTID [`UART_INTID`]) is now `level`. Called under the
+    /// PL011's lock, once per change, in order: from a guest's access
+    /// (`UARTDR` read or write, `UARTIMSC`, `UARTICR`, `UARTLCR_H`...) and
+    /// from console input ([`Vm::uart_input`]). The level is recorded
+    /// (for [`Vm::uart_irq_level`]) and driven onto the SPI of the VM's
+    /// virtual GIC; the vCPU it is routed to is woken or kicked.
+    fn uart_irq_changed(&self, level: bool) {
+        self.uart_irq.store(level, Ordering::Relaxed);
+        let kick = self.vgic.lock().set_level(0, UART_INTID, level);
+        for v in kick.iter() {
+            if let Some(&vcpu) = self.vcpus().get(v) {
+                vcpu.wake();
+            }
+        }
+    }
+
+    /// The PL011's interrupt output: some unmasked interrupt is pending
+    /// (`UARTMIS != 0`). What a virtual GIC samples for INTID
+    /// [`UART_INTID`] (for instance when it is enabled or reset); changes
+    /// are pushed to it by [`Vm::uart_irq_changed`].
+    pub fn uart_irq_level(&self) -> bool {
+        self.uart_irq.load(Ordering::Relaxed)
+    }
+
+    /// A byte typed on the console for this VM: into its PL011's receive
+    /// FIFO. `false` if the FIFO was full: the byte is lost and the PL011
+    /// records an overrun.
+    pub fn uart_input(&self, b: u8) -> bool {
+        self.with_uart(|u| u.push_rx(b))
+    }
+
+    /// vCPU `vcpu` loads `size` bytes at offset `off` of the PL011 (see
+    /// `vuart` for what is accepted). If it wrote the last byte of the
+    /// unfinished console line, reading `UARTDR` (it takes input), or
+    /// `UARTFR` a second time with no `UARTDR` write between (it polls),
+    /// prints that line ([`Vm::console_flush`]): the guest waits, and what
+    /// it printed (a prompt) shows. Another vCPU's accesses do not, so a
+    /// line being printed is never cut.
+    pub fn uart_read(&self, vcpu: usize, off: u64, size: u64) -> u32 {
+        let v = self.with_uart(|u| u.read(off, size));
+        let mine = vcpu << 1;
+        let waits = match off {
+            vuart::reg::DR => self.uart_writer.load(Ordering::Relaxed) >> 1 == vcpu,
+            vuart::reg::FR => self
+                .uart_writer
+                .compare_exchange(mine, mine | 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err_and(|was| was == mine | 1),
+            _ => false,
+        };
+        if waits {
+            self.console_flush();
+        }
+        v
+    }
+
+    /// vCPU `vcpu` stores `value`'s low `size` bytes at offset `off` of the
+    /// PL011; a byte written to `UARTDR` goes to the console line.
+    pub fn uart_write(&self, vcpu: usize, off: u64, size: u64, value: u64) {
+        if let Some(b) = self.with_uart(|u| u.write(off, size, value as u32)) {
+            self.uart_writer.store(vcpu << 1, Ordering::Relaxed);
+            self.console_byte(b);
+        }
+    }
+
+    /// vCPU `vcpu` waits (WFI or WFE): if it wrote the last byte of the
+    /// unfinished console line, the line is printed.
+    pub fn vcpu_waits(&self, vcpu: usize) {
+        if self.uart_writer.load(Ordering::Relaxed) >> 1 == vcpu {
+            self.console_flush();
+        }
+    }
+
+    // ---- counters, warnings ----------------------------------------------
 
     /// Logs a warning about something this VM asked for, at most at the
     /// rate its limiter allows (a guest must not flood the console other

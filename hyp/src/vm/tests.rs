@@ -714,3 +714,201 @@ fn power_off_wakes_blocked_vcpus() {
     vms[0].power_off();
     assert!(guests.next_runnable().is_some(), "woken to stop");
 }
+
+// ---- the emulated PL011 and the console --------------------------------------
+
+use crate::vuart::reg as uart_reg;
+
+/// Writes `s` to the VM's UARTDR as the guest runtime does: a UARTFR read
+/// before each byte.
+fn guest_prints(vm: V, s: &str) {
+    for b in s.bytes() {
+        vm.uart_read(0, uart_reg::FR, 4);
+        vm.uart_write(0, uart_reg::DR, 4, u64::from(b));
+    }
+}
+
+/// A guest's lines are printed whole and prefixed; a prompt without a
+/// newline shows once the guest polls UARTFR or reads UARTDR, and the
+/// line goes on after it.
+#[test]
+fn a_prompt_shows_when_the_guest_waits_for_input() {
+    let m = machine();
+    let (_, vms) = boot_vms(m, 1, 1, 4 * MB, Coherency::Nc);
+    let vm = vms[0];
+    m.take_output();
+    guest_prints(vm, "hello\r\n");
+    assert_eq!(m.take_output(), "[vm1] hello\n");
+    guest_prints(vm, "echo> ");
+    assert_eq!(m.take_output(), "", "transmitting alone prints nothing before the newline");
+    // Polling: a second UARTFR read with nothing written between.
+    vm.uart_read(0, uart_reg::FR, 4);
+    vm.uart_read(0, uart_reg::FR, 4);
+    assert_eq!(m.take_output(), "[vm1] echo> ");
+    guest_prints(vm, "h");
+    vm.uart_read(0, uart_reg::DR, 1);
+    assert_eq!(m.take_output(), "h", "the same line goes on");
+    guest_prints(vm, "i\n");
+    assert_eq!(m.take_output(), "i\n");
+    guest_prints(vm, "waiting");
+    vm.vcpu_waits(0);
+    vm.vcpu_waits(0);
+    m.print(format_args!("hyp\n"));
+    guest_prints(vm, "!\n");
+    assert_eq!(m.take_output(), "[vm1] waiting\nhyp\n[vm1] !\n");
+}
+
+/// A guest that never sends a newline is printed in pieces of 1024 bytes,
+/// none lost.
+#[test]
+fn a_very_long_line_is_printed_in_pieces() {
+    let m = machine();
+    let (_, vms) = boot_vms(m, 1, 1, 4 * MB, Coherency::Nc);
+    m.take_output();
+    for _ in 0..2500 {
+        vms[0].uart_write(0, uart_reg::DR, 1, u64::from(b'x'));
+    }
+    let out = m.take_output();
+    assert_eq!(out, alloc::format!("[vm1] {}", "x".repeat(2048)));
+    vms[0].console_flush();
+    assert_eq!(m.take_output(), "x".repeat(452));
+}
+
+/// Console input goes to vm1, then to vm2 after Ctrl-A 2 (with a note);
+/// Ctrl-A Ctrl-A is a Ctrl-A for the VM; each VM's guest reads its own
+/// bytes from UARTDR.
+#[test]
+fn console_input_goes_to_the_vm_that_owns_it() {
+    let m = machine();
+    let (guests, vms) = boot_vms(m, 2, 1, 4 * MB, Coherency::Nc);
+    let (one, two) = (vms[0], vms[1]);
+    m.take_output();
+    let feed = |bytes: &[u8]| {
+        let mut it = bytes.iter().copied();
+        guests.poll_input(|| it.next());
+    };
+    assert_eq!(guests.input_owner(), 1);
+    feed(b"ab");
+    feed(b"\x012c\x01\x01\x011d");
+    assert_eq!(guests.input_owner(), 1);
+    assert_eq!(m.take_output(), "[input: vm2]\n[input: vm1]\n");
+    let drain = |vm: V| -> Vec<u8> {
+        let mut got = Vec::new();
+        while vm.uart_read(0, uart_reg::FR, 4) & 0x10 == 0 {
+            got.push(vm.uart_read(0, uart_reg::DR, 4) as u8);
+        }
+        got
+    };
+    assert_eq!(drain(one), b"abd");
+    assert_eq!(drain(two), b"c\x01");
+    // No vm3: input stays.
+    feed(b"\x013e");
+    assert_eq!(m.take_output(), "[input: no vm3, still vm1]\n");
+    assert_eq!(drain(one), b"e");
+    // One call moves at most INPUT_BATCH bytes; the rest waits.
+    let mut left = 100;
+    guests.poll_input(|| {
+        left -= 1;
+        Some(b'z')
+    });
+    assert_eq!((one.uart_read(0, uart_reg::FR, 4) & 0x40, left), (0x40, 100 - INPUT_BATCH));
+}
+
+/// Input for a VM whose receive FIFO is full is lost there (an overrun),
+/// and does not stop input from reaching another VM.
+#[test]
+fn a_full_vm_does_not_hold_up_the_console() {
+    let m = machine();
+    let (guests, vms) = boot_vms(m, 2, 1, 4 * MB, Coherency::Nc);
+    let line = [b'q'; 40];
+    let mut it = line.iter().copied().chain(*b"\x012ok");
+    guests.poll_input(|| it.next());
+    assert_eq!(vms[0].uart_read(0, uart_reg::RSR_ECR, 4), 1 << 3, "OE");
+    assert_eq!(vms[0].uart_read(0, uart_reg::RIS, 4) & (1 << 10), 1 << 10, "OERIS");
+    assert_eq!(vms[1].uart_read(0, uart_reg::DR, 4), u32::from(b'o'));
+    assert_eq!(vms[1].uart_read(0, uart_reg::DR, 4), u32::from(b'k'));
+}
+
+/// The interrupt output follows UARTMIS through input, reads, IMSC and
+/// ICR, and a reset of the VM resets the PL011.
+#[test]
+fn the_uart_interrupt_output_follows_mis_and_resets_with_the_vm() {
+    const RX: u64 = 1 << 4;
+    const TX: u64 = 1 << 5;
+    const RT: u64 = 1 << 6;
+    let m = machine();
+    let (guests, vms) = boot_vms(m, 1, 1, 4 * MB, Coherency::Nc);
+    let vm = vms[0];
+    assert!(!vm.uart_irq_level());
+    assert!(vm.uart_input(b'x'));
+    assert!(!vm.uart_irq_level(), "masked");
+    vm.uart_write(0, uart_reg::IMSC, 4, RX);
+    assert!(vm.uart_irq_level(), "unmasking raises it");
+    vm.uart_read(0, uart_reg::DR, 4);
+    assert!(!vm.uart_irq_level(), "reading the byte lowers it");
+    vm.uart_write(0, uart_reg::IMSC, 4, RX | TX);
+    vm.uart_write(0, uart_reg::DR, 4, u64::from(b'\n'));
+    assert!(vm.uart_irq_level(), "the transmitter drained");
+    vm.uart_write(0, uart_reg::ICR, 4, TX);
+    assert!(!vm.uart_irq_level());
+    // FIFOs on: one byte is below the level, a receive timeout.
+    vm.uart_write(0, uart_reg::LCR_H, 4, 0x70);
+    vm.uart_input(b'y');
+    assert!(!vm.uart_irq_level(), "RT masked");
+    vm.uart_write(0, uart_reg::IMSC, 4, RX | TX | RT);
+    assert!(vm.uart_irq_level());
+    // SYSTEM_RESET: the PL011 is as out of reset, its line low.
+    let v0 = guests.next_runnable().unwrap();
+    vm.request_reset();
+    v0.stop();
+    assert_eq!(vm.resets(), 1);
+    assert!(!vm.uart_irq_level());
+    assert_eq!(vm.uart_read(0, uart_reg::LCR_H, 4), 0);
+    assert_eq!(vm.uart_read(0, uart_reg::IMSC, 4), 0);
+    assert_eq!(vm.uart_read(0, uart_reg::FR, 4), 0x90, "FIFO empty");
+}
+
+/// Two VMs' unfinished lines never share a console line.
+#[test]
+fn two_vms_prompts_each_get_their_own_line() {
+    let m = machine();
+    let (_, vms) = boot_vms(m, 2, 1, 4 * MB, Coherency::Nc);
+    m.take_output();
+    for vm in vms {
+        guest_prints(vm, "echo> ");
+        vm.uart_read(0, uart_reg::DR, 4);
+    }
+    guest_prints(vms[0], "one\n");
+    guest_prints(vms[1], "two\n");
+    assert_eq!(m.take_output(), "[vm1] echo> \n[vm2] echo> \n[vm1] one\n[vm2] two\n");
+}
+
+/// Only the vCPU that wrote the unfinished line makes it print by waiting:
+/// another vCPU waiting (for the guest's console lock, say) or polling
+/// does not cut a line being printed.
+#[test]
+fn another_vcpu_waiting_does_not_cut_a_line() {
+    let m = machine();
+    let (_, vms) = boot_vms(m, 1, 2, 4 * MB, Coherency::Nc);
+    let vm = vms[0];
+    m.take_output();
+    vm.uart_write(0, uart_reg::DR, 4, u64::from(b'a'));
+    vm.vcpu_waits(1);
+    for _ in 0..3 {
+        vm.uart_read(1, uart_reg::FR, 4);
+    }
+    vm.uart_read(1, uart_reg::DR, 4);
+    assert_eq!(m.take_output(), "");
+    // vCPU 0 reads UARTFR once (before its next byte): not yet.
+    vm.uart_read(0, uart_reg::FR, 4);
+    assert_eq!(m.take_output(), "");
+    vm.vcpu_waits(0);
+    assert_eq!(m.take_output(), "[vm1] a");
+    // vCPU 1 writes the next byte: now it is the one whose wait counts.
+    vm.uart_write(1, uart_reg::DR, 4, u64::from(b'b'));
+    vm.vcpu_waits(0);
+    assert_eq!(m.take_output(), "");
+    vm.uart_read(1, uart_reg::FR, 4);
+    vm.uart_read(1, uart_reg::FR, 4);
+    assert_eq!(m.take_output(), "b");
+}

@@ -215,6 +215,67 @@ pub const IMAGE_BASE: u64 = 0x4020_0000;
 pub const TEST_REGION: u64 = 0x4100_0000;
 /// The PL011 console.
 pub const UART_BASE: u64 = 0x0900_0000;
+
+/// The PL011's registers (offsets from [`UART_BASE`]) and the bits the
+/// images use (Arm PL011 TRM; the hypervisor's model: `docs/HYPERVISOR.md`).
+pub mod pl011 {
+    /// `UARTDR`: data (read: a received byte, bit 11 overrun).
+    pub const DR: usize = 0x000;
+    /// `UARTRSR` (read) / `UARTECR` (write).
+    pub const RSR: usize = 0x004;
+    /// `UARTFR`: flags.
+    pub const FR: usize = 0x018;
+    /// `UARTIBRD`: integer baud rate divisor.
+    pub const IBRD: usize = 0x024;
+    /// `UARTFBRD`: fractional baud rate divisor.
+    pub const FBRD: usize = 0x028;
+    /// `UARTLCR_H`: line control.
+    pub const LCR_H: usize = 0x02c;
+    /// `UARTCR`: control.
+    pub const CR: usize = 0x030;
+    /// `UARTIFLS`: interrupt FIFO levels.
+    pub const IFLS: usize = 0x034;
+    /// `UARTIMSC`: interrupt mask.
+    pub const IMSC: usize = 0x038;
+    /// `UARTRIS`: raw interrupt status.
+    pub const RIS: usize = 0x03c;
+    /// `UARTMIS`: masked interrupt status.
+    pub const MIS: usize = 0x040;
+    /// `UARTICR`: interrupt clear.
+    pub const ICR: usize = 0x044;
+    /// `UARTPeriphID0`; the identification registers run to 0xffc.
+    pub const ID: usize = 0xfe0;
+
+    /// `UARTFR.BUSY`: transmitting.
+    pub const FR_BUSY: u32 = 1 << 3;
+    /// `UARTFR.RXFE`: the receive FIFO is empty.
+    pub const FR_RXFE: u32 = 1 << 4;
+    /// `UARTFR.TXFF`: the transmit FIFO is full.
+    pub const FR_TXFF: u32 = 1 << 5;
+    /// `UARTFR.RXFF`: the receive FIFO is full.
+    pub const FR_RXFF: u32 = 1 << 6;
+    /// `UARTFR.TXFE`: the transmit FIFO is empty.
+    pub const FR_TXFE: u32 = 1 << 7;
+
+    /// `UARTLCR_H.FEN`: FIFOs on.
+    pub const LCR_H_FEN: u32 = 1 << 4;
+    /// `UARTLCR_H.WLEN` = 8 bits.
+    pub const LCR_H_WLEN8: u32 = 3 << 5;
+
+    /// Receive interrupt (`IMSC`, `RIS`, `MIS`, `ICR` bit 4).
+    pub const INT_RX: u32 = 1 << 4;
+    /// Transmit interrupt (bit 5).
+    pub const INT_TX: u32 = 1 << 5;
+    /// Receive timeout interrupt (bit 6).
+    pub const INT_RT: u32 = 1 << 6;
+
+    /// `UARTCR` at reset: TXE, RXE.
+    pub const CR_RESET: u32 = 0x300;
+    /// `UARTIFLS` at reset: both levels half way.
+    pub const IFLS_RESET: u32 = 0x12;
+    /// The identification registers of a PL011 r1p5.
+    pub const IDS: [u32; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
+}
 /// An IPA with neither RAM nor a device (the `outside` image probes it):
 /// [`OUTSIDE_IPA_AARCH64`] or, for ARM32 guests, [`OUTSIDE_IPA_ARM`].
 #[cfg(not(target_arch = "arm"))]

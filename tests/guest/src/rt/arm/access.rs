@@ -9,14 +9,16 @@ use core::arch::asm;
 pub(crate) fn mmio_read32(addr: usize) -> u32 {
     let v: u32;
     // SAFETY: callers pass a PL011 register, in the runtime's Device
-    // mapping; reading UARTFR has no side effects.
+    // mapping; a read changes nothing Rust uses (reading UARTDR takes a
+    // byte from the UART's receive FIFO).
     unsafe { asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
     v
 }
 
 /// Writes the 32-bit device register at `addr`.
 pub(crate) fn mmio_write32(addr: usize, v: u32) {
-    // SAFETY: as `mmio_read32`; writing UARTDR only transmits a byte.
+    // SAFETY: as `mmio_read32`; a write changes only the UART (writing
+    // UARTDR transmits a byte).
     unsafe { asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack)) };
 }
 
