@@ -80,6 +80,11 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
             Action::Resume
         }
         Outcome::Stop => Action::Stop,
+        // What the `ec::WFX` arm does (the HVC or SMC is already skipped).
+        Outcome::WaitForInterrupt { x0 } => {
+            st.regs.set_gpr(0, x0);
+            Action::Yield
+        }
     }
 }
 
