@@ -25,6 +25,12 @@ pub enum Outcome {
     Stop,
     /// Resume with `x0` = 0, after letting another vCPU run.
     Yield,
+    /// Set `x0`, then treat the vCPU as a trapped `WFI` is treated: it
+    /// waits for an interrupt (PSCI `CPU_SUSPEND` in a standby state).
+    WaitForInterrupt {
+        /// What the call returns once the vCPU is woken.
+        x0: u64,
+    },
 }
 
 impl Outcome {
@@ -40,7 +46,7 @@ pub fn dispatch<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 6]) -> Ou
     let (fid, a) = hypercall::smc64_form(fid, a);
     match fid {
         hypercall::SMCCC_VERSION => Outcome::ret(SMCCC_1_1),
-        hypercall::SMCCC_ARCH_FEATURES => Outcome::ret(SmcccError::NotSupported.code()),
+        hypercall::SMCCC_ARCH_FEATURES => Outcome::ret(arch_features(a[0] as u32)),
         0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f => {
             match psci::guest_call(vcpu, fid, [a[0], a[1], a[2]]) {
                 psci::Outcome::Return(r) => {
@@ -50,6 +56,7 @@ pub fn dispatch<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 6]) -> Ou
                     Outcome::ret(r as u64)
                 }
                 psci::Outcome::Stop => Outcome::Stop,
+                psci::Outcome::Standby => Outcome::WaitForInterrupt { x0: psci::SUCCESS as u64 },
             }
         }
         0xc600_0000..=0xc600_ffff => {
@@ -74,6 +81,27 @@ pub fn dispatch<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 6]) -> Ou
             refused(vcpu, format_args!("call {fid:#x} not supported"));
             Outcome::ret(SmcccError::NotSupported.code())
         }
+    }
+}
+
+/// What `SMCCC_ARCH_FEATURES` answers for the Arm architecture call `fid`
+/// (a 32-bit id: the register's upper half is ignored). `SMCCC_VERSION`
+/// and `SMCCC_ARCH_FEATURES` are implemented (0). The Spectre and SSBD
+/// workarounds (`SMCCC_ARCH_WORKAROUND_1/2/3`) are `NOT_SUPPORTED`: the
+/// hypervisor implements none of them (it would have to forward them to
+/// the firmware and knows nothing of the host CPU's errata), and that
+/// answer tells a guest only that the mitigation is not available this
+/// way, never that it is not needed. `SMCCC_ARCH_SOC_ID` and everything
+/// else: `NOT_SUPPORTED`.
+pub fn arch_features(fid: u32) -> u64 {
+    match fid {
+        hypercall::SMCCC_VERSION | hypercall::SMCCC_ARCH_FEATURES => 0,
+        // Named for the reader: the same answer as any unknown id.
+        hypercall::SMCCC_ARCH_WORKAROUND_1
+        | hypercall::SMCCC_ARCH_WORKAROUND_2
+        | hypercall::SMCCC_ARCH_WORKAROUND_3
+        | hypercall::SMCCC_ARCH_SOC_ID => SmcccError::NotSupported.code(),
+        _ => SmcccError::NotSupported.code(),
     }
 }
 

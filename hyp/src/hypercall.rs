@@ -5,6 +5,16 @@
 pub const SMCCC_VERSION: u32 = 0x8000_0000;
 /// SMCCC `SMCCC_ARCH_FEATURES`.
 pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+/// SMCCC `SMCCC_ARCH_SOC_ID`.
+pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
+/// SMCCC `SMCCC_ARCH_WORKAROUND_1` (branch predictor invalidation,
+/// CVE-2017-5715).
+pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+/// SMCCC `SMCCC_ARCH_WORKAROUND_2` (speculative store bypass,
+/// CVE-2018-3639).
+pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
+/// SMCCC `SMCCC_ARCH_WORKAROUND_3` (branch history, CVE-2022-23960).
+pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
 /// First function ID of the vendor-specific hypervisor service (SMC64).
 pub const HYP_BASE: u32 = 0xC600_0000;
 /// The same service in the SMC32 calling convention (ARM32 guests).

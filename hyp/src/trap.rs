@@ -102,6 +102,12 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
             st.regs.set_gpr(0, 0);
             Action::Yield
         }
+        // CPU_SUSPEND: as a trapped WFI (the HVC or SMC is already
+        // skipped): the vCPU waits for an interrupt.
+        Outcome::WaitForInterrupt { x0 } => {
+            st.regs.set_gpr(0, x0);
+            Action::Wait
+        }
     }
 }
 
