@@ -172,13 +172,8 @@ impl Vgic {
                 (r as u32) << 8 | if r + 1 == self.vcpus { 1 << 4 } else { 0 }
             }
             (Frame::Redist(r), 0xC) => r as u32,
-            (Frame::Redist(r), 0x14) => {
-                if self.cpus[r].asleep {
-                    0b110
-                } else {
-                    0
-                }
-            }
+            (Frame::Redist(r), 0x14) if self.cpus[r].asleep => 0b110,
+            (Frame::Redist(_), 0x14) => 0,
             (Frame::Redist(_), 0xFFE8) => PIDR2_V3,
             (Frame::Redist(_), o) if o >= 0x1_0000 => self.irq_reg_read(v, frame, o - 0x1_0000),
             (Frame::Dist, o) => self.irq_reg_read(v, frame, o),

@@ -68,15 +68,14 @@ impl<M: Machine> Vcpu<M> {
     pub fn wake(&'static self) {
         let m = self.vm.machine();
         match self.sched.state.load(Ordering::SeqCst) {
-            BLOCKED => {
+            BLOCKED
                 if self
                     .sched
                     .state
                     .compare_exchange(BLOCKED, QUEUED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
-                    self.vm.guests.requeue(self);
-                }
+                    .is_ok() =>
+            {
+                self.vm.guests.requeue(self);
             }
             RUNNING => {
                 let cpu = self.sched.cpu.load(Ordering::Relaxed) as usize;
