@@ -189,7 +189,7 @@ fn gic_mmio(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> 
     let Some(access) = syn.access() else {
         return external_abort(vcpu, st, true, write, far);
     };
-    if ipa % access.size != 0 {
+    if !ipa.is_multiple_of(access.size) {
         return external_abort(vcpu, st, true, write, far);
     }
     let vm = vcpu.vm;
