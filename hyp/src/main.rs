@@ -22,6 +22,7 @@ pub mod fdt_writer;
 pub mod hypercall;
 pub mod idregs;
 pub mod image;
+pub mod layout;
 pub mod machine;
 #[cfg(target_os = "none")]
 mod mm;
@@ -53,6 +54,7 @@ mod hyp_main {
     use crate::board;
     use crate::cpu::{self, cpu_index, Exit};
     use crate::el2::El2;
+    use crate::fdt_writer::{GuestArch, GuestGic};
     use crate::mm::{self, TablePool};
     use crate::platform::Board;
     use crate::platform::{self, Config, Platform};
@@ -252,6 +254,9 @@ mod hyp_main {
             .map(|id| vm::VmSpec { id, geo, vcpus: cfg.vcpus, ram_size: cfg.mem, policy, lock })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
+        // The guests' GIC is the host's version (GICv2 for ARM32 guests).
+        let guest_gic =
+            GuestGic::for_host(plat.gic.as_ref(), GuestArch::native(), cfg.vcpus as u32);
         for vm in vms {
             let id = vm.id;
             vm.set_auto_collapse(cfg.collapse);
@@ -264,6 +269,7 @@ mod hyp_main {
                 entry: guest.entry,
                 vcpus: cfg.vcpus as u32,
                 bootargs: plat.bootargs.clone().unwrap_or_default(),
+                gic: guest_gic,
             };
             log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
             vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;

@@ -72,8 +72,8 @@ pub const MEM_PROTECT_CHECK_RANGE_32: u32 = 0x8400_0014;
 /// `MEM_PROTECT_CHECK_RANGE` (SMC64).
 pub const MEM_PROTECT_CHECK_RANGE_64: u32 = 0xC400_0014;
 
-/// What `PSCI_VERSION` answers guests: 1.1 (major in bits [31:16], minor
-/// in [15:0]).
+/// What `PSCI_VERSION` answers guests: 1.1 (major in bits `[31:16]`, minor
+/// in `[15:0]`).
 pub const GUEST_VERSION: i64 = 0x0001_0001;
 
 /// PSCI `SUCCESS`.

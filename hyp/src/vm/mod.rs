@@ -48,6 +48,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 use mmu::{Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
 use spin::Mutex;
 
+use crate::fdt_writer::GuestGic;
 use crate::hypercall::Stat;
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
@@ -270,6 +271,11 @@ pub struct Boot {
     pub vcpus: u32,
     /// Bootargs in the DTB.
     pub bootargs: String,
+    /// The interrupt controller the DTB describes: the boot code picks it
+    /// from the host's GIC with [`GuestGic::for_host`] (a GICv3's
+    /// `redist_count` is `vcpus`); [`GuestGic::native`] where the host's
+    /// is not known.
+    pub gic: GuestGic,
 }
 
 /// Every VM, the reverse map they share and the run queue: one per
@@ -649,6 +655,7 @@ impl<M: Machine> Vm<M> {
             ram_base: RAM_BASE,
             ram_size: self.ram_size,
             cpus: boot.vcpus,
+            gic: boot.gic,
             bootargs,
         };
         let dtb = crate::fdt_writer::guest_dtb(&spec);
@@ -683,6 +690,7 @@ impl<M: Machine> Vm<M> {
             entry: boot.entry,
             vcpus: boot.vcpus,
             bootargs: boot.bootargs.clone(),
+            gic: boot.gic,
         };
         // `boot` keeps the first value; `again` only carries it through.
         self.boot(again)
