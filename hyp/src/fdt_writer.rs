@@ -10,8 +10,15 @@
 //! such error is remembered and returned by [`FdtWriter::finish`].
 //!
 //! [`guest_dtb`] builds the device tree a guest is given at IPA
-//! `0x4000_0000` (see `docs/HYPERVISOR.md`, "Guest contract").
+//! `0x4000_0000` (see `docs/HYPERVISOR.md`, "Guest device tree").
+//!
+//! Why not rust-vmm's `vm-fdt` (0.3): with default features off it does
+//! not compile (its phandle set is a `std` `HashSet`), and its `alloc`
+//! feature pulls `hashbrown`, `ahash`, `zerocopy`, `once_cell`, `cfg-if`
+//! and `allocator-api2` into the EL2 image for a tree of fixed shape; the
+//! platform parser's tests build their trees with this writer anyway.
 
+use crate::layout;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -324,6 +331,17 @@ pub const GUEST_UART_SIZE: u64 = 0x1000;
 /// (the value QEMU `virt` uses; only Linux's PL011 driver looks at it).
 pub const GUEST_UART_CLOCK_HZ: u32 = 24_000_000;
 const GUEST_CLOCK_PHANDLE: u32 = 1;
+/// The phandle of the guest's interrupt controller node (`intc`), which
+/// the root's `interrupt-parent` names.
+pub const GUEST_GIC_PHANDLE: u32 = 2;
+
+/// GIC binding interrupt specifier, cell 0: a shared peripheral interrupt.
+const GIC_SPI: u32 = 0;
+/// GIC binding interrupt specifier, cell 0: a private peripheral interrupt.
+const GIC_PPI: u32 = 1;
+/// GIC binding interrupt specifier, cell 2 bits `[3:0]`: level-sensitive,
+/// active high.
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 
 /// The architecture guests run in, for the CPU and timer nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +377,42 @@ impl GuestArch {
     }
 }
 
+/// The virtual GIC a guest is given (the layout is [`crate::layout`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestGic {
+    /// GICv3: a distributor and one redistributor per vCPU, no ITS.
+    V3 {
+        /// Redistributors: the VM's vCPU count.
+        redist_count: u32,
+    },
+    /// GICv2: a distributor and a CPU interface.
+    V2,
+}
+
+impl GuestGic {
+    /// The GIC a guest of `arch` with `vcpus` vCPUs gets when nothing is
+    /// known of the host's: GICv3 for AArch64, GICv2 for ARMv7.
+    pub const fn native(arch: GuestArch, vcpus: u32) -> Self {
+        match arch {
+            GuestArch::Armv8 => GuestGic::V3 { redist_count: vcpus },
+            GuestArch::Armv7 => GuestGic::V2,
+        }
+    }
+
+    /// The GIC a guest of `arch` with `vcpus` vCPUs gets on a host whose
+    /// own GIC is `host` (the boot DTB's, `None` when it describes none):
+    /// the host's version, so that a later virtual GIC can be backed by
+    /// the host's virtualization support for it. An AArch64 guest gets
+    /// GICv3 on a GICv3 host and GICv2 on a GICv2 host; an ARMv7 guest
+    /// always gets GICv2; without a host GIC, [`GuestGic::native`].
+    pub fn for_host(host: Option<&crate::platform::Gic>, arch: GuestArch, vcpus: u32) -> Self {
+        match (arch, host) {
+            (GuestArch::Armv8, Some(crate::platform::Gic::V2 { .. })) => GuestGic::V2,
+            _ => Self::native(arch, vcpus),
+        }
+    }
+}
+
 /// What varies between guests' device trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestDtbSpec {
@@ -370,35 +424,51 @@ pub struct GuestDtbSpec {
     pub ram_size: u64,
     /// Number of vCPUs: `cpu@0 .. cpu@{cpus-1}`, MPIDR affinity 0 = index.
     pub cpus: u32,
+    /// The interrupt controller (a GICv3's `redist_count` is `cpus`).
+    pub gic: GuestGic,
     /// `/chosen/bootargs` (for example the VM's test parameters). Cut at
     /// the first NUL byte, if any.
     pub bootargs: String,
 }
 
-/// Builds the guest device tree described in `docs/HYPERVISOR.md`:
+/// Builds the guest device tree described in `docs/HYPERVISOR.md`
+/// ("Guest device tree"), following the Linux device tree bindings:
 ///
 /// - `/`: `#address-cells = <2>`, `#size-cells = <2>`,
-///   `compatible = "linux,dummy-virt"`;
+///   `compatible = "linux,dummy-virt"`, `interrupt-parent = <&intc>`;
 /// - `/memory@<ram_base>` (`/memory@40000000`): `device_type = "memory"`,
 ///   `reg = <ram_base ram_size>`;
 /// - `/cpus` (`#address-cells = <1>`, `#size-cells = <0>`) with one
 ///   `cpu@i` per vCPU: `compatible = "arm,armv8"` (`"arm,armv7"` for ARM32
-///   guests), `device_type = "cpu"`,
-///   `reg = <i>`, `enable-method = "psci"`;
-/// - `/psci`: `compatible = "arm,psci-1.0"`, `method = "hvc"`;
+///   guests), `device_type = "cpu"`, `reg = <i>`, `enable-method = "psci"`;
+/// - `/psci`: `compatible = "arm,psci-1.0", "arm,psci-0.2"`,
+///   `method = "hvc"` (guests always call the hypervisor with `HVC`);
+/// - `/intc@8000000` (phandle [`GUEST_GIC_PHANDLE`]), at the addresses of
+///   [`crate::layout`]:
+///   - [`GuestGic::V3`]: `compatible = "arm,gic-v3"`,
+///     `#interrupt-cells = <3>`, `#address-cells = <2>`,
+///     `#size-cells = <2>`, `ranges`, `interrupt-controller`,
+///     `reg = <GICD 64 KiB>, <GICR 128 KiB x redist_count>`,
+///     `#redistributor-regions = <1>`; no ITS child, and no maintenance
+///     interrupt (only a guest hypervisor would use it);
+///   - [`GuestGic::V2`]: `compatible = "arm,cortex-a15-gic"`,
+///     `#interrupt-cells = <3>`, `#address-cells = <0>` (no children; `dtc`
+///     wants interrupt providers to give it), `interrupt-controller`,
+///     `reg = <GICD 4 KiB>, <GICC 8 KiB>`;
 /// - `/apb-pclk`: a 24 MHz `fixed-clock` (phandle 1), and
 ///   `/pl011@9000000`: `compatible = "arm,pl011", "arm,primecell"`,
-///   `reg = <0x0900_0000 0x1000>`, `clocks`/`clock-names` pointing at
-///   `apb-pclk` (Linux's PL011 driver will not probe without them);
+///   `reg = <0x0900_0000 0x1000>`, `interrupts = <0 1 4>` (SPI 1, INTID
+///   33, level high), `clocks`/`clock-names` pointing at `apb-pclk`
+///   (Linux's PL011 driver will not probe without them);
 /// - `/chosen`: `stdout-path = "/pl011@9000000"`, `bootargs`;
 /// - `/timer`: `compatible = "arm,armv8-timer"` (`"arm,armv7-timer"`),
-///   `always-on`. No
-///   `interrupts` (nor any `interrupt-parent`): the hypervisor models no
-///   interrupt controller for guests yet, so the timer node only tells an
-///   OS that the architected timer exists. A guest that needs timer
-///   interrupts (Linux) will need a GIC node and `interrupts` added here.
+///   `always-on`, and `interrupts` with the binding's four PPIs in its
+///   order: secure physical (13), non-secure physical (14), virtual (11)
+///   and hypervisor (10), each `<1 N flags>` with flags 4 (level high);
+///   a GICv2 also takes the PPI's CPU mask in bits `[15:8]` of the flags,
+///   one bit per vCPU.
 ///
-/// The result is about 1 KiB, far below the 2 MiB between the RAM base
+/// The result is about 1.5 KiB, far below the 2 MiB between the RAM base
 /// and the image load address. It cannot fail: the tree's shape is fixed,
 /// every value fits its cells and `bootargs` is cut at a NUL (the
 /// writer's error path, unreachable here, would yield an empty vector).
@@ -412,6 +482,7 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.prop_u32("#address-cells", 2);
     w.prop_u32("#size-cells", 2);
     w.prop_str("compatible", "linux,dummy-virt");
+    w.prop_u32("interrupt-parent", GUEST_GIC_PHANDLE);
 
     let memory = w.begin_node(&alloc::format!("memory@{:x}", spec.ram_base));
     w.prop_str("device_type", "memory");
@@ -432,9 +503,11 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.end_node(cpus);
 
     let psci = w.begin_node("psci");
-    w.prop_str("compatible", "arm,psci-1.0");
+    w.prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2"]);
     w.prop_str("method", "hvc");
     w.end_node(psci);
+
+    gic_node(&mut w, spec.gic);
 
     let clock = w.begin_node("apb-pclk");
     w.prop_str("compatible", "fixed-clock");
@@ -448,6 +521,7 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     let uart = w.begin_node(&uart_name);
     w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
     w.prop_reg(&[(GUEST_UART_BASE, GUEST_UART_SIZE)], 2, 2);
+    w.prop_cells("interrupts", &[GIC_SPI, layout::UART_SPI, IRQ_TYPE_LEVEL_HIGH]);
     w.prop_cells("clocks", &[GUEST_CLOCK_PHANDLE, GUEST_CLOCK_PHANDLE]);
     w.prop_strs("clock-names", &["uartclk", "apb_pclk"]);
     w.end_node(uart);
@@ -460,11 +534,58 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
 
     let timer = w.begin_node("timer");
     w.prop_str("compatible", spec.arch.timer_compatible());
+    let flags = ppi_flags(spec.gic, spec.cpus);
+    let interrupts: Vec<u32> =
+        layout::timer_ppi::ALL.iter().flat_map(|&ppi| [GIC_PPI, ppi, flags]).collect();
+    w.prop_cells("interrupts", &interrupts);
     w.prop_empty("always-on");
     w.end_node(timer);
 
     w.end_node(root);
     w.finish(0)
+}
+
+/// The interrupt controller node, `intc@<GICD>`; see [`guest_dtb`].
+fn gic_node(w: &mut FdtWriter, gic: GuestGic) {
+    let intc = w.begin_node(&alloc::format!("intc@{:x}", layout::GICD_BASE));
+    match gic {
+        GuestGic::V3 { redist_count } => {
+            w.prop_str("compatible", "arm,gic-v3");
+            w.prop_u32("#interrupt-cells", 3);
+            w.prop_u32("#address-cells", 2);
+            w.prop_u32("#size-cells", 2);
+            w.prop_empty("ranges");
+            w.prop_empty("interrupt-controller");
+            let gicr = layout::gicr_region(redist_count);
+            w.prop_reg(&[(layout::GICD_BASE, layout::GICV3_GICD_SIZE), gicr], 2, 2);
+            w.prop_u32("#redistributor-regions", 1);
+        }
+        GuestGic::V2 => {
+            w.prop_str("compatible", "arm,cortex-a15-gic");
+            w.prop_u32("#interrupt-cells", 3);
+            // No address part in an interrupt-map entry naming it (dtc
+            // wants every interrupt provider to say so); no children.
+            w.prop_u32("#address-cells", 0);
+            w.prop_empty("interrupt-controller");
+            let gicd = (layout::GICD_BASE, layout::GICV2_GICD_SIZE);
+            w.prop_reg(&[gicd, (layout::GICC_BASE, layout::GICC_SIZE)], 2, 2);
+        }
+    }
+    w.prop_u32("phandle", GUEST_GIC_PHANDLE);
+    w.end_node(intc);
+}
+
+/// Cell 2 of a PPI's specifier for `cpus` vCPUs: level high, and on a
+/// GICv2 the CPU mask in bits `[15:8]` (bit `8 + i` for vCPU `i`; a GICv2
+/// has at most eight CPU interfaces, so the mask stops there).
+fn ppi_flags(gic: GuestGic, cpus: u32) -> u32 {
+    match gic {
+        GuestGic::V3 { .. } => IRQ_TYPE_LEVEL_HIGH,
+        GuestGic::V2 => {
+            let mask = (1u32 << cpus.min(layout::GICV2_MAX_CPUS)) - 1;
+            (mask << 8) | IRQ_TYPE_LEVEL_HIGH
+        }
+    }
 }
 
 #[cfg(test)]
@@ -486,7 +607,27 @@ mod tests {
     }
 
     fn raw_prop<'a>(fdt: &'a Fdt<'a>, path: &str, name: &str) -> &'a [u8] {
-        fdt.find_node(path).unwrap().property(name).unwrap().value
+        fdt.find_node(path)
+            .unwrap_or_else(|| panic!("{path} missing"))
+            .property(name)
+            .unwrap_or_else(|| panic!("{path}:{name} missing"))
+            .value
+    }
+
+    /// A property as big-endian 32-bit cells.
+    fn cells(fdt: &Fdt<'_>, path: &str, name: &str) -> Vec<u32> {
+        let raw = raw_prop(fdt, path, name);
+        assert_eq!(raw.len() % 4, 0, "{path}:{name} is not made of cells");
+        raw.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// A node's `reg` as (address, size) pairs of its parent's cells.
+    fn regs(fdt: &Fdt<'_>, path: &str) -> Vec<(u64, u64)> {
+        let node = fdt.find_node(path).unwrap_or_else(|| panic!("{path} missing"));
+        node.reg()
+            .unwrap_or_else(|| panic!("{path}: no reg"))
+            .map(|r| (r.starting_address as u64, r.size.unwrap() as u64))
+            .collect()
     }
 
     fn spec(bootargs: &str) -> GuestDtbSpec {
@@ -495,8 +636,13 @@ mod tests {
             ram_base: GUEST_RAM_BASE,
             ram_size: 128 << 20,
             cpus: 3,
+            gic: GuestGic::V3 { redist_count: 3 },
             bootargs: bootargs.into(),
         }
+    }
+
+    fn gicv2_spec(cpus: u32) -> GuestDtbSpec {
+        GuestDtbSpec { arch: GuestArch::Armv7, cpus, gic: GuestGic::V2, ..spec("") }
     }
 
     #[test]
@@ -665,7 +811,7 @@ mod tests {
             assert_eq!(cpu.property("enable-method").unwrap().as_str(), Some("psci"));
         }
 
-        assert_eq!(str_prop(&fdt, "/psci", "compatible"), "arm,psci-1.0");
+        assert_eq!(raw_prop(&fdt, "/psci", "compatible"), b"arm,psci-1.0\0arm,psci-0.2\0");
         assert_eq!(str_prop(&fdt, "/psci", "method"), "hvc");
 
         let uart = fdt.find_node("/pl011@9000000").unwrap();
@@ -686,13 +832,135 @@ mod tests {
         let timer = fdt.find_node("/timer").unwrap();
         assert_eq!(timer.property("compatible").unwrap().as_str(), Some("arm,armv8-timer"));
         assert_eq!(timer.property("always-on").unwrap().value.len(), 0);
-        assert!(timer.property("interrupts").is_none());
 
         let top: Vec<_> = root.children().map(|c| c.name).collect();
         assert_eq!(
             top,
-            ["memory@40000000", "cpus", "psci", "apb-pclk", "pl011@9000000", "chosen", "timer"]
+            [
+                "memory@40000000",
+                "cpus",
+                "psci",
+                "intc@8000000",
+                "apb-pclk",
+                "pl011@9000000",
+                "chosen",
+                "timer"
+            ]
         );
+    }
+
+    /// The root names the GIC as every node's interrupt parent; the PL011
+    /// has SPI 1 (INTID 33), level high.
+    #[test]
+    fn interrupt_parent_and_uart_interrupt() {
+        for s in [spec(""), gicv2_spec(2)] {
+            let blob = guest_dtb(&s);
+            let fdt = Fdt::new(&blob).unwrap();
+            assert_eq!(cells(&fdt, "/", "interrupt-parent"), [GUEST_GIC_PHANDLE]);
+            assert_eq!(fdt.find_phandle(GUEST_GIC_PHANDLE).unwrap().name, "intc@8000000");
+            assert_eq!(cells(&fdt, "/pl011@9000000", "interrupts"), [0, 1, 4]);
+            // Neither interrupt user names its own parent: both inherit
+            // the root's, whose specifiers are three cells.
+            for user in ["/pl011@9000000", "/timer"] {
+                let node = fdt.find_node(user).unwrap();
+                assert!(node.property("interrupt-parent").is_none(), "{user}");
+                assert_eq!(cells(&fdt, user, "interrupts").len() % 3, 0, "{user}");
+            }
+            let intc = fdt.find_phandle(GUEST_GIC_PHANDLE).unwrap();
+            assert_eq!(intc.interrupt_cells(), Some(3));
+        }
+    }
+
+    #[test]
+    fn gicv3_node_and_timer_interrupts() {
+        for vcpus in [1u32, 3, 8] {
+            let blob = guest_dtb(&GuestDtbSpec {
+                cpus: vcpus,
+                gic: GuestGic::V3 { redist_count: vcpus },
+                ..spec("")
+            });
+            let fdt = Fdt::new(&blob).unwrap();
+            let intc = fdt.find_node("/intc@8000000").unwrap();
+            assert_eq!(intc.compatible().unwrap().all().collect::<Vec<_>>(), ["arm,gic-v3"]);
+            for (name, value) in [
+                ("#interrupt-cells", 3),
+                ("#address-cells", 2),
+                ("#size-cells", 2),
+                ("#redistributor-regions", 1),
+                ("phandle", GUEST_GIC_PHANDLE),
+            ] {
+                assert_eq!(cells(&fdt, "/intc@8000000", name), [value], "{name}");
+            }
+            assert_eq!(raw_prop(&fdt, "/intc@8000000", "ranges"), b"");
+            assert_eq!(raw_prop(&fdt, "/intc@8000000", "interrupt-controller"), b"");
+            assert_eq!(
+                regs(&fdt, "/intc@8000000"),
+                [(0x0800_0000, 0x1_0000), (0x080A_0000, 0x2_0000 * u64::from(vcpus))]
+            );
+            // No ITS, no maintenance interrupt.
+            assert_eq!(intc.children().count(), 0);
+            assert!(intc.property("interrupts").is_none());
+            // Secure physical, non-secure physical, virtual, hypervisor:
+            // PPIs, level high.
+            let want = [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4];
+            assert_eq!(cells(&fdt, "/timer", "interrupts"), want, "{vcpus} vCPUs");
+            assert_eq!(fdt.find_node("/timer").unwrap().property("always-on").unwrap().value, b"");
+        }
+    }
+
+    #[test]
+    fn gicv2_node_and_timer_cpu_masks() {
+        for (vcpus, flags) in
+            [(1, 0x104), (2, 0x304), (3, 0x704), (4, 0xf04), (7, 0x7f04), (8, 0xff04)]
+        {
+            let blob = guest_dtb(&gicv2_spec(vcpus));
+            let fdt = Fdt::new(&blob).unwrap();
+            let intc = fdt.find_node("/intc@8000000").unwrap();
+            let compat: Vec<_> = intc.compatible().unwrap().all().collect();
+            assert_eq!(compat, ["arm,cortex-a15-gic"]);
+            assert_eq!(cells(&fdt, "/intc@8000000", "#interrupt-cells"), [3]);
+            assert_eq!(raw_prop(&fdt, "/intc@8000000", "interrupt-controller"), b"");
+            assert_eq!(cells(&fdt, "/intc@8000000", "phandle"), [GUEST_GIC_PHANDLE]);
+            assert_eq!(regs(&fdt, "/intc@8000000"), [(0x0800_0000, 0x1000), (0x0801_0000, 0x2000)]);
+            assert_eq!(cells(&fdt, "/intc@8000000", "#address-cells"), [0]);
+            for absent in ["#redistributor-regions", "ranges", "#size-cells", "interrupts"] {
+                assert!(intc.property(absent).is_none(), "{absent}");
+            }
+            // The four PPIs in the binding's order, each with the mask of
+            // every vCPU in bits [15:8].
+            let want = [1, 13, flags, 1, 14, flags, 1, 11, flags, 1, 10, flags];
+            assert_eq!(cells(&fdt, "/timer", "interrupts"), want, "{vcpus} vCPUs");
+            // The SPI has no CPU mask.
+            assert_eq!(cells(&fdt, "/pl011@9000000", "interrupts"), [0, 1, 4]);
+        }
+        // Bits [15:8] only: a GICv2 serves eight CPUs at most.
+        assert_eq!(ppi_flags(GuestGic::V2, 9), 0xff04);
+        assert_eq!(ppi_flags(GuestGic::V2, 0), 0x004);
+        assert_eq!(ppi_flags(GuestGic::V3 { redist_count: 8 }, 8), 4);
+    }
+
+    #[test]
+    fn the_guest_gets_the_hosts_gic_version() {
+        use crate::platform::{Gic, Region};
+        let v3 = Gic::V3 {
+            distributor: Region::new(0x0800_0000, 0x1_0000),
+            redistributors: alloc::vec![Region::new(0x080a_0000, 0xf6_0000)],
+        };
+        let v2 = Gic::V2 {
+            distributor: Region::new(0x0800_0000, 0x1_0000),
+            cpu_interface: Region::new(0x0801_0000, 0x1_0000),
+            hyp_interface: None,
+            vcpu_interface: None,
+        };
+        let (a64, a32) = (GuestArch::Armv8, GuestArch::Armv7);
+        assert_eq!(GuestGic::for_host(Some(&v3), a64, 4), GuestGic::V3 { redist_count: 4 });
+        assert_eq!(GuestGic::for_host(Some(&v2), a64, 4), GuestGic::V2);
+        assert_eq!(GuestGic::for_host(None, a64, 2), GuestGic::V3 { redist_count: 2 });
+        assert_eq!(GuestGic::for_host(Some(&v3), a32, 4), GuestGic::V2);
+        assert_eq!(GuestGic::for_host(Some(&v2), a32, 4), GuestGic::V2);
+        assert_eq!(GuestGic::for_host(None, a32, 2), GuestGic::V2);
+        assert_eq!(GuestGic::native(a64, 3), GuestGic::V3 { redist_count: 3 });
+        assert_eq!(GuestGic::native(a32, 3), GuestGic::V2);
     }
 
     #[test]
@@ -719,31 +987,36 @@ mod tests {
         assert_eq!(Fdt::new(&blob).unwrap().chosen().bootargs(), Some("vms=1"));
     }
 
-    /// `dtc` (device-tree-compiler), when installed, must accept the
-    /// guest DTB without errors; skipped otherwise.
+    /// `dtc` (device-tree-compiler), when installed, must accept both
+    /// guest DTBs (GICv3 and GICv2) without errors or warnings (its checks
+    /// include the interrupt and GIC ones); skipped otherwise.
     #[test]
     fn dtc_accepts_guest_dtb() {
         use std::io::Write;
         use std::process::{Command, Stdio};
-        let blob = guest_dtb(&spec("vms=1"));
-        let child = Command::new("dtc")
-            .args(["-I", "dtb", "-O", "dts", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let Ok(mut child) = child else {
-            std::eprintln!("dtc not installed: skipping");
-            return;
-        };
-        child.stdin.take().unwrap().write_all(&blob).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let dts = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dtc failed: {stderr}");
-        assert!(!stderr.contains("ERROR"), "{stderr}");
-        assert!(dts.contains("method = \"hvc\";"), "{dts}");
-        assert!(dts.contains("stdout-path = \"/pl011@9000000\";"), "{dts}");
+        for s in [spec("vms=1"), gicv2_spec(4)] {
+            let blob = guest_dtb(&s);
+            let child = Command::new("dtc")
+                .args(["-I", "dtb", "-O", "dts", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            let Ok(mut child) = child else {
+                std::eprintln!("dtc not installed: skipping");
+                return;
+            };
+            child.stdin.take().unwrap().write_all(&blob).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let dts = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "dtc failed: {stderr}");
+            assert!(!stderr.contains("ERROR"), "{stderr}");
+            assert!(!stderr.contains("Warning"), "{stderr}");
+            assert!(dts.contains("method = \"hvc\";"), "{dts}");
+            assert!(dts.contains("stdout-path = \"/pl011@9000000\";"), "{dts}");
+            assert!(dts.contains("interrupt-controller;"), "{dts}");
+        }
     }
 
     #[test]

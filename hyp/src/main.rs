@@ -27,6 +27,7 @@ pub mod idregs;
 pub mod image;
 #[cfg(target_os = "none")]
 mod irq;
+pub mod layout;
 pub mod machine;
 #[cfg(target_os = "none")]
 mod mm;
@@ -63,6 +64,7 @@ mod hyp_main {
     use crate::board;
     use crate::cpu::{self, cpu_index, Exit};
     use crate::el2::El2;
+    use crate::fdt_writer::{GuestArch, GuestGic};
     use crate::mm::{self, TablePool};
     use crate::platform::Board;
     use crate::platform::{self, Config, Platform};
@@ -263,7 +265,7 @@ mod hyp_main {
         if gic_version == vgic::Version::V2 && gic::v2_virt().is_none() {
             return Err("GICv2 without the virtualization extensions (no GICH, GICV)".into());
         }
-        log::info!("GIC: {:?}, guests get a virtual {:?}", gic_version, gic_version);
+        log::info!("host GIC: {gic_version:?}");
 
         let policy =
             if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
@@ -275,6 +277,15 @@ mod hyp_main {
         let machine: &'static El2 = MACHINE.call_once(|| El2::new(pool, &RCU));
         let guests: &'static Guests<El2> =
             GUESTS.call_once(|| Guests::new(machine, cfg.coherency, &RMAP));
+        // The guests' GIC is the host's version (GICv2 for ARM32 guests):
+        // what their DTB describes and what the virtual GIC emulates.
+        let guest_gic =
+            GuestGic::for_host(plat.gic.as_ref(), GuestArch::native(), cfg.vcpus as u32);
+        let vgic_version = match guest_gic {
+            GuestGic::V3 { .. } => vgic::Version::V3,
+            GuestGic::V2 => vgic::Version::V2,
+        };
+        log::info!("guests get a virtual {vgic_version:?}");
         let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
             .map(|id| vm::VmSpec {
                 id,
@@ -283,7 +294,7 @@ mod hyp_main {
                 ram_size: cfg.mem,
                 policy,
                 lock,
-                gic: gic_version,
+                gic: vgic_version,
                 gicv: gic::v2_virt().map(|v| v.gicv),
             })
             .collect();
@@ -300,6 +311,7 @@ mod hyp_main {
                 entry: guest.entry,
                 vcpus: cfg.vcpus as u32,
                 bootargs: plat.bootargs.clone().unwrap_or_default(),
+                gic: guest_gic,
             };
             log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
             vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;

@@ -23,6 +23,7 @@ use mmu::testing::{HostMemory, RecordingTlb};
 use mmu::{Geometry, LockMode, PhysAddr, Rcu};
 
 use crate::conmux::{Output, Sink};
+use crate::fdt_writer::{GuestArch, GuestGic};
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
 use crate::vm::{Boot, Guests, Policy, Vm, VmSpec, IMAGE_IPA};
@@ -300,6 +301,7 @@ pub fn boot_vms(
             entry: IMAGE_IPA,
             vcpus: vcpus as u32,
             bootargs: String::new(),
+            gic: GuestGic::native(GuestArch::native(), vcpus as u32),
         };
         vm.boot(boot).expect("boot");
     }

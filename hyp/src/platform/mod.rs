@@ -502,11 +502,13 @@ mod tests {
 
     #[test]
     fn guest_dtb_round_trip() {
+        use crate::fdt_writer::{GuestArch, GuestGic, GUEST_RAM_BASE};
         let spec = GuestDtbSpec {
-            arch: crate::fdt_writer::GuestArch::Armv8,
-            ram_base: crate::fdt_writer::GUEST_RAM_BASE,
+            arch: GuestArch::Armv8,
+            ram_base: GUEST_RAM_BASE,
             ram_size: 64 * MIB,
             cpus: 2,
+            gic: GuestGic::V3 { redist_count: 2 },
             bootargs: "vms=1".into(),
         };
         let blob = guest_dtb(&spec);
@@ -516,10 +518,29 @@ mod tests {
         assert_eq!(p.psci, Some(Psci { method: PsciMethod::Hvc, version: PsciVersion::V1_0 }));
         assert_eq!(p.cpus.len(), 2);
         assert_eq!(p.cpus[1], Cpu { mpidr: 1, enable_method: Some(EnableMethod::Psci) });
-        assert_eq!(p.gic, None);
+        assert_eq!(
+            p.gic,
+            Some(Gic::V3 {
+                distributor: Region::new(0x0800_0000, 0x1_0000),
+                redistributors: vec![Region::new(0x080a_0000, 0x4_0000)],
+            })
+        );
         assert_eq!(p.bootargs.as_deref(), Some("vms=1"));
         assert_eq!(p.board(), Board::QemuVirt);
         assert_eq!(p.dtb, Region::new(0x4000_0000, blob.len() as u64));
+
+        // An ARM32 guest's GICv2.
+        let spec = GuestDtbSpec { arch: GuestArch::Armv7, gic: GuestGic::V2, ..spec };
+        let p = Platform::parse(&guest_dtb(&spec), 0x4000_0000).unwrap();
+        assert_eq!(
+            p.gic,
+            Some(Gic::V2 {
+                distributor: Region::new(0x0800_0000, 0x1000),
+                cpu_interface: Region::new(0x0801_0000, 0x2000),
+                hyp_interface: None,
+                vcpu_interface: None,
+            })
+        );
     }
 
     #[test]

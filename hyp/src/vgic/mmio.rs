@@ -9,23 +9,13 @@
 
 use super::{Irq, Kick, Version, Vgic, NR_IRQS};
 
-/// The distributor's IPA (QEMU `virt`'s).
-pub const GICD_IPA: u64 = 0x0800_0000;
-/// The GICv2 CPU interface's IPA (where the host's GICV page is mapped).
-pub const GICC_IPA: u64 = 0x0801_0000;
-/// The GICv2 CPU interface's size: two 4 KiB pages.
-pub const GICC_SIZE: u64 = 0x2000;
-/// The GICv3 redistributors' IPA (vCPU `i`'s at `GICR_IPA + i *
-/// GICR_STRIDE`).
-pub const GICR_IPA: u64 = 0x080A_0000;
-/// One redistributor: its `RD_base` and `SGI_base` 64 KiB frames.
-pub const GICR_STRIDE: u64 = 0x2_0000;
+pub use crate::layout::{GICC_BASE, GICC_SIZE, GICD_BASE, GICR_BASE, GICR_STRIDE};
 
 /// The distributor's size for `version`.
 pub const fn gicd_size(version: Version) -> u64 {
     match version {
-        Version::V2 => 0x1000,
-        Version::V3 => 0x1_0000,
+        Version::V2 => crate::layout::GICV2_GICD_SIZE,
+        Version::V3 => crate::layout::GICV3_GICD_SIZE,
     }
 }
 
@@ -48,11 +38,11 @@ pub enum Frame {
 impl Vgic {
     /// The emulated page `ipa` lies in and its offset there, if any.
     pub fn frame(&self, ipa: u64) -> Option<(Frame, u64)> {
-        let d = ipa.wrapping_sub(GICD_IPA);
+        let d = ipa.wrapping_sub(GICD_BASE);
         if d < gicd_size(self.version) {
             return Some((Frame::Dist, d));
         }
-        let r = ipa.wrapping_sub(GICR_IPA);
+        let r = ipa.wrapping_sub(GICR_BASE);
         if self.version == Version::V3 && r < GICR_STRIDE * self.vcpus as u64 {
             return Some((Frame::Redist((r / GICR_STRIDE) as usize), r % GICR_STRIDE));
         }

@@ -55,6 +55,7 @@ use mmu::{Geometry, LockMode, Rcu, Rmap, Stage2, Vmid};
 use spin::Mutex;
 
 use crate::conmux::{self, Routed};
+use crate::fdt_writer::GuestGic;
 use crate::hypercall::Stat;
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
@@ -288,6 +289,11 @@ pub struct Boot {
     pub vcpus: u32,
     /// Bootargs in the DTB.
     pub bootargs: String,
+    /// The interrupt controller the DTB describes: the boot code picks it
+    /// from the host's GIC with [`GuestGic::for_host`] (a GICv3's
+    /// `redist_count` is `vcpus`); [`GuestGic::native`] where the host's
+    /// is not known.
+    pub gic: GuestGic,
 }
 
 /// Every VM, the reverse map they share and the run queue: one per
@@ -525,8 +531,8 @@ impl<M: Machine> Vm<M> {
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
         if let (crate::vgic::Version::V2, Some(pa)) = (gic, gicv) {
-            use crate::vgic::mmio::{GICC_IPA, GICC_SIZE};
-            let (ipa, pa) = (mmu::Ipa(GICC_IPA), mmu::PhysAddr(pa));
+            use crate::vgic::mmio::{GICC_BASE, GICC_SIZE};
+            let (ipa, pa) = (mmu::Ipa(GICC_BASE), mmu::PhysAddr(pa));
             s2.map(ipa, pa, GICC_SIZE, &mmu::Attrs::DEVICE, mmu::Granularity::Pages)?;
         }
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
@@ -752,6 +758,7 @@ impl<M: Machine> Vm<M> {
             ram_base: RAM_BASE,
             ram_size: self.ram_size,
             cpus: boot.vcpus,
+            gic: boot.gic,
             bootargs,
         };
         let dtb = crate::fdt_writer::guest_dtb(&spec);
@@ -790,6 +797,7 @@ impl<M: Machine> Vm<M> {
             entry: boot.entry,
             vcpus: boot.vcpus,
             bootargs: boot.bootargs.clone(),
+            gic: boot.gic,
         };
         // `boot` keeps the first value; `again` only carries it through.
         self.boot(again)

@@ -154,6 +154,34 @@ fn system_off_wins_over_a_pending_reset_and_reset_needs_running() {
     assert!(guests.all_stopped());
 }
 
+/// The DTB a VM is booted with, read back from its RAM as the guest
+/// would: it describes the `Boot`'s GIC (here the host tests' default,
+/// a GICv3 with one redistributor per vCPU), before and after a reset.
+#[test]
+fn the_booted_dtb_describes_the_vms_gic() {
+    let m = machine();
+    let (guests, vms) = boot_vms(m, 1, 2, 4 * MB, Coherency::Nc);
+    let vm = vms[0];
+    let check = |what: &str| {
+        // Little-endian words in guest memory, the blob's bytes in order.
+        let words = 4096 / 8;
+        let bytes: Vec<u8> =
+            (0..words).flat_map(|i| peek(m, vm, RAM_BASE + 8 * i).to_le_bytes()).collect();
+        let fdt = fdt::Fdt::new(&bytes).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let intc = fdt.find_node("/intc@8000000").unwrap_or_else(|| panic!("{what}: no GIC"));
+        assert_eq!(intc.compatible().unwrap().first(), "arm,gic-v3", "{what}");
+        let regs: Vec<_> =
+            intc.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap())).collect();
+        assert_eq!(regs, [(0x0800_0000, 0x1_0000), (0x080A_0000, 0x4_0000)], "{what}");
+    };
+    check("boot");
+    let v0 = guests.next_runnable().unwrap();
+    assert_eq!(psci(v0, psci::SYSTEM_RESET, [0; 3]), psci::Outcome::Stop);
+    v0.stop();
+    assert_eq!(vm.power(), VmPower::Running);
+    check("after a reset");
+}
+
 // ---- PSCI: no self-deadlock, no waiting for a running vCPU ------------------
 
 #[test]
@@ -648,8 +676,8 @@ fn blocked_vcpu_wakes_on_sgi_only() {
     // The guest enables SGI 3 and turns the distributor's group 0 on.
     {
         let mut g = vm.vgic.lock();
-        g.mmio_write(0, crate::vgic::mmio::GICD_IPA, 4, 1);
-        let sgi_base = crate::vgic::mmio::GICR_IPA + 0x1_0000;
+        g.mmio_write(0, crate::vgic::mmio::GICD_BASE, 4, 1);
+        let sgi_base = crate::vgic::mmio::GICR_BASE + 0x1_0000;
         g.mmio_write(0, sgi_base + 0x100, 4, 1 << 3);
     }
     v0.block(u64::MAX);
@@ -684,8 +712,8 @@ fn block_with_pending_or_due_is_a_no_op_and_running_ones_are_kicked() {
     v0.running_on(0);
     {
         let mut g = vm.vgic.lock();
-        g.mmio_write(0, crate::vgic::mmio::GICD_IPA, 4, 1);
-        g.mmio_write(0, crate::vgic::mmio::GICR_IPA + 0x1_0100, 4, 1 << 27);
+        g.mmio_write(0, crate::vgic::mmio::GICD_BASE, 4, 1);
+        g.mmio_write(0, crate::vgic::mmio::GICR_BASE + 0x1_0100, 4, 1 << 27);
         g.set_level(0, crate::vgic::VTIMER_PPI, true);
     }
     v0.block(u64::MAX);
