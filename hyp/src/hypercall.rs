@@ -106,11 +106,17 @@ pub enum Stat {
     /// instructions-retired event counting EL2 only; 0 where the machine
     /// has no such counter). Deterministic under QEMU's `-icount`.
     El2Instructions = 25,
+    /// Exits for a physical interrupt (a timer, a kick, the maintenance
+    /// interrupt); `Exits` counts the synchronous ones.
+    IrqExits = 26,
+    /// Times a vCPU went to sleep in WFI (or `CPU_SUSPEND`) with nothing
+    /// to take.
+    Sleeps = 27,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 26] = [
+    pub const ALL: [Stat; 28] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -137,6 +143,8 @@ impl Stat {
         Stat::UndefInjected,
         Stat::CallsRefused,
         Stat::El2Instructions,
+        Stat::IrqExits,
+        Stat::Sleeps,
     ];
 
     /// A short name for tables.
@@ -168,6 +176,8 @@ impl Stat {
             Stat::UndefInjected => "undefs injected",
             Stat::CallsRefused => "calls refused",
             Stat::El2Instructions => "EL2 instructions",
+            Stat::IrqExits => "IRQ exits",
+            Stat::Sleeps => "WFI sleeps",
         }
     }
 }

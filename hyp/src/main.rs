@@ -428,7 +428,10 @@ mod hyp_main {
             irq::exit(vcpu, &mut st);
             let mut a = match exit {
                 Exit::Sync => trap::handle_sync(vcpu, &mut st),
-                Exit::Irq | Exit::Fiq => irq::handle(vcpu, &mut slice_end),
+                Exit::Irq | Exit::Fiq => {
+                    vm::VmStats::bump(&vm.stats.irq_exits);
+                    irq::handle(vcpu, &mut slice_end)
+                }
                 Exit::SError => {
                     vm.warn(format_args!("SError (syndrome {:#x}): VM stopped", cpu::syndrome().0));
                     vm.power_off();
@@ -454,7 +457,10 @@ mod hyp_main {
         match action {
             _ if !vm.is_running() => vcpu.stop(),
             Action::Yield | Action::Resume => vm.guests.requeue(vcpu),
-            Action::Wait => vcpu.block(wake_at),
+            Action::Wait => {
+                vm::VmStats::bump(&vm.stats.sleeps);
+                vcpu.block(wake_at)
+            }
             Action::Stop => vcpu.stop(),
         }
     }

@@ -376,3 +376,25 @@ fn echo_input_two_vms() {
     run.assert_contains("[vm1] TEST echo/line PASS");
     run.assert_contains("[vm2] TEST echo/line PASS");
 }
+
+/// The `irqcost` image (the figures of `docs/PERFORMANCE.md` under
+/// `-icount`) runs and every SGI it sends arrives.
+#[test]
+fn irqcost_runs() {
+    let run = boot(Qemu::new().smp(1).guest("irqcost"));
+    run.assert_ok();
+    run.assert_contains("irqcost: 1 kHz timer tick");
+}
+
+/// Two VMs of two vCPUs each play SGI ping-pong at the same time on two
+/// CPUs: every SGI stays in its VM (each counts exactly its own pongs and
+/// no interrupt it did not ask for).
+#[test]
+fn irq_two_vms_keep_their_sgis() {
+    let run = boot(Qemu::new().smp(2).guest("irq").append("vms=2 vcpus=2"));
+    run.assert_ok_vms(2);
+    for vm in [1, 2] {
+        run.assert_contains(&format!("[vm{vm}] TEST irq/sgi_ping_pong PASS"));
+        run.assert_contains(&format!("[vm{vm}] TEST irq/no_unexpected_irq PASS"));
+    }
+}

@@ -304,3 +304,11 @@ fn echo_input_two_vms_arm() {
     run.assert_contains("[vm1] TEST echo/line PASS");
     run.assert_contains("[vm2] TEST echo/line PASS");
 }
+
+/// The `irqcost` image on ARMv7 (see `qemu.rs`).
+#[test]
+fn arm_irqcost_runs() {
+    let run = boot(Qemu::arm().cpu(A15).smp(1).guest("irqcost"));
+    run.assert_ok();
+    run.assert_contains("irqcost: 1 kHz timer tick");
+}

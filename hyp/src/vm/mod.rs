@@ -163,6 +163,10 @@ pub struct VmStats {
     pub refused: AtomicU64,
     /// Instructions executed at EL2 for its exits (`Stat::El2Instructions`).
     pub el2_instructions: AtomicU64,
+    /// Exits for physical interrupts (`Stat::IrqExits`).
+    pub irq_exits: AtomicU64,
+    /// vCPUs put to sleep in WFI (`Stat::Sleeps`).
+    pub sleeps: AtomicU64,
 }
 
 impl VmStats {
@@ -970,6 +974,8 @@ impl<M: Machine> Vm<M> {
             Stat::UndefInjected => r(&self.stats.undef),
             Stat::CallsRefused => r(&self.stats.refused),
             Stat::El2Instructions => r(&self.stats.el2_instructions),
+            Stat::IrqExits => r(&self.stats.irq_exits),
+            Stat::Sleeps => r(&self.stats.sleeps),
         }
     }
 }

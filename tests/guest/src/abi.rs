@@ -145,8 +145,12 @@ pub mod counter {
     /// Instructions the hypervisor executed at EL2 for this VM's exits
     /// (PMU instructions retired, EL2 only; 0 without a PMU).
     pub const EL2_INSTRUCTIONS: u64 = 25;
+    /// Exits for physical interrupts (timers, kicks, maintenance).
+    pub const IRQ_EXITS: u64 = 26;
+    /// Times a vCPU slept in WFI with nothing to take.
+    pub const SLEEPS: u64 = 27;
     /// Number of counters.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 28;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -175,6 +179,8 @@ pub mod counter {
         "undefs_injected",
         "calls_refused",
         "el2_instructions",
+        "irq_exits",
+        "sleeps",
     ];
 }
 
@@ -190,6 +196,10 @@ pub mod psci {
     pub const SYSTEM_OFF: u64 = 0x8400_0008;
     /// `SYSTEM_RESET`.
     pub const SYSTEM_RESET: u64 = 0x8400_0009;
+    /// `CPU_SUSPEND` (SMC32; the SMC64 id has bit 30 set).
+    pub const CPU_SUSPEND: u64 = 0x8400_0001;
+    /// `SYSTEM_RESET2` (SMC32; the SMC64 id has bit 30 set).
+    pub const SYSTEM_RESET2: u64 = 0x8400_0012;
     /// `PSCI_FEATURES`.
     pub const FEATURES: u64 = 0x8400_000A;
     /// Success.

@@ -32,8 +32,20 @@ pub enum Version {
     V3,
 }
 
-/// The GIC this guest has.
+/// The GIC this guest has (read once: the ID register read traps).
 pub fn version() -> Version {
+    static SEEN: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    match SEEN.load(Ordering::Relaxed) {
+        2 => return Version::V2,
+        3 => return Version::V3,
+        _ => {}
+    }
+    let v = probe_version();
+    SEEN.store(if v == Version::V3 { 3 } else { 2 }, Ordering::Relaxed);
+    v
+}
+
+fn probe_version() -> Version {
     #[cfg(target_arch = "aarch64")]
     {
         let pfr0: u64;
