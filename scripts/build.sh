@@ -47,21 +47,24 @@ Build the guest test images and the hypervisor and write, for AArch64
 (aarch64-unknown-none), out/guest-<name>.bin, out/hyp.elf and out/hyp.bin,
 for ARM32 (armv7a-none-eabi) the same files under out/arm/, and the
 Raspberry Pi images out/rpi4/kernel8.img, out/rpi3/kernel8.img and
-out/rpi2/kernel7.img.
+out/rpi2/kernel7.img, and out/rpi4-irq/kernel8.img: the Pi 4 image with
+the `irq` guest built in instead of the demo (the GIC-400 checks of the
+QEMU harness).
 
 Options:
   --release      optimised build (default)
   --debug        unoptimised (dev profile) build
   --arch ARCH    only this architecture's guests and QEMU virt hypervisor:
                  aarch64, arm, or all (default: all, with the boards)
-  --board BOARD  only this Raspberry Pi's image (and the guests it embeds)
+  --board BOARD  only this Raspberry Pi's image (and the guests it embeds):
+                 rpi4, rpi3, rpi2 or rpi4-irq
   -h, --help     show this help and exit
 EOF
 }
 
 profile=release
 arches=(aarch64 arm)
-boards=(rpi4 rpi3 rpi2)
+boards=(rpi4 rpi3 rpi2 rpi4-irq)
 while (($#)); do
     case $1 in
     --release) profile=release ;;
@@ -102,12 +105,12 @@ while (($#)); do
             shift
         fi
         case $value in
-        rpi4 | rpi3 | rpi2)
+        rpi4 | rpi3 | rpi2 | rpi4-irq)
             boards=("$value")
             arches=()
             ;;
         *)
-            printf 'build.sh: invalid --board %s (expected rpi4, rpi3 or rpi2)\n\n' "$value" >&2
+            printf 'build.sh: invalid --board %s (expected rpi4, rpi3, rpi2 or rpi4-irq)\n\n' "$value" >&2
             usage >&2
             exit 2
             ;;
@@ -254,21 +257,23 @@ build_hyp() {
 }
 
 # build_board BOARD: the Raspberry Pi image (cargo feature BOARD), with the
-# demo guest of its architecture built in (building that first if needed).
+# demo guest of its architecture built in (building that first if needed);
+# rpi4-irq: the Pi 4 image with the irq guest built in.
 build_board() {
-    local board=$1 target guests image out
-    case $board in
+    local board=$1 feature=$1 guest=demo target guests image out
+    if [[ $board == rpi4-irq ]]; then feature=rpi4 guest=irq; fi
+    case $feature in
     rpi4 | rpi3) target=aarch64-unknown-none guests=$OUT_ROOT image=kernel8.img ;;
     rpi2) target=armv7a-none-eabi guests=$OUT_ROOT/arm image=kernel7.img ;;
     esac
-    if [[ ! -f $guests/guest-demo.bin ]]; then
+    if [[ ! -f $guests/guest-$guest.bin ]]; then
         if [[ $target == aarch64-unknown-none ]]; then build_arch aarch64; else build_arch arm; fi
     fi
     out=$OUT_ROOT/$board
     mkdir -p "$out"
-    build_hyp "$target" "$out/hyp.elf" "$guests/guest-demo.bin" --features "$board"
+    build_hyp "$target" "$out/hyp.elf" "$guests/guest-$guest.bin" --features "$feature"
     flat "$out/hyp.elf" "$out/$image"
-    case $board in
+    case $feature in
     rpi4 | rpi3) check_arm64_header "$out/$image" 0x80000 ;;
     rpi2) check_zimage_header "$out/$image" 0x8000 ;;
     esac

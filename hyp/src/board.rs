@@ -13,7 +13,7 @@
 
 use alloc::string::String;
 
-use crate::platform::{Board, Cpu, EnableMethod, NamedRegion, Platform, Region};
+use crate::platform::{Board, Cpu, EnableMethod, Gic, NamedRegion, Platform, Region};
 
 /// A board as this build knows it.
 #[derive(Debug)]
@@ -40,6 +40,9 @@ pub struct BoardSpec {
     /// Where CPU `i` is released without a DTB: the spin table of the
     /// firmware's arm64 stub (`cpu-release-addr` 0xd8 + 8 i).
     pub spin_table: Option<u64>,
+    /// The GIC-400 (a GICv2 with the virtualization extensions), if the
+    /// board has one: GICD, GICC, GICH, GICV.
+    pub gic400: Option<[u64; 4]>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -56,6 +59,7 @@ pub const VIRT: BoardSpec = BoardSpec {
     reserved: &[],
     cpus: 1,
     spin_table: None,
+    gic400: None,
 };
 
 /// Raspberry Pi 4 Model B (BCM2711, low-peripheral mode): RAM below
@@ -72,6 +76,10 @@ pub const RPI4: BoardSpec = BoardSpec {
     reserved: &[("firmware spin table", 0, 0x1000)],
     cpus: 4,
     spin_table: Some(0xd8),
+    // The BCM2711's ARM local peripherals at 0xff80_0000, the GIC-400
+    // 0x4_0000 into them (QEMU's raspi4b has the same, with its
+    // virtualization interface).
+    gic400: Some([0xff84_1000, 0xff84_2000, 0xff84_4000, 0xff84_6000]),
 };
 
 /// Raspberry Pi 3 Model B (BCM2837): RAM below 0x3f00_0000, peripherals
@@ -88,6 +96,7 @@ pub const RPI3: BoardSpec = BoardSpec {
     reserved: &[("firmware spin table", 0, 0x1000)],
     cpus: 4,
     spin_table: Some(0xd8),
+    gic400: None,
 };
 
 /// Raspberry Pi 2 Model B (BCM2836, ARMv7 Hyp mode): the BCM2837's map.
@@ -104,6 +113,7 @@ pub const RPI2: BoardSpec = BoardSpec {
     reserved: &[("firmware", 0, 0x1000)],
     cpus: 4,
     spin_table: None,
+    gic400: None,
 };
 
 /// The `enable-method` of the BCM2836's CPUs.
@@ -265,7 +275,12 @@ impl BoardSpec {
             initrd: None,
             bootargs: None,
             uart: Some(Region::new(self.uart, 0x1000)),
-            gic: None,
+            gic: self.gic400.map(|[d, c, h, v]| Gic::V2 {
+                distributor: Region::new(d, 0x1000),
+                cpu_interface: Region::new(c, 0x2000),
+                hyp_interface: Some(Region::new(h, 0x2000)),
+                vcpu_interface: Some(Region::new(v, 0x2000)),
+            }),
             cpus,
             psci: None,
             compatible: alloc::vec![String::from(self.compatible)],

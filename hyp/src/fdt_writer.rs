@@ -387,6 +387,9 @@ pub enum GuestGic {
     },
     /// GICv2: a distributor and a CPU interface.
     V2,
+    /// None: the host has no GIC to back one (Raspberry Pi 2 and 3). The
+    /// tree then has no interrupt controller and no `interrupts`.
+    None,
 }
 
 impl GuestGic {
@@ -404,9 +407,10 @@ impl GuestGic {
     /// the host's version, so that a later virtual GIC can be backed by
     /// the host's virtualization support for it. An AArch64 guest gets
     /// GICv3 on a GICv3 host and GICv2 on a GICv2 host; an ARMv7 guest
-    /// always gets GICv2; without a host GIC, [`GuestGic::native`].
+    /// always gets GICv2; without a host GIC, none.
     pub fn for_host(host: Option<&crate::platform::Gic>, arch: GuestArch, vcpus: u32) -> Self {
         match (arch, host) {
+            (_, None) => GuestGic::None,
             (GuestArch::Armv8, Some(crate::platform::Gic::V2 { .. })) => GuestGic::V2,
             _ => Self::native(arch, vcpus),
         }
@@ -482,7 +486,9 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.prop_u32("#address-cells", 2);
     w.prop_u32("#size-cells", 2);
     w.prop_str("compatible", "linux,dummy-virt");
-    w.prop_u32("interrupt-parent", GUEST_GIC_PHANDLE);
+    if spec.gic != GuestGic::None {
+        w.prop_u32("interrupt-parent", GUEST_GIC_PHANDLE);
+    }
 
     let memory = w.begin_node(&alloc::format!("memory@{:x}", spec.ram_base));
     w.prop_str("device_type", "memory");
@@ -521,7 +527,9 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     let uart = w.begin_node(&uart_name);
     w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
     w.prop_reg(&[(GUEST_UART_BASE, GUEST_UART_SIZE)], 2, 2);
-    w.prop_cells("interrupts", &[GIC_SPI, layout::UART_SPI, IRQ_TYPE_LEVEL_HIGH]);
+    if spec.gic != GuestGic::None {
+        w.prop_cells("interrupts", &[GIC_SPI, layout::UART_SPI, IRQ_TYPE_LEVEL_HIGH]);
+    }
     w.prop_cells("clocks", &[GUEST_CLOCK_PHANDLE, GUEST_CLOCK_PHANDLE]);
     w.prop_strs("clock-names", &["uartclk", "apb_pclk"]);
     w.end_node(uart);
@@ -534,10 +542,12 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
 
     let timer = w.begin_node("timer");
     w.prop_str("compatible", spec.arch.timer_compatible());
-    let flags = ppi_flags(spec.gic, spec.cpus);
-    let interrupts: Vec<u32> =
-        layout::timer_ppi::ALL.iter().flat_map(|&ppi| [GIC_PPI, ppi, flags]).collect();
-    w.prop_cells("interrupts", &interrupts);
+    if spec.gic != GuestGic::None {
+        let flags = ppi_flags(spec.gic, spec.cpus);
+        let interrupts: Vec<u32> =
+            layout::timer_ppi::ALL.iter().flat_map(|&ppi| [GIC_PPI, ppi, flags]).collect();
+        w.prop_cells("interrupts", &interrupts);
+    }
     w.prop_empty("always-on");
     w.end_node(timer);
 
@@ -547,6 +557,9 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
 
 /// The interrupt controller node, `intc@<GICD>`; see [`guest_dtb`].
 fn gic_node(w: &mut FdtWriter, gic: GuestGic) {
+    if gic == GuestGic::None {
+        return;
+    }
     let intc = w.begin_node(&alloc::format!("intc@{:x}", layout::GICD_BASE));
     match gic {
         GuestGic::V3 { redist_count } => {
@@ -570,6 +583,7 @@ fn gic_node(w: &mut FdtWriter, gic: GuestGic) {
             let gicd = (layout::GICD_BASE, layout::GICV2_GICD_SIZE);
             w.prop_reg(&[gicd, (layout::GICC_BASE, layout::GICC_SIZE)], 2, 2);
         }
+        GuestGic::None => {}
     }
     w.prop_u32("phandle", GUEST_GIC_PHANDLE);
     w.end_node(intc);
@@ -580,7 +594,7 @@ fn gic_node(w: &mut FdtWriter, gic: GuestGic) {
 /// has at most eight CPU interfaces, so the mask stops there).
 fn ppi_flags(gic: GuestGic, cpus: u32) -> u32 {
     match gic {
-        GuestGic::V3 { .. } => IRQ_TYPE_LEVEL_HIGH,
+        GuestGic::V3 { .. } | GuestGic::None => IRQ_TYPE_LEVEL_HIGH,
         GuestGic::V2 => {
             let mask = (1u32 << cpus.min(layout::GICV2_MAX_CPUS)) - 1;
             (mask << 8) | IRQ_TYPE_LEVEL_HIGH
@@ -871,6 +885,22 @@ mod tests {
         }
     }
 
+    /// A host without a GIC (Raspberry Pi 2 and 3): no controller, and
+    /// no device claims an interrupt.
+    #[test]
+    fn without_a_gic_nothing_names_an_interrupt() {
+        let blob = guest_dtb(&GuestDtbSpec { gic: GuestGic::None, ..spec("") });
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt.find_phandle(GUEST_GIC_PHANDLE).is_none());
+        assert!(fdt.find_node("/intc@8000000").is_none());
+        for (node, prop) in
+            [("/", "interrupt-parent"), ("/pl011@9000000", "interrupts"), ("/timer", "interrupts")]
+        {
+            assert!(fdt.find_node(node).unwrap().property(prop).is_none(), "{node} {prop}");
+        }
+        assert!(fdt.find_node("/timer").unwrap().property("always-on").is_some());
+    }
+
     #[test]
     fn gicv3_node_and_timer_interrupts() {
         for vcpus in [1u32, 3, 8] {
@@ -955,10 +985,10 @@ mod tests {
         let (a64, a32) = (GuestArch::Armv8, GuestArch::Armv7);
         assert_eq!(GuestGic::for_host(Some(&v3), a64, 4), GuestGic::V3 { redist_count: 4 });
         assert_eq!(GuestGic::for_host(Some(&v2), a64, 4), GuestGic::V2);
-        assert_eq!(GuestGic::for_host(None, a64, 2), GuestGic::V3 { redist_count: 2 });
+        assert_eq!(GuestGic::for_host(None, a64, 2), GuestGic::None);
         assert_eq!(GuestGic::for_host(Some(&v3), a32, 4), GuestGic::V2);
         assert_eq!(GuestGic::for_host(Some(&v2), a32, 4), GuestGic::V2);
-        assert_eq!(GuestGic::for_host(None, a32, 2), GuestGic::V2);
+        assert_eq!(GuestGic::for_host(None, a32, 2), GuestGic::None);
         assert_eq!(GuestGic::native(a64, 3), GuestGic::V3 { redist_count: 3 });
         assert_eq!(GuestGic::native(a32, 3), GuestGic::V2);
     }

@@ -108,7 +108,7 @@ pub fn init(gic: &platform::Gic, #[allow(unused)] cpus: usize) -> Result<(), &'s
         }
     };
     let v2 = matches!(driver, Driver::V2(_));
-    crate::cpu::use_gicv2(v2);
+    crate::cpu::set_gic_iface(if v2 { Version::V2 } else { Version::V3 });
     if let Some(virt) = v2_virt() {
         crate::cpu::set_gich_base(virt.gich);
     }

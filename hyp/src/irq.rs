@@ -63,7 +63,10 @@ pub fn enter(vcpu: &'static Vcpu, st: &mut VcpuRegs, slice_end: u64) {
     let mut lrs = [None; MAX_LRS];
     let overflow = vcpu.vm.vgic.lock().flush(vcpu.index, &mut lrs[..n]);
     st.gic.write_lrs(&lrs[..n], overflow);
-    cpu::hyp_timer_arm(slice_end.min(vcpu.vm.guests.earliest_deadline()));
+    // Without a GIC nothing would take the EL2 timer's interrupt.
+    if GicCpu::present() {
+        cpu::hyp_timer_arm(slice_end.min(vcpu.vm.guests.earliest_deadline()));
+    }
 }
 
 /// After the guest exited: what its list registers hold now, folded back.

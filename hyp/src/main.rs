@@ -255,17 +255,23 @@ mod hyp_main {
         let geo = cpu::stage2_geometry().map_err(|e| format!("geometry: {e}"))?;
         VTCR.store(geo.vtcr(), Ordering::Relaxed);
         cpu::el2_init(geo.vtcr());
-        let gic_version = match &plat.gic {
+        match &plat.gic {
             Some(g) => {
                 gic::init(g, plat.cpus.len()).map_err(|e| format!("GIC: {e}"))?;
-                gic::version().ok_or("GIC: not set up")?
+                let v = gic::version().ok_or("GIC: not set up")?;
+                if v == vgic::Version::V2 && gic::v2_virt().is_none() {
+                    return Err(
+                        "GICv2 without the virtualization extensions (no GICH, GICV)".into()
+                    );
+                }
+                log::info!("host GIC: {v:?}");
             }
-            None => return Err("no interrupt controller in the device tree".into()),
-        };
-        if gic_version == vgic::Version::V2 && gic::v2_virt().is_none() {
-            return Err("GICv2 without the virtualization extensions (no GICH, GICV)".into());
+            // The Raspberry Pi 2 and 3: their interrupt controllers are
+            // not GICs.
+            None => log::warn!(
+                "no GIC: guests get no interrupt controller, no timer interrupts, no time slices"
+            ),
         }
-        log::info!("host GIC: {gic_version:?}");
 
         let policy =
             if cfg.policy == platform::Policy::Blocks { Policy::Blocks } else { Policy::Pages };
@@ -282,10 +288,13 @@ mod hyp_main {
         let guest_gic =
             GuestGic::for_host(plat.gic.as_ref(), GuestArch::native(), cfg.vcpus as u32);
         let vgic_version = match guest_gic {
-            GuestGic::V3 { .. } => vgic::Version::V3,
-            GuestGic::V2 => vgic::Version::V2,
+            GuestGic::V3 { .. } => Some(vgic::Version::V3),
+            GuestGic::V2 => Some(vgic::Version::V2),
+            GuestGic::None => None,
         };
-        log::info!("guests get a virtual {vgic_version:?}");
+        if let Some(v) = vgic_version {
+            log::info!("guests get a virtual {v:?}");
+        }
         let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
             .map(|id| vm::VmSpec {
                 id,
@@ -368,6 +377,7 @@ mod hyp_main {
             halt()
         };
         let mut last: Option<*const Vcpu> = None;
+        let mut last_check = 0u64;
         loop {
             match guests.next_runnable() {
                 Some(vcpu) => run_vcpu(vcpu, &mut last),
@@ -375,7 +385,12 @@ mod hyp_main {
                     // Idle: wake whoever's timer is due, free what waited
                     // for a grace period, then hold no pointers (an
                     // extended quiescent state).
-                    guests.wake_expired(cpu::counter().0);
+                    let (now, freq) = cpu::counter();
+                    guests.wake_expired(now);
+                    if now.wrapping_sub(last_check) > freq {
+                        last_check = now;
+                        guests.wake_lost();
+                    }
                     poll_input(guests);
                     guests.reclaim();
                     RCU.enter_extended();

@@ -289,7 +289,7 @@ pub fn boot_vms(
             ram_size: ram,
             policy: Policy::Pages,
             lock: LockMode::Split,
-            gic: crate::vgic::Version::V3,
+            gic: Some(crate::vgic::Version::V3),
             gicv: None,
         })
         .collect();

@@ -790,7 +790,8 @@ impl Run {
     /// What is wrong with a run that should have passed: exit status 0,
     /// no timeout, at least one PASS, every VM that reported printed its
     /// guest's `DONE <image> PASS` summary, no FAIL, no PANIC (nor a Rust
-    /// `panicked`), and the power-off line. Empty when all is well.
+    /// `panicked`, nor the hypervisor's `hyp: BUG:` report of a lost
+    /// wake-up), and the power-off line. Empty when all is well.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.timed_out {
@@ -819,7 +820,11 @@ impl Run {
             }
         }
         for line in self.log.lines() {
-            if line.contains("FAIL") || line.contains("PANIC") || line.contains("panicked") {
+            if line.contains("FAIL")
+                || line.contains("PANIC")
+                || line.contains("panicked")
+                || line.contains("hyp: BUG:")
+            {
                 p.push(format!("log line: {line}"));
             }
         }

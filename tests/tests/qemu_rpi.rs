@@ -7,6 +7,8 @@
 //! reports the result on the board's PL011. The Pis have no PSCI: the
 //! hypervisor halts after its counters, and the run stops there.
 //!
+//! The Pi 4 image also runs the `irq` guest on the GIC-400.
+//!
 //! The Pi 2 image (ARMv7 Hyp mode) is checked without running it: QEMU's
 //! `raspi2b` starts kernels in SVC mode.
 
@@ -86,4 +88,34 @@ fn rpi2_image_is_a_hyp_mode_kernel7() {
         all.iter().any(|&w| w & 0xfff0_0fff == 0xec40_0f42),
         "no HTTBR write (MCRR p15, 4, c2)"
     );
+}
+
+/// The Pi 4's GIC-400 (a GICv2 with the virtualization extensions, which
+/// QEMU's `raspi4b` models: `GICH` and `GICV` included) under the `irq`
+/// guest, built into `out/rpi4-irq/kernel8.img`: the GIC's identity, the
+/// virtual timer at 100 Hz, WFI woken by it, nothing unexpected, the host
+/// GIC's other pages out of reach. One vCPU (no bootargs without a DTB),
+/// so no SGI ping-pong.
+#[test]
+fn rpi4_gic400_irq_on_qemu_raspi4b() {
+    prepare();
+    let kernel = out_dir().join("rpi4-irq").join("kernel8.img");
+    let run =
+        Qemu::raspi("raspi4b", kernel).stop_when(HALTED).timeout(Duration::from_secs(60)).run();
+    for text in [
+        "host GIC: V2",
+        "irq: GIC V2",
+        "irq/gic_identity PASS",
+        "irq/timer_100hz PASS",
+        "irq/wfi_woken_by_timer PASS",
+        "irq/no_unexpected_irq PASS",
+        "irq/host_gic_unreachable PASS",
+        "[vm1] DONE irq PASS",
+        HALTED,
+    ] {
+        run.assert_contains(text);
+    }
+    run.assert_lacks("FAIL");
+    run.assert_lacks("PANIC");
+    run.assert_lacks("hyp: BUG:");
 }

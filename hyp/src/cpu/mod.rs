@@ -23,7 +23,7 @@ mod gich;
 pub use gich::set_base as set_gich_base;
 use gich::GichCpu;
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::vgic::LrEntry;
 
@@ -126,18 +126,28 @@ pub use crate::machine::EntryArg;
 /// List registers used (QEMU's GICs have four; GICv3 allows 16).
 pub const MAX_LRS: usize = 16;
 
-/// Whether guests get the GICv2 virtual interface (`GICH`) rather than
-/// GICv3's system registers.
-static GICV2: AtomicBool = AtomicBool::new(cfg!(target_arch = "arm"));
+/// The virtual CPU interface guests get: none (no host GIC), GICv2's
+/// (`GICH`) or GICv3's (system registers); set once at boot.
+static GIC_IFACE: AtomicU8 = AtomicU8::new(IFACE_NONE);
+const IFACE_NONE: u8 = 0;
+const IFACE_V2: u8 = 2;
+#[cfg(target_arch = "aarch64")]
+const IFACE_V3: u8 = 3;
 
-/// Chooses the virtual interface: GICv2's when the host GIC is a GICv2.
-pub fn use_gicv2(v2: bool) {
-    GICV2.store(v2, Ordering::Relaxed);
+/// Chooses the virtual interface from the host GIC's version.
+pub fn set_gic_iface(v: crate::vgic::Version) {
+    let iface = match v {
+        crate::vgic::Version::V2 => IFACE_V2,
+        #[cfg(target_arch = "aarch64")]
+        crate::vgic::Version::V3 => IFACE_V3,
+        #[cfg(not(target_arch = "aarch64"))]
+        crate::vgic::Version::V3 => IFACE_NONE,
+    };
+    GIC_IFACE.store(iface, Ordering::Relaxed);
 }
 
-#[cfg_attr(target_arch = "arm", allow(dead_code))]
-fn gicv2() -> bool {
-    GICV2.load(Ordering::Relaxed)
+fn iface() -> u8 {
+    GIC_IFACE.load(Ordering::Relaxed)
 }
 
 /// A vCPU's virtual CPU interface (GICv3's or GICv2's) while it is off
@@ -152,32 +162,35 @@ pub struct GicCpu {
 }
 
 impl GicCpu {
-    /// List registers used on this CPU.
+    /// List registers used on this CPU (none without a GIC).
     pub fn lrs() -> usize {
-        #[cfg(target_arch = "aarch64")]
-        if !gicv2() {
-            return IchCpu::lrs().min(MAX_LRS);
+        match iface() {
+            #[cfg(target_arch = "aarch64")]
+            IFACE_V3 => IchCpu::lrs().min(MAX_LRS),
+            IFACE_V2 => GichCpu::lrs().min(MAX_LRS),
+            _ => 0,
         }
-        GichCpu::lrs().min(MAX_LRS)
     }
 
     /// Puts the vCPU's interface on the CPU.
     pub fn load(&self) {
-        #[cfg(target_arch = "aarch64")]
-        if !gicv2() {
-            return self.ich.load();
+        match iface() {
+            #[cfg(target_arch = "aarch64")]
+            IFACE_V3 => self.ich.load(),
+            IFACE_V2 => self.gich.load(),
+            _ => {}
         }
-        self.gich.load()
     }
 
     /// Takes it off the CPU (its list registers folded back already).
     pub fn put(&mut self) {
         self.written = [None; MAX_LRS];
-        #[cfg(target_arch = "aarch64")]
-        if !gicv2() {
-            return self.ich.put();
+        match iface() {
+            #[cfg(target_arch = "aarch64")]
+            IFACE_V3 => self.ich.put(),
+            IFACE_V2 => self.gich.put(),
+            _ => {}
         }
-        self.gich.put()
     }
 
     /// Fills the list registers with `entries`, with an underflow
@@ -185,21 +198,28 @@ impl GicCpu {
     pub fn write_lrs(&mut self, entries: &[Option<LrEntry>], overflow: bool) {
         let n = entries.len().min(MAX_LRS);
         self.written[..n].copy_from_slice(&entries[..n]);
-        #[cfg(target_arch = "aarch64")]
-        if !gicv2() {
-            return IchCpu::write_lrs(&entries[..n], overflow);
+        match iface() {
+            #[cfg(target_arch = "aarch64")]
+            IFACE_V3 => IchCpu::write_lrs(&entries[..n], overflow),
+            IFACE_V2 => GichCpu::write_lrs(&entries[..n], overflow),
+            _ => {}
         }
-        GichCpu::write_lrs(&entries[..n], overflow)
     }
 
     /// What the list registers hold now, for the ones filled.
     pub fn read_lrs(&self, out: &mut [Option<LrEntry>]) {
         let n = out.len().min(MAX_LRS);
-        #[cfg(target_arch = "aarch64")]
-        if !gicv2() {
-            return IchCpu::read_lrs(&self.written[..n], &mut out[..n]);
+        match iface() {
+            #[cfg(target_arch = "aarch64")]
+            IFACE_V3 => IchCpu::read_lrs(&self.written[..n], &mut out[..n]),
+            IFACE_V2 => GichCpu::read_lrs(&self.written[..n], &mut out[..n]),
+            _ => {}
         }
-        GichCpu::read_lrs(&self.written[..n], &mut out[..n])
+    }
+
+    /// Whether guests have a virtual CPU interface at all (a host GIC).
+    pub fn present() -> bool {
+        iface() != IFACE_NONE
     }
 }
 

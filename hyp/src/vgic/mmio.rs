@@ -38,6 +38,9 @@ pub enum Frame {
 impl Vgic {
     /// The emulated page `ipa` lies in and its offset there, if any.
     pub fn frame(&self, ipa: u64) -> Option<(Frame, u64)> {
+        if !self.present {
+            return None;
+        }
         let d = ipa.wrapping_sub(GICD_BASE);
         if d < gicd_size(self.version) {
             return Some((Frame::Dist, d));

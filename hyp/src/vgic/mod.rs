@@ -142,6 +142,8 @@ pub struct LrEntry {
 /// A VM's virtual GIC (see the module documentation).
 #[derive(Debug)]
 pub struct Vgic {
+    /// False on a host without a GIC: no frames, nothing delivered.
+    present: bool,
     version: Version,
     vcpus: usize,
     /// `GICD_CTLR`'s group enables (bit 0 group 0, bit 1 group 1).
@@ -155,6 +157,7 @@ impl Vgic {
     /// its reset state.
     pub fn new(version: Version, vcpus: usize) -> Self {
         Self {
+            present: true,
             version,
             vcpus: vcpus.clamp(1, MAX_VCPUS),
             ctlr: 0,
@@ -163,9 +166,20 @@ impl Vgic {
         }
     }
 
+    /// No interrupt controller, for a host without a GIC: its pages are
+    /// not there (an access aborts) and no interrupt is ever pending.
+    pub fn absent(vcpus: usize) -> Self {
+        Self { present: false, ..Self::new(Version::V2, vcpus) }
+    }
+
+    /// Whether the guest has one.
+    pub fn is_present(&self) -> bool {
+        self.present
+    }
+
     /// Back to the reset state (a VM reset).
     pub fn reset(&mut self) {
-        *self = Self::new(self.version, self.vcpus);
+        *self = Self { present: self.present, ..Self::new(self.version, self.vcpus) };
     }
 
     /// The architecture the guest sees.
@@ -202,7 +216,7 @@ impl Vgic {
     }
 
     fn group_enabled(&self, irq: &Irq) -> bool {
-        self.ctlr & (1 << u32::from(irq.group1)) != 0
+        self.present && self.ctlr & (1 << u32::from(irq.group1)) != 0
     }
 
     /// Whether `irq` may be signalled to vCPU `v` (ignoring priorities).

@@ -200,3 +200,19 @@ fn list_registers_round_trip() {
     assert_eq!(encode_v3(None), 0);
     assert_eq!(decode_v2(0), None);
 }
+
+#[test]
+fn an_absent_gic_has_no_frames_and_delivers_nothing() {
+    let mut g = Vgic::absent(2);
+    assert!(!g.is_present());
+    assert_eq!(g.frame(GICD_BASE), None);
+    assert_eq!(g.mmio_write(0, GICD_BASE, 4, 0b11), Kick::NONE);
+    g.set_level(0, VTIMER_PPI, true);
+    assert_eq!(g.send_sgi(0, 0b10, 1), Kick::NONE);
+    assert!(!g.has_pending(0) && !g.has_pending(1));
+    let mut w = [None; 4];
+    assert!(!g.flush(0, &mut w));
+    assert!(w.iter().all(Option::is_none));
+    g.reset();
+    assert!(!g.is_present());
+}

@@ -122,8 +122,9 @@ pub struct VmSpec {
     pub policy: Policy,
     /// Stage-2 lock mode.
     pub lock: LockMode,
-    /// The interrupt controller the guest sees.
-    pub gic: crate::vgic::Version,
+    /// The interrupt controller the guest sees (`None`: none, the host
+    /// has no GIC).
+    pub gic: Option<crate::vgic::Version>,
     /// GICv2: the host's virtual CPU interface (`GICV`), mapped at the
     /// guest's GICC address.
     pub gicv: Option<u64>,
@@ -534,7 +535,7 @@ impl<M: Machine> Vm<M> {
         let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic, gicv } = *spec;
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
-        if let (crate::vgic::Version::V2, Some(pa)) = (gic, gicv) {
+        if let (Some(crate::vgic::Version::V2), Some(pa)) = (gic, gicv) {
             use crate::vgic::mmio::{GICC_BASE, GICC_SIZE};
             let (ipa, pa) = (mmu::Ipa(GICC_BASE), mmu::PhysAddr(pa));
             s2.map(ipa, pa, GICC_SIZE, &mmu::Attrs::DEVICE, mmu::Granularity::Pages)?;
@@ -559,7 +560,7 @@ impl<M: Machine> Vm<M> {
             sharing: Mutex::new(Sharing::new(id)),
             alias_count: AtomicUsize::new(0),
             warnings: Mutex::new(RateLimit::new(8, 4)),
-            vgic: Mutex::new(Vgic::new(gic, vcpus)),
+            vgic: Mutex::new(gic.map_or_else(|| Vgic::absent(vcpus), |v| Vgic::new(v, vcpus))),
             cntvoff: m.now().0,
         }));
         let list = (0..vcpus)

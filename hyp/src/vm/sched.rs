@@ -145,6 +145,25 @@ impl<M: Machine> Guests<M> {
         self.earliest.load(Ordering::SeqCst)
     }
 
+    /// Blocked vCPUs that have an interrupt to take: a lost wake-up, a
+    /// bug. Reported and woken (for the idle loop's occasional check).
+    pub fn wake_lost(&self) -> usize {
+        let mut lost = 0;
+        for vm in self.vms() {
+            for &vcpu in vm.vcpus() {
+                if vcpu.is_blocked() && vm.vgic.lock().has_pending(vcpu.index) {
+                    lost += 1;
+                    vm.machine().print(format_args!(
+                        "hyp: BUG: vm{} vCPU {} blocked with an interrupt pending\n",
+                        vm.id, vcpu.index
+                    ));
+                    vcpu.wake();
+                }
+            }
+        }
+        lost
+    }
+
     /// The earliest deadline of a blocked vCPU (`u64::MAX`: none).
     pub fn earliest_deadline(&self) -> u64 {
         self.earliest.load(Ordering::Relaxed)
