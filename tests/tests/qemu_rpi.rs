@@ -93,7 +93,8 @@ fn rpi2_image_is_a_hyp_mode_kernel7() {
 /// The Pi 4's GIC-400 (a GICv2 with the virtualization extensions, which
 /// QEMU's `raspi4b` models: `GICH` and `GICV` included) under the `irq`
 /// guest, built into `out/rpi4-irq/kernel8.img`: the GIC's identity, the
-/// virtual timer at 100 Hz, WFI woken by it, nothing unexpected, the host
+/// virtual timer at 100 Hz, WFI woken by it, the PL011's SPI, nothing
+/// unexpected, the host
 /// GIC's other pages out of reach. One vCPU (no bootargs without a DTB),
 /// so no SGI ping-pong.
 #[test]
@@ -108,6 +109,7 @@ fn rpi4_gic400_irq_on_qemu_raspi4b() {
         "irq/gic_identity PASS",
         "irq/timer_100hz PASS",
         "irq/wfi_woken_by_timer PASS",
+        "irq/uart_spi_raised_and_cleared PASS",
         "irq/no_unexpected_irq PASS",
         "irq/host_gic_unreachable PASS",
         "[vm1] DONE irq PASS",

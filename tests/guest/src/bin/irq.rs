@@ -5,8 +5,9 @@
 //! interrupts at 100 Hz for 300 ms with the count within 15 % (at least 2
 //! ticks) of what the elapsed time allows; `WFI` sleeps until the timer fires 20 ms later and no sooner;
 //! with 2 or more vCPUs, 200 rounds of SGI ping-pong between vCPU 0 and
-//! vCPU 1 (whether they share a CPU or not); no interrupt arrives that was
-//! not asked for; the host GIC's other pages (QEMU `virt`'s GICv2 GICH and
+//! vCPU 1 (whether they share a CPU or not); the PL011's SPI is raised
+//! by its transmit interrupt and lowered by `UARTICR`; no interrupt
+//! arrives that was not asked for; the host GIC's other pages (QEMU `virt`'s GICv2 GICH and
 //! the ITS) are not reachable.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -19,9 +20,11 @@ fn main() {
 mod image {
     use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+    use guest::abi::pl011;
     use guest::println;
+    use guest::rt::console::{uart_read, uart_write};
     use guest::rt::exception::probe_read;
-    use guest::rt::gic::{self, Version, GICD, GICR, VTIMER_PPI};
+    use guest::rt::gic::{self, Version, GICD, GICR, UART_SPI, VTIMER_PPI};
     use guest::rt::smp::{self, cpu_index};
     use guest::rt::{check_eq, platform, start_secondaries, test_result_with, timer};
 
@@ -41,6 +44,9 @@ mod image {
     static UNEXPECTED: AtomicU32 = AtomicU32::new(0);
     static PONG_READY: AtomicBool = AtomicBool::new(false);
     static DONE: AtomicBool = AtomicBool::new(false);
+    static UART_IRQS: AtomicU32 = AtomicU32::new(0);
+    /// UARTMIS as the PL011's handler found it, OR-ed.
+    static UART_MIS: AtomicU32 = AtomicU32::new(0);
 
     fn handler(id: u32) {
         match id {
@@ -60,6 +66,14 @@ mod image {
             }
             PONG if cpu_index() == 0 => {
                 PONGS.fetch_add(1, Ordering::SeqCst);
+            }
+            // The PL011: what is pending is cleared (UARTICR), which
+            // lowers the SPI before the end of the interrupt.
+            UART_SPI => {
+                UART_IRQS.fetch_add(1, Ordering::SeqCst);
+                let mis = uart_read(pl011::MIS);
+                UART_MIS.fetch_or(mis, Ordering::SeqCst);
+                uart_write(pl011::ICR, mis);
             }
             _ => {
                 UNEXPECTED.fetch_add(1, Ordering::SeqCst);
@@ -185,6 +199,41 @@ mod image {
         );
     }
 
+    /// The PL011's SPI: its transmit interrupt unmasked, one byte written
+    /// raises it (TXRIS), the handler clears it (UARTICR) and it stays
+    /// low; masked again, more output raises nothing.
+    fn uart_spi() {
+        gic::enable(UART_SPI);
+        uart_write(pl011::ICR, 0x7ff);
+        gic::irqs_on();
+        uart_write(pl011::IMSC, pl011::INT_TX);
+        uart_write(pl011::DR, u32::from(b'*'));
+        // Taken at the next entry at the latest: a few exits.
+        let t = timer::counter();
+        while UART_IRQS.load(Ordering::SeqCst) == 0 && timer::counter() - t < timer::frequency() {
+            gic::wfi();
+        }
+        let raised = UART_IRQS.load(Ordering::SeqCst);
+        let cleared = uart_read(pl011::MIS) == 0 && uart_read(pl011::RIS) & pl011::INT_TX == 0;
+        uart_write(pl011::IMSC, 0);
+        println!();
+        let after = UART_IRQS.load(Ordering::SeqCst);
+        gic::irqs_off();
+        gic::disable(UART_SPI);
+        test_result_with(
+            7,
+            "uart_spi_raised_and_cleared",
+            raised == 1
+                && cleared
+                && after == 1
+                && UART_MIS.load(Ordering::SeqCst) == pl011::INT_TX,
+            format_args!(
+                "{raised} interrupt(s), then {after}; MIS seen {:#x}, cleared {cleared}",
+                UART_MIS.load(Ordering::SeqCst)
+            ),
+        );
+    }
+
     fn host_gic_hidden() {
         // QEMU virt: GICv2 GICH at 0x0803_0000, GICV at 0x0804_0000, the
         // ITS at 0x0808_0000: nothing there for a guest.
@@ -203,6 +252,7 @@ mod image {
         timer_rate();
         wfi_wake();
         ping_pong();
+        uart_spi();
         check_eq(5, "no_unexpected_irq", UNEXPECTED.load(Ordering::SeqCst), 0);
         host_gic_hidden();
     }
