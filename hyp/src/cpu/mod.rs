@@ -123,6 +123,29 @@ impl Exit {
 
 pub use crate::machine::EntryArg;
 
+/// A generic timer's output from its control register (`CNTx_CTL`):
+/// ENABLE set, IMASK clear, ISTATUS set.
+pub fn timer_level(ctl: u64) -> bool {
+    ctl & 0b111 == 0b101
+}
+
+/// When a vCPU's saved timers next fire, in physical counter ticks
+/// (`u64::MAX`: neither is enabled and unmasked): `ctl` and `cval` of its
+/// virtual then physical timer; the virtual compare value is `cntvoff`
+/// behind the physical count. `want`: (virtual, physical), whether each
+/// timer's interrupt would be taken at all.
+fn timer_deadline(ctl: [u64; 2], cval: [u64; 2], cntvoff: u64, want: (bool, bool)) -> u64 {
+    let armed = |ctl: u64| ctl & 0b11 == 0b01;
+    let mut at = u64::MAX;
+    if want.0 && armed(ctl[0]) {
+        at = at.min(cval[0].saturating_add(cntvoff));
+    }
+    if want.1 && armed(ctl[1]) {
+        at = at.min(cval[1]);
+    }
+    at
+}
+
 /// List registers used (QEMU's GICs have four; GICv3 allows 16).
 pub const MAX_LRS: usize = 16;
 

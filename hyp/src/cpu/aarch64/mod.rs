@@ -293,7 +293,7 @@ pub fn load_vcpu(vttbr: u64, index: usize, other_ran: bool) {
 /// the timer is enabled, unmasked and has reached its compare value
 /// (`CNTx_CTL_EL0` ENABLE, IMASK, ISTATUS).
 pub fn timer_levels() -> (bool, bool) {
-    let level = |ctl: u64| ctl & 0b111 == 0b101;
+    use super::timer_level as level;
     (level(read_sysreg!("cntv_ctl_el0")), level(read_sysreg!("cntp_ctl_el0")))
 }
 
@@ -589,15 +589,8 @@ impl GuestSysRegs {
     /// `want`: (virtual, physical), whether each timer's interrupt would
     /// be taken at all.
     pub fn timer_deadline(&self, cntvoff: u64, want: (bool, bool)) -> u64 {
-        let armed = |ctl: u64| ctl & 0b11 == 0b01;
-        let mut at = u64::MAX;
-        if want.0 && armed(self.timers[0]) {
-            at = at.min(self.timers[1].saturating_add(cntvoff));
-        }
-        if want.1 && armed(self.timers[2]) {
-            at = at.min(self.timers[3]);
-        }
-        at
+        let [vctl, vcval, pctl, pcval] = self.timers;
+        super::timer_deadline([vctl, pctl], [vcval, pcval], cntvoff, want)
     }
 
     /// Writes them back.

@@ -556,15 +556,8 @@ impl GuestSysRegs {
     /// `want`: (virtual, physical), whether each timer's interrupt would
     /// be taken at all.
     pub fn timer_deadline(&self, cntvoff: u64, want: (bool, bool)) -> u64 {
-        let armed = |ctl: u32| ctl & 0b11 == 0b01;
-        let mut at = u64::MAX;
-        if want.0 && armed(self.timer_ctl[0]) {
-            at = at.min(self.timer_cval[0].saturating_add(cntvoff));
-        }
-        if want.1 && armed(self.timer_ctl[1]) {
-            at = at.min(self.timer_cval[1]);
-        }
-        at
+        let ctl = self.timer_ctl.map(u64::from);
+        super::timer_deadline(ctl, self.timer_cval, cntvoff, want)
     }
 
     /// Writes them back.
@@ -599,8 +592,10 @@ impl GuestSysRegs {
 /// the timer is enabled, unmasked and has reached its compare value
 /// (`CNTx_CTL` ENABLE, IMASK, ISTATUS).
 pub fn timer_levels() -> (bool, bool) {
-    let level = |ctl: u32| ctl & 0b111 == 0b101;
-    (level(read_cp15!("p15, 0, {}, c14, c3, 1")), level(read_cp15!("p15, 0, {}, c14, c2, 1")))
+    use super::timer_level as level;
+    let (v, p): (u32, u32) =
+        (read_cp15!("p15, 0, {}, c14, c3, 1"), read_cp15!("p15, 0, {}, c14, c2, 1"));
+    (level(v.into()), level(p.into()))
 }
 
 /// Sets the virtual counter's offset for the VM about to run.
