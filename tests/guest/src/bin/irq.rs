@@ -116,11 +116,7 @@ mod image {
         let v0 = gic::vcounter();
         NEXT.store(v0 + period, Ordering::SeqCst);
         gic::vtimer_at(v0 + period);
-        gic::irqs_on();
-        while timer::counter() - t0 < f * 3 / 10 {
-            gic::wfi();
-        }
-        gic::irqs_off();
+        gic::wait_irqs_until(|| timer::counter() - t0 >= f * 3 / 10);
         gic::vtimer_stop();
         let elapsed = timer::counter() - t0;
         let got = u64::from(TICKS.load(Ordering::SeqCst));
@@ -140,13 +136,12 @@ mod image {
         TICKS.store(0, Ordering::SeqCst);
         let t0 = timer::counter();
         gic::vtimer_in(f / 50);
-        gic::irqs_on();
         let mut wakeups = 0;
-        while TICKS.load(Ordering::SeqCst) == 0 && wakeups < 1000 {
-            gic::wfi();
-            wakeups += 1;
-        }
-        gic::irqs_off();
+        gic::wait_irqs_until(|| {
+            let done = TICKS.load(Ordering::SeqCst) != 0 || wakeups >= 1000;
+            wakeups += u32::from(!done);
+            done
+        });
         let waited = (timer::counter() - t0) * 1000 / f;
         test_result_with(
             3,
@@ -159,13 +154,9 @@ mod image {
     fn pong_side(_cpu: usize) {
         gic::init_cpu();
         gic::enable(PING);
-        gic::irqs_on();
         PONG_READY.store(true, Ordering::SeqCst);
         smp::notify();
-        while !DONE.load(Ordering::SeqCst) {
-            gic::wfi();
-        }
-        gic::irqs_off();
+        gic::wait_irqs_until(|| DONE.load(Ordering::SeqCst));
     }
 
     fn ping_pong() {
@@ -176,15 +167,10 @@ mod image {
         start_secondaries(2, pong_side).expect("vCPU 1 starts");
         smp::wait_until(|| PONG_READY.load(Ordering::SeqCst));
         let t0 = timer::counter();
-        gic::irqs_on();
         for i in 0..ROUNDS {
             gic::send_sgi(PING, 1 << 1);
-            let t = timer::counter();
-            while PONGS.load(Ordering::SeqCst) <= i && timer::counter() - t < timer::frequency() {
-                gic::wfi();
-            }
+            gic::wait_irqs_until(|| PONGS.load(Ordering::SeqCst) > i);
         }
-        gic::irqs_off();
         DONE.store(true, Ordering::SeqCst);
         // Wake vCPU 1 from its WFI.
         gic::send_sgi(PING, 1 << 1);
@@ -205,14 +191,10 @@ mod image {
     fn uart_spi() {
         gic::enable(UART_SPI);
         uart_write(pl011::ICR, 0x7ff);
-        gic::irqs_on();
         uart_write(pl011::IMSC, pl011::INT_TX);
         uart_write(pl011::DR, u32::from(b'*'));
-        // Taken at the next entry at the latest: a few exits.
-        let t = timer::counter();
-        while UART_IRQS.load(Ordering::SeqCst) == 0 && timer::counter() - t < timer::frequency() {
-            gic::wfi();
-        }
+        gic::wait_irqs_until(|| UART_IRQS.load(Ordering::SeqCst) != 0);
+        gic::irqs_on();
         let raised = UART_IRQS.load(Ordering::SeqCst);
         let cleared = uart_read(pl011::MIS) == 0 && uart_read(pl011::RIS) & pl011::INT_TX == 0;
         uart_write(pl011::IMSC, 0);

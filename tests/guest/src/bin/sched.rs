@@ -60,11 +60,7 @@ mod image {
         let t0 = timer::counter();
         for i in 0..50 {
             gic::vtimer_in(f / 100);
-            gic::irqs_on();
-            while TICKS.load(Ordering::SeqCst) <= i {
-                gic::wfi();
-            }
-            gic::irqs_off();
+            gic::wait_irqs_until(|| TICKS.load(Ordering::SeqCst) > i);
         }
         let ms = (timer::counter() - t0) * 1000 / f;
         let since_creation = gic::vcounter() * 1000 / f;

@@ -250,6 +250,20 @@ pub fn irqs_off() {
     };
 }
 
+/// Takes interrupts until `cond` holds: checks it with IRQs masked and
+/// only then waits (`WFI` completes on a pending interrupt even while
+/// masked), unmasking to take what woke it. Checking with IRQs on and then
+/// waiting would sleep for ever when the awaited interrupt arrives between
+/// the two. Returns with IRQs masked.
+pub fn wait_irqs_until(mut cond: impl FnMut() -> bool) {
+    irqs_off();
+    while !cond() {
+        wfi();
+        irqs_on();
+        irqs_off();
+    }
+}
+
 /// Waits for an interrupt (`wfi`).
 pub fn wfi() {
     // SAFETY: waits; no memory effects.
