@@ -88,7 +88,11 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
         return Action::Resume;
     }
     let args = [r.gpr(1), r.gpr(2), r.gpr(3), r.gpr(4), r.gpr(5), r.gpr(6)];
-    match calls::dispatch(vcpu, r.gpr(0) as u32, args) {
+    let state = match syn.ec() {
+        ec::HVC32 | ec::SMC32 => calls::CallerState::Aarch32,
+        _ => calls::CallerState::Aarch64,
+    };
+    match calls::dispatch_from(vcpu, state, r.gpr(0) as u32, args) {
         Outcome::Return { x0, more } => {
             st.regs.set_gpr(0, x0);
             if let Some([x1, x2]) = more {
