@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, check_hostile, prepare, switch_input, Qemu, Run, NEEDS_EL2};
+use harness::{
+    check_alias_two_vms, check_hostile, check_psci, prepare, switch_input, Qemu, Run, NEEDS_EL2,
+};
 
 /// The CPU model with every feature QEMU emulates.
 const MAX: &str = "max";
@@ -375,4 +377,16 @@ fn echo_input_two_vms() {
     run.assert_contains("[input: vm2]");
     run.assert_contains("[vm1] TEST echo/line PASS");
     run.assert_contains("[vm2] TEST echo/line PASS");
+}
+
+// --- PSCI 1.1 from a guest ------------------------------------------------------
+
+/// The `psci` image with two vCPUs: every PSCI function the hypervisor
+/// offers and every refusal it documents, from the guest (with the SMC64
+/// and the SMC32 ids); `CPU_SUSPEND` woken by the virtual timer, no
+/// sooner; a warm `SYSTEM_RESET2` with each id, after each of which the
+/// VM starts afresh; `SYSTEM_OFF` at the end.
+#[test]
+fn psci_all_functions_max_smp2() {
+    check_psci(&boot(Qemu::new().cpu(MAX).smp(2).guest("psci").append("vcpus=2")), 2, &[]);
 }
