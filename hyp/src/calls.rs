@@ -39,9 +39,43 @@ impl Outcome {
     }
 }
 
+/// The execution state a call was made from (SMCCC's calling conventions
+/// depend on it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallerState {
+    /// AArch64: SMC32 and SMC64 function ids.
+    Aarch64,
+    /// AArch32: SMC32 function ids only. SMCCC defines no SMC64 call from
+    /// AArch32, whose registers are 32 bits: an SMC64 id is an unknown
+    /// function (`NOT_SUPPORTED`, as Arm's firmware and KVM answer it), and
+    /// `PSCI_FEATURES` says `NOT_SUPPORTED` of an SMC64 PSCI function.
+    Aarch32,
+}
+
 /// Dispatches the call `fid` (the guest's `x0`, 32 bits) with arguments
-/// `a` (`x1..x6`) made by `vcpu`.
+/// `a` (`x1..x6`) made by `vcpu` from AArch64.
 pub fn dispatch<M: Machine>(vcpu: &'static Vcpu<M>, fid: u32, a: [u64; 6]) -> Outcome {
+    dispatch_from(vcpu, CallerState::Aarch64, fid, a)
+}
+
+/// Dispatches the call `fid` with arguments `a` made by `vcpu` from
+/// execution state `state` (the exit's syndrome says which: `HVC32`,
+/// `SMC32` or `HVC64`, `SMC64`).
+pub fn dispatch_from<M: Machine>(
+    vcpu: &'static Vcpu<M>,
+    state: CallerState,
+    fid: u32,
+    a: [u64; 6],
+) -> Outcome {
+    if state == CallerState::Aarch32 {
+        if fid & hypercall::SMC64_BIT != 0 {
+            refused(vcpu, format_args!("SMC64 call {fid:#x} from AArch32 not supported"));
+            return Outcome::ret(SmcccError::NotSupported.code());
+        }
+        if fid == psci::FEATURES && (a[0] as u32) & hypercall::SMC64_BIT != 0 {
+            return Outcome::ret(psci::NOT_SUPPORTED as u64);
+        }
+    }
     let vm = vcpu.vm;
     let (fid, a) = hypercall::smc64_form(fid, a);
     match fid {

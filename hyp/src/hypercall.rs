@@ -20,7 +20,7 @@ pub const HYP_BASE: u32 = 0xC600_0000;
 /// The same service in the SMC32 calling convention (ARM32 guests).
 pub const HYP_BASE32: u32 = 0x8600_0000;
 /// SMCCC function id bit 30: the SMC64 calling convention.
-const SMC64_BIT: u32 = 1 << 30;
+pub const SMC64_BIT: u32 = 1 << 30;
 
 /// SMCCC error codes returned in `x0`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

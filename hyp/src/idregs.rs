@@ -352,6 +352,30 @@ pub fn aarch64(crm: u32, op2: u32, host: u64, caps: GuestCaps) -> u64 {
     }
 }
 
+/// A register of the group `HCR_EL2.TID1` traps that a guest reads as
+/// the host's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tid1 {
+    /// `REVIDR_EL1`: the implementation's revision (errata fixed).
+    Revidr,
+    /// `AIDR_EL1`: implementation-defined identification.
+    Aidr,
+}
+
+/// What a guest's read of the register at `enc` (`op0`, `op1`, `CRn`,
+/// `CRm`, `op2`) in the group `HCR_EL2.TID1` traps comes to: `REVIDR_EL1`
+/// and `AIDR_EL1` read as the host's (they describe no feature); `SMIDR_EL1`
+/// (`op1` 1, `op2` 6), SME's identification, which reads as the host's
+/// without the trap although `ID_AA64PFR1_EL1.SME` says there is no SME,
+/// is UNDEFINED (`None`), as on a CPU without SME; so is anything else.
+pub fn aarch64_tid1(enc: (u32, u32, u32, u32, u32)) -> Option<Tid1> {
+    match enc {
+        (3, 0, 0, 0, 6) => Some(Tid1::Revidr),
+        (3, 1, 0, 0, 7) => Some(Tid1::Aidr),
+        _ => None,
+    }
+}
+
 /// The value an ARMv7 guest reads from the ID register at `CRm`, `op2`
 /// (`MRC p15, 0, Rt, c0, CRm, op2`, the registers `HCR.TID3` traps), given
 /// the host's value there.
@@ -580,6 +604,18 @@ mod tests {
         // No field the hypervisor does not know comes through.
         assert_eq!(aarch64(6, 0, u64::MAX, GuestCaps::default()) & 0xf, 0);
         assert_eq!(field(aarch64(6, 0, u64::MAX, GuestCaps::default()), 24), 0, "no TME");
+    }
+
+    #[test]
+    fn tid1_group_keeps_revidr_and_aidr_and_hides_smidr() {
+        assert_eq!(aarch64_tid1((3, 0, 0, 0, 6)), Some(Tid1::Revidr));
+        assert_eq!(aarch64_tid1((3, 1, 0, 0, 7)), Some(Tid1::Aidr));
+        // SMIDR_EL1: SME is not given to guests.
+        assert_eq!(aarch64_tid1((3, 1, 0, 0, 6)), None);
+        // MIDR_EL1, MPIDR_EL1 (VPIDR, VMPIDR: not trapped), CLIDR_EL1.
+        for enc in [(3, 0, 0, 0, 0), (3, 0, 0, 0, 5), (3, 1, 0, 0, 1)] {
+            assert_eq!(aarch64_tid1(enc), None);
+        }
     }
 
     #[test]

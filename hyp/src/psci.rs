@@ -592,6 +592,58 @@ mod tests {
         assert_eq!(o, calls::Outcome::Return { x0: 0x1_0001, more: None });
     }
 
+    /// SMCCC has no SMC64 calls from AArch32: an SMC64 id from there is an
+    /// unknown function whatever it names, changes nothing, and
+    /// `PSCI_FEATURES` does not list the SMC64 PSCI functions; the SMC32
+    /// ones work as from AArch64.
+    #[test]
+    fn aarch32_callers_have_smc32_ids_only() {
+        use calls::CallerState::{Aarch32, Aarch64};
+        let v0 = running_vcpu0(2);
+        let call = |state, fid: u32, a0: u64, a1: u64| match calls::dispatch_from(
+            v0,
+            state,
+            fid,
+            [a0, a1, 0, 0, 0, 0],
+        ) {
+            calls::Outcome::Return { x0, .. } => x0 as i64,
+            o => panic!("{fid:#x}: {o:?}"),
+        };
+        for fid in all_psci_ids().filter(|f| f & (1 << 30) != 0) {
+            let features = call(Aarch32, FEATURES, u64::from(fid), 0);
+            assert_eq!(features, NOT_SUPPORTED, "PSCI_FEATURES({fid:#x}) from AArch32");
+            // Arguments each of which the call would act on or answer
+            // otherwise: vCPU 1, an entry in RAM, a reserved power state.
+            for a0 in [1, 1 << 17] {
+                assert_eq!(call(Aarch32, fid, a0, IMAGE_IPA), NOT_SUPPORTED, "{fid:#x}({a0:#x})");
+            }
+        }
+        for fid in [hypercall::HYP_BASE, hypercall::HYP_BASE + 2] {
+            assert_eq!(call(Aarch32, fid, 0, 0), NOT_SUPPORTED, "{fid:#x}");
+        }
+        assert_eq!(v0.vm.vcpus()[1].power(), VcpuPower::Off, "nothing started");
+        assert_eq!(v0.vm.power(), VmPower::Running);
+        // The SMC32 forms, and SMCCC's own calls, answer as from AArch64.
+        for (fid, a0) in [
+            (CPU_ON_32, 9),
+            (AFFINITY_INFO_32, 1),
+            (SYSTEM_RESET2_32, 1),
+            (MIGRATE_INFO_TYPE, 0),
+            (FEATURES, u64::from(CPU_ON_32)),
+            (FEATURES, u64::from(hypercall::SMCCC_VERSION)),
+            (hypercall::SMCCC_VERSION, 0),
+            (hypercall::SMCCC_ARCH_FEATURES, u64::from(hypercall::SMCCC_VERSION)),
+            (hypercall::HYP_BASE32, 0),
+        ] {
+            let want = call(Aarch64, fid, a0, IMAGE_IPA);
+            assert_eq!(call(Aarch32, fid, a0, IMAGE_IPA), want, "{fid:#x}({a0:#x})");
+        }
+        // From AArch64 the SMC64 ids work.
+        assert_eq!(call(Aarch64, FEATURES, u64::from(CPU_ON_64), 0), SUCCESS);
+        assert_eq!(call(Aarch64, AFFINITY_INFO_64, 1, 0), 1);
+        assert_eq!(call(Aarch64, hypercall::HYP_BASE, 0, 0), 0x1_0000);
+    }
+
     #[test]
     fn target_cpu_is_an_mpidr_affinity() {
         // Aff3 1, Aff2 2, Aff1 3, Aff0 4, hand-encoded.

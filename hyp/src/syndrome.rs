@@ -131,6 +131,20 @@ pub mod fields {
             ISV OFFSET(24) NUMBITS(1) []
         ],
 
+        /// The ISS of a trapped `WFI` or `WFE` (EC 0x01).
+        pub ISS_WFX [
+            /// `TI` `[1:0]`: which instruction (ARMv7's `HSR` has bit 0
+            /// only, bit 1 reading as zero).
+            TI OFFSET(0) NUMBITS(2) [
+                Wfi = 0b00,
+                Wfe = 0b01,
+                /// `WFIT` (FEAT_WFxT).
+                Wfit = 0b10,
+                /// `WFET` (FEAT_WFxT).
+                Wfet = 0b11
+            ]
+        ],
+
         /// The ISS of an `HVC` (EC 0x12, 0x16) or trapped AArch64 `SMC`
         /// (EC 0x17).
         pub ISS_CALL [
@@ -232,6 +246,19 @@ pub enum Fault {
     Other,
 }
 
+/// Which wait instruction a trapped `WFx` (EC 0x01) was.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wfx {
+    /// `WFI`.
+    Wfi,
+    /// `WFE`.
+    Wfe,
+    /// `WFIT`: `WFI` with a timeout (FEAT_WFxT).
+    Wfit,
+    /// `WFET`: `WFE` with a timeout (FEAT_WFxT).
+    Wfet,
+}
+
 /// A data abort's access as its syndrome describes it (`ISV` set).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Access {
@@ -260,6 +287,18 @@ impl Syndrome {
     /// Instruction-specific syndrome `[24:0]`.
     pub fn iss(self) -> u64 {
         ESR::ISS.read(self.0)
+    }
+
+    /// The instruction of a trapped `WFx` (`TI`).
+    pub fn wfx(self) -> Wfx {
+        use ISS_WFX::TI::Value as Ti;
+        match LocalRegisterCopy::<u64, ISS_WFX::Register>::new(self.iss()).read_as_enum(ISS_WFX::TI)
+        {
+            Some(Ti::Wfi) | None => Wfx::Wfi,
+            Some(Ti::Wfe) => Wfx::Wfe,
+            Some(Ti::Wfit) => Wfx::Wfit,
+            Some(Ti::Wfet) => Wfx::Wfet,
+        }
     }
 
     /// The immediate of an `HVC` or trapped `SMC`.
@@ -421,6 +460,13 @@ mod tests {
         // WFI, as a 32-bit instruction and as a 16-bit Thumb one.
         assert_eq!((Syndrome(0x0600_0000).ec(), Syndrome(0x0600_0000).insn_len()), (ec::WFX, 4));
         assert_eq!(Syndrome(0x0400_0000).insn_len(), 2);
+        // TI: WFI, WFE, WFIT and WFET (with RV and Rn: x3), and ARMv7's
+        // WFE with a condition (CV, COND).
+        assert_eq!(Syndrome(0x0600_0000).wfx(), Wfx::Wfi);
+        assert_eq!(Syndrome(0x0600_0001).wfx(), Wfx::Wfe);
+        assert_eq!(Syndrome(0x0600_0066).wfx(), Wfx::Wfit);
+        assert_eq!(Syndrome(0x0600_0067).wfx(), Wfx::Wfet);
+        assert_eq!(Syndrome(0x07e0_0001).wfx(), Wfx::Wfe);
         // MRS x3, ID_AA64PFR0_EL1; MRC p15 and p14 (HSR).
         assert_eq!(Syndrome(0x6230_0069).ec(), ec::SYS64);
         assert_eq!(Syndrome(0x6230_0069).iss(), 0x30_0069);

@@ -9,7 +9,7 @@ use crate::vm::Error;
 use crate::calls::{self, Outcome};
 use crate::cpu::{self, ec, Syndrome, VcpuRegs};
 use crate::el2::El2;
-use crate::syndrome::Fault;
+use crate::syndrome::{Fault, Wfx};
 use crate::vm::{self, VmStats, UART_IPA};
 
 /// A vCPU of the hypervisor.
@@ -43,17 +43,27 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
             st.regs.skip(syn.insn_len());
             call(vcpu, st, syn)
         }
-        ec::WFX => {
-            // The guest waits: what it printed of a line shows.
-            vm.vcpu_waits(vcpu.index);
-            st.regs.skip(syn.insn_len());
-            // ISS.TI bit 0: WFE (another vCPU may hold what it waits for).
-            if syn.iss() & 1 != 0 {
-                Action::Yield
-            } else {
-                Action::Wait
+        ec::WFX => match syn.wfx() {
+            Wfx::Wfi | Wfx::Wfe => {
+                // The guest waits: what it printed of a line shows.
+                vm.vcpu_waits(vcpu.index);
+                st.regs.skip(syn.insn_len());
+                // WFE: another vCPU may hold what it waits for.
+                if syn.wfx() == Wfx::Wfe {
+                    Action::Yield
+                } else {
+                    Action::Wait
+                }
             }
-        }
+            // WFIT and WFET (FEAT_WFxT), which the ID registers do not
+            // advertise (the hypervisor would not honour their timeout):
+            // UNDEFINED, as on a CPU without them.
+            Wfx::Wfit | Wfx::Wfet => {
+                VmStats::bump(&vm.stats.undef);
+                cpu::inject_undef(&mut st.regs);
+                Action::Resume
+            }
+        },
         ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
         other if cpu::trapped_sgi(other, syn.iss(), &st.regs).is_some() => {
             let value = cpu::trapped_sgi(other, syn.iss(), &st.regs).unwrap_or(0);
@@ -88,7 +98,11 @@ fn call(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
         return Action::Resume;
     }
     let args = [r.gpr(1), r.gpr(2), r.gpr(3), r.gpr(4), r.gpr(5), r.gpr(6)];
-    match calls::dispatch(vcpu, r.gpr(0) as u32, args) {
+    let state = match syn.ec() {
+        ec::HVC32 | ec::SMC32 => calls::CallerState::Aarch32,
+        _ => calls::CallerState::Aarch64,
+    };
+    match calls::dispatch_from(vcpu, state, r.gpr(0) as u32, args) {
         Outcome::Return { x0, more } => {
             st.regs.set_gpr(0, x0);
             if let Some([x1, x2]) = more {

@@ -1013,6 +1013,50 @@ pub fn check_hostile(run: &Run) {
     );
 }
 
+/// The checks of the `psci` image's first boot, each of which a run must
+/// pass.
+const PSCI_FIRST_BOOT: [&str; 19] = [
+    "version",
+    "features_implemented",
+    "features_not_supported",
+    "unimplemented_refused",
+    "smccc_version",
+    "smccc_arch_features",
+    "affinity_info_off",
+    "cpu_on_invalid_address",
+    "cpu_on_invalid_mpidr",
+    "cpu_on_self_already_on",
+    "cpu_on_secondary",
+    "secondary_view",
+    "cpu_on_running_already_on",
+    "cpu_off",
+    "migrate_info_type",
+    "cpu_suspend_standby",
+    "cpu_suspend_refused",
+    "system_reset2_refused",
+    "no_unexpected_irq",
+];
+
+/// Judges a run of the `psci` image (one VM, `vcpus=2`) that warm-resets
+/// `resets` times with `SYSTEM_RESET2` (AArch64: 2, once with each
+/// function id; ARM32: 1): it passed, every check of the first boot,
+/// those of the boots after each reset and the `extra` ones (of one
+/// architecture) are there and passed, and the hypervisor logged each
+/// warm reset.
+pub fn check_psci(run: &Run, resets: usize, extra: &[&str]) {
+    run.assert_ok();
+    let after: [&[&str]; 2] = [
+        &["reset2_warm", "cpu_on_after_reset", "secondary_view_after_reset", "cpu_off_after_reset"],
+        &["reset2_warm_smc32", "cpu_on_after_second_reset", "cpu_off_after_second_reset"],
+    ];
+    let checks = after.iter().take(resets).flat_map(|a| a.iter());
+    for check in PSCI_FIRST_BOOT.iter().chain(checks).chain(extra) {
+        run.assert_contains(&format!("[vm1] TEST psci/{check} PASS"));
+    }
+    let n = run.lines_with("vm1: SYSTEM_RESET2 (warm)").len();
+    assert_eq!(n, resets, "{n} warm resets logged, want {resets}\n{run}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, check_hostile, prepare, switch_input, Qemu, Run, NEEDS_EL2};
+use harness::{
+    check_alias_two_vms, check_hostile, check_psci, prepare, switch_input, Qemu, Run, NEEDS_EL2,
+};
 
 /// The CPU model with every feature QEMU emulates.
 const MAX: &str = "max";
@@ -264,7 +266,8 @@ fn refuses_el1() {
 /// ID registers advertise is what is accessible.
 #[test]
 fn sysregs_two_vms_max() {
-    boot(Qemu::new().cpu(MAX).smp(1).guest("sysregs").append("vms=2")).assert_ok_vms(2);
+    let run = boot(Qemu::new().cpu(MAX).smp(1).guest("sysregs").append("vms=2"));
+    check_sysregs_ids(&run, 3);
 }
 
 #[test]
@@ -397,4 +400,43 @@ fn irq_two_vms_keep_their_sgis() {
         run.assert_contains(&format!("[vm{vm}] TEST irq/sgi_ping_pong PASS"));
         run.assert_contains(&format!("[vm{vm}] TEST irq/no_unexpected_irq PASS"));
     }
+}
+// --- PSCI 1.1 from a guest ------------------------------------------------------
+
+/// The `psci` image with two vCPUs: every PSCI function the hypervisor
+/// offers and every refusal it documents, from the guest (with the SMC64
+/// and the SMC32 ids); `CPU_SUSPEND` woken by the virtual timer, no
+/// sooner; a warm `SYSTEM_RESET2` with each id, after each of which the
+/// VM starts afresh; `SYSTEM_OFF` at the end.
+#[test]
+fn psci_all_functions_max_smp2() {
+    check_psci(&boot(Qemu::new().cpu(MAX).smp(2).guest("psci").append("vcpus=2")), 2, &[]);
+}
+
+// --- ID registers with a GICv2 ---------------------------------------------------
+
+/// Judges a `sysregs` run on `-cpu max` with a GIC of `version`: both VMs
+/// passed, and each checked every ID register field (`GIC` as the version
+/// says) and the instructions of the hidden features.
+fn check_sysregs_ids(run: &Run, version: u32) {
+    run.assert_ok_vms(2);
+    let gic = match version {
+        3 => "\"arm,gic-v3\", distributor ArchRev 3",
+        _ => "\"arm,cortex-a15-gic\", distributor ArchRev 2",
+    };
+    for vm in [1, 2] {
+        for check in ["id_fields", "hidden_instructions_undefined"] {
+            run.assert_contains(&format!("[vm{vm}] TEST sysregs/{check} PASS"));
+        }
+        run.assert_contains(&format!("[vm{vm}] sysregs: GIC {gic}"));
+    }
+}
+
+/// `sysregs` on `-cpu max` with a GICv2: the ID registers say there are no
+/// GIC system registers (`ID_AA64PFR0_EL1.GIC` 0) and `ICC_PMR_EL1` is
+/// UNDEFINED, every other field as with a GICv3.
+#[test]
+fn sysregs_two_vms_max_gicv2() {
+    let run = boot(Qemu::new().gic(2).cpu(MAX).smp(1).guest("sysregs").append("vms=2"));
+    check_sysregs_ids(&run, 2);
 }

@@ -11,7 +11,9 @@
 
 use std::time::Duration;
 
-use harness::{check_alias_two_vms, check_hostile, prepare, switch_input, Qemu, Run, NEEDS_HYP};
+use harness::{
+    check_alias_two_vms, check_hostile, check_psci, prepare, switch_input, Qemu, Run, NEEDS_HYP,
+};
 
 const A15: &str = "cortex-a15";
 const A7: &str = "cortex-a7";
@@ -311,4 +313,16 @@ fn arm_irqcost_runs() {
     let run = boot(Qemu::arm().cpu(A15).smp(1).guest("irqcost"));
     run.assert_ok();
     run.assert_contains("irqcost: 1 kHz timer tick");
+}
+
+// --- PSCI 1.1 from a guest ------------------------------------------------------
+
+/// The `psci` image on ARMv7 (see `qemu.rs`), with the SMC32 ids: every
+/// PSCI function, every refusal, `CPU_SUSPEND` woken by the virtual timer,
+/// one warm `SYSTEM_RESET2`; and the SMC64 ids, which an AArch32 caller
+/// does not have, refused.
+#[test]
+fn arm_psci_all_functions_a15_smp2() {
+    let run = boot(Qemu::arm().cpu(A15).smp(2).guest("psci").append("vcpus=2"));
+    check_psci(&run, 1, &["smc64_refused"]);
 }

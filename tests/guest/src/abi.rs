@@ -184,34 +184,102 @@ pub mod counter {
     ];
 }
 
-/// PSCI function ids (PSCI 1.1, through `HVC #0`).
+/// PSCI function ids (PSCI 1.1, through `HVC #0`), in their SMC64 form
+/// where PSCI defines both ([`smc32`] gives the other), and its results.
 pub mod psci {
     /// `PSCI_VERSION`.
     pub const VERSION: u64 = 0x8400_0000;
+    /// `CPU_SUSPEND` (SMC64).
+    pub const CPU_SUSPEND: u64 = 0xC400_0001;
     /// `CPU_OFF`.
     pub const CPU_OFF: u64 = 0x8400_0002;
     /// `CPU_ON` (SMC64).
     pub const CPU_ON: u64 = 0xC400_0003;
+    /// `AFFINITY_INFO` (SMC64).
+    pub const AFFINITY_INFO: u64 = 0xC400_0004;
+    /// `MIGRATE` (SMC64).
+    pub const MIGRATE: u64 = 0xC400_0005;
+    /// `MIGRATE_INFO_TYPE`.
+    pub const MIGRATE_INFO_TYPE: u64 = 0x8400_0006;
+    /// `MIGRATE_INFO_UP_CPU` (SMC64).
+    pub const MIGRATE_INFO_UP_CPU: u64 = 0xC400_0007;
     /// `SYSTEM_OFF`.
     pub const SYSTEM_OFF: u64 = 0x8400_0008;
     /// `SYSTEM_RESET`.
     pub const SYSTEM_RESET: u64 = 0x8400_0009;
-    /// `CPU_SUSPEND` (SMC32; the SMC64 id has bit 30 set).
-    pub const CPU_SUSPEND: u64 = 0x8400_0001;
-    /// `SYSTEM_RESET2` (SMC32; the SMC64 id has bit 30 set).
-    pub const SYSTEM_RESET2: u64 = 0x8400_0012;
     /// `PSCI_FEATURES`.
     pub const FEATURES: u64 = 0x8400_000A;
+    /// `CPU_FREEZE`.
+    pub const CPU_FREEZE: u64 = 0x8400_000B;
+    /// `CPU_DEFAULT_SUSPEND` (SMC64).
+    pub const CPU_DEFAULT_SUSPEND: u64 = 0xC400_000C;
+    /// `NODE_HW_STATE` (SMC64).
+    pub const NODE_HW_STATE: u64 = 0xC400_000D;
+    /// `SYSTEM_SUSPEND` (SMC64).
+    pub const SYSTEM_SUSPEND: u64 = 0xC400_000E;
+    /// `PSCI_SET_SUSPEND_MODE`.
+    pub const SET_SUSPEND_MODE: u64 = 0x8400_000F;
+    /// `PSCI_STAT_RESIDENCY` (SMC64).
+    pub const STAT_RESIDENCY: u64 = 0xC400_0010;
+    /// `PSCI_STAT_COUNT` (SMC64).
+    pub const STAT_COUNT: u64 = 0xC400_0011;
+    /// `SYSTEM_RESET2` (SMC64).
+    pub const SYSTEM_RESET2: u64 = 0xC400_0012;
+    /// `MEM_PROTECT`.
+    pub const MEM_PROTECT: u64 = 0x8400_0013;
+    /// `MEM_PROTECT_CHECK_RANGE` (SMC64).
+    pub const MEM_PROTECT_CHECK_RANGE: u64 = 0xC400_0014;
+
+    /// What `PSCI_VERSION` answers under the hypervisor: 1.1 (major in
+    /// bits 31:16, minor in bits 15:0).
+    pub const VERSION_1_1: i64 = 0x0001_0001;
+    /// `MIGRATE_INFO_TYPE`: no trusted OS, nothing to migrate.
+    pub const NO_TRUSTED_OS: i64 = 2;
+    /// `AFFINITY_INFO`: the node is on.
+    pub const AFFINITY_ON: i64 = 0;
+    /// `AFFINITY_INFO`: the node is off.
+    pub const AFFINITY_OFF: i64 = 1;
+    /// `CPU_SUSPEND` `power_state` (original format) bit 16, `StateType`:
+    /// a powerdown state (clear: standby or retention).
+    pub const POWER_STATE_POWERDOWN: u64 = 1 << 16;
+    /// `CPU_SUSPEND` `power_state` bits 25:24, `PowerLevel` (shift).
+    pub const POWER_STATE_LEVEL_SHIFT: u32 = 24;
+    /// `SYSTEM_RESET2` `reset_type` 0: `SYSTEM_WARM_RESET`.
+    pub const SYSTEM_WARM_RESET: u64 = 0;
+    /// `SYSTEM_RESET2` `reset_type` bit 31: a vendor-specific type.
+    pub const RESET_TYPE_VENDOR: u64 = 1 << 31;
+
     /// Success.
     pub const SUCCESS: i64 = 0;
-    /// `AFFINITY_INFO` (SMC64).
-    pub const AFFINITY_INFO: u64 = 0xC400_0004;
+    /// The function is not supported.
+    pub const NOT_SUPPORTED: i64 = -1;
     /// Invalid parameters.
     pub const INVALID_PARAMETERS: i64 = -2;
     /// `CPU_ON`: the target is already on.
     pub const ALREADY_ON: i64 = -4;
+    /// `CPU_ON`: the target is being started.
+    pub const ON_PENDING: i64 = -5;
     /// `CPU_ON`: the entry point is not a valid address.
     pub const INVALID_ADDRESS: i64 = -9;
+}
+
+/// The Arm architecture calls of SMCCC (SMC Calling Convention, DEN 0028),
+/// through `HVC #0`.
+pub mod smccc {
+    /// `SMCCC_VERSION`.
+    pub const VERSION: u64 = 0x8000_0000;
+    /// `SMCCC_ARCH_FEATURES`.
+    pub const ARCH_FEATURES: u64 = 0x8000_0001;
+    /// `SMCCC_ARCH_SOC_ID`.
+    pub const ARCH_SOC_ID: u64 = 0x8000_0002;
+    /// `SMCCC_ARCH_WORKAROUND_1` (branch predictor invalidation).
+    pub const ARCH_WORKAROUND_1: u64 = 0x8000_8000;
+    /// `SMCCC_ARCH_WORKAROUND_2` (speculative store bypass).
+    pub const ARCH_WORKAROUND_2: u64 = 0x8000_7FFF;
+    /// `SMCCC_ARCH_WORKAROUND_3` (branch history).
+    pub const ARCH_WORKAROUND_3: u64 = 0x8000_3FFF;
+    /// What `SMCCC_VERSION` answers under the hypervisor: 1.1.
+    pub const VERSION_1_1: i64 = 0x0001_0001;
 }
 
 /// Guest RAM base (IPA); the guest DTB is placed here.

@@ -41,8 +41,9 @@ pub const PSCI_CPU_ON: u32 = psci::CPU_ON_64;
 /// (SWIO), physical interrupts to EL2 (FMO, IMO, AMO), broadcast TLB
 /// and cache maintenance Inner Shareable (FB, BSU=IS), WFI, WFE and SMC
 /// trapped (TWI, TWE: a waiting vCPU yields its CPU; TSC), EL1 is
-/// AArch64 (RW); the ID registers (TID3), implementation-defined
-/// registers (TIDCP) and ACTLR_EL1 (TACR) trapped; RAS error records
+/// AArch64 (RW); the ID registers (TID3, and TID1 for `SMIDR_EL1`,
+/// which without it reads as the host's although SME is hidden),
+/// implementation-defined registers (TIDCP) and ACTLR_EL1 (TACR) trapped; RAS error records
 /// (TERR) and LORegions (TLOR) trapped where they exist; the
 /// pointer-authentication keys and instructions not trapped where they
 /// exist (APK, API: the keys are switched). Left clear: EnSCXT (SCXTNUM
@@ -61,6 +62,7 @@ fn hcr_guest(f: &features::Features) -> u64 {
         + H::TSC::EnableTrapEl1SmcToEl2
         + H::RW::EL1IsAarch64
         + H::TID3::SET
+        + H::TID1::SET
         + H::TIDCP::SET
         + H::TACR::SET;
     if f.ras {

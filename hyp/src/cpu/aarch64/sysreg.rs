@@ -16,11 +16,11 @@ use core::arch::asm;
 
 use aarch64_cpu::registers::{MDSCR_EL1, OSLAR_EL1};
 use arch::fields::aarch64::{DBGCLAIM_EL1, MDCCINT_EL1, OSLSR_EL1};
-use arch::write_sysreg;
+use arch::{read_sysreg, write_sysreg};
 
 use super::features::features;
 use super::GuestRegs;
-use crate::idregs::{self, GuestCaps, SysregAccess as Access};
+use crate::idregs::{self, GuestCaps, SysregAccess as Access, Tid1};
 
 /// Breakpoints and watchpoints the architecture allows at most.
 const DBG_MAX: usize = 16;
@@ -187,6 +187,13 @@ pub fn emulate(iss: u64, regs: &mut GuestRegs, dbg: &mut Debug) -> bool {
         ((3, 0, 0, crm @ 1..=7, op2), true) => {
             Some(idregs::aarch64(crm, op2, host_id(crm, op2), caps))
         }
+        // The group HCR_EL2.TID1 traps: REVIDR_EL1 and AIDR_EL1 as the
+        // host's, SMIDR_EL1 UNDEFINED (no SME for guests).
+        ((3, 0 | 1, 0, 0, _), true) => match idregs::aarch64_tid1(a.enc) {
+            Some(Tid1::Revidr) => Some(read_sysreg!("revidr_el1")),
+            Some(Tid1::Aidr) => Some(read_sysreg!("aidr_el1")),
+            None => return false,
+        },
         // DBGBVR<n>, DBGBCR<n>, DBGWVR<n>, DBGWCR<n>.
         ((2, 0, 0, n, kind @ 4..=7), read) => {
             let n = n as usize;

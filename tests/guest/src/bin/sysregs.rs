@@ -18,7 +18,17 @@
 //! not); 3 `hidden` (AArch64: the ID registers say there is no SVE, SME,
 //! MTE, PMU, AMU, MPAM, trace, statistical profiling, EL2 or EL3 for the
 //! guest; not on ARMv7, where QEMU does not trap the ID registers);
-//! 4 `survived` (probing every register did not stop the VM).
+//! 4 `survived` (probing every register did not stop the VM); AArch64:
+//! 5 `id_fields` (every field of every ID register `HCR_EL2.TID3` traps,
+//! 56 encodings, is one the hypervisor supports: its pass-through fields,
+//! EL0 and EL1 AArch64 only, PARange at most 40 bits, debug at most v8.2
+//! without double lock, no stage-2 granules, `GIC` 1 with a GICv3 and 0
+//! with a GICv2 as the DTB and the distributor say; every other field,
+//! SVE's, SME's, MTE's, RAS's, AMU's, MPAM's, the PMU's, SPE's, TRBE's,
+//! ZFR0, SMFR0 and the AArch32 registers included, 0); 6
+//! `hidden_instructions_undefined` (SVE's `RDVL` and SME's `RDSVL`
+//! UNDEFINED, MTE's `IRG` generating no tag; WFxT's `WFIT` and `WFET`
+//! printed).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -144,6 +154,22 @@ mod image {
                 "hidden",
                 hidden.is_empty(),
                 format_args!("advertised: {hidden:?}"),
+            );
+        }
+        if let Some((wrong, fields)) = arch::id_fields() {
+            test_result_with(
+                5,
+                "id_fields",
+                wrong == 0,
+                format_args!("{fields} fields read, {wrong} not what the hypervisor supports"),
+            );
+        }
+        if let Some((wrong, probes)) = arch::hidden_instructions() {
+            test_result_with(
+                6,
+                "hidden_instructions_undefined",
+                wrong == 0,
+                format_args!("{wrong} of {probes} instructions not UNDEFINED (or harmless)"),
             );
         }
         test_result_with(4, "survived", true, format_args!("{accessible} accessible"));
@@ -316,7 +342,7 @@ mod image {
         }
 
         /// The registers the VMs probe.
-        pub fn regs() -> [Reg; 55] {
+        pub fn regs() -> [Reg; 56] {
             [
                 // Controls: switched since the first version.
                 sysreg!("TPIDR_EL0", "tpidr_el0", |vm| unique(vm, 1), any, rw),
@@ -371,6 +397,7 @@ mod image {
                 sysreg!("SMPRI_EL1", "s3_0_c1_c2_4", small, sme, rw),
                 sysreg!("SVCR", "s3_3_c4_c2_2", small, sme, ro),
                 sysreg!("TPIDR2_EL0", "s3_3_c13_c0_5", |vm| unique(vm, 40), sme, rw),
+                sysreg!("SMIDR_EL1", "s3_1_c0_c0_6", |_| 0, sme, ro),
                 sysreg!("GCR_EL1", "s3_0_c1_c0_6", |vm| small(vm) << 16, mte, rw),
                 sysreg!("RGSR_EL1", "s3_0_c1_c0_5", |vm| small(vm) << 8, mte, rw),
                 sysreg!("TFSRE0_EL1", "s3_0_c5_c6_1", small, mte, rw),
@@ -393,8 +420,8 @@ mod image {
                 sysreg!("MPAM1_EL1", "s3_0_c10_c5_0", |vm| small(vm) << 16, mpam, rw),
                 sysreg!("ERRSELR_EL1", "s3_0_c5_c3_1", small, ras, rw),
                 sysreg!("LORC_EL1", "s3_0_c10_c4_3", |vm| small(vm) << 2, lor, rw),
-                // The GIC's CPU interface (no interrupt controller for guests
-                // yet: hidden).
+                // The GIC's CPU interface: the system registers of a
+                // virtual GICv3 (none with a GICv2).
                 sysreg!("ICC_PMR_EL1", "s3_0_c4_c6_0", |vm| 0x80 | vm << 4, gic, rw),
             ]
         }
@@ -437,6 +464,378 @@ mod image {
                 n.push("EL0 AArch32");
             }
             Some(n)
+        }
+
+        /// What an ID register field may hold for a guest.
+        #[derive(Clone, Copy)]
+        enum Rule {
+            /// The host's value: a feature that needs nothing of the
+            /// hypervisor, or whose state it switches.
+            Any,
+            /// Exactly this.
+            Is(u64),
+            /// At most this.
+            AtMost(u64),
+            /// 1 (the GICv3 system registers) with a GICv3, 0 with a GICv2.
+            Gic,
+        }
+        use Rule::{Any, AtMost, Is};
+
+        /// The fields of one ID register that may be non-zero, with what
+        /// they may hold; every other field must read 0 (not implemented).
+        type Fields = &'static [(&'static str, u32, Rule)];
+
+        /// The ID registers with fields a guest may see set, by `CRm`,
+        /// `op2`: what the hypervisor supports (`docs/HYPERVISOR.md`,
+        /// "Register state"). Every other register of the space, SVE's,
+        /// SME's, FPMR's, the AArch32 ones, ISAR3, MMFR3 and 4, DFR1, the
+        /// auxiliary ones and the unallocated encodings, must read 0.
+        const ID_FIELDS: [(u32, u32, &str, Fields); 9] = [
+            (
+                4,
+                0,
+                "ID_AA64PFR0_EL1",
+                &[
+                    ("EL0", 0, Is(1)),
+                    ("EL1", 4, Is(1)),
+                    ("FP", 16, Any),
+                    ("AdvSIMD", 20, Any),
+                    ("GIC", 24, Rule::Gic),
+                    ("DIT", 48, Any),
+                    ("CSV2", 56, AtMost(1)),
+                    ("CSV3", 60, Any),
+                ],
+            ),
+            (4, 1, "ID_AA64PFR1_EL1", &[("BT", 0, Any), ("SSBS", 4, Any)]),
+            (
+                5,
+                0,
+                "ID_AA64DFR0_EL1",
+                &[
+                    ("DebugVer", 0, AtMost(8)),
+                    ("BRPs", 12, Any),
+                    ("WRPs", 20, Any),
+                    ("CTX_CMPs", 28, Any),
+                    ("DoubleLock", 36, Is(0xf)),
+                ],
+            ),
+            (
+                6,
+                0,
+                "ID_AA64ISAR0_EL1",
+                &[
+                    ("AES", 4, Any),
+                    ("SHA1", 8, Any),
+                    ("SHA2", 12, Any),
+                    ("CRC32", 16, Any),
+                    ("Atomic", 20, Any),
+                    ("RDM", 28, Any),
+                    ("SHA3", 32, Any),
+                    ("SM3", 36, Any),
+                    ("SM4", 40, Any),
+                    ("DP", 44, Any),
+                    ("FHM", 48, Any),
+                    ("TS", 52, Any),
+                    ("TLB", 56, Any),
+                    ("RNDR", 60, Any),
+                ],
+            ),
+            (
+                6,
+                1,
+                "ID_AA64ISAR1_EL1",
+                &[
+                    ("DPB", 0, Any),
+                    ("APA", 4, Any),
+                    ("API", 8, Any),
+                    ("JSCVT", 12, Any),
+                    ("FCMA", 16, Any),
+                    ("LRCPC", 20, Any),
+                    ("GPA", 24, Any),
+                    ("GPI", 28, Any),
+                    ("FRINTTS", 32, Any),
+                    ("SB", 36, Any),
+                    ("SPECRES", 40, Any),
+                    ("BF16", 44, Any),
+                    ("DGH", 48, Any),
+                    ("I8MM", 52, Any),
+                    ("XS", 56, Any),
+                ],
+            ),
+            (
+                6,
+                2,
+                "ID_AA64ISAR2_EL1",
+                &[
+                    ("RPRES", 4, Any),
+                    ("GPA3", 8, Any),
+                    ("APA3", 12, Any),
+                    ("BC", 20, Any),
+                    ("PAC_frac", 24, Any),
+                    ("CLRBHB", 28, Any),
+                    ("PRFMSLC", 40, Any),
+                    ("RPRFM", 48, Any),
+                    ("CSSC", 52, Any),
+                ],
+            ),
+            (
+                7,
+                0,
+                "ID_AA64MMFR0_EL1",
+                &[
+                    ("PARange", 0, AtMost(2)),
+                    ("ASIDBits", 4, Any),
+                    ("BigEnd", 8, Any),
+                    ("SNSMem", 12, Any),
+                    ("BigEndEL0", 16, Any),
+                    ("TGran16", 20, Any),
+                    ("TGran64", 24, Any),
+                    ("TGran4", 28, Any),
+                    ("TGran16_2", 32, Is(1)),
+                    ("TGran64_2", 36, Is(1)),
+                    ("TGran4_2", 40, Is(1)),
+                    ("ExS", 44, Any),
+                ],
+            ),
+            (
+                7,
+                1,
+                "ID_AA64MMFR1_EL1",
+                &[
+                    ("HAFDBS", 0, Any),
+                    ("HPDS", 12, Any),
+                    ("PAN", 20, Any),
+                    ("SpecSEI", 24, Any),
+                    ("ETS", 36, Any),
+                    ("AFP", 44, Any),
+                    ("nTLBPA", 48, Any),
+                    ("ECBHB", 60, Any),
+                ],
+            ),
+            (
+                7,
+                2,
+                "ID_AA64MMFR2_EL1",
+                &[
+                    ("CnP", 0, Any),
+                    ("UAO", 4, Any),
+                    ("LSM", 8, Any),
+                    ("IESB", 12, Any),
+                    ("VARange", 16, Any),
+                    ("CCIDX", 20, Any),
+                    ("ST", 28, Any),
+                    ("AT", 32, Any),
+                    ("IDS", 36, Any),
+                    ("TTL", 48, Any),
+                    ("BBM", 52, Any),
+                    ("E0PD", 60, Any),
+                ],
+            ),
+        ];
+
+        /// Readers of the ID register space `op0` 3, `op1` 0, `CRn` 0,
+        /// `CRm` 1..=7 (what `HCR_EL2.TID3` traps), by `CRm` and `op2`.
+        macro_rules! id_space {
+            ($(($crm:literal, $op2:literal)),* $(,)?) => {
+                [$(($crm, $op2, {
+                    fn r() -> u64 {
+                        let v: u64;
+                        // SAFETY: an ID register read has no side effects
+                        // (an UNDEFINED one is skipped by the caller).
+                        unsafe {
+                            asm!(concat!("mrs {}, s3_0_c0_c", $crm, "_", $op2),
+                                 out(reg) v, options(nomem, nostack))
+                        };
+                        v
+                    }
+                    r as fn() -> u64
+                })),*]
+            };
+        }
+
+        /// An ID register's `CRm`, `op2` and reader.
+        type IdReader = (u32, u32, fn() -> u64);
+
+        #[rustfmt::skip]
+        fn id_space() -> [IdReader; 56] {
+            id_space![
+                (1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7),
+                (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 6), (2, 7),
+                (3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (3, 5), (3, 6), (3, 7),
+                (4, 0), (4, 1), (4, 2), (4, 3), (4, 4), (4, 5), (4, 6), (4, 7),
+                (5, 0), (5, 1), (5, 2), (5, 3), (5, 4), (5, 5), (5, 6), (5, 7),
+                (6, 0), (6, 1), (6, 2), (6, 3), (6, 4), (6, 5), (6, 6), (6, 7),
+                (7, 0), (7, 1), (7, 2), (7, 3), (7, 4), (7, 5), (7, 6), (7, 7),
+            ]
+        }
+
+        /// The GIC the guest has, from its DTB's interrupt controller,
+        /// checked against the distributor's `PIDR2.ArchRev`: whether it
+        /// is a GICv3.
+        fn gicv3() -> bool {
+            let compatible = guest::rt::platform::fdt()
+                .and_then(|f| f.property_str("/intc", "compatible"))
+                .unwrap_or("");
+            let v3 = compatible == "arm,gic-v3";
+            // GICD_PIDR2 is at 0xFFE8 in a GICv3's 64 KiB distributor,
+            // at 0xFE8 in a GICv2's 4 KiB one.
+            let pidr2 = if v3 { 0xFFE8 } else { 0xFE8 };
+            let rev = (guest::rt::gic::read32(guest::rt::gic::GICD + pidr2) >> 4) & 0xf;
+            guest::println!("sysregs: GIC \"{compatible}\", distributor ArchRev {rev}");
+            assert_eq!(rev, if v3 { 3 } else { 2 }, "the DTB's GIC is not the distributor's");
+            v3
+        }
+
+        /// Every field of every ID register of the space `HCR_EL2.TID3`
+        /// traps against [`ID_FIELDS`]: how many were not what the
+        /// hypervisor supports, and how many were read.
+        pub fn id_fields() -> Option<(u32, u32)> {
+            let gic = u64::from(gicv3());
+            let (mut wrong, mut read) = (0, 0);
+            for (crm, op2, r) in id_space() {
+                let (v, undef) = guest::rt::exception::catch_undefined(r);
+                let known = ID_FIELDS.iter().find(|&&(c, o, ..)| (c, o) == (crm, op2));
+                let name = known.map_or("", |&(_, _, n, _)| n);
+                if undef {
+                    guest::println!("sysregs: s3_0_c0_c{crm}_{op2} {name}: UNDEFINED");
+                    wrong += 1;
+                    continue;
+                }
+                if known.is_some() || v != 0 {
+                    guest::println!("sysregs: s3_0_c0_c{crm}_{op2} {name} = {v:#018x}");
+                }
+                let fields = known.map_or(&[][..], |&(.., f)| f);
+                for shift in (0..64).step_by(4) {
+                    read += 1;
+                    let got = field(v, shift);
+                    let rule = fields.iter().find(|&&(_, s, _)| s == shift);
+                    let ok = match rule.map(|&(_, _, r)| r) {
+                        None => got == 0,
+                        Some(Any) => true,
+                        Some(Is(want)) => got == want,
+                        Some(AtMost(max)) => got <= max,
+                        Some(Rule::Gic) => got == gic,
+                    };
+                    if !ok {
+                        let fname = rule.map_or("(not supported)", |&(n, ..)| n);
+                        guest::println!(
+                            "sysregs: s3_0_c0_c{crm}_{op2} {name} bits [{}:{shift}] {fname} = \
+                             {got:#x}: not what the hypervisor supports",
+                            shift + 3
+                        );
+                        wrong += 1;
+                    }
+                }
+            }
+            Some((wrong, read))
+        }
+
+        /// Instructions of features the ID registers do not advertise,
+        /// with this EL1's own enables on (`enable_all`), so that only the
+        /// hypervisor can stop them: SVE's `RDVL` and SME's `RDSVL` must be
+        /// UNDEFINED. MTE's `IRG` cannot be trapped where the CPU has the
+        /// instructions: it must then generate no tag (tag access is off
+        /// for guests). WFxT's `WFIT` and `WFET` are probed and printed
+        /// (see below). How many misbehaved, and how many were judged.
+        pub fn hidden_instructions() -> Option<(u32, u32)> {
+            use guest::rt::exception::catch_undefined;
+            use guest::rt::gic;
+            let (p0, p1, i2) = (pfr0(), pfr1(), isar2());
+            let (mut wrong, mut probes) = (0, 0);
+            let mut expect_undef = |name: &str, advertised: bool, undef: bool| {
+                probes += 1;
+                guest::println!(
+                    "sysregs: {name}: {} ({}advertised)",
+                    if undef { "UNDEFINED" } else { "executes" },
+                    if advertised { "" } else { "not " }
+                );
+                if !advertised && !undef {
+                    wrong += 1;
+                }
+            };
+            let (_, undef) = catch_undefined(|| {
+                let v: u64;
+                // SAFETY: reads the SVE vector length; nothing else.
+                unsafe {
+                    asm!(".arch_extension sve", "rdvl {}, #1", out(reg) v, options(nomem, nostack))
+                };
+                v
+            });
+            expect_undef("SVE RDVL", field(p0, 32) != 0, undef);
+            let (_, undef) = catch_undefined(|| {
+                let v: u64;
+                // SAFETY: reads the SME streaming vector length; nothing
+                // else (streaming mode stays off).
+                unsafe {
+                    asm!(".arch_extension sme", "rdsvl {}, #1", out(reg) v, options(nomem, nostack))
+                };
+                v
+            });
+            expect_undef("SME RDSVL", field(p1, 24) != 0, undef);
+            // WFxT's WFIT and WFET, with a timeout 10 ms ahead (one
+            // already past completes at once, untrapped) and the virtual
+            // timer armed 40 ms ahead (IRQs masked), so that a WFIT taken
+            // for a WFI without its timeout wakes this vCPU all the same.
+            // Printed, not judged: the hypervisor makes a trapped WFIT or
+            // WFET UNDEFINED by its syndrome (ISS.TI 0b10, 0b11), but QEMU
+            // reports a trapped WFIT as a WFI (TI 0), which it then is, and
+            // traps no WFET (as no WFE).
+            let wfxt = field(i2, 0) != 0;
+            let f = guest::rt::timer::frequency();
+            gic::init_cpu();
+            gic::enable(gic::VTIMER_PPI);
+            for (name, wfit) in [("WFxT WFIT", true), ("WFxT WFET", false)] {
+                gic::vtimer_in(f / 25);
+                let t0 = gic::vcounter();
+                let timeout = t0 + f / 100;
+                let (_, undef) = catch_undefined(|| {
+                    // SAFETY: waits for an interrupt or event at most until
+                    // `timeout` (or the timer); no memory is touched.
+                    unsafe {
+                        if wfit {
+                            asm!(".arch_extension wfxt", "wfit {}", in(reg) timeout,
+                                 options(nomem, nostack))
+                        } else {
+                            asm!(".arch_extension wfxt", "wfet {}", in(reg) timeout,
+                                 options(nomem, nostack))
+                        }
+                    };
+                });
+                let waited = gic::vcounter() - t0;
+                gic::vtimer_stop();
+                guest::println!(
+                    "sysregs: {name}: {} after {} us ({}advertised; not judged)",
+                    if undef { "UNDEFINED" } else { "returned" },
+                    guest::rt::timer::ticks_to_ns(waited) / 1000,
+                    if wfxt { "" } else { "not " }
+                );
+            }
+            gic::disable(gic::VTIMER_PPI);
+            // IRG with a tag in the address (bits 59:56): without tag
+            // access its result carries tag 0.
+            let tagged = (0xa << 56) | 0x4100_0000;
+            let (v, undef) = catch_undefined(|| {
+                let v: u64;
+                // SAFETY: computes a tagged address; nothing is accessed.
+                unsafe {
+                    asm!(".arch_extension mte", "irg {}, {}", out(reg) v, in(reg) tagged,
+                         options(nomem, nostack))
+                };
+                v
+            });
+            let mte = field(p1, 8) != 0;
+            probes += 1;
+            let untagged = undef || v == tagged & !(0xf << 56);
+            let adv = if mte { "" } else { "not " };
+            if undef {
+                guest::println!("sysregs: MTE IRG: UNDEFINED ({adv}advertised)");
+            } else {
+                guest::println!("sysregs: MTE IRG: {tagged:#x} -> {v:#x} ({adv}advertised)");
+            }
+            if !mte && !untagged {
+                wrong += 1;
+            }
+            Some((wrong, probes))
         }
     }
 
@@ -554,6 +953,16 @@ mod image {
                 cp!("DBGWCR0", "p14, 0, {}, c0, c0, 7", |vm| 0x1e0 | small(vm) << 3, any),
                 cp!("DBGCLAIMSET", "p14, 0, {}, c7, c8, 6", |vm| 1 << small(vm), any),
             ]
+        }
+
+        /// Not on ARMv7 (see [`hidden_features`]).
+        pub fn id_fields() -> Option<(u32, u32)> {
+            None
+        }
+
+        /// Not on ARMv7: no SVE, SME, MTE or WFxT there.
+        pub fn hidden_instructions() -> Option<(u32, u32)> {
+            None
         }
 
         /// Not checked on ARMv7: QEMU honours `HCR.TID3` only from ARMv8

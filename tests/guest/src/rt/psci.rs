@@ -44,12 +44,24 @@ pub fn features(fid: u64) -> i64 {
 /// the runtime's secondary entry, which [`crate::rt::smp::start_secondaries`]
 /// uses).
 pub unsafe fn cpu_on(target_mpidr: u64, entry: u64, context_id: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { cpu_on_as(psci::CPU_ON, target_mpidr, entry, context_id) }
+}
+
+/// [`cpu_on`] issued with function id `fid`: [`psci::CPU_ON`] (SMC64) or
+/// its SMC32 form (an AArch64 guest may use either; ARM32 issues the SMC32
+/// one whatever `fid` says).
+///
+/// # Safety
+///
+/// As [`cpu_on`].
+pub unsafe fn cpu_on_as(fid: u64, target_mpidr: u64, entry: u64, context_id: u64) -> i64 {
     if !psci_present() {
         return SMCCC_NOT_SUPPORTED;
     }
     // SAFETY: the caller vouches for `entry`; CPU_ON does not touch this
     // vCPU's memory.
-    unsafe { hvc(psci::CPU_ON, target_mpidr, entry, context_id, 0, 0).0 as i64 }
+    unsafe { hvc(fid, target_mpidr, entry, context_id, 0, 0).0 as i64 }
 }
 
 /// `CPU_OFF`: stops this vCPU. Returns only on failure (then halts).

@@ -131,6 +131,12 @@ pub enum StartError {
 /// runs `f(cpu_index)` and then `CPU_OFF`. Returns once all of them run
 /// Rust code; [`join_secondaries`] waits for their `f` to return.
 pub fn start_secondaries(n: usize, f: fn(usize)) -> Result<(), StartError> {
+    start_secondaries_as(crate::abi::psci::CPU_ON, n, f)
+}
+
+/// [`start_secondaries`] with `CPU_ON` issued as function id `cpu_on_fid`
+/// (see [`psci::cpu_on_as`]).
+pub fn start_secondaries_as(cpu_on_fid: u64, n: usize, f: fn(usize)) -> Result<(), StartError> {
     if n > MAX_CPUS {
         return Err(StartError::TooMany(n));
     }
@@ -142,7 +148,8 @@ pub fn start_secondaries(n: usize, f: fn(usize)) -> Result<(), StartError> {
     for cpu in 1..n {
         // SAFETY: the runtime's secondary entry starts a vCPU from reset
         // state; the context id is its CPU index (< MAX_CPUS).
-        let code = unsafe { psci::cpu_on(platform::cpu_mpidr(cpu), entry, cpu as u64) };
+        let code =
+            unsafe { psci::cpu_on_as(cpu_on_fid, platform::cpu_mpidr(cpu), entry, cpu as u64) };
         if code != 0 {
             return Err(StartError::CpuOn { cpu, code });
         }
