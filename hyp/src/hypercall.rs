@@ -106,11 +106,15 @@ pub enum Stat {
     /// instructions-retired event counting EL2 only; 0 where the machine
     /// has no such counter). Deterministic under QEMU's `-icount`.
     El2Instructions = 25,
+    /// Lazy loads of its VFP and Advanced SIMD state (ARMv7: a vCPU's
+    /// first VFP access after it was put on a CPU; 0 on AArch64, where
+    /// FP/SIMD is saved and loaded with every exit).
+    FpLoads = 26,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 26] = [
+    pub const ALL: [Stat; 27] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -137,6 +141,7 @@ impl Stat {
         Stat::UndefInjected,
         Stat::CallsRefused,
         Stat::El2Instructions,
+        Stat::FpLoads,
     ];
 
     /// A short name for tables.
@@ -168,6 +173,7 @@ impl Stat {
             Stat::UndefInjected => "undefs injected",
             Stat::CallsRefused => "calls refused",
             Stat::El2Instructions => "EL2 instructions",
+            Stat::FpLoads => "FP state loads",
         }
     }
 }

@@ -163,6 +163,8 @@ pub struct VmStats {
     pub refused: AtomicU64,
     /// Instructions executed at EL2 for its exits (`Stat::El2Instructions`).
     pub el2_instructions: AtomicU64,
+    /// Lazy loads of its vCPUs' FP state (`Stat::FpLoads`).
+    pub fp_loads: AtomicU64,
 }
 
 impl VmStats {
@@ -970,6 +972,7 @@ impl<M: Machine> Vm<M> {
             Stat::UndefInjected => r(&self.stats.undef),
             Stat::CallsRefused => r(&self.stats.refused),
             Stat::El2Instructions => r(&self.stats.el2_instructions),
+            Stat::FpLoads => r(&self.stats.fp_loads),
         }
     }
 }

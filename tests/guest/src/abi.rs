@@ -145,8 +145,11 @@ pub mod counter {
     /// Instructions the hypervisor executed at EL2 for this VM's exits
     /// (PMU instructions retired, EL2 only; 0 without a PMU).
     pub const EL2_INSTRUCTIONS: u64 = 25;
+    /// Lazy loads of this VM's FP state (ARM32: a vCPU's first VFP access
+    /// after it was put on a CPU; 0 on AArch64).
+    pub const FP_LOADS: u64 = 26;
     /// Number of counters.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -175,6 +178,7 @@ pub mod counter {
         "undefs_injected",
         "calls_refused",
         "el2_instructions",
+        "fp_loads",
     ];
 }
 
