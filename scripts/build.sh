@@ -136,12 +136,15 @@ cargo_profile=()
 host=$(rustc -vV | sed -n 's/^host: //p')
 sysroot=$(rustc --print sysroot)
 OBJCOPY="$sysroot/lib/rustlib/$host/bin/llvm-objcopy"
-readonly OBJCOPY
-if [[ ! -x $OBJCOPY ]]; then
-    err "llvm-objcopy not found at $OBJCOPY"
-    err "install the llvm-tools component:  rustup component add llvm-tools"
-    exit 1
-fi
+OBJDUMP="$sysroot/lib/rustlib/$host/bin/llvm-objdump"
+readonly OBJCOPY OBJDUMP
+for tool in "$OBJCOPY" "$OBJDUMP"; do
+    if [[ ! -x $tool ]]; then
+        err "$(basename "$tool") not found at $tool"
+        err "install the llvm-tools component:  rustup component add llvm-tools"
+        exit 1
+    fi
+done
 
 # install_if_changed TMP DEST: move TMP to DEST unless DEST already has the
 # same content (then drop TMP), so that DEST's mtime only moves on change.
@@ -171,6 +174,28 @@ cargo_exes() {
     local json
     json=$(cargo build "$@" --message-format=json-render-diagnostics) || return 1
     grep -o '"executable":"[^"]*"' <<<"$json" | sed 's/^"executable":"//; s/"$//' || true
+}
+
+# check_arm_fp_free ELF: the ARMv7 hypervisor switches the guests' VFP and
+# Advanced SIMD registers lazily, which is only right if its own code never
+# touches them. Fails if any VFP or Advanced SIMD instruction (every one's
+# UAL mnemonic starts with "v"; literal pools show as .word) lies outside
+# the routines that switch the state (hyp/src/cpu/arm/fp.rs).
+check_arm_fp_free() {
+    local found
+    found=$("$OBJDUMP" -d --no-show-raw-insn --triple=armv7a-none-eabi \
+        --mattr=+vfp4,+neon,+d32,+virtualization "$1" | awk '
+        /^[0-9a-f]+ <.*>:$/ { fn = $2; next }
+        /^ *[0-9a-f]+: *\t/ {
+            split($0, part, "\t")
+            if (part[2] ~ /^v/ && fn !~ /^<hyp_fp_(save|load|ids)>:$/) print fn, $0
+        }')
+    if [[ -n $found ]]; then
+        err "VFP/Advanced SIMD instructions in the hypervisor outside hyp_fp_* (they would clobber guests' registers):"
+        head -20 <<<"$found" >&2
+        exit 1
+    fi
+    log "$(basename "$(dirname "$1")")/$(basename "$1"): no VFP/Advanced SIMD instructions outside hyp_fp_*"
 }
 
 # size_of, le, check_arm64_header, check_zimage_header
@@ -224,7 +249,10 @@ build_arch() {
 
     case $1 in
     aarch64) check_arm64_header "$out/hyp.bin" 0x200000 ;;
-    arm) check_zimage_header "$out/hyp.bin" 0x40010000 ;;
+    arm)
+        check_zimage_header "$out/hyp.bin" 0x40010000
+        check_arm_fp_free "$out/hyp.elf"
+        ;;
     esac
     for f in "$out"/guest-*.bin "$out/hyp.elf" "$out/hyp.bin"; do
         printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"
@@ -275,7 +303,10 @@ build_board() {
     flat "$out/hyp.elf" "$out/$image"
     case $feature in
     rpi4 | rpi3) check_arm64_header "$out/$image" 0x80000 ;;
-    rpi2) check_zimage_header "$out/$image" 0x8000 ;;
+    rpi2)
+        check_zimage_header "$out/$image" 0x8000
+        check_arm_fp_free "$out/hyp.elf"
+        ;;
     esac
     for f in "$out/hyp.elf" "$out/$image"; do
         printf 'build: %10d  %s\n' "$(size_of "$f")" "${f#"$ROOT"/}"

@@ -112,11 +112,15 @@ pub enum Stat {
     /// Times a vCPU went to sleep in WFI (or `CPU_SUSPEND`) with nothing
     /// to take.
     Sleeps = 27,
+    /// Lazy loads of its VFP and Advanced SIMD state (ARMv7: a vCPU's
+    /// first VFP access after it was put on a CPU; 0 on AArch64, where
+    /// FP/SIMD is saved and loaded with every exit).
+    FpLoads = 28,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 28] = [
+    pub const ALL: [Stat; 29] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -145,6 +149,7 @@ impl Stat {
         Stat::El2Instructions,
         Stat::IrqExits,
         Stat::Sleeps,
+        Stat::FpLoads,
     ];
 
     /// A short name for tables.
@@ -178,6 +183,7 @@ impl Stat {
             Stat::El2Instructions => "EL2 instructions",
             Stat::IrqExits => "IRQ exits",
             Stat::Sleeps => "WFI sleeps",
+            Stat::FpLoads => "FP state loads",
         }
     }
 }

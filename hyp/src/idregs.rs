@@ -126,6 +126,20 @@ pub mod fields {
             MMapDbg OFFSET(8) NUMBITS(4) [], CopTrc OFFSET(12) NUMBITS(4) [],
             MMapTrc OFFSET(16) NUMBITS(4) [], MProfDbg OFFSET(20) NUMBITS(4) [],
             PerfMon OFFSET(24) NUMBITS(4) []
+        ],
+        /// `MVFR0` (ARMv7 VFP).
+        pub MVFR0 [
+            SIMDReg OFFSET(0) NUMBITS(4) [], FPSP OFFSET(4) NUMBITS(4) [],
+            FPDP OFFSET(8) NUMBITS(4) [], FPTrap OFFSET(12) NUMBITS(4) [],
+            FPDivide OFFSET(16) NUMBITS(4) [], FPSqrt OFFSET(20) NUMBITS(4) [],
+            FPShVec OFFSET(24) NUMBITS(4) [], FPRound OFFSET(28) NUMBITS(4) []
+        ],
+        /// `MVFR1` (ARMv7 VFP and Advanced SIMD).
+        pub MVFR1 [
+            FPFtZ OFFSET(0) NUMBITS(4) [], FPDNaN OFFSET(4) NUMBITS(4) [],
+            SIMDLS OFFSET(8) NUMBITS(4) [], SIMDInt OFFSET(12) NUMBITS(4) [],
+            SIMDSP OFFSET(16) NUMBITS(4) [], SIMDHP OFFSET(20) NUMBITS(4) [],
+            FPHP OFFSET(24) NUMBITS(4) [], SIMDFMAC OFFSET(28) NUMBITS(4) []
         ]
     }
 }
@@ -402,6 +416,69 @@ pub fn armv7(crm: u32, op2: u32, host: u32) -> u32 {
     }
 }
 
+/// The `VMRS` register numbers of the VFP ID registers (the `CRn` of a
+/// trapped `VMRS`'s syndrome).
+pub mod vfp_reg {
+    /// FPSID (`HCR.TID0` traps it).
+    pub const FPSID: u32 = 0b0000;
+    /// MVFR1 (`HCR.TID3`).
+    pub const MVFR1: u32 = 0b0110;
+    /// MVFR0 (`HCR.TID3`).
+    pub const MVFR0: u32 = 0b0111;
+}
+
+/// The value an ARMv7 guest reads with `VMRS` from VFP ID register `reg`
+/// ([`vfp_reg`]), given the host's value there. `fp`: whether guests get
+/// the VFP (the CPUs have one, and the hypervisor switches its state).
+///
+/// A guest gets the host's VFP and Advanced SIMD whole: D0-D31 (or D0-D15),
+/// FPSCR and FPEXC (with FPINST/FPINST2 when FPEXC.EX is set, so trapped
+/// floating-point exceptions work) are switched per vCPU, and every other
+/// feature MVFR0 and MVFR1 describe (precisions, divide, square root, short
+/// vectors, rounding modes, flush-to-zero, default NaN, the Advanced SIMD
+/// instruction groups, half precision, fused multiply-accumulate) is
+/// instructions without state. So MVFR0 and MVFR1 are the host's, each of
+/// their fields (ARMv7 defines them all) passed through; FPSID, which only
+/// names the implementation, is the host's. Without a VFP all three read
+/// as zero (a guest cannot execute `VMRS` then anyway: it is UNDEFINED).
+pub fn armv7_vfp(reg: u32, host: u32, fp: bool) -> u32 {
+    if !fp {
+        return 0;
+    }
+    let h0 = LocalRegisterCopy::<u32, MVFR0::Register>::new(host);
+    let h1 = LocalRegisterCopy::<u32, MVFR1::Register>::new(host);
+    match reg {
+        vfp_reg::FPSID => host,
+        vfp_reg::MVFR0 => view(
+            [
+                MVFR0::SIMDReg,
+                MVFR0::FPSP,
+                MVFR0::FPDP,
+                MVFR0::FPTrap,
+                MVFR0::FPDivide,
+                MVFR0::FPSqrt,
+                MVFR0::FPShVec,
+                MVFR0::FPRound,
+            ]
+            .map(|f| f.val(h0.read(f))),
+        ),
+        vfp_reg::MVFR1 => view(
+            [
+                MVFR1::FPFtZ,
+                MVFR1::FPDNaN,
+                MVFR1::SIMDLS,
+                MVFR1::SIMDInt,
+                MVFR1::SIMDSP,
+                MVFR1::SIMDHP,
+                MVFR1::FPHP,
+                MVFR1::SIMDFMAC,
+            ]
+            .map(|f| f.val(h1.read(f))),
+        ),
+        _ => 0,
+    }
+}
+
 /// A trapped AArch64 `MSR`/`MRS`, decoded from `ESR_EL2.ISS` (exception
 /// class 0x18).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -627,5 +704,54 @@ mod tests {
         assert_eq!(armv7(1, 0, 0x0000_1131), 0x0000_0131, "no ThumbEE");
         assert_eq!(armv7(2, 3, 0x1111_2131), 0x1111_2131, "ID_ISAR3 as the host's");
         assert_eq!(armv7(3, 0, u32::MAX), 0);
+    }
+
+    /// Cortex-A15's (and Cortex-A7's) VFPv4-D32 with Advanced SIMD, as
+    /// QEMU and the TRMs give them.
+    const A15_FPSID: u32 = 0x4104_30f0;
+    const A15_MVFR0: u32 = 0x1011_0222;
+    const A15_MVFR1: u32 = 0x1111_1111;
+
+    #[test]
+    fn armv7_guests_get_the_hosts_vfp_and_advanced_simd() {
+        use vfp_reg::{FPSID, MVFR0 as M0, MVFR1 as M1};
+        assert_eq!(armv7_vfp(M0, A15_MVFR0, true), A15_MVFR0, "MVFR0 as the host's");
+        assert_eq!(armv7_vfp(M1, A15_MVFR1, true), A15_MVFR1, "MVFR1 as the host's");
+        assert_eq!(armv7_vfp(FPSID, A15_FPSID, true), A15_FPSID);
+        // 32 double-word registers, single and double precision, no
+        // trapped exceptions; every Advanced SIMD group.
+        let m0 = armv7_vfp(M0, A15_MVFR0, true);
+        assert_eq!((field(m0.into(), 0), field(m0.into(), 4), field(m0.into(), 8)), (2, 2, 2));
+        let m1 = armv7_vfp(M1, A15_MVFR1, true);
+        for shift in [8, 12, 16] {
+            assert_eq!(field(m1.into(), shift), 1, "Advanced SIMD at {shift}");
+        }
+        // Every field is defined: all of a register passes.
+        assert_eq!(armv7_vfp(M0, u32::MAX, true), u32::MAX);
+        assert_eq!(armv7_vfp(M1, u32::MAX, true), u32::MAX);
+        // A VFPv3-D16 without Advanced SIMD stays so.
+        assert_eq!(armv7_vfp(M0, 0x1011_0221, true) & 0xf, 1);
+        assert_eq!(armv7_vfp(M1, 0x0000_0011, true) & 0xfff_ff00, 0);
+    }
+
+    #[test]
+    fn armv7_without_a_vfp_reads_nothing() {
+        for reg in [vfp_reg::FPSID, vfp_reg::MVFR0, vfp_reg::MVFR1] {
+            assert_eq!(armv7_vfp(reg, u32::MAX, false), 0);
+        }
+        // Not an ID register (FPSCR, FPEXC are never trapped this way).
+        assert_eq!(armv7_vfp(1, u32::MAX, true), 0);
+        assert_eq!(armv7_vfp(8, u32::MAX, true), 0);
+    }
+
+    #[test]
+    fn trapped_vmrs_syndrome() {
+        // VMRS r3, MVFR0 trapped by HCR.TID3: CV, COND 0xe, Opc1 7, CRn 7,
+        // Rt 3, read (QEMU's and the Arm ARM's EC 0x08 ISS).
+        let iss = (1 << 24) | (0xe << 20) | (7 << 14) | (7 << 10) | (3 << 5) | 1;
+        assert_eq!(
+            CopAccess::decode(iss),
+            CopAccess { enc: (7, vfp_reg::MVFR0, 0, 0), rt: 3, read: true }
+        );
     }
 }

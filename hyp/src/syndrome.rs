@@ -176,7 +176,8 @@ pub mod fields {
         ],
 
         /// The ISS of a trapped AArch32 `MCR`/`MRC` (EC 0x03 for CP15,
-        /// 0x05 for CP14).
+        /// 0x05 for CP14), and of a trapped `VMRS` (EC 0x08: `Opc1` 7,
+        /// `CRn` the VFP register, `CRm` and `Opc2` 0, a read).
         pub ISS_COP [
             /// `Direction` `[0]`.
             DIRECTION OFFSET(0) NUMBITS(1) [
@@ -199,6 +200,17 @@ pub mod fields {
             COND OFFSET(20) NUMBITS(4) [],
             /// `CV` `[24]`: `COND` is valid.
             CV OFFSET(24) NUMBITS(1) []
+        ],
+
+        /// The ISS of an `HCPTR`-trapped coprocessor, VFP or Advanced
+        /// SIMD access on ARMv7 (EC 0x07).
+        pub ISS_HCPTR [
+            /// `coproc` `[3:0]`: the coprocessor accessed (10 or 11: VFP
+            /// and Advanced SIMD), if not `TA`.
+            COPROC OFFSET(0) NUMBITS(4) [],
+            /// `TA` `[5]`: an Advanced SIMD instruction (trapped by
+            /// `HCPTR.TASE` or, with `TCP10`, as a CP10 access).
+            TA OFFSET(5) NUMBITS(1) []
         ]
     }
 }
@@ -215,6 +227,10 @@ pub mod ec {
     pub const MCR_MRC_CP15: u64 = Ec::McrMrcCp15 as u64;
     /// AArch32 `MCR`/`MRC` to CP14 trapped.
     pub const MCR_MRC_CP14: u64 = Ec::McrMrcCp14 as u64;
+    /// FP/Advanced SIMD trapped (ARMv7: `HCPTR`, any coprocessor).
+    pub const SIMD_FP: u64 = Ec::SimdFp as u64;
+    /// AArch32 `VMRS` of an ID register trapped (`HCR.TID0`, `TID3`).
+    pub const VMRS: u64 = Ec::Vmrs as u64;
     /// `HVC` from AArch32.
     pub const HVC32: u64 = Ec::Hvc32 as u64;
     /// `SMC` from AArch32, trapped.

@@ -65,6 +65,12 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
             }
         },
         ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
+        // A VFP access trapped to load the vCPU's VFP state lazily (ARMv7):
+        // the instruction runs again on its own registers.
+        ec::SIMD_FP if cpu::fp_trap(syn.iss(), st) => {
+            VmStats::bump(&vm.stats.fp_loads);
+            Action::Resume
+        }
         other if cpu::trapped_sgi(other, syn.iss(), &st.regs).is_some() => {
             let value = cpu::trapped_sgi(other, syn.iss(), &st.regs).unwrap_or(0);
             let kick = vm.vgic.lock().send_sgi1r(vcpu.index, value);

@@ -440,3 +440,32 @@ fn sysregs_two_vms_max_gicv2() {
     let run = boot(Qemu::new().gic(2).cpu(MAX).smp(1).guest("sysregs").append("vms=2"));
     check_sysregs_ids(&run, 2);
 }
+
+// --- FP/SIMD state ----------------------------------------------------------------
+
+/// The `fpu` image on `smp` CPUs with bootargs `append` (`vms` VMs): each
+/// vCPU's V0-V31, FPCR and FPSR survive every yield and WFI (saved with
+/// every exit, so never loaded lazily).
+fn fpu(cpu: &str, smp: u32, append: &str, vms: usize) -> Run {
+    let run = boot(Qemu::new().cpu(cpu).smp(smp).guest("fpu").append(append));
+    run.assert_ok_vms(vms);
+    for check in ["id_registers", "registers_loaded", "registers_kept", "wfi_kept", "fp_loads"] {
+        let line = format!("TEST fpu/{check} PASS");
+        assert_eq!(run.log.matches(&line).count(), vms, "{line} once per VM\n{run}");
+    }
+    assert_eq!(run.counter("FP state loads"), Some(vec![0; vms]), "{run}");
+    run
+}
+
+/// Two vCPUs take turns on one CPU.
+#[test]
+fn fpu_two_vcpus_one_cpu_max() {
+    fpu(MAX, 1, "vcpus=2", 1);
+}
+
+/// Two VMs of two vCPUs on two CPUs: the vCPUs take turns and move
+/// between the CPUs.
+#[test]
+fn fpu_smp2_a57() {
+    fpu(A57, 2, "vms=2 vcpus=2", 2);
+}

@@ -326,3 +326,47 @@ fn arm_psci_all_functions_a15_smp2() {
     let run = boot(Qemu::arm().cpu(A15).smp(2).guest("psci").append("vcpus=2"));
     check_psci(&run, 1, &["smc64_refused"]);
 }
+
+// --- VFP and Advanced SIMD ------------------------------------------------------
+
+/// The `fpu` image on `smp` CPUs with bootargs `append` (`vms` VMs): each
+/// vCPU's D0-D31 and FPSCR survive every yield and WFI (the VFP state
+/// switched lazily, the loads counted), its CPACR and FPEXC.EN decide what
+/// is UNDEFINED, and MVFR0/MVFR1 say what works.
+fn arm_fpu(cpu: &str, smp: u32, append: &str, vms: usize) -> Run {
+    let run = boot(Qemu::arm().cpu(cpu).smp(smp).guest("fpu").append(append));
+    run.assert_ok_vms(vms);
+    for check in [
+        "undef_without_cpacr",
+        "undef_without_en",
+        "id_registers",
+        "registers_loaded",
+        "registers_kept",
+        "wfi_kept",
+        "fp_loads",
+    ] {
+        let line = format!("TEST fpu/{check} PASS");
+        assert_eq!(run.log.matches(&line).count(), vms, "{line} once per VM\n{run}");
+    }
+    run.assert_contains("guests get it, D0-D31 registers, switched lazily");
+    let loads = run.counter("FP state loads").unwrap_or_else(|| panic!("no FP loads row\n{run}"));
+    // Two vCPUs, 200 rounds each, two loads a round at least.
+    assert!(
+        loads.len() == vms && loads.iter().all(|&n| n >= 800),
+        "FP state loads {loads:?}\n{run}"
+    );
+    run
+}
+
+/// Two vCPUs take turns on one CPU.
+#[test]
+fn arm_fpu_two_vcpus_one_cpu_a15() {
+    arm_fpu(A15, 1, "vcpus=2", 1);
+}
+
+/// Two VMs of two vCPUs on two CPUs: the vCPUs take turns and move
+/// between the CPUs, and the VMs' patterns differ.
+#[test]
+fn arm_fpu_smp2_a7() {
+    arm_fpu(A7, 2, "vms=2 vcpus=2", 2);
+}

@@ -83,6 +83,12 @@ pub unsafe fn set_hcr(v: u32) {
     unsafe { write_cp15!("p15, 4, {}, c1, c1, 0", v) }
 }
 
+/// Reads `HCPTR` (coprocessor traps; a `TCPn` bit reads as one when
+/// coprocessor n does not exist).
+pub fn hcptr() -> u32 {
+    read_cp15!("p15, 4, {}, c1, c1, 2")
+}
+
 /// Writes `HCPTR` (coprocessor traps,
 /// [`HCPTR`](crate::fields::armv7::HCPTR)).
 ///

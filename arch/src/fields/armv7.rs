@@ -324,6 +324,30 @@ register_bitfields! {u32,
         J OFFSET(24) NUMBITS(1) [],
         /// `IT[1:0]` [26:25]: the If-Then state's low bits.
         IT_1_0 OFFSET(25) NUMBITS(2) []
+    ],
+
+    /// `FPEXC`, the Floating-Point Exception Control register (VFP
+    /// common subarchitecture).
+    pub FPEXC [
+        /// `FP2V` [28]: `FPINST2` holds a valid instruction.
+        FP2V OFFSET(28) NUMBITS(1) [],
+        /// `EN` [30]: VFP and Advanced SIMD enabled (their registers
+        /// reachable, but for `FPEXC`, `FPSID` and the `MVFR`s).
+        EN OFFSET(30) NUMBITS(1) [],
+        /// `EX` [31]: an asynchronous VFP exception is pending, `FPINST`
+        /// (and with `FP2V` `FPINST2`) hold its state.
+        EX OFFSET(31) NUMBITS(1) []
+    ],
+
+    /// `MVFR0`, Media and VFP Feature Register 0.
+    pub MVFR0 [
+        /// `A_SIMD registers` [3:0]: 0 none, 1 sixteen 64-bit registers,
+        /// 2 thirty-two.
+        SIMDReg OFFSET(0) NUMBITS(4) [
+            None = 0,
+            D16 = 1,
+            D32 = 2
+        ]
     ]
 }
 
@@ -361,6 +385,9 @@ mod tests {
         assert_eq!(CPSR::M::Hyp.value, 0x1a);
         assert_eq!((CPSR::M::Supervisor + CPSR::A::SET + CPSR::I::SET + CPSR::F::SET).value, 0x1d3);
         assert_eq!((CPSR::T::SET + CPSR::E::SET).value, 0x220);
+        assert_eq!((FPEXC::EX::SET + FPEXC::EN::SET + FPEXC::FP2V::SET).value, 0xd000_0000);
+        // Cortex-A15's MVFR0: 32 double-word registers.
+        assert_eq!(MVFR0::SIMDReg.read_as_enum(0x1011_0222), Some(MVFR0::SIMDReg::Value::D32));
     }
 
     #[test]

@@ -252,7 +252,8 @@ impl GicCpu {
 pub struct VcpuRegs {
     /// General-purpose (and on AArch64 FP/SIMD) registers.
     pub regs: GuestRegs,
-    /// EL1/PL1 system registers.
+    /// EL1/PL1 system registers (and on ARMv7 the VFP and Advanced SIMD
+    /// registers, switched lazily).
     pub sys: GuestSysRegs,
     /// The virtual CPU interface.
     pub gic: GicCpu,

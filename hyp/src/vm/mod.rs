@@ -168,6 +168,8 @@ pub struct VmStats {
     pub irq_exits: AtomicU64,
     /// vCPUs put to sleep in WFI (`Stat::Sleeps`).
     pub sleeps: AtomicU64,
+    /// Lazy loads of its vCPUs' FP state (`Stat::FpLoads`).
+    pub fp_loads: AtomicU64,
 }
 
 impl VmStats {
@@ -977,6 +979,7 @@ impl<M: Machine> Vm<M> {
             Stat::El2Instructions => r(&self.stats.el2_instructions),
             Stat::IrqExits => r(&self.stats.irq_exits),
             Stat::Sleeps => r(&self.stats.sleeps),
+            Stat::FpLoads => r(&self.stats.fp_loads),
         }
     }
 }

@@ -149,8 +149,11 @@ pub mod counter {
     pub const IRQ_EXITS: u64 = 26;
     /// Times a vCPU slept in WFI with nothing to take.
     pub const SLEEPS: u64 = 27;
+    /// Lazy loads of this VM's FP state (ARM32: a vCPU's first VFP access
+    /// after it was put on a CPU; 0 on AArch64).
+    pub const FP_LOADS: u64 = 28;
     /// Number of counters.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -181,6 +184,7 @@ pub mod counter {
         "el2_instructions",
         "irq_exits",
         "sleeps",
+        "fp_loads",
     ];
 }
 

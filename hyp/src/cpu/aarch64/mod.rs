@@ -452,6 +452,14 @@ pub fn inject_undef(regs: &mut GuestRegs) {
     take_el1_exception(regs, esr.value, None);
 }
 
+/// An FP/SIMD access trapped (exception class 0x07): never on AArch64,
+/// where `CPTR_EL2` does not trap FP/SIMD (the guest's V0-V31, FPCR and
+/// FPSR are saved and loaded with every exit, since the hypervisor's code
+/// uses those registers too), so nothing is loaded lazily: false.
+pub fn fp_trap(_iss: u64, _st: &mut super::VcpuRegs) -> bool {
+    false
+}
+
 /// Emulates an instruction that trapped with exception class `ec`: true
 /// when done (the caller steps over it); false when the guest gets an
 /// undefined-instruction exception instead, as a CPU without what it used

@@ -16,8 +16,10 @@
 use core::arch::global_asm;
 use core::mem::offset_of;
 
-/// The guest's registers, saved on exit. ARMv7 guests get no VFP/NEON
-/// (`HCPTR` traps it), so there is no FP state.
+/// The guest's core registers, saved on every exit. Its VFP and Advanced
+/// SIMD registers are not among them: the hypervisor does not use them,
+/// so they stay on the CPU across exits and are switched lazily with the
+/// vCPU (`GuestSysRegs`, the `fp` module).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuestRegs {

@@ -2,6 +2,7 @@
 
 mod boot;
 mod exception;
+mod fp;
 
 use core::fmt;
 
@@ -55,11 +56,16 @@ const HCR_GUEST: u32 = HCR::VM::SET.value
 /// CP15 c15 registers trapped.
 const HSTR_GUEST: u32 = HSTR::T15::SET.value;
 
-/// HCPTR while guests run: every coprocessor trap bit that exists, CP10
-/// and CP11 (VFP, Advanced SIMD) included, and TASE. The hypervisor does
-/// not switch FP state, so a guest that uses it exits and is stopped
-/// rather than seeing another guest's registers.
+/// HCPTR while a guest runs without its VFP state on the CPU: every
+/// coprocessor trap bit that exists, CP10 and CP11 (VFP, Advanced SIMD)
+/// included, and TASE. Its first VFP or Advanced SIMD instruction traps,
+/// and loads its state ([`fp`]).
 const HCPTR_GUEST: u32 = HCPTR::TCP::SET.value | HCPTR::TASE::SET.value;
+
+/// HCPTR while a guest's VFP state is on the CPU: CP10, CP11 and
+/// Advanced SIMD reachable, the other coprocessors still trapped.
+const HCPTR_GUEST_FP: u32 =
+    HCPTR_GUEST & !(HCPTR::TCP10::SET.value | HCPTR::TCP11::SET.value | HCPTR::TASE::SET.value);
 
 /// HDCR while guests run, but for `HPMN`: the PMU (TPMCR, TPM) and every
 /// debug register (TDA, TDOSA, TDRA) trapped.
@@ -84,6 +90,7 @@ const CPSR_SVC_MASKED: u32 = CPSR::M::Supervisor.value
 const _: () = assert!(HCR_GUEST == 0x003c_663b);
 const _: () = assert!(HSTR_GUEST == 0x8000);
 const _: () = assert!(HCPTR_GUEST == 0xbfff);
+const _: () = assert!(HCPTR_GUEST_FP == 0x33ff);
 const _: () = assert!(HDCR_GUEST == 0x0e60);
 const _: () = assert!(CNTHCTL_GUEST == 0b11);
 const _: () = assert!(CPSR_SVC_MASKED == 0x1d3);
@@ -158,7 +165,6 @@ pub fn el2_init(vtcr: u64) {
     unsafe {
         regs::set_vtcr(vtcr as u32);
         regs::set_hcr(HCR_GUEST);
-        regs::set_hcptr(HCPTR_GUEST);
         regs::set_hstr(HSTR_GUEST);
         // The PMU and every debug register trapped: guests get neither
         // (ID_DFR0 reads as 0; see `emulate_trap`). HPMN: all of the PMU's
@@ -192,6 +198,8 @@ pub fn el2_init(vtcr: u64) {
         regs::set_vpidr(regs::midr());
     }
     arch::armv7::barrier::isb();
+    // HCPTR: the guests' traps, VFP included, once the VFP is found.
+    fp::probe();
 }
 
 /// Loads vCPU `index` of the VM whose stage 2 is `vttbr`. `other_ran`:
@@ -336,15 +344,24 @@ fn exception_cpsr(
 ///   the host's `ID_DFR0`); everything else is UNDEFINED.
 /// - CP14 (0x05): the debug registers (`HDCR.TDA`, `TDOSA`, `TDRA`) read as
 ///   zero and ignore writes: guests get no debug (`ID_DFR0` says so).
-/// - VFP/Advanced SIMD (0x07, 0x08), 64-bit and LDC/STC coprocessor
-///   accesses (0x04, 0x06, 0x0C), anything else: UNDEFINED.
+/// - `VMRS` of the VFP ID registers (0x08: MVFR0 and MVFR1 with
+///   `HCR.TID3`; FPSID, which `HCR.TID0` would trap) read through
+///   [`crate::idregs::armv7_vfp`]. Such a `VMRS` traps only once the vCPU's
+///   VFP state is loaded: before, `HCPTR` traps it first ([`fp_trap`]).
+/// - VFP/Advanced SIMD traps (0x07) that [`fp_trap`] did not take (another
+///   coprocessor; no VFP), 64-bit and LDC/STC coprocessor accesses (0x04,
+///   0x06, 0x0C), anything else: UNDEFINED.
 pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
-    use crate::idregs::{armv7, CopAccess};
-    use ec::{MCR_MRC_CP14 as CP14, MCR_MRC_CP15 as CP15};
+    use crate::idregs::{armv7, armv7_vfp, CopAccess};
+    use ec::{MCR_MRC_CP14 as CP14, MCR_MRC_CP15 as CP15, VMRS};
     let a = CopAccess::decode(iss);
     let regs = &mut st.regs;
     let value = match (ec, a.enc, a.read) {
         (CP15, (0, 0, crm @ 1..=7, op2), true) => Some(armv7(crm, op2, host_id(crm, op2))),
+        (VMRS, (7, reg, 0, 0), true) => match vfp_id(reg) {
+            Some(host) => Some(armv7_vfp(reg, host, fp::present())),
+            None => return false,
+        },
         (CP15, (0, 1, 0, 1), true) => Some(regs::actlr()),
         (CP15, (0, 1, 0, 1), false) => None,
         // The PMU (CRn 9, opc1 0, CRm 12-14) with the implementation
@@ -355,6 +372,37 @@ pub fn emulate_trap(ec: u64, iss: u64, st: &mut super::VcpuRegs) -> bool {
     if let Some(v) = value {
         regs.set_gpr(a.rt, u64::from(v));
     }
+    true
+}
+
+/// The host's VFP ID register that `VMRS` register number `reg` names,
+/// if it is one (FPSID, MVFR1, MVFR0).
+fn vfp_id(reg: u32) -> Option<u32> {
+    use crate::idregs::vfp_reg::{FPSID, MVFR0, MVFR1};
+    let [fpsid, mvfr0, mvfr1] = fp::host_ids();
+    match reg {
+        FPSID => Some(fpsid),
+        MVFR0 => Some(mvfr0),
+        MVFR1 => Some(mvfr1),
+        _ => None,
+    }
+}
+
+/// A VFP or Advanced SIMD access trapped by `HCPTR` (exception class
+/// 0x07): the vCPU's first since it was loaded. Its VFP state goes on the
+/// CPU and the traps are cleared; true when the instruction is to run
+/// again (not skipped). False (the guest gets UNDEFINED, as on a CPU
+/// without it) for another coprocessor, or without a VFP.
+pub fn fp_trap(iss: u64, st: &mut super::VcpuRegs) -> bool {
+    use crate::syndrome::ISS_HCPTR;
+    let iss = LocalRegisterCopy::<u64, ISS_HCPTR::Register>::new(iss);
+    let vfp = iss.is_set(ISS_HCPTR::TA) || matches!(iss.read(ISS_HCPTR::COPROC), 10 | 11);
+    let s = &mut st.sys;
+    if !vfp || s.fp_live || !fp::present() {
+        return false;
+    }
+    s.fp.load();
+    s.fp_live = true;
     true
 }
 
@@ -460,8 +508,9 @@ impl GuestRegs {
 }
 
 /// The guest's PL1 system registers (the Non-secure banked CP15
-/// registers) and the generic timer's PL1 registers, switched when
-/// another vCPU runs on the same CPU.
+/// registers), the generic timer's PL1 registers and the VFP and Advanced
+/// SIMD registers, switched when another vCPU runs on the same CPU (the
+/// VFP's lazily: [`fp`]).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct GuestSysRegs {
     r: [u32; 21],
@@ -471,6 +520,11 @@ pub struct GuestSysRegs {
     timer_ctl: [u32; 2],
     /// CNTV_CVAL, CNTP_CVAL.
     timer_cval: [u64; 2],
+    /// The VFP and Advanced SIMD registers, while not on the CPU.
+    fp: fp::FpRegs,
+    /// Whether they are on the CPU (loaded at the vCPU's first VFP access
+    /// since it was loaded; saved when it leaves).
+    fp_live: bool,
 }
 
 macro_rules! pl1_regs {
@@ -513,7 +567,9 @@ macro_rules! pl1_regs_64 {
 
 impl GuestSysRegs {
     /// The state a vCPU starts with: SCTLR with its should-be-one bits,
-    /// MMU, caches and alignment checks off; no coprocessor access.
+    /// MMU, caches and alignment checks off; no coprocessor access
+    /// (`CPACR` 0), the VFP disabled (`FPEXC.EN` clear) and its registers
+    /// zero.
     pub fn reset() -> Self {
         use SCTLR as S;
         let mut s = Self::default();
@@ -533,8 +589,13 @@ impl GuestSysRegs {
     }
 
     /// Reads the live registers, and stops the vCPU's timers in the
-    /// hardware (a parked vCPU's timer must not fire for another).
+    /// hardware (a parked vCPU's timer must not fire for another). Its VFP
+    /// state is saved too if it was loaded, and the VFP trapped again.
     pub fn save(&mut self) {
+        if self.fp_live {
+            self.fp.save();
+            self.fp_live = false;
+        }
         macro_rules! save { ($($i:literal $e:literal),*) => { $( self.r[$i] = read_cp15!($e); )* } }
         macro_rules! save64 { ($($i:literal $e:literal),*) => { $( self.d[$i] = read_cp15_64!($e); )* } }
         pl1_regs!(save);
@@ -560,8 +621,12 @@ impl GuestSysRegs {
         super::timer_deadline(ctl, self.timer_cval, cntvoff, want)
     }
 
-    /// Writes them back.
+    /// Writes them back, but for the VFP state: the vCPU's first VFP
+    /// access traps ([`fp_trap`]) and loads it.
     pub fn restore(&self) {
+        // SAFETY: the VFP and Advanced SIMD traps (no vCPU's VFP state is
+        // on this CPU: whoever had it saved it when it left).
+        unsafe { regs::set_hcptr(HCPTR_GUEST) };
         macro_rules! restore {
             ($($i:literal $e:literal),*) => {
                 // SAFETY: PL1 registers only affect the guest, which is not
