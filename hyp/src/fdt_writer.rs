@@ -430,6 +430,9 @@ pub struct GuestDtbSpec {
     pub cpus: u32,
     /// The interrupt controller (a GICv3's `redist_count` is `cpus`).
     pub gic: GuestGic,
+    /// The initramfs, `[start, end)`: `/chosen`'s `linux,initrd-start`
+    /// and `linux,initrd-end`.
+    pub initrd: Option<(u64, u64)>,
     /// `/chosen/bootargs` (for example the VM's test parameters). Cut at
     /// the first NUL byte, if any.
     pub bootargs: String,
@@ -538,6 +541,10 @@ fn build_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, FdtWriteError> {
     w.prop_str("stdout-path", &alloc::format!("/{uart_name}"));
     let bootargs = spec.bootargs.split('\0').next().unwrap_or_default();
     w.prop_str("bootargs", bootargs);
+    if let Some((start, end)) = spec.initrd {
+        w.prop_u64("linux,initrd-start", start);
+        w.prop_u64("linux,initrd-end", end);
+    }
     w.end_node(chosen);
 
     let timer = w.begin_node("timer");
@@ -652,6 +659,7 @@ mod tests {
             cpus: 3,
             gic: GuestGic::V3 { redist_count: 3 },
             bootargs: bootargs.into(),
+            initrd: None,
         }
     }
 

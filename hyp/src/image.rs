@@ -1,7 +1,11 @@
 //! Guest images: raw binaries (loaded at the image IPA, entered at their
-//! first byte) or ELF64 AArch64 executables (`PT_LOAD` segments at their
-//! physical addresses, entered at `e_entry`). Pure parsing, tested on the
-//! host; the hypervisor copies the segments into guest RAM.
+//! first byte), ELF64 AArch64 executables (`PT_LOAD` segments at their
+//! physical addresses, entered at `e_entry`), arm64 Linux `Image`s (at
+//! their header's `text_offset` from the 2 MiB-aligned image IPA, with
+//! room for its `image_size`, entered at their first byte), and ARM
+//! `zImage`s (raw, at the image IPA: they decompress themselves above
+//! their end). Pure parsing, tested on the host; the hypervisor copies
+//! the segments into guest RAM.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -24,9 +28,27 @@ pub struct GuestImage<'a> {
     pub entry: u64,
     /// What to load.
     pub segments: Vec<Segment<'a>>,
-    /// Whether the image was an ELF file.
-    pub elf: bool,
+    /// What the image was.
+    pub kind: ImageKind,
 }
+
+/// The formats [`parse`] knows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ImageKind {
+    /// A raw binary, entered at its first byte.
+    Raw,
+    /// An ELF64 AArch64 executable.
+    Elf,
+    /// An arm64 Linux `Image` (magic `ARM\x64` at 0x38).
+    Arm64Image,
+    /// An ARM Linux `zImage` (magic 0x016f2818 at 0x24).
+    ZImage,
+}
+
+/// The arm64 `Image` header's magic, at offset 0x38.
+const ARM64_MAGIC: u32 = 0x644d_5241;
+/// The `zImage` header's magic, at offset 0x24.
+const ZIMAGE_MAGIC: u32 = 0x016f_2818;
 
 /// Why an image was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -97,10 +119,26 @@ pub fn parse(
             Ok(())
         }
     };
+    if u32_at(bytes, 0x38).ok() == Some(ARM64_MAGIC) {
+        // text_offset from a 2 MiB-aligned base; image_size (0 in kernels
+        // before 3.17: then the file's size) includes the BSS.
+        let text_offset = u64_at(bytes, 8)?;
+        let image_size = u64_at(bytes, 16)?.max(bytes.len() as u64);
+        let ipa = (raw_ipa & !0x1f_ffff).checked_add(text_offset).ok_or(ImageError::Truncated)?;
+        check(ipa, image_size)?;
+        let seg = Segment { ipa, data: bytes, mem_size: image_size };
+        let kind = ImageKind::Arm64Image;
+        return Ok(GuestImage { entry: ipa, segments: alloc::vec![seg], kind });
+    }
     if !bytes.starts_with(b"\x7fELF") {
         check(raw_ipa, bytes.len() as u64)?;
         let seg = Segment { ipa: raw_ipa, data: bytes, mem_size: bytes.len() as u64 };
-        return Ok(GuestImage { entry: raw_ipa, segments: alloc::vec![seg], elf: false });
+        let kind = if u32_at(bytes, 0x24).ok() == Some(ZIMAGE_MAGIC) {
+            ImageKind::ZImage
+        } else {
+            ImageKind::Raw
+        };
+        return Ok(GuestImage { entry: raw_ipa, segments: alloc::vec![seg], kind });
     }
     // ELFCLASS64, little endian, ET_EXEC, EM_AARCH64 (183).
     if bytes.get(4) != Some(&2)
@@ -144,7 +182,7 @@ pub fn parse(
     if !segments.iter().any(|s| entry >= s.ipa && entry - s.ipa < s.mem_size) {
         return Err(ImageError::BadEntry(entry));
     }
-    Ok(GuestImage { entry, segments, elf: true })
+    Ok(GuestImage { entry, segments, kind: ImageKind::Elf })
 }
 
 #[cfg(test)]
@@ -191,7 +229,7 @@ mod tests {
         let img = parse(&[1, 2, 3], LO, LO, HI).unwrap();
         assert_eq!(img.entry, LO);
         assert_eq!(img.segments, [Segment { ipa: LO, data: &[1, 2, 3], mem_size: 3 }]);
-        assert!(!img.elf);
+        assert_eq!(img.kind, ImageKind::Raw);
         assert_eq!(parse(&[], LO, LO, HI), Err(ImageError::Empty));
         let big = alloc::vec![0u8; (HI - LO) as usize + 1];
         assert_eq!(parse(&big, LO, LO, HI), Err(ImageError::OutsideRam { ipa: LO }));
@@ -201,7 +239,7 @@ mod tests {
     fn elf_segments_and_entry() {
         let f = elf(0x4030_0010, &[(0x4030_0000, &[9; 32], 0x2000), (0x4040_0000, &[7; 8], 8)]);
         let img = parse(&f, LO, LO, HI).unwrap();
-        assert!(img.elf);
+        assert_eq!(img.kind, ImageKind::Elf);
         assert_eq!(img.entry, 0x4030_0010);
         assert_eq!(img.segments.len(), 2);
         assert_eq!(img.segments[0], Segment { ipa: 0x4030_0000, data: &[9; 32], mem_size: 0x2000 });
@@ -227,5 +265,41 @@ mod tests {
         let n = f.len();
         f.truncate(n - 2);
         assert_eq!(parse(&f, LO, LO, HI), Err(ImageError::Truncated));
+    }
+
+    /// An arm64 `Image` header: `text_offset`, `image_size`.
+    fn arm64_image(text_offset: u64, image_size: u64, len: usize) -> Vec<u8> {
+        let mut b = alloc::vec![0u8; len];
+        b[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        b[16..24].copy_from_slice(&image_size.to_le_bytes());
+        b[0x38..0x3c].copy_from_slice(&ARM64_MAGIC.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn arm64_images_honour_text_offset_and_image_size() {
+        let b = arm64_image(0x8_0000, 0x40_0000, 4096);
+        let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
+        assert_eq!(img.kind, ImageKind::Arm64Image);
+        assert_eq!(img.entry, 0x4028_0000);
+        assert_eq!(img.segments[0].mem_size, 0x40_0000, "room for the BSS");
+        // image_size 0 (before Linux 3.17): the file's size.
+        let b = arm64_image(0, 0, 8192);
+        let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
+        assert_eq!((img.entry, img.segments[0].mem_size), (0x4020_0000, 8192));
+        // An image_size past RAM is refused.
+        let b = arm64_image(0, 0x2000_0000, 4096);
+        assert!(matches!(
+            parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000),
+            Err(ImageError::OutsideRam { .. })
+        ));
+    }
+
+    #[test]
+    fn zimages_are_raw_and_recognised() {
+        let mut b = alloc::vec![0u8; 4096];
+        b[0x24..0x28].copy_from_slice(&ZIMAGE_MAGIC.to_le_bytes());
+        let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
+        assert_eq!((img.kind, img.entry), (ImageKind::ZImage, 0x4020_0000));
     }
 }

@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod board;
+pub mod bundle;
 pub mod calls;
 pub mod conmux;
 #[cfg(target_os = "none")]
@@ -72,7 +73,7 @@ mod hyp_main {
     use crate::trap::{self, Action, Vcpu};
     use crate::vgic;
     use crate::vm::{self, Guests, Policy, IMAGE_IPA, RAM_BASE};
-    use crate::{console, gic, image, irq, println};
+    use crate::{bundle, console, gic, image, irq, println};
 
     /// The demo guest built into the image (empty without one).
     static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-guest.bin"));
@@ -214,13 +215,15 @@ mod hyp_main {
             None if !DEMO_GUEST.is_empty() => DEMO_GUEST,
             None => return Err("no guest: neither an initrd nor a built-in demo guest".into()),
         };
+        let plans = plan_vms(image, &cfg, plat)?;
         log::info!(
-            "guest image {} KiB ({}), {} VM(s) x {} vCPU(s), {} MiB RAM each, {:?} policy, {:?} locks, premap {}, coherency {:?}",
-            image.len() >> 10,
-            if plat.initrd.is_some() { "initrd" } else { "built-in demo" },
-            cfg.vms,
-            cfg.vcpus,
-            cfg.mem >> 20,
+            "{} VM(s) from {}, {:?} policy, {:?} locks, premap {}, coherency {:?}",
+            plans.len(),
+            match (plat.initrd.is_some(), bundle::is_bundle(image)) {
+                (true, true) => "a bundle",
+                (true, false) => "an initrd image",
+                _ => "the built-in demo",
+            },
             cfg.policy,
             cfg.lock,
             cfg.premap,
@@ -229,26 +232,16 @@ mod hyp_main {
         // Guest RAM is filled on demand from one frame pool, so the VMs may
         // promise more than there is; say so, since a guest that then
         // touches all of its RAM gets an abort rather than memory.
-        let promised = (cfg.vms as u64).saturating_mul(cfg.mem);
+        let promised: u64 = plans.iter().map(|p| p.mem).sum();
         if promised > total {
             log::warn!(
-                "overcommitted: {} VM(s) x {} MiB = {} MiB of guest RAM, {} MiB free",
-                cfg.vms,
-                cfg.mem >> 20,
+                "overcommitted: {} MiB of guest RAM for {} VM(s), {} MiB free",
                 promised >> 20,
+                plans.len(),
                 total >> 20
             );
         }
 
-        // The DTB takes the RAM below the image address; images go above.
-        let guest = image::parse(image, IMAGE_IPA, IMAGE_IPA, RAM_BASE + cfg.mem)
-            .map_err(|e| format!("guest image: {e}"))?;
-        log::info!(
-            "guest image: {}, entry {:#x}, {} segment(s)",
-            if guest.elf { "ELF" } else { "raw" },
-            guest.entry,
-            guest.segments.len()
-        );
         let pool =
             TablePool::new(mm::TABLE_POOL_PAGES).ok_or("no memory for the stage-2 table pool")?;
         let pool: &'static TablePool = POOL.call_once(|| pool);
@@ -286,8 +279,8 @@ mod hyp_main {
         // The guests' GIC is the host's version (GICv2 for ARM32 guests):
         // what their DTB describes and what the virtual GIC emulates.
         let guest_gic =
-            GuestGic::for_host(plat.gic.as_ref(), GuestArch::native(), cfg.vcpus as u32);
-        let vgic_version = match guest_gic {
+            |vcpus: usize| GuestGic::for_host(plat.gic.as_ref(), GuestArch::native(), vcpus as u32);
+        let vgic_version = match guest_gic(1) {
             GuestGic::V3 { .. } => Some(vgic::Version::V3),
             GuestGic::V2 => Some(vgic::Version::V2),
             GuestGic::None => None,
@@ -295,12 +288,14 @@ mod hyp_main {
         if let Some(v) = vgic_version {
             log::info!("guests get a virtual {v:?}");
         }
-        let specs: Vec<vm::VmSpec> = (1..=cfg.vms)
-            .map(|id| vm::VmSpec {
-                id,
+        let specs: Vec<vm::VmSpec> = plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| vm::VmSpec {
+                id: i + 1,
                 geo,
-                vcpus: cfg.vcpus,
-                ram_size: cfg.mem,
+                vcpus: p.vcpus,
+                ram_size: p.mem,
                 policy,
                 lock,
                 gic: vgic_version,
@@ -308,26 +303,96 @@ mod hyp_main {
             })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
-        for vm in vms {
+        for (vm, plan) in vms.iter().zip(plans) {
             let id = vm.id;
             vm.set_auto_collapse(cfg.collapse);
             if cfg.premap {
                 // Before the image, so the blocks policy can use blocks.
                 vm.premap().map_err(|e| format!("vm{id}: premap: {e}"))?;
             }
+            log::info!(
+                "vm{id}: {:?} image, entry {:#x}, {} vCPU(s), {} MiB, initrd {} KiB, VMID {}, VTTBR {:#x}",
+                plan.image.kind,
+                plan.image.entry,
+                plan.vcpus,
+                plan.mem >> 20,
+                plan.initrd.map_or(0, <[u8]>::len) >> 10,
+                id,
+                vm.s2.vttbr()
+            );
             let boot = vm::Boot {
-                segments: guest.segments.iter().map(|s| (s.ipa, s.data, s.mem_size)).collect(),
-                entry: guest.entry,
-                vcpus: cfg.vcpus as u32,
-                bootargs: plat.bootargs.clone().unwrap_or_default(),
-                gic: guest_gic,
+                segments: plan.image.segments.iter().map(|s| (s.ipa, s.data, s.mem_size)).collect(),
+                entry: plan.image.entry,
+                vcpus: plan.vcpus as u32,
+                bootargs: plan.cmdline,
+                exact_cmdline: plan.exact_cmdline,
+                initrd: plan.initrd,
+                gic: guest_gic(plan.vcpus),
             };
-            log::info!("vm{id}: VMID {}, VTTBR {:#x}", id, vm.s2.vttbr());
             vm.boot(boot).map_err(|e| format!("vm{id}: loading the guest: {e}"))?;
         }
 
         start_secondaries(plat);
         Ok(())
+    }
+
+    /// What one VM runs.
+    struct VmPlan {
+        vcpus: usize,
+        mem: u64,
+        image: image::GuestImage<'static>,
+        initrd: Option<&'static [u8]>,
+        cmdline: alloc::string::String,
+        /// The command line is the bundle's, passed as it is.
+        exact_cmdline: bool,
+    }
+
+    /// The VMs to run: those of a bundle (`crate::bundle`), or `cfg.vms`
+    /// VMs of the one image, with the hypervisor's bootargs.
+    fn plan_vms(
+        image: &'static [u8],
+        cfg: &Config,
+        plat: &Platform,
+    ) -> Result<Vec<VmPlan>, alloc::string::String> {
+        use alloc::format;
+        // The DTB takes the RAM below the image address; images go above.
+        let parse = |bytes: &'static [u8], mem: u64| {
+            image::parse(bytes, IMAGE_IPA, IMAGE_IPA, RAM_BASE + mem)
+                .map_err(|e| format!("guest image: {e}"))
+        };
+        if !bundle::is_bundle(image) {
+            let img = parse(image, cfg.mem)?;
+            let cmdline = plat.bootargs.clone().unwrap_or_default();
+            return Ok((0..cfg.vms)
+                .map(|_| VmPlan {
+                    vcpus: cfg.vcpus,
+                    mem: cfg.mem,
+                    image: img.clone(),
+                    initrd: None,
+                    cmdline: cmdline.clone(),
+                    exact_cmdline: false,
+                })
+                .collect());
+        }
+        let vms = bundle::parse(image).map_err(|e| format!("{e}"))?;
+        if vms.is_empty() {
+            return Err("bundle: no VM in it".into());
+        }
+        vms.into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mem = b.mem.unwrap_or(cfg.mem);
+                let image = parse(b.kernel, mem).map_err(|e| format!("vm{}: {e}", i + 1))?;
+                Ok(VmPlan {
+                    vcpus: b.vcpus.unwrap_or(cfg.vcpus),
+                    mem,
+                    image,
+                    initrd: b.initrd,
+                    cmdline: b.cmdline,
+                    exact_cmdline: true,
+                })
+            })
+            .collect()
     }
 
     /// Starts the other CPUs: PSCI `CPU_ON` to `secondary_entry` with the

@@ -279,6 +279,18 @@ pub fn boot_vms(
     ram: u64,
     coherency: Coherency,
 ) -> (&'static Guests<HostMachine>, &'static [&'static Vm<HostMachine>]) {
+    boot_vms_with(m, n, vcpus, ram, coherency, |b| b)
+}
+
+/// [`boot_vms`], each VM's [`Boot`] changed by `f` first.
+pub fn boot_vms_with(
+    m: &'static HostMachine,
+    n: usize,
+    vcpus: usize,
+    ram: u64,
+    coherency: Coherency,
+    f: impl Fn(Boot) -> Boot,
+) -> (&'static Guests<HostMachine>, &'static [&'static Vm<HostMachine>]) {
     let rmap = Box::leak(Box::new(mmu::Rmap::with_quota(crate::vm::RMAP_QUOTA)));
     let guests: &'static Guests<HostMachine> = Box::leak(Box::new(Guests::new(m, coherency, rmap)));
     let specs: Vec<VmSpec> = (1..=n)
@@ -301,9 +313,11 @@ pub fn boot_vms(
             entry: IMAGE_IPA,
             vcpus: vcpus as u32,
             bootargs: String::new(),
+            exact_cmdline: false,
+            initrd: None,
             gic: GuestGic::native(GuestArch::native(), vcpus as u32),
         };
-        vm.boot(boot).expect("boot");
+        vm.boot(f(boot)).expect("boot");
     }
     (guests, vms)
 }

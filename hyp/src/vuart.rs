@@ -306,6 +306,11 @@ impl Pl011 {
         self.rx_len
     }
 
+    /// Whether the receive FIFO takes another byte.
+    pub fn rx_room(&self) -> bool {
+        self.rx_len < FIFO_DEPTH
+    }
+
     /// The interrupt output: some unmasked interrupt is pending
     /// (`UARTMIS != 0`). What the interrupt controller samples.
     pub fn irq_level(&self) -> bool {

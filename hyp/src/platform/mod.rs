@@ -510,9 +510,13 @@ mod tests {
             cpus: 2,
             gic: GuestGic::V3 { redist_count: 2 },
             bootargs: "vms=1".into(),
+            initrd: Some((0x4800_0000, 0x4812_3456)),
         };
         let blob = guest_dtb(&spec);
         let p = Platform::parse(&blob, 0x4000_0000).unwrap();
+        // What the guest DTB says of its initramfs is what a boot DTB's
+        // reader finds.
+        assert_eq!(p.initrd, Some(Region { base: 0x4800_0000, size: 0x12_3456 }));
         assert_eq!(p.memory, [Region::new(0x4000_0000, 64 * MIB)]);
         assert_eq!(p.uart, Some(Region::new(0x0900_0000, 0x1000)));
         assert_eq!(p.psci, Some(Psci { method: PsciMethod::Hvc, version: PsciVersion::V1_0 }));

@@ -296,6 +296,14 @@ pub struct Boot {
     pub vcpus: u32,
     /// Bootargs in the DTB.
     pub bootargs: String,
+    /// `bootargs` are the guest's whole command line (a bundle's): nothing
+    /// is added. Otherwise ` vm=N` (and after a reset ` resets=N`) follow,
+    /// for the test images.
+    pub exact_cmdline: bool,
+    /// The guest's initramfs: placed at the top of its RAM (of the first
+    /// 512 MiB for ARMv7 guests, which need it in their low memory) and
+    /// named in the DTB (`linux,initrd-start`, `linux,initrd-end`).
+    pub initrd: Option<&'static [u8]>,
     /// The interrupt controller the DTB describes: the boot code picks it
     /// from the host's GIC with [`GuestGic::for_host`] (a GICv3's
     /// `redist_count` is `vcpus`); [`GuestGic::native`] where the host's
@@ -485,6 +493,10 @@ pub struct Vm<M: Machine> {
     console: Mutex<Vec<u8>>,
     /// The emulated PL011's registers and receive FIFO.
     uart: Mutex<Pl011>,
+    /// Console input for it that its receive FIFO had no room for yet, in
+    /// order (at most [`INPUT_HOLD`] bytes): moved into the FIFO as the
+    /// guest reads, as a UART's flow control would hold the sender.
+    uart_hold: Mutex<VecDeque<u8>>,
     /// The PL011's interrupt output as last reported to
     /// [`Vm::uart_irq_changed`].
     uart_irq: AtomicBool,
@@ -527,6 +539,12 @@ const CONSOLE_LINE: usize = 1024;
 /// Most console input bytes [`Guests::poll_input`] moves in one call.
 pub const INPUT_BATCH: usize = 64;
 
+/// Console input a VM may have waiting beyond its PL011's receive FIFO:
+/// a pasted line is not lost to the FIFO's 32 bytes, and a VM that never
+/// reads its input holds up nothing (what comes past this is lost, as an
+/// overrun).
+pub const INPUT_HOLD: usize = 4096;
+
 /// [`Vm::uart_writer`] before any vCPU transmitted: matches no vCPU.
 const NO_WRITER: usize = usize::MAX;
 
@@ -553,6 +571,7 @@ impl<M: Machine> Vm<M> {
             vcpus: spin::Once::new(),
             console: Mutex::new(Vec::with_capacity(CONSOLE_LINE)),
             uart: Mutex::new(Pl011::new()),
+            uart_hold: Mutex::new(VecDeque::new()),
             uart_irq: AtomicBool::new(false),
             uart_writer: AtomicUsize::new(NO_WRITER),
             state: AtomicU32::new(VmState::BOOTING.0),
@@ -754,24 +773,36 @@ impl<M: Machine> Vm<M> {
         let boot = self.boot.call_once(|| boot);
         let resets = self.resets.load(Ordering::Relaxed);
         let mut bootargs = boot.bootargs.clone();
-        // The guest's own id, which shares name VMs by.
-        bootargs.push_str(&alloc::format!(" vm={}", self.id));
-        if resets > 0 {
-            // Tells the guest it was reset (the counters survive; RAM not).
-            bootargs.push_str(&alloc::format!(" resets={resets}"));
+        if !boot.exact_cmdline {
+            // The guest's own id, which shares name VMs by.
+            bootargs.push_str(&alloc::format!(" vm={}", self.id));
+            if resets > 0 {
+                // Tells the guest it was reset (the counters survive; RAM
+                // not).
+                bootargs.push_str(&alloc::format!(" resets={resets}"));
+            }
         }
+        let arch = crate::fdt_writer::GuestArch::native();
+        let initrd = match boot.initrd {
+            Some(data) => Some((self.initrd_ipa(arch, data.len() as u64, &boot.segments)?, data)),
+            None => None,
+        };
         let spec = crate::fdt_writer::GuestDtbSpec {
-            arch: crate::fdt_writer::GuestArch::native(),
+            arch,
             ram_base: RAM_BASE,
             ram_size: self.ram_size,
             cpus: boot.vcpus,
             gic: boot.gic,
             bootargs,
+            initrd: initrd.map(|(ipa, data)| (ipa, ipa + data.len() as u64)),
         };
         let dtb = crate::fdt_writer::guest_dtb(&spec);
         self.load(RAM_BASE, &dtb, dtb.len() as u64)?;
         for &(ipa, data, size) in &boot.segments {
             self.load(ipa, data, size)?;
+        }
+        if let Some((ipa, data)) = initrd {
+            self.load(ipa, data, data.len() as u64)?;
         }
         let vcpu0 = self
             .claim(0, boot.entry, EntryArg::Dtb(RAM_BASE), false)
@@ -781,6 +812,30 @@ impl<M: Machine> Vm<M> {
         self.set_power(|p| (p != VmPower::Off).then_some(VmPower::Running));
         self.guests.requeue(vcpu0);
         Ok(())
+    }
+
+    /// Where an initramfs of `len` bytes goes: page-aligned at the top of
+    /// RAM (ARMv7: of its first 512 MiB, the guest's low memory), above
+    /// every image segment (a zImage decompresses itself above its end,
+    /// so the higher the better).
+    fn initrd_ipa(
+        &self,
+        arch: crate::fdt_writer::GuestArch,
+        len: u64,
+        segments: &[(u64, &'static [u8], u64)],
+    ) -> Result<u64, Error> {
+        const LOWMEM: u64 = 512 << 20;
+        let top = match arch {
+            crate::fdt_writer::GuestArch::Armv7 => self.ram_size.min(LOWMEM),
+            crate::fdt_writer::GuestArch::Armv8 => self.ram_size,
+        };
+        let image_end =
+            segments.iter().map(|&(ipa, d, m)| ipa + m.max(d.len() as u64)).max().unwrap_or(0);
+        let ipa = (RAM_BASE + top).checked_sub(len).map(|a| a & !(mmu::PAGE_SIZE - 1));
+        match ipa {
+            Some(ipa) if ipa >= image_end && ipa >= RAM_BASE => Ok(ipa),
+            _ => Err(Error::BadSpec("the initrd does not fit above the image in the guest's RAM")),
+        }
     }
 
     /// The reset, once every vCPU has stopped: guest RAM is freed (the
@@ -796,6 +851,7 @@ impl<M: Machine> Vm<M> {
         // Its devices reset with it; what it printed stays printed.
         self.console_flush();
         self.with_uart(|u| *u = Pl011::new());
+        self.uart_hold.lock().clear();
         self.resets.fetch_add(1, Ordering::Relaxed);
         self.vgic.lock().reset();
         let boot = self.boot.get().ok_or(Error::BadSpec("no boot image to reset to"))?;
@@ -804,6 +860,8 @@ impl<M: Machine> Vm<M> {
             entry: boot.entry,
             vcpus: boot.vcpus,
             bootargs: boot.bootargs.clone(),
+            exact_cmdline: boot.exact_cmdline,
+            initrd: boot.initrd,
             gic: boot.gic,
         };
         // `boot` keeps the first value; `again` only carries it through.
@@ -880,10 +938,36 @@ impl<M: Machine> Vm<M> {
     }
 
     /// A byte typed on the console for this VM: into its PL011's receive
-    /// FIFO. `false` if the FIFO was full: the byte is lost and the PL011
-    /// records an overrun.
+    /// FIFO, or while that is full behind it (up to [`INPUT_HOLD`] bytes,
+    /// moved in as the guest reads). `false` if even that is full: the
+    /// byte is lost and the PL011 records an overrun.
     pub fn uart_input(&self, b: u8) -> bool {
+        let mut hold = self.uart_hold.lock();
+        if hold.is_empty() {
+            if let Some(taken) = self.with_uart(|u| u.rx_room().then(|| u.push_rx(b))) {
+                return taken;
+            }
+        }
+        if hold.len() < INPUT_HOLD {
+            hold.push_back(b);
+            return true;
+        }
+        // Lost, and recorded as an overrun.
         self.with_uart(|u| u.push_rx(b))
+    }
+
+    /// Moves held console input into the receive FIFO while it has room.
+    fn uart_refill(&self) {
+        let mut hold = self.uart_hold.lock();
+        if hold.is_empty() {
+            return;
+        }
+        self.with_uart(|u| {
+            while u.rx_room() {
+                let Some(b) = hold.pop_front() else { break };
+                u.push_rx(b);
+            }
+        });
     }
 
     /// vCPU `vcpu` loads `size` bytes at offset `off` of the PL011 (see
@@ -895,6 +979,9 @@ impl<M: Machine> Vm<M> {
     /// line being printed is never cut.
     pub fn uart_read(&self, vcpu: usize, off: u64, size: u64) -> u32 {
         let v = self.with_uart(|u| u.read(off, size));
+        if off == vuart::reg::DR {
+            self.uart_refill();
+        }
         let mine = vcpu << 1;
         let waits = match off {
             vuart::reg::DR => self.uart_writer.load(Ordering::Relaxed) >> 1 == vcpu,
