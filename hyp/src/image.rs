@@ -120,11 +120,15 @@ pub fn parse(
         }
     };
     if u32_at(bytes, 0x38).ok() == Some(ARM64_MAGIC) {
-        // text_offset from a 2 MiB-aligned base; image_size (0 in kernels
-        // before 3.17: then the file's size) includes the BSS.
+        // text_offset from a 2 MiB-aligned base: the first such place at
+        // or above `raw_ipa` (Linux's 0 goes at `raw_ipa` itself; the test
+        // images, linked at 0x4020_0000, say 0x20_0000 from the RAM base).
+        // image_size (0 in kernels before 3.17: then the file's size)
+        // includes the BSS.
+        const ALIGN: u64 = 2 << 20;
         let text_offset = u64_at(bytes, 8)?;
         let image_size = u64_at(bytes, 16)?.max(bytes.len() as u64);
-        let ipa = (raw_ipa & !0x1f_ffff).checked_add(text_offset).ok_or(ImageError::Truncated)?;
+        let ipa = raw_ipa + (text_offset.wrapping_sub(raw_ipa) % ALIGN);
         check(ipa, image_size)?;
         let seg = Segment { ipa, data: bytes, mem_size: image_size };
         let kind = ImageKind::Arm64Image;
@@ -287,6 +291,11 @@ mod tests {
         let b = arm64_image(0, 0, 8192);
         let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
         assert_eq!((img.entry, img.segments[0].mem_size), (0x4020_0000, 8192));
+        // text_offset 2 MiB (the test images): at 2 MiB from the RAM base,
+        // the load address itself.
+        let b = arm64_image(0x20_0000, 0, 4096);
+        let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
+        assert_eq!(img.entry, 0x4020_0000);
         // An image_size past RAM is refused.
         let b = arm64_image(0, 0x2000_0000, 4096);
         assert!(matches!(
