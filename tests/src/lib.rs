@@ -23,8 +23,12 @@
 //! hog the host.
 //!
 //! The scenarios are in `tests/qemu.rs`; the fault-path figures in
-//! `src/bin/fault-bench.rs`. The independent reference walker used by
+//! `src/bin/fault-bench.rs`. [`cpio`] writes and reads the cpio archives
+//! of Linux guests (their initramfs and the hypervisor's bundle), also as
+//! the `mkcpio` tool (`src/bin/mkcpio.rs`). The independent reference walker used by
 //! `mmu`'s tests lives in `tests/refwalk`.
+
+pub mod cpio;
 
 use std::{
     fmt,
