@@ -140,12 +140,12 @@ aarch64)
     debarch=arm64
     # linux-image-6.12.95+deb12-arm64-unsigned; not -cloud- or -rt-.
     kernel_re='^linux-image-[0-9][^ ]*-arm64-unsigned$'
-    elf_machine=b7 # EM_AARCH64
+    elf_machine=0xb7 # EM_AARCH64
     ;;
 arm)
     debarch=armhf
     kernel_re='^linux-image-[0-9][^ ]*-armmp-lpae$'
-    elf_machine=28 # EM_ARM
+    elf_machine=0x28 # EM_ARM
     ;;
 esac
 
@@ -177,10 +177,9 @@ apt_get() {
     apt-get "${opts[@]}" "$@"
 }
 
-# Print N bytes of FILE from OFFSET as lowercase hex without spaces.
-hex_at() {
-    od -An -tx1 -v -j "$2" -N "$3" "$1" | tr -d ' \n'
-}
+# le BYTES FILE OFFSET (a little-endian integer in a file).
+# shellcheck source=scripts/lib/image-headers.sh
+. scripts/lib/image-headers.sh
 
 # Succeed when dpkg knows architecture $1 (native or foreign).
 dpkg_has_arch() {
@@ -272,21 +271,21 @@ fetch() {
 
     # Debian's arm64 vmlinuz is a raw Image (with an EFI stub); accept a
     # gzip'd one too. The ARM one is a zImage.
-    if [[ $(hex_at "${images[0]}" 0 2) == 1f8b ]]; then
+    if (($(le 2 "${images[0]}" 0) == 0x8b1f)); then
         gzip -dc "${images[0]}" >"$image"
     else
         cp "${images[0]}" "$image"
     fi
-    if [[ $arch == aarch64 && $(hex_at "$image" 56 4) != 41524d64 ]]; then
+    if [[ $arch == aarch64 ]] && (($(le 4 "$image" 56) != 0x644d5241)); then
         err "$kpkg: /boot/vmlinuz-$release is not an arm64 Image (no ARM\\x64 magic at 0x38)"
         return 1
     fi
-    if [[ $arch == arm && $(hex_at "$image" 36 4) != 18286f01 ]]; then
+    if [[ $arch == arm ]] && (($(le 4 "$image" 0x24) != 0x016f2818)); then
         err "$kpkg: /boot/vmlinuz-$release is not a zImage (no 0x016f2818 at 0x24)"
         return 1
     fi
     local bb=$x/root/bin/busybox
-    if [[ $(hex_at "$bb" 0 4) != 7f454c46 || $(hex_at "$bb" 18 1) != "$elf_machine" ]]; then
+    if (($(le 4 "$bb" 0) != 0x464c457f || $(le 2 "$bb" 18) != elf_machine)); then
         err "busybox-static:$debarch: /bin/busybox is not a $debarch ELF executable"
         return 1
     fi
