@@ -5,7 +5,9 @@
 # (scripts/setup.sh), builds out/ (scripts/build.sh), then boots out/hyp.bin
 # on QEMU's AArch64 `virt` machine at EL2 (or, with --arch arm, out/arm/hyp.bin
 # on the 32-bit `virt` machine in ARMv7 Hyp mode) with the built-in demo
-# guest, or with --guest IMAGE as initrd. The serial console is the terminal (Ctrl-A X
+# guest, or with --guest IMAGE as initrd, or with --linux Debian's Linux
+# (scripts/linux.sh fetches it once and writes the bundle that is then the
+# initrd) to an interactive busybox shell. The serial console is the terminal (Ctrl-A X
 # quits QEMU; what is typed goes to vm1, Ctrl-A Ctrl-A 2 gives it to vm2: see
 # docs/HYPERVISOR.md, "Console"). The exit status is QEMU's: 0 once the
 # hypervisor has powered off after its VMs stopped.
@@ -23,7 +25,7 @@ Build the hypervisor and run it under QEMU.
 Options:
   --arch ARCH     CPU architecture: aarch64 (default; qemu-system-aarch64)
                   or arm (32-bit ARMv7-A; qemu-system-arm)
-  --smp N         number of virtual CPUs, N >= 1 (default: 1)
+  --smp N         number of virtual CPUs, N >= 1 (default: 1; 4 with --linux)
   --guest IMAGE   guest image to run under the hypervisor, passed as QEMU
                   -initrd: a path, or a name such as "faults" for
                   out/guest-faults.bin (out/arm/guest-faults.bin with
@@ -33,6 +35,15 @@ Options:
                   (see docs/HYPERVISOR.md, "Configuration")
   --cpu MODEL     QEMU CPU model (default: max for aarch64, e.g. cortex-a57;
                   cortex-a15 for arm, or cortex-a7)
+  --linux         boot Debian's Linux to a busybox shell in each VM: runs
+                  scripts/linux.sh (which fetches the kernel and busybox
+                  on first use) and passes its bundle as -initrd; QEMU
+                  then gets -smp 4 (unless --smp is given) and -m 2G.
+                  Type `poweroff -f` in the shell to stop the VM
+  --vcpus N       with --linux: vCPUs of each VM (default: the --smp value)
+  --vms N         with --linux: number of Linux VMs (default: 1)
+  --mem SIZE      with --linux: RAM of each VM (default: 512M)
+  --cmdline TEXT  with --linux: more kernel command line
   --gdb           start QEMU halted with a GDB server on localhost:1234
   --board BOARD   emulated board: rpi4 (QEMU raspi4b, aarch64 only) or
                   rpi3 (QEMU raspi3b) (default: QEMU's generic "virt")
@@ -45,8 +56,8 @@ hypervisor runs on its built-in description of the board, with its demo
 guest (--guest, --append, --smp and --cpu do not apply: the board has four
 Cortex-A72 or A53 cores). A Pi has no PSCI, so the hypervisor halts at the
 end instead of powering off: quit with Ctrl-A X.
-Exit status: QEMU's (0 after the hypervisor powers off), 1 when setup or
-the build fails, 2 on invalid usage.
+Exit status: QEMU's (0 after the hypervisor powers off), 1 when setup,
+the build or scripts/linux.sh fails, 2 on invalid usage.
 EOF
 }
 
@@ -58,8 +69,13 @@ usage_error() {
 }
 
 arch=aarch64
-smp=1
+smp=""
 guest=""
+linux=0
+vcpus=""
+vms=""
+lmem=""
+cmdline=""
 append=""
 cpu=""
 gdb=0
@@ -81,7 +97,11 @@ while (($#)); do
         gdb=1
         shift
         ;;
-    --arch | --smp | --guest | --board | --append | --cpu)
+    --linux)
+        linux=1
+        shift
+        ;;
+    --arch | --smp | --guest | --board | --append | --cpu | --vcpus | --vms | --mem | --cmdline)
         (($# >= 2)) || usage_error "option $opt needs a value"
         value=$2
         shift 2
@@ -107,6 +127,19 @@ while (($#)); do
             [[ -n $value ]] || usage_error "--cpu needs a CPU model"
             cpu=$value
             ;;
+        --vcpus | --vms)
+            [[ $value =~ ^[1-9][0-9]*$ ]] ||
+                usage_error "invalid $opt '$value' (expected a number >= 1)"
+            if [[ $opt == --vcpus ]]; then vcpus=$value; else vms=$value; fi
+            ;;
+        --mem)
+            [[ $value =~ ^[1-9][0-9]*[KMG]?$ ]] ||
+                usage_error "invalid --mem '$value' (expected a size such as 512M or 1G)"
+            lmem=$value
+            ;;
+        --cmdline)
+            cmdline=$value
+            ;;
         --board)
             [[ $value == rpi4 || $value == rpi3 ]] ||
                 usage_error "invalid --board '$value' (expected rpi4 or rpi3)"
@@ -127,7 +160,17 @@ fi
 if [[ $board != virt ]]; then
     [[ -z $guest && -z $append ]] ||
         usage_error "--board runs the built-in demo guest: no --guest or --append"
-    [[ $smp == 1 && -z $cpu ]] || usage_error "--board fixes the CPUs: no --smp or --cpu"
+    [[ ${smp:-1} == 1 && -z $cpu ]] || usage_error "--board fixes the CPUs: no --smp or --cpu"
+    ((!linux)) || usage_error "--linux needs QEMU's virt board: no --board"
+fi
+if ((linux)); then
+    [[ -z $guest ]] || usage_error "--linux boots its own bundle: no --guest"
+    [[ -n $smp ]] || smp=4
+    [[ -n $vcpus ]] || vcpus=$smp
+else
+    [[ -z $vcpus$vms$lmem$cmdline ]] ||
+        usage_error "--vcpus, --vms, --mem and --cmdline go with --linux"
+    [[ -n $smp ]] || smp=1
 fi
 if [[ $arch == arm ]]; then
     out=out/arm
@@ -161,6 +204,13 @@ if [[ $board != virt ]]; then
 fi
 scripts/build.sh --arch "$arch"
 
+if ((linux)); then
+    guest=$PWD/out/linux/$arch/bundle.cpio
+    linux_args=(--arch "$arch" --vcpus "$vcpus" --vms "${vms:-1}" --mem "${lmem:-512M}" --out "$guest")
+    [[ -n $cmdline ]] && linux_args+=(--cmdline "$cmdline")
+    scripts/linux.sh "${linux_args[@]}"
+fi
+
 if [[ -n $guest && ! -f $guest ]]; then
     echo "run.sh: guest image '$guest' does not exist; the built ones are:" >&2
     ls "$out"/guest-*.bin >&2 || true
@@ -173,10 +223,12 @@ if [[ $arch == arm ]]; then
 else
     qemu=(qemu-system-aarch64 -M "virt,virtualization=on,gic-version=3")
 fi
+qemu_mem=1G
+((linux)) && qemu_mem=2G
 qemu+=(
     -cpu "$cpu"
     -smp "$smp"
-    -m 1G
+    -m "$qemu_mem"
     -nographic
     -no-reboot
     -nic none # no default NIC (its boot ROM is not in a minimal QEMU install)
@@ -190,6 +242,9 @@ if ((gdb)); then
     echo "    gdb-multiarch $out/hyp.elf -ex 'target remote :1234'"
 fi
 
+if ((linux)); then
+    echo "run.sh: Linux in ${vms:-1} VM(s) of $vcpus vCPU(s) and ${lmem:-512M}; in the shell, poweroff -f stops a VM"
+fi
 echo "run.sh: arch=$arch guest=${guest:-demo (built in)} smp=$smp cpu=$cpu bootargs='$append'; Ctrl-A X quits QEMU"
 line="run.sh: \$"
 for a in "${qemu[@]}"; do

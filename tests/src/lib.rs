@@ -16,6 +16,9 @@
 //! * [`Qemu::input_after`] types on the serial console during a run (QEMU's
 //!   stdin, which `-nographic` makes the console); [`switch_input`] is the
 //!   hypervisor's escape that gives the input to another VM.
+//! * [`linux_bundle`] runs `scripts/linux.sh` (once per process and
+//!   configuration) and returns the bundle that boots Debian's Linux under
+//!   the hypervisor (`tests/linux.rs`).
 //!
 //! At most [`max_parallel`] QEMU instances run at once in a process (a
 //! global semaphore), whatever `--test-threads` says: QEMU's TCG is CPU
@@ -23,10 +26,15 @@
 //! hog the host.
 //!
 //! The scenarios are in `tests/qemu.rs`; the fault-path figures in
-//! `src/bin/fault-bench.rs`. The independent reference walker used by
+//! `src/bin/fault-bench.rs`. [`cpio`] writes and reads the cpio archives
+//! of Linux guests (their initramfs and the hypervisor's bundle), also as
+//! the `mkcpio` tool (`src/bin/mkcpio.rs`). The independent reference walker used by
 //! `mmu`'s tests lives in `tests/refwalk`.
 
+pub mod cpio;
+
 use std::{
+    collections::HashMap,
     fmt,
     io::{Read, Write},
     os::unix::process::CommandExt,
@@ -38,7 +46,7 @@ use std::{
 };
 
 /// The architecture a boot runs: which images, which QEMU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Arch {
     /// AArch64: the hypervisor at EL2, `out/`, `qemu-system-aarch64`.
     Aarch64,
@@ -47,6 +55,14 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The name the scripts take (`--arch aarch64|arm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64",
+            Arch::Arm => "arm",
+        }
+    }
+
     /// The QEMU binary for this architecture.
     pub fn qemu_bin(self) -> &'static str {
         match self {
@@ -185,6 +201,66 @@ pub fn prepare() {
     for arch in [Arch::Aarch64, Arch::Arm] {
         let hyp = arch.hyp_bin();
         assert!(hyp.is_file(), "{} is missing although scripts/build.sh succeeded", hyp.display());
+    }
+}
+
+/// What the Linux guests' `/init` (written by `scripts/linux.sh`) prints
+/// once the kernel has started it: `s2hyp-linux: /init reached, N CPUs
+/// (vmV, Linux RELEASE MACHINE)`, N counted in `/proc/cpuinfo`.
+pub const LINUX_INIT_LINE: &str = "s2hyp-linux: /init reached";
+
+/// The start of the shell prompt of Linux VM `vm` (`s2hyp-vm1:~# `, the
+/// working directory after the colon), as the guests' `/init` sets it.
+pub fn linux_prompt(vm: u32) -> String {
+    format!("s2hyp-vm{vm}:")
+}
+
+/// Runs `scripts/linux.sh` for `vms` Linux VMs of `vcpus` vCPUs and `mem`
+/// RAM each (`512M`) on `arch`, and returns the bundle it wrote,
+/// `out/linux/<arch>/bundle-<vms>x<vcpus>-<mem>.cpio`: the hypervisor's
+/// initrd. The first call for an architecture may fetch Debian's kernel
+/// and busybox (see the script). Each combination is built once per
+/// process; the calls are serialised. Panics with the script's output if
+/// it fails.
+pub fn linux_bundle(arch: Arch, vcpus: u32, mem: &str, vms: u32) -> PathBuf {
+    type Key = (Arch, u32, String, u32);
+    static BUNDLES: OnceLock<Mutex<HashMap<Key, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut bundles =
+        BUNDLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let result = bundles.entry((arch, vcpus, mem.to_string(), vms)).or_insert_with(|| {
+        let out = out_dir()
+            .join("linux")
+            .join(arch.name())
+            .join(format!("bundle-{vms}x{vcpus}-{mem}.cpio"));
+        let script = repo_root().join("scripts/linux.sh");
+        let started = Instant::now();
+        let output = Command::new(&script)
+            .args(["--arch", arch.name(), "--vcpus", &vcpus.to_string(), "--mem", mem])
+            .args(["--vms", &vms.to_string(), "--out"])
+            .arg(&out)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() && out.is_file() {
+            eprintln!(
+                "harness: scripts/linux.sh ok ({:.1} s): {}",
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(out)
+        } else {
+            Err(format!("scripts/linux.sh failed ({}); its output:\n{text}", output.status))
+        }
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
     }
 }
 
