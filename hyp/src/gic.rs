@@ -108,6 +108,8 @@ pub fn init(gic: &platform::Gic, #[allow(unused)] cpus: usize) -> Result<(), &'s
         }
     };
     let v2 = matches!(driver, Driver::V2(_));
+    #[cfg(target_arch = "aarch64")]
+    IS_V3.store(!v2, Ordering::Relaxed);
     crate::cpu::set_gic_iface(if v2 { Version::V2 } else { Version::V3 });
     if let Some(virt) = v2_virt() {
         crate::cpu::set_gich_base(virt.gich);
@@ -167,8 +169,9 @@ pub fn set_private_enabled(intid: u32, on: bool) {
 pub fn ack() -> Option<u32> {
     let gic = GIC.get()?;
     #[cfg(target_arch = "aarch64")]
-    if let Some(id) = v3_ack(gic) {
-        return id;
+    if IS_V3.load(Ordering::Relaxed) {
+        use arm_gic::gicv3::GicCpuInterface as C;
+        return C::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from);
     }
     match &mut *gic.lock() {
         Driver::V2(d) => d.get_and_acknowledge_interrupt(InterruptGroup::Group0).map(u32::from),
@@ -177,20 +180,8 @@ pub fn ack() -> Option<u32> {
     }
 }
 
-/// GICv3: acknowledged through the system registers, no lock needed.
-#[cfg(target_arch = "aarch64")]
-fn v3_ack(gic: &Mutex<Driver>) -> Option<Option<u32>> {
-    if !IS_V3.load(Ordering::Relaxed) {
-        let v3 = matches!(&*gic.lock(), Driver::V3(_));
-        if !v3 {
-            return None;
-        }
-        IS_V3.store(true, Ordering::Relaxed);
-    }
-    use arm_gic::gicv3::GicCpuInterface as C;
-    Some(C::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from))
-}
-
+/// The host GIC is a GICv3 (set by [`init`]): its CPU interface is the
+/// system registers, used without the driver's lock.
 #[cfg(target_arch = "aarch64")]
 static IS_V3: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 

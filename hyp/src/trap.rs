@@ -71,18 +71,16 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
             VmStats::bump(&vm.stats.fp_loads);
             Action::Resume
         }
-        other if cpu::trapped_sgi(other, syn.iss(), &st.regs).is_some() => {
-            let value = cpu::trapped_sgi(other, syn.iss(), &st.regs).unwrap_or(0);
-            let kick = vm.vgic.lock().send_sgi1r(vcpu.index, value);
-            crate::irq::kick(vm, kick);
-            st.regs.skip(syn.insn_len());
-            Action::Resume
-        }
-        // Everything else is a trapped instruction: emulated (system
-        // registers the hypervisor keeps per vCPU, the ID registers), or
-        // UNDEFINED for the guest, as on a CPU without what it used.
+        // Everything else is a trapped instruction: a GICv3 SGI register
+        // write, emulated (system registers the hypervisor keeps per vCPU,
+        // the ID registers), or UNDEFINED for the guest, as on a CPU
+        // without what it used.
         other => {
-            if cpu::emulate_trap(other, syn.iss(), st) {
+            if let Some(value) = cpu::trapped_sgi(other, syn.iss(), &st.regs) {
+                let kick = vm.vgic.lock().send_sgi1r(vcpu.index, value);
+                crate::irq::kick(vm, kick);
+                st.regs.skip(syn.insn_len());
+            } else if cpu::emulate_trap(other, syn.iss(), st) {
                 st.regs.skip(syn.insn_len());
             } else {
                 VmStats::bump(&vm.stats.undef);

@@ -97,25 +97,20 @@ impl Vgic {
     /// vCPU's private ones.
     fn bit_irqs(&self, frame: Frame, off: u64, base: u64) -> Option<u32> {
         let first = ((off - base) * 8) as u32;
-        let ok = match frame {
-            Frame::Dist => first < NR_IRQS && (first >= 32 || self.version == Version::V2),
-            Frame::Redist(_) => first == 0,
-        };
-        ok.then_some(first)
+        self.holds(frame, first).then_some(first)
     }
 
     /// Same for byte-per-INTID registers.
     fn byte_irqs(&self, frame: Frame, off: u64, base: u64) -> Option<u32> {
         let first = (off - base) as u32;
-        let ok = match frame {
-            Frame::Dist => first < NR_IRQS && (first >= 32 || self.version == Version::V2),
-            Frame::Redist(_) => first < 32,
-        };
-        ok.then_some(first)
+        self.holds(frame, first).then_some(first)
     }
 
-    /// Whether the frame holds the `ICFGR` of INTIDs `first..first + 16`.
-    fn cfg_visible(&self, frame: Frame, first: u32) -> bool {
+    /// Whether the frame holds the registers of INTID `first` (and those
+    /// after it in the same register): the distributor its SPIs (GICv2:
+    /// and the accessing vCPU's private ones), a redistributor its vCPU's
+    /// private ones.
+    fn holds(&self, frame: Frame, first: u32) -> bool {
         match frame {
             Frame::Dist => first < NR_IRQS && (first >= 32 || self.version == Version::V2),
             Frame::Redist(_) => first < 32,
@@ -195,7 +190,7 @@ impl Vgic {
                 // Two bits per INTID, 16 per register: bit 1 of each is
                 // edge-triggered.
                 let first = (((off - 0xC00) / 4) * 16) as u32;
-                if !self.cfg_visible(frame, first) {
+                if !self.holds(frame, first) {
                     return 0;
                 }
                 (0..16)
@@ -309,7 +304,7 @@ impl Vgic {
             0xC00..0xD00 => {
                 // Two bits per INTID, 16 per register; SGIs stay edge.
                 let first = (((off - 0xC00) / 4) * 16) as u32;
-                if self.cfg_visible(frame, first) && first >= 16 {
+                if self.holds(frame, first) && first >= 16 {
                     for k in 0..16 {
                         if let Some(irq) = self.irq_mut(v, first + k) {
                             irq.edge = value & (2 << (2 * k)) != 0;

@@ -360,31 +360,27 @@ impl Vgic {
                 overflow = true;
                 break;
             }
-            let version = self.version;
-            let ctlr_ok = {
-                let irq = self.irq(v, intid).copied().unwrap_or_default();
-                self.group_enabled(&irq)
-            };
+            let Some(&irq) = self.irq(v, intid) else { continue };
             let sources = if intid < 16 { self.cpus[v].sgi_sources[intid as usize] } else { 0 };
-            let Some(irq) = self.irq_mut(v, intid) else { continue };
-            let pending = irq.pending() && irq.enabled && ctlr_ok;
-            let source = if version == Version::V2 && intid < 16 && sources != 0 {
+            let source = if self.version == Version::V2 && sources != 0 {
                 sources.trailing_zeros() as u8
             } else {
                 0
             };
-            irq.in_lr = true;
-            irq.owner = v as u8;
-            irq.repend = false;
             lrs[slot] = Some(LrEntry {
                 intid,
-                pending,
+                pending: irq.pending() && irq.enabled && self.group_enabled(&irq),
                 active: irq.active,
                 group1: irq.group1,
                 priority: irq.priority,
                 eoi: !irq.edge,
                 source,
             });
+            if let Some(irq) = self.irq_mut(v, intid) {
+                irq.in_lr = true;
+                irq.owner = v as u8;
+                irq.repend = false;
+            }
         }
         overflow
     }

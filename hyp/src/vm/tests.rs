@@ -154,6 +154,13 @@ fn system_off_wins_over_a_pending_reset_and_reset_needs_running() {
     assert!(guests.all_stopped());
 }
 
+/// The first page of `vm`'s RAM, where its DTB is, read as the guest
+/// would (little-endian words in guest memory: the blob's bytes in
+/// order).
+fn booted_dtb(m: &HostMachine, vm: V) -> Vec<u8> {
+    (0..4096 / 8).flat_map(|i| peek(m, vm, RAM_BASE + 8 * i).to_le_bytes()).collect()
+}
+
 /// The DTB a VM is booted with, read back from its RAM as the guest
 /// would: it describes the `Boot`'s GIC (here the host tests' default,
 /// a GICv3 with one redistributor per vCPU), before and after a reset.
@@ -163,10 +170,7 @@ fn the_booted_dtb_describes_the_vms_gic() {
     let (guests, vms) = boot_vms(m, 1, 2, 4 * MB, Coherency::Nc);
     let vm = vms[0];
     let check = |what: &str| {
-        // Little-endian words in guest memory, the blob's bytes in order.
-        let words = 4096 / 8;
-        let bytes: Vec<u8> =
-            (0..words).flat_map(|i| peek(m, vm, RAM_BASE + 8 * i).to_le_bytes()).collect();
+        let bytes = booted_dtb(m, vm);
         let fdt = fdt::Fdt::new(&bytes).unwrap_or_else(|e| panic!("{what}: {e:?}"));
         let intc = fdt.find_node("/intc@8000000").unwrap_or_else(|| panic!("{what}: no GIC"));
         assert_eq!(intc.compatible().unwrap().first(), "arm,gic-v3", "{what}");
@@ -197,9 +201,7 @@ fn an_initrd_is_placed_high_and_named_in_the_dtb() {
     });
     let vm = vms[0];
     let check = |what: &str| {
-        let words = 4096 / 8;
-        let bytes: Vec<u8> =
-            (0..words).flat_map(|i| peek(m, vm, RAM_BASE + 8 * i).to_le_bytes()).collect();
+        let bytes = booted_dtb(m, vm);
         let fdt = fdt::Fdt::new(&bytes).unwrap_or_else(|e| panic!("{what}: {e:?}"));
         let chosen = fdt.find_node("/chosen").unwrap();
         let u64_of = |name: &str| {
