@@ -11,7 +11,7 @@
 //! one of them sees the other; whoever moves the vCPU from blocked to
 //! queued with a compare-and-swap queues it, and only one can.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::{Guests, Vcpu};
 use crate::machine::Machine;
@@ -31,6 +31,11 @@ pub struct Sched {
     /// While blocked: when its timer fires, in counter ticks (`u64::MAX`:
     /// never).
     wake_at: AtomicU64,
+    /// Times it blocked (which sleep a lost-wake-up check saw).
+    sleeps: AtomicU32,
+    /// The sleep [`Guests::wake_lost`] last saw blocked with an interrupt
+    /// pending (`u32::MAX`: none).
+    suspect: AtomicU32,
 }
 
 impl Sched {
@@ -40,6 +45,8 @@ impl Sched {
             state: AtomicU8::new(QUEUED),
             cpu: AtomicU8::new(0),
             wake_at: AtomicU64::new(u64::MAX),
+            sleeps: AtomicU32::new(0),
+            suspect: AtomicU32::new(u32::MAX),
         }
     }
 }
@@ -92,6 +99,7 @@ impl<M: Machine> Vcpu<M> {
     /// not `u64::MAX`, until the counter reaches `wake_at`. Queued again
     /// at once if either already holds, or its VM is no longer running.
     pub fn block(&'static self, wake_at: u64) {
+        self.sched.sleeps.fetch_add(1, Ordering::Relaxed);
         self.sched.wake_at.store(wake_at, Ordering::Relaxed);
         self.sched.state.store(BLOCKED, Ordering::SeqCst);
         self.vm.guests.earliest.fetch_min(wake_at, Ordering::SeqCst);
@@ -146,12 +154,19 @@ impl<M: Machine> Guests<M> {
     }
 
     /// Blocked vCPUs that have an interrupt to take: a lost wake-up, a
-    /// bug. Reported and woken (for the idle loop's occasional check).
+    /// bug. For the idle loop's occasional check: a vCPU seen so twice in
+    /// the same sleep is reported and woken (seen once may be the moment
+    /// between a waker's interrupt and the blocker's own look, after
+    /// which the blocker queues it itself).
     pub fn wake_lost(&self) -> usize {
         let mut lost = 0;
         for vm in self.vms() {
             for &vcpu in vm.vcpus() {
-                if vcpu.is_blocked() && vm.vgic.lock().has_pending(vcpu.index) {
+                if !(vcpu.is_blocked() && vm.vgic.lock().has_pending(vcpu.index)) {
+                    continue;
+                }
+                let sleep = vcpu.sched.sleeps.load(Ordering::Relaxed);
+                if vcpu.sched.suspect.swap(sleep, Ordering::Relaxed) == sleep {
                     lost += 1;
                     vm.machine().print(format_args!(
                         "hyp: BUG: vm{} vCPU {} blocked with an interrupt pending\n",

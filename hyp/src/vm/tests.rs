@@ -1032,3 +1032,29 @@ fn another_vcpu_waiting_does_not_cut_a_line() {
     vm.uart_read(1, uart_reg::FR, 4);
     assert_eq!(m.take_output(), "b");
 }
+
+/// The idle loop's check for lost wake-ups: a blocked vCPU with an
+/// interrupt pending is a bug only if it is still so at the next check in
+/// the same sleep (once may be the moment before the blocker's own look).
+#[test]
+fn a_lost_wake_up_is_reported_on_the_second_sighting() {
+    let m = HostMachine::new(16 << 20, 64);
+    let (guests, vms) = boot_vms(m, 1, 1, 4 << 20, Coherency::Nc);
+    let vm = vms[0];
+    let v0 = guests.next_runnable().expect("queued");
+    v0.running_on(0);
+    {
+        let mut g = vm.vgic.lock();
+        g.mmio_write(0, crate::vgic::mmio::GICD_BASE, 4, 1);
+        g.mmio_write(0, crate::vgic::mmio::GICR_BASE + 0x1_0100, 4, 1 << 3);
+    }
+    v0.block(u64::MAX);
+    // Made pending behind the scheduler's back (no wake): a lost wake-up.
+    let _ = vm.vgic.lock().send_sgi(0, 1, 3);
+    assert_eq!(guests.wake_lost(), 0, "first sighting");
+    assert!(v0.is_blocked());
+    assert_eq!(guests.wake_lost(), 1, "second sighting, same sleep");
+    assert!(!v0.is_blocked());
+    assert!(m.take_output().contains("hyp: BUG: vm1 vCPU 0 blocked with an interrupt pending"));
+    assert!(core::ptr::eq(guests.next_runnable().unwrap(), v0));
+}
