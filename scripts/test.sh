@@ -17,7 +17,9 @@
 #               out/arm/hyp.bin in ARMv7 Hyp mode with the ARM32 images under
 #               qemu-system-arm (tests/tests/qemu_arm.rs), then the Raspberry
 #               Pi images on QEMU raspi4b/raspi3b (tests/tests/qemu_rpi.rs),
-#               at most two QEMU instances at a time
+#               at most two QEMU instances at a time; then Debian's
+#               Linux as a guest (tests/tests/linux.rs, fetching the
+#               kernel and busybox once through APT)
 #   loom        the loom models of mmu (mmu/tests/loom_*.rs), --cfg loom
 #   miri        cargo +nightly miri test on mmu, or a plain "skipped" line
 #               where the nightly miri component cannot be installed
@@ -109,6 +111,11 @@ add qemu-arm "QEMU harness, ARM32 (hypervisor in ARMv7 Hyp mode, guests in SVC m
     "cargo test -p harness --test qemu_arm -- --test-threads=2"
 add qemu-rpi "QEMU harness, Raspberry Pi (raspi4b, raspi3b; the Pi 2 image checked)" \
     "cargo test -p harness --test qemu_rpi -- --test-threads=2"
+# Debian's Linux under the hypervisor (tests/tests/linux.rs): the first
+# test fetches the kernel and busybox through APT into a cache outside the
+# repository (scripts/linux.sh), which needs the network once.
+add qemu-linux "QEMU harness, Linux guests (Debian's arm64 and armmp-lpae kernels to a busybox shell)" \
+    "cargo test -p harness --test linux -- --test-threads=2"
 
 # Loom models of the mmu concurrency code (mmu/tests/loom_*.rs: RCU grace
 # periods, pte_offset_map_lock and rw_nolock against a detach), release

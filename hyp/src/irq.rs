@@ -114,6 +114,22 @@ pub fn handle(vcpu: &'static Vcpu, slice_end: &mut u64) -> Action {
     Action::Resume
 }
 
+/// A CPU with nothing to run: sleeps in WFI until an interrupt arrives
+/// (the kick of a vCPU queued for it, its EL2 timer at `until`), then
+/// takes what arrived. No vCPU is loaded: its timers are stopped.
+pub fn idle_wait(until: u64) {
+    cpu::hyp_timer_arm(until);
+    cpu::wait_for_interrupt();
+    for _ in 0..32 {
+        let Some(id) = gic::ack() else { break };
+        if id >= 1020 {
+            break;
+        }
+        gic::end(id);
+    }
+    cpu::hyp_timer_stop();
+}
+
 /// Whether the loaded vCPU has an interrupt to take (WFI completes).
 pub fn has_pending(vcpu: &'static Vcpu) -> bool {
     sync_timers(vcpu);

@@ -88,6 +88,9 @@ mod hyp_main {
     /// How often console input is looked at: 2000 times a second (a
     /// PL011's 32-byte FIFO holds 2.7 ms of input at 115200 baud).
     const INPUT_POLLS_PER_SECOND: u64 = 2000;
+    /// The longest an idle CPU sleeps: it polls the console's input and
+    /// frees what waited for a grace period when it wakes.
+    const IDLE_TICK_MS: u64 = 5;
     /// The hypervisor's RCU domain: CPUs by `MPIDR_EL1.Aff0`; the boot CPU
     /// is online from the start, the others from `secondary_main`.
     // SAFETY: `cpu_index` is `MPIDR` Aff0, below 8 on the machines this
@@ -458,9 +461,6 @@ mod hyp_main {
                     }
                     poll_input(guests);
                     guests.reclaim();
-                    RCU.enter_extended();
-                    core::hint::spin_loop();
-                    RCU.exit_extended();
                     if FINISHED.load(Ordering::SeqCst) {
                         halt();
                     }
@@ -469,10 +469,27 @@ mod hyp_main {
                         println!("all VMs stopped: powering off");
                         power_off();
                     }
-                    core::hint::spin_loop();
+                    idle(guests, now, freq);
                 }
             }
         }
+    }
+
+    /// Nothing to run: waits for an interrupt (a vCPU queued, a sleeper's
+    /// deadline) in an extended quiescent state, waking at least every
+    /// [`IDLE_TICK_MS`] for the console's input and grace periods. Spins
+    /// without a GIC, where nothing would end the wait.
+    fn idle(guests: &Guests<El2>, now: u64, freq: u64) {
+        let me = cpu_index();
+        RCU.enter_extended();
+        if !cpu::GicCpu::present() {
+            core::hint::spin_loop();
+        } else if guests.idle_enter(me) {
+            let tick = now + freq / 1000 * IDLE_TICK_MS;
+            irq::idle_wait(guests.earliest_deadline().min(tick));
+            guests.idle_exit(me);
+        }
+        RCU.exit_extended();
     }
 
     /// Runs one vCPU until it yields, waits or stops. Its registers are

@@ -179,6 +179,44 @@ fn linux_arm_a15_4_vcpus() {
     linux_one_vm(Qemu::arm().cpu("cortex-a15"), 4);
 }
 
+// --- reboot: PSCI SYSTEM_RESET restarts the VM --------------------------------
+
+/// `reboot -f` (PSCI `SYSTEM_RESET`) restarts the VM from its bundle: the
+/// kernel boots again, with every vCPU, to a fresh shell (a file written
+/// in the first boot's tmpfs is gone), which then powers off.
+fn linux_reboot(qemu: Qemu, vcpus: u32) {
+    prepare();
+    let bundle = linux_bundle(qemu.arch(), vcpus, GUEST_MEM, 1);
+    let prompt = linux_prompt(1);
+    let run = qemu
+        .smp(vcpus)
+        .mem(QEMU_MEM)
+        .initrd(bundle)
+        .timeout(LINUX_TIMEOUT)
+        .input_after(&prompt, &line("echo boot1 >/tmp/b"))
+        .input_after(&prompt, &line("reboot -f"))
+        .input_after(&prompt, &line("cat /tmp/b || echo gone"))
+        .input_after(&prompt, &line(COUNT_CPUS))
+        .input_after(&prompt, &line("poweroff -f"))
+        .run();
+    assert_linux_ok(&run, 1, vcpus);
+    let init = format!("{LINUX_INIT_LINE}, {vcpus} CPUs (vm1,");
+    let boots = vm_lines(&run, 1).iter().filter(|l| l.starts_with(&init)).count();
+    assert_eq!(boots, 2, "two boots to /init with {vcpus} CPUs\n{run}");
+    assert_vm_line(&run, 1, "gone");
+    assert_vm_line(&run, 1, &vcpus.to_string());
+}
+
+#[test]
+fn linux_reboot_max_2_vcpus() {
+    linux_reboot(Qemu::new().cpu("max"), 2);
+}
+
+#[test]
+fn linux_reboot_arm_a15_2_vcpus() {
+    linux_reboot(Qemu::arm().cpu("cortex-a15"), 2);
+}
+
 // --- the bundles themselves (no QEMU) -----------------------------------------
 
 /// `scripts/linux.sh` writes bundles that follow the contract: for each VM

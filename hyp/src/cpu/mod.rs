@@ -90,6 +90,13 @@ pub fn release_from_spin_table(release_addr: u64) {
     unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
 }
 
+/// Waits for an interrupt: one pending at the GIC's CPU interface ends
+/// the wait even while masked (the hypervisor runs with IRQs masked).
+pub fn wait_for_interrupt() {
+    // SAFETY: waits for an interrupt; no memory effects.
+    unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
+}
+
 /// Waits for an event (idle, or stopped for good).
 pub fn wait_for_event() {
     // SAFETY: waits for an event; no memory effects.

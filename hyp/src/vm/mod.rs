@@ -327,6 +327,9 @@ pub struct Guests<M: Machine> {
     coherency: Coherency,
     /// The earliest deadline of a blocked vCPU (see `sched`).
     earliest: core::sync::atomic::AtomicU64,
+    /// The CPUs idle in the run loop, waiting for an interrupt: bit per
+    /// CPU (see `sched`).
+    idle: AtomicU32,
     /// Serialises the `ro` policy's write faults on aliased pages, so that
     /// they leave one writable mapping of a page, not several.
     ro_writer: Mutex<()>,
@@ -347,6 +350,7 @@ impl<M: Machine> Guests<M> {
             runq: Mutex::new(VecDeque::new()),
             coherency,
             earliest: core::sync::atomic::AtomicU64::new(u64::MAX),
+            idle: AtomicU32::new(0),
             ro_writer: Mutex::new(()),
             input: Mutex::new(conmux::Input::new()),
         }
@@ -395,6 +399,7 @@ impl<M: Machine> Guests<M> {
     pub fn requeue(&self, vcpu: &'static Vcpu<M>) {
         vcpu.queued();
         self.runq.lock().push_back(vcpu);
+        self.kick_idle();
     }
 
     /// vCPUs on the run queue.

@@ -11,7 +11,7 @@
 //! one of them sees the other; whoever moves the vCPU from blocked to
 //! queued with a compare-and-swap queues it, and only one can.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::{Guests, Vcpu};
 use crate::machine::Machine;
@@ -182,5 +182,52 @@ impl<M: Machine> Guests<M> {
     /// The earliest deadline of a blocked vCPU (`u64::MAX`: none).
     pub fn earliest_deadline(&self) -> u64 {
         self.earliest.load(Ordering::Relaxed)
+    }
+
+    /// CPU `cpu` (the caller's) found nothing to run and is about to wait
+    /// for an interrupt. Returns whether it may: not if a vCPU was queued
+    /// meanwhile. The idler publishes its bit and then looks at the run
+    /// queue; a waker queues and then looks at the bits ([`Self::kick_idle`]),
+    /// each with a full barrier in between, so at least one sees the
+    /// other: the idler does not sleep, or it is kicked (and a kick
+    /// that arrives before its WFI stays pending and ends the WFI).
+    pub fn idle_enter(&self, cpu: usize) -> bool {
+        self.idle.fetch_or(1 << cpu, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.queued() > 0 {
+            self.idle_exit(cpu);
+            return false;
+        }
+        true
+    }
+
+    /// CPU `cpu` stopped waiting.
+    pub fn idle_exit(&self, cpu: usize) {
+        self.idle.fetch_and(!(1 << cpu), Ordering::SeqCst);
+    }
+
+    /// For a vCPU just queued: kicks one idle CPU other than this one
+    /// (this one looks at the queue itself before it idles), claiming its
+    /// bit so that the next vCPU queued wakes another.
+    pub(super) fn kick_idle(&self) {
+        fence(Ordering::SeqCst);
+        let me = self.m.cpu();
+        let mut idle = self.idle.load(Ordering::SeqCst);
+        loop {
+            let others = idle & !(1 << me);
+            if others == 0 {
+                return;
+            }
+            let cpu = others.trailing_zeros();
+            match self.idle.compare_exchange(
+                idle,
+                idle & !(1 << cpu),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return self.m.kick_cpu(cpu as usize),
+                Err(now) => idle = now,
+            }
+        }
     }
 }

@@ -808,6 +808,35 @@ fn block_with_pending_or_due_is_a_no_op_and_running_ones_are_kicked() {
     assert!(!v0.is_blocked());
 }
 
+/// An idle CPU is kicked when a vCPU is queued, once per idle period,
+/// and one that finds a vCPU queued does not sleep; the CPU that queues
+/// never kicks itself.
+#[test]
+fn queueing_a_vcpu_kicks_one_idle_cpu() {
+    let m = HostMachine::new(16 << 20, 64);
+    // Two VMs: their boot vCPUs are queued.
+    let (guests, _) = boot_vms(m, 2, 1, 4 << 20, Coherency::Nc);
+    assert!(!guests.idle_enter(2), "vCPUs are queued: CPU 2 must not sleep");
+    let v0 = guests.next_runnable().expect("vm1's vCPU queued");
+    let v1 = guests.next_runnable().expect("vm2's vCPU queued");
+    v0.running_on(0);
+    v1.running_on(0);
+    // CPUs 0 (this thread), 2 and 5 idle.
+    for cpu in [0, 2, 5] {
+        assert!(guests.idle_enter(cpu), "nothing queued: CPU {cpu} may sleep");
+    }
+    guests.requeue(v0);
+    assert_eq!(*m.kicks.lock().unwrap(), [2], "the first idle CPU but this one");
+    guests.requeue(v1);
+    assert_eq!(*m.kicks.lock().unwrap(), [2, 5], "the next vCPU wakes another CPU");
+    let v = guests.next_runnable().unwrap();
+    guests.requeue(v);
+    assert_eq!(m.kicks.lock().unwrap().len(), 2, "no idle CPU left to kick");
+    guests.idle_exit(0);
+    guests.idle_exit(2);
+    guests.idle_exit(5);
+}
+
 /// Powering a VM off wakes its blocked vCPUs, so they can stop.
 #[test]
 fn power_off_wakes_blocked_vcpus() {
