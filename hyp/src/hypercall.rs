@@ -116,11 +116,22 @@ pub enum Stat {
     /// first VFP access after it was put on a CPU; 0 on AArch64, where
     /// FP/SIMD is saved and loaded with every exit).
     FpLoads = 28,
+    /// Exits for an HVC or a trapped SMC: hypercalls and PSCI calls.
+    CallExits = 29,
+    /// Exits for a trapped WFI or WFE.
+    WfxExits = 30,
+    /// Exits for an access to an emulated device (the PL011, the virtual
+    /// GIC's distributor and redistributors).
+    MmioExits = 31,
+    /// Exits for a trapped instruction that is not one of the above: system
+    /// registers (ID registers, SGIs, cache maintenance by set/way), and
+    /// what is UNDEFINED for the guest.
+    TrapExits = 32,
 }
 
 impl Stat {
     /// Every counter, in index order.
-    pub const ALL: [Stat; 29] = [
+    pub const ALL: [Stat; 33] = [
         Stat::Faults,
         Stat::PagesMapped,
         Stat::BlocksMapped,
@@ -150,6 +161,10 @@ impl Stat {
         Stat::IrqExits,
         Stat::Sleeps,
         Stat::FpLoads,
+        Stat::CallExits,
+        Stat::WfxExits,
+        Stat::MmioExits,
+        Stat::TrapExits,
     ];
 
     /// A short name for tables.
@@ -184,6 +199,10 @@ impl Stat {
             Stat::IrqExits => "IRQ exits",
             Stat::Sleeps => "WFI sleeps",
             Stat::FpLoads => "FP state loads",
+            Stat::CallExits => "HVC/SMC exits",
+            Stat::WfxExits => "WFI/WFE exits",
+            Stat::MmioExits => "MMIO exits",
+            Stat::TrapExits => "other trap exits",
         }
     }
 }

@@ -36,34 +36,41 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
     VmStats::bump(&vm.stats.exits);
     let syn = cpu::syndrome();
     match syn.ec() {
-        cpu::EC_HVC => call(vcpu, st, syn),
+        cpu::EC_HVC => {
+            VmStats::bump(&vm.stats.call_exits);
+            call(vcpu, st, syn)
+        }
         cpu::EC_SMC => {
+            VmStats::bump(&vm.stats.call_exits);
             // A trapped SMC returns to the SMC itself: skip it, then treat it
             // as the same call an HVC would be.
             st.regs.skip(syn.insn_len());
             call(vcpu, st, syn)
         }
-        ec::WFX => match syn.wfx() {
-            Wfx::Wfi | Wfx::Wfe => {
-                // The guest waits: what it printed of a line shows.
-                vm.vcpu_waits(vcpu.index);
-                st.regs.skip(syn.insn_len());
-                // WFE: another vCPU may hold what it waits for.
-                if syn.wfx() == Wfx::Wfe {
-                    Action::Yield
-                } else {
-                    Action::Wait
+        ec::WFX => {
+            VmStats::bump(&vm.stats.wfx_exits);
+            match syn.wfx() {
+                Wfx::Wfi | Wfx::Wfe => {
+                    // The guest waits: what it printed of a line shows.
+                    vm.vcpu_waits(vcpu.index);
+                    st.regs.skip(syn.insn_len());
+                    // WFE: another vCPU may hold what it waits for.
+                    if syn.wfx() == Wfx::Wfe {
+                        Action::Yield
+                    } else {
+                        Action::Wait
+                    }
+                }
+                // WFIT and WFET (FEAT_WFxT), which the ID registers do not
+                // advertise (the hypervisor would not honour their timeout):
+                // UNDEFINED, as on a CPU without them.
+                Wfx::Wfit | Wfx::Wfet => {
+                    VmStats::bump(&vm.stats.undef);
+                    cpu::inject_undef(&mut st.regs);
+                    Action::Resume
                 }
             }
-            // WFIT and WFET (FEAT_WFxT), which the ID registers do not
-            // advertise (the hypervisor would not honour their timeout):
-            // UNDEFINED, as on a CPU without them.
-            Wfx::Wfit | Wfx::Wfet => {
-                VmStats::bump(&vm.stats.undef);
-                cpu::inject_undef(&mut st.regs);
-                Action::Resume
-            }
-        },
+        }
         ec::IABT_LOW | ec::DABT_LOW => abort(vcpu, st, syn),
         // A VFP access trapped to load the vCPU's VFP state lazily (ARMv7):
         // the instruction runs again on its own registers.
@@ -76,6 +83,7 @@ pub fn handle_sync(vcpu: &'static Vcpu, st: &mut VcpuRegs) -> Action {
         // the ID registers), or UNDEFINED for the guest, as on a CPU
         // without what it used.
         other => {
+            VmStats::bump(&vm.stats.trap_exits);
             if let Some(value) = cpu::trapped_sgi(other, syn.iss(), &st.regs) {
                 let kick = vm.vgic.lock().send_sgi1r(vcpu.index, value);
                 crate::irq::kick(vm, kick);
@@ -158,8 +166,12 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
                 Err(e) => fault_failed(vcpu, st, ipa, far, data, write, e),
             }
         }
-        Fault::Translation if page == UART_IPA && data => uart(vcpu, st, syn, ipa),
+        Fault::Translation if page == UART_IPA && data => {
+            VmStats::bump(&vm.stats.mmio_exits);
+            uart(vcpu, st, syn, ipa)
+        }
         Fault::Translation if data && vm.vgic.lock().frame(ipa).is_some() => {
+            VmStats::bump(&vm.stats.mmio_exits);
             gic_mmio(vcpu, st, syn, ipa)
         }
         // Permission fault on a write: dirty logging.

@@ -96,10 +96,48 @@ fn assert_linux_ok(run: &Run, vms: u32, vcpus: u32) {
             problems.push(format!("log line: {l}"));
         }
     }
+    problems.extend(exit_causes_add_up(run, vms));
     if !problems.is_empty() {
         panic!("the Linux run failed:\n  - {}\n{run}", problems.join("\n  - "));
     }
     eprintln!("{}", run.summary());
+}
+
+/// Every synchronous exit has one cause in the power-off counters: the
+/// exits by cause (calls, WFI/WFE, MMIO, other traps) and the faults
+/// (stage-2 translation and permission faults, aborts injected, lazy FP
+/// loads) add up to the guest exits of each VM, and a Linux boot makes
+/// calls (PSCI), waits and touches its devices.
+fn exit_causes_add_up(run: &Run, vms: u32) -> Vec<String> {
+    let get = |name: &str| run.counter(name).unwrap_or_default();
+    let exits = get("guest exits");
+    let causes = [
+        "HVC/SMC exits",
+        "WFI/WFE exits",
+        "MMIO exits",
+        "other trap exits",
+        "stage-2 faults",
+        "permission faults",
+        "external aborts",
+        "FP state loads",
+    ]
+    .map(|name| (name, get(name)));
+    let mut problems = Vec::new();
+    if exits.len() != vms as usize || causes.iter().any(|(_, v)| v.len() != exits.len()) {
+        return vec![format!("no counters for {vms} VMs at power-off")];
+    }
+    for (i, &total) in exits.iter().enumerate() {
+        let sum: u64 = causes.iter().map(|(_, v)| v[i]).sum();
+        if sum != total {
+            problems.push(format!("vm{}: exits by cause add up to {sum}, not {total}", i + 1));
+        }
+        for (name, v) in &causes[..3] {
+            if v[i] == 0 {
+                problems.push(format!("vm{}: no {name}", i + 1));
+            }
+        }
+    }
+    problems
 }
 
 /// Boots one Linux VM with `vcpus` vCPUs on `qemu` (its CPU model and

@@ -170,6 +170,16 @@ pub struct VmStats {
     pub sleeps: AtomicU64,
     /// Lazy loads of its vCPUs' FP state (`Stat::FpLoads`).
     pub fp_loads: AtomicU64,
+    /// Exits by cause: HVC and SMC (`Stat::CallExits`), WFI and WFE
+    /// (`Stat::WfxExits`), emulated devices (`Stat::MmioExits`), other
+    /// trapped instructions (`Stat::TrapExits`).
+    pub call_exits: AtomicU64,
+    /// See `call_exits`.
+    pub wfx_exits: AtomicU64,
+    /// See `call_exits`.
+    pub mmio_exits: AtomicU64,
+    /// See `call_exits`.
+    pub trap_exits: AtomicU64,
 }
 
 impl VmStats {
@@ -1072,6 +1082,10 @@ impl<M: Machine> Vm<M> {
             Stat::IrqExits => r(&self.stats.irq_exits),
             Stat::Sleeps => r(&self.stats.sleeps),
             Stat::FpLoads => r(&self.stats.fp_loads),
+            Stat::CallExits => r(&self.stats.call_exits),
+            Stat::WfxExits => r(&self.stats.wfx_exits),
+            Stat::MmioExits => r(&self.stats.mmio_exits),
+            Stat::TrapExits => r(&self.stats.trap_exits),
         }
     }
 }

@@ -152,8 +152,16 @@ pub mod counter {
     /// Lazy loads of this VM's FP state (ARM32: a vCPU's first VFP access
     /// after it was put on a CPU; 0 on AArch64).
     pub const FP_LOADS: u64 = 28;
+    /// Exits for HVC or a trapped SMC.
+    pub const CALL_EXITS: u64 = 29;
+    /// Exits for a trapped WFI or WFE.
+    pub const WFX_EXITS: u64 = 30;
+    /// Exits for an emulated device access (PL011, virtual GIC).
+    pub const MMIO_EXITS: u64 = 31;
+    /// Exits for other trapped instructions.
+    pub const TRAP_EXITS: u64 = 32;
     /// Number of counters.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 33;
     /// Short names, by index, for printing.
     pub const NAMES: [&str; COUNT] = [
         "faults",
@@ -185,6 +193,10 @@ pub mod counter {
         "irq_exits",
         "sleeps",
         "fp_loads",
+        "call_exits",
+        "wfx_exits",
+        "mmio_exits",
+        "trap_exits",
     ];
 }
 

@@ -129,8 +129,15 @@ pub fn stat(index: u64) -> u64 {
 }
 
 /// A snapshot of every `HYP_STAT` counter (one hypercall each).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats(pub [u64; counter::COUNT]);
+
+impl Default for Stats {
+    /// Every counter 0.
+    fn default() -> Self {
+        Stats([0; counter::COUNT])
+    }
+}
 
 impl Stats {
     /// Reads all counters.
