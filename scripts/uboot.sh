@@ -38,7 +38,8 @@ U-Boot under the hypervisor, to its prompt (=>).
 Options:
   --arch ARCH      aarch64 (default; qemu_arm64) or arm (qemu_arm)
   --vcpus N        vCPUs of each VM (default: 1)
-  --mem SIZE       RAM of each VM, e.g. 256M or 1G (default: 256M)
+  --mem SIZE       RAM of each VM, e.g. 256M or 1G (default: 256M; 512M
+                   with --linux)
   --vms N          number of identical U-Boot VMs (default: 1)
   --linux          also put Linux (kernel and initramfs of scripts/linux.sh,
                    which this runs) in each VM's RAM, for U-Boot to boot
@@ -69,7 +70,7 @@ err() { printf 'uboot.sh: error: %s\n' "$*" >&2; }
 
 arch=aarch64
 vcpus=1
-mem=256M
+mem=""
 vms=1
 linux=0
 out=""
@@ -132,6 +133,10 @@ while (($#)); do
         ;;
     esac
 done
+
+if [[ -z $mem ]]; then
+    if ((linux)); then mem=512M; else mem=256M; fi
+fi
 
 case $arch in
 aarch64) board=qemu_arm64 ;;

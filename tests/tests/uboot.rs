@@ -21,7 +21,8 @@
 use std::time::Duration;
 
 use harness::{
-    cpio, prepare, uboot_bundle, Arch, Qemu, Run, POWER_OFF_LINE, UBOOT_AUTOBOOT, UBOOT_PROMPT,
+    cpio, linux_prompt, prepare, uboot_bundle, Arch, Qemu, Run, LINUX_INIT_LINE, POWER_OFF_LINE,
+    UBOOT_AUTOBOOT, UBOOT_PROMPT,
 };
 
 /// How long one boot to the prompt, the commands and the power-off may
@@ -174,6 +175,38 @@ fn uboot_aarch64_max() {
 #[test]
 fn uboot_arm_a15() {
     uboot(Qemu::arm().cpu("cortex-a15"));
+}
+
+/// U-Boot boots the Linux kernel the bundle placed in the VM's RAM
+/// (`scripts/uboot.sh --linux`: Debian's kernel at `0x4020_0000`, its
+/// initramfs and command line named in the hypervisor's DTB at the RAM
+/// base, which U-Boot hands on): `booti` with that DTB, Linux reaches its
+/// shell, and `poweroff -f` there ends the VM and QEMU.
+#[test]
+fn uboot_booti_linux_aarch64() {
+    prepare();
+    let bundle = uboot_bundle(Arch::Aarch64, true);
+    let run = Qemu::new()
+        .cpu("max")
+        .mem("2G")
+        .initrd(bundle)
+        .timeout(Duration::from_secs(300))
+        .input_after(UBOOT_AUTOBOOT, " ")
+        .input_after(UBOOT_PROMPT, &line("booti 40200000 - 40000000"))
+        .input_after(&linux_prompt(1), &line("poweroff -f"))
+        .run();
+    let lines = vm_lines(&run);
+    assert!(
+        lines.iter().any(|l| l.starts_with("## Flattened Device Tree blob at 40000000")),
+        "{run}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(LINUX_INIT_LINE)), "{run}");
+    assert!(run.exited_ok() && run.log.contains(POWER_OFF_LINE), "{run}");
+    for l in run.log.lines() {
+        assert!(!UBOOT_BAD.iter().any(|bad| l.contains(bad)), "log line {l:?}\n{run}");
+        assert!(!l.contains("Kernel panic"), "log line {l:?}\n{run}");
+    }
+    eprintln!("{}", run.summary());
 }
 
 /// `scripts/uboot.sh` writes bundles that follow the contract: one VM

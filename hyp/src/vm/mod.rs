@@ -842,7 +842,10 @@ impl<M: Machine> Vm<M> {
     /// Where an initramfs of `len` bytes goes: page-aligned at the top of
     /// RAM (ARMv7: of its first 512 MiB, the guest's low memory), above
     /// every image segment (a zImage decompresses itself above its end,
-    /// so the higher the better).
+    /// so the higher the better). A firmware VM's goes at the top of the
+    /// lower half of that instead: firmware takes the top of RAM for
+    /// itself (U-Boot relocates itself there, with its heap and stack),
+    /// and would overwrite it.
     fn initrd_ipa(
         &self,
         arch: crate::fdt_writer::GuestArch,
@@ -854,6 +857,7 @@ impl<M: Machine> Vm<M> {
             crate::fdt_writer::GuestArch::Armv7 => self.ram_size.min(LOWMEM),
             crate::fdt_writer::GuestArch::Armv8 => self.ram_size,
         };
+        let top = if self.flash_size > 0 { top / 2 } else { top };
         let image_end =
             segments.iter().map(|&(ipa, d, m)| ipa + m.max(d.len() as u64)).max().unwrap_or(0);
         let ipa = (RAM_BASE + top).checked_sub(len).map(|a| a & !(mmu::PAGE_SIZE - 1));

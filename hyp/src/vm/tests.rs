@@ -258,6 +258,49 @@ fn an_initrd_that_does_not_fit_is_refused() {
     assert!(matches!(vm.boot(boot), Err(Error::BadSpec(_))));
 }
 
+/// A firmware VM's initramfs (a bundle's `vmN/initrd` beside its
+/// `firmware` and `kernel`) goes at the top of the lower half of its RAM,
+/// out of the way of firmware that relocates itself to the top (U-Boot),
+/// and is named in the DTB for the firmware to hand on.
+#[test]
+fn a_firmware_vms_initrd_is_below_the_firmwares_part_of_ram() {
+    static FIRMWARE: [u8; 64] = [0x42; 64];
+    static INITRD: [u8; 10_000] = [0x1d; 10_000];
+    let m = machine();
+    let rmap = Box::leak(Box::new(mmu::Rmap::with_quota(crate::vm::RMAP_QUOTA)));
+    let guests: &'static Guests<HostMachine> =
+        Box::leak(Box::new(Guests::new(m, Coherency::Nc, rmap)));
+    let spec = VmSpec {
+        id: 1,
+        geo: crate::testing::geometry(),
+        vcpus: 1,
+        ram_size: 8 * MB,
+        policy: Policy::Pages,
+        lock: LockMode::Split,
+        gic: None,
+        gicv: None,
+        flash: true,
+    };
+    let vm = guests.create(&[spec]).unwrap()[0];
+    let boot = Boot {
+        segments: alloc::vec![(layout::FLASH_BASE, &FIRMWARE[..], 64)],
+        entry: layout::FLASH_BASE,
+        vcpus: 1,
+        bootargs: "console=ttyAMA0".into(),
+        exact_cmdline: true,
+        initrd: Some(&INITRD),
+        gic: crate::fdt_writer::GuestGic::None,
+    };
+    vm.boot(boot).unwrap();
+    let bytes = booted_dtb(m, vm);
+    let fdt = fdt::Fdt::new(&bytes).unwrap();
+    let chosen = fdt.find_node("/chosen").unwrap();
+    let start = chosen.property("linux,initrd-start").unwrap().value;
+    let start = u64::from_be_bytes(start.try_into().unwrap());
+    assert_eq!(start, (RAM_BASE + 4 * MB - 10_000) & !0xfff);
+    assert_eq!(peek(m, vm, start), 0x1d1d_1d1d_1d1d_1d1d);
+}
+
 /// A firmware VM (a bundle's `vmN/firmware`): the image at the start of
 /// its flash at IPA 0, where vCPU 0 starts with the DTB (still at the RAM
 /// base) in its first register; the rest of the flash reads as erased,
