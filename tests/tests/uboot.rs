@@ -14,9 +14,14 @@
 //! `SYSTEM_OFF`: the VM stops, the hypervisor prints its power-off line
 //! and QEMU exits with status 0.
 //!
+//! Two more boots have U-Boot start the Linux kernel the bundle put in
+//! RAM (`scripts/uboot.sh --linux`): `booti` (AArch64) or `bootz` (ARM32)
+//! with the hypervisor's DTB, to Linux's busybox shell and `poweroff -f`.
+//!
 //! The first test to run builds the hypervisor (`scripts/build.sh`) and
 //! the bundles (`scripts/uboot.sh`, which fetches `u-boot-qemu` once into
-//! a cache outside the repository).
+//! a cache outside the repository; with `--linux` it runs
+//! `scripts/linux.sh`, which fetches Debian's kernel and busybox).
 
 use std::time::Duration;
 
@@ -184,15 +189,27 @@ fn uboot_arm_a15() {
 /// shell, and `poweroff -f` there ends the VM and QEMU.
 #[test]
 fn uboot_booti_linux_aarch64() {
+    uboot_linux(Qemu::new().cpu("max"), "booti");
+}
+
+/// As [`uboot_booti_linux_aarch64`] on ARM32: `bootz` of Debian's
+/// armmp-lpae `zImage`.
+#[test]
+fn uboot_bootz_linux_arm_a15() {
+    uboot_linux(Qemu::arm().cpu("cortex-a15"), "bootz");
+}
+
+/// Boots the bundle's Linux from U-Boot's prompt with `boot` (`booti` or
+/// `bootz`) and judges the run.
+fn uboot_linux(qemu: Qemu, boot: &str) {
     prepare();
-    let bundle = uboot_bundle(Arch::Aarch64, true);
-    let run = Qemu::new()
-        .cpu("max")
+    let bundle = uboot_bundle(qemu.arch(), true);
+    let run = qemu
         .mem("2G")
         .initrd(bundle)
         .timeout(Duration::from_secs(300))
         .input_after(UBOOT_AUTOBOOT, " ")
-        .input_after(UBOOT_PROMPT, &line("booti 40200000 - 40000000"))
+        .input_after(UBOOT_PROMPT, &line(&format!("{boot} 40200000 - 40000000")))
         .input_after(&linux_prompt(1), &line("poweroff -f"))
         .run();
     let lines = vm_lines(&run);
