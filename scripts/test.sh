@@ -19,7 +19,8 @@
 #               Pi images on QEMU raspi4b/raspi3b (tests/tests/qemu_rpi.rs),
 #               at most two QEMU instances at a time; then Debian's
 #               Linux as a guest (tests/tests/linux.rs, fetching the
-#               kernel and busybox once through APT)
+#               kernel and busybox once through APT), and U-Boot
+#               (tests/tests/uboot.rs, u-boot-qemu fetched once)
 #   loom        the loom models of mmu (mmu/tests/loom_*.rs), --cfg loom
 #   miri        cargo +nightly miri test on mmu, or a plain "skipped" line
 #               where the nightly miri component cannot be installed
@@ -116,6 +117,10 @@ add qemu-rpi "QEMU harness, Raspberry Pi (raspi4b, raspi3b; the Pi 2 image check
 # repository (scripts/linux.sh), which needs the network once.
 add qemu-linux "QEMU harness, Linux guests (Debian's arm64 and armmp-lpae kernels to a busybox shell)" \
     "cargo test -p harness --test linux -- --test-threads=2"
+# U-Boot (Debian's u-boot-qemu, fetched once through APT by
+# scripts/uboot.sh) as a guest on both architectures, and booting Linux.
+add qemu-uboot "QEMU harness, U-Boot guests (qemu_arm64 and qemu_arm to their prompt, booti/bootz Linux)" \
+    "cargo test -p harness --test uboot -- --test-threads=2"
 
 # Loom models of the mmu concurrency code (mmu/tests/loom_*.rs: RCU grace
 # periods, pte_offset_map_lock and rw_nolock against a detach), release

@@ -1,12 +1,22 @@
 //! The bundle: what VMs to run and with what, passed as the hypervisor's
 //! initrd. An uncompressed cpio "newc" archive (Linux's initramfs format)
 //! holding, for each VM `N` from 1 without gaps, `vmN/kernel` (an arm64
-//! `Image`, an ARM `zImage`, or a raw or ELF test image), and optionally
-//! `vmN/initrd` (the guest's initramfs, handed over as Linux's boot
-//! protocol says), `vmN/cmdline` (the guest's whole command line; a final
-//! newline is dropped) and `vmN/config` (`vcpus=N mem=SIZE`, overriding
-//! the hypervisor's bootargs for that VM). Directory entries are
-//! ignored; any other name is refused (a typo is caught, not skipped).
+//! `Image`, an ARM `zImage`, or a raw or ELF test image) or
+//! `vmN/firmware` (or both), and optionally `vmN/initrd` (the guest's
+//! initramfs, handed over as Linux's boot protocol says), `vmN/cmdline`
+//! (the guest's whole command line; a final newline is dropped) and
+//! `vmN/config` (`vcpus=N mem=SIZE`, overriding the hypervisor's bootargs
+//! for that VM). Directory entries are ignored; any other name is refused
+//! (a typo is caught, not skipped).
+//!
+//! `vmN/firmware` makes the VM boot as QEMU `virt` boots its `-bios`: the
+//! image (U-Boot's `qemu_arm64` or `qemu_arm` `u-boot.bin`, linked at 0)
+//! is placed at the start of the VM's flash at IPA 0
+//! ([`crate::layout::FLASH_BASE`]; the rest of the flash reads as
+//! erased) and the VM starts there, with its DTB at the start of RAM. A
+//! `vmN/kernel` beside it (and its `initrd`) is still loaded in RAM as
+//! for a kernel of its own, but not entered: it is there for the firmware
+//! to boot (U-Boot's `booti`).
 //! Portable and host-tested; `scripts/linux.sh` builds bundles (with
 //! `tests/src/bin/mkcpio.rs`).
 
@@ -20,8 +30,11 @@ pub const MAX_VMS: usize = 8;
 /// One VM of a bundle.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct BundleVm<'a> {
-    /// The image to boot.
+    /// The kernel (empty when the bundle has none: then `firmware` is
+    /// set).
     pub kernel: &'a [u8],
+    /// Firmware for the VM's flash, where the VM starts.
+    pub firmware: Option<&'a [u8]>,
     /// Its initramfs, if any.
     pub initrd: Option<&'a [u8]>,
     /// Its command line, exactly as given.
@@ -39,7 +52,8 @@ pub enum BundleError {
     Cpio(&'static str),
     /// An entry the format does not have.
     UnknownEntry(String),
-    /// A VM without its kernel, or VMs not numbered 1, 2, ... .
+    /// A VM with neither a kernel nor firmware, or VMs not numbered 1,
+    /// 2, ... .
     MissingKernel(usize),
     /// More than [`MAX_VMS`] VMs.
     TooManyVms,
@@ -54,7 +68,9 @@ impl fmt::Display for BundleError {
         match self {
             BundleError::Cpio(why) => write!(f, "bundle: not a cpio newc archive: {why}"),
             BundleError::UnknownEntry(n) => write!(f, "bundle: unknown entry {n:?}"),
-            BundleError::MissingKernel(n) => write!(f, "bundle: vm{n} has no kernel"),
+            BundleError::MissingKernel(n) => {
+                write!(f, "bundle: vm{n} has neither a kernel nor firmware")
+            }
             BundleError::TooManyVms => write!(f, "bundle: more than {MAX_VMS} VMs"),
             BundleError::BadConfig(w) => write!(f, "bundle: bad config word {w:?}"),
             BundleError::BadCmdline(n) => write!(f, "bundle: vm{n}'s cmdline is not UTF-8"),
@@ -150,6 +166,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<BundleVm<'_>>, BundleError> {
         match file {
             None if e.mode & S_IFMT == S_IFDIR => {}
             Some("kernel") => slot.kernel = e.data,
+            Some("firmware") => slot.firmware = Some(e.data).filter(|d| !d.is_empty()),
             Some("initrd") => slot.initrd = Some(e.data),
             Some("cmdline") => {
                 let text = core::str::from_utf8(e.data).map_err(|_| BundleError::BadCmdline(n))?;
@@ -174,7 +191,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<BundleVm<'_>>, BundleError> {
     }
     vms.into_iter()
         .enumerate()
-        .map(|(i, vm)| vm.filter(|v| !v.kernel.is_empty()).ok_or(BundleError::MissingKernel(i + 1)))
+        .map(|(i, vm)| {
+            vm.filter(|v| !v.kernel.is_empty() || v.firmware.is_some())
+                .ok_or(BundleError::MissingKernel(i + 1))
+        })
         .collect()
 }
 
@@ -231,6 +251,32 @@ mod tests {
         assert_eq!(vms[0].cmdline, "console=ttyAMA0 quiet");
         assert_eq!((vms[0].vcpus, vms[0].mem), (Some(4), Some(512 << 20)));
         assert_eq!(vms[1], BundleVm { kernel: b"K2", ..BundleVm::default() });
+    }
+
+    #[test]
+    fn firmware_alone_or_with_a_kernel() {
+        let b = cpio(&[
+            ("vm1/firmware", FILE, b"U-BOOT"),
+            ("vm1/config", FILE, b"mem=256M"),
+            ("vm2/firmware", FILE, b"U-BOOT"),
+            ("vm2/kernel", FILE, b"LINUX"),
+            ("vm2/initrd", FILE, b"RD"),
+        ]);
+        let vms = parse(&b).unwrap();
+        assert_eq!(vms[0].firmware, Some(&b"U-BOOT"[..]));
+        assert!(vms[0].kernel.is_empty());
+        assert_eq!(vms[0].mem, Some(256 << 20));
+        assert_eq!((vms[1].firmware, vms[1].kernel), (Some(&b"U-BOOT"[..]), &b"LINUX"[..]));
+        assert_eq!(vms[1].initrd, Some(&b"RD"[..]));
+        // Empty firmware is no firmware: the VM has nothing to boot.
+        let empty = cpio(&[("vm1/firmware", FILE, b"")]);
+        assert_eq!(parse(&empty), Err(BundleError::MissingKernel(1)));
+        let only_initrd = cpio(&[("vm1/initrd", FILE, b"RD")]);
+        assert_eq!(parse(&only_initrd), Err(BundleError::MissingKernel(1)));
+        assert_eq!(
+            alloc::format!("{}", BundleError::MissingKernel(1)),
+            "bundle: vm1 has neither a kernel nor firmware"
+        );
     }
 
     #[test]

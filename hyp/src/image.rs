@@ -5,7 +5,8 @@
 //! room for its `image_size`, entered at their first byte), and ARM
 //! `zImage`s (raw, at the image IPA: they decompress themselves above
 //! their end). Pure parsing, tested on the host; the hypervisor copies
-//! the segments into guest RAM.
+//! the segments into guest RAM. Firmware ([`parse_firmware`]: a bundle's
+//! `vmN/firmware`) is a raw image for the VM's flash at IPA 0.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -43,6 +44,9 @@ pub enum ImageKind {
     Arm64Image,
     /// An ARM Linux `zImage` (magic 0x016f2818 at 0x24).
     ZImage,
+    /// Firmware: a raw image in the VM's flash at
+    /// [`crate::layout::FLASH_BASE`], entered at its first byte.
+    Firmware,
 }
 
 /// The arm64 `Image` header's magic, at offset 0x38.
@@ -66,6 +70,13 @@ pub enum ImageError {
     },
     /// The entry point is not inside a loaded segment.
     BadEntry(u64),
+    /// Firmware larger than the flash bank it goes in.
+    FirmwareTooBig {
+        /// The image's size in bytes.
+        size: u64,
+        /// The bank's size.
+        max: u64,
+    },
 }
 
 impl fmt::Display for ImageError {
@@ -78,6 +89,9 @@ impl fmt::Display for ImageError {
                 write!(f, "segment at IPA {ipa:#x} outside the guest's RAM (or over its DTB)")
             }
             ImageError::BadEntry(e) => write!(f, "entry point {e:#x} not in any loaded segment"),
+            ImageError::FirmwareTooBig { size, max } => {
+                write!(f, "firmware of {size} bytes does not fit its {max}-byte flash bank")
+            }
         }
     }
 }
@@ -187,6 +201,23 @@ pub fn parse(
         return Err(ImageError::BadEntry(entry));
     }
     Ok(GuestImage { entry, segments, kind: ImageKind::Elf })
+}
+
+/// Parses `bytes` as firmware for a VM's flash: a raw image placed at
+/// `base` and entered at its first byte, at most `max` bytes (one flash
+/// bank). Whatever the image's header says (U-Boot's arm64 build carries
+/// none, its ARM build starts with its vector table) it is not moved:
+/// firmware is linked where the machine's flash is.
+pub fn parse_firmware(bytes: &[u8], base: u64, max: u64) -> Result<GuestImage<'_>, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let size = bytes.len() as u64;
+    if size > max {
+        return Err(ImageError::FirmwareTooBig { size, max });
+    }
+    let seg = Segment { ipa: base, data: bytes, mem_size: size };
+    Ok(GuestImage { entry: base, segments: alloc::vec![seg], kind: ImageKind::Firmware })
 }
 
 #[cfg(test)]
@@ -310,5 +341,21 @@ mod tests {
         b[0x24..0x28].copy_from_slice(&ZIMAGE_MAGIC.to_le_bytes());
         let img = parse(&b, 0x4020_0000, 0x4000_0000, 0x5000_0000).unwrap();
         assert_eq!((img.kind, img.entry), (ImageKind::ZImage, 0x4020_0000));
+    }
+
+    #[test]
+    fn firmware_goes_at_the_flash_base_whole() {
+        let img = parse_firmware(&[7; 100], 0, 4096).unwrap();
+        assert_eq!((img.kind, img.entry), (ImageKind::Firmware, 0));
+        assert_eq!(img.segments, [Segment { ipa: 0, data: &[7; 100], mem_size: 100 }]);
+        // An arm64 header does not move it.
+        let b = arm64_image(0x8_0000, 0x40_0000, 4096);
+        let img = parse_firmware(&b, 0, 1 << 20).unwrap();
+        assert_eq!((img.entry, img.segments[0].mem_size), (0, 4096));
+        assert_eq!(parse_firmware(&[], 0, 4096), Err(ImageError::Empty));
+        assert_eq!(
+            parse_firmware(&[0; 4097], 0, 4096),
+            Err(ImageError::FirmwareTooBig { size: 4097, max: 4096 })
+        );
     }
 }

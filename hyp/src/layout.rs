@@ -5,6 +5,18 @@
 //! emulates the GIC. The same addresses as QEMU `virt`'s, so that a guest
 //! built for that machine finds its interrupt controller where it expects.
 
+/// IPA of a firmware VM's flash (`vmN/firmware` of a bundle): QEMU
+/// `virt`'s two NOR flash banks, where firmware linked at 0 (U-Boot's
+/// `qemu_arm` and `qemu_arm64` builds) runs from. The firmware's bytes
+/// are in the first bank; everything else reads as erased (`0xff`).
+pub const FLASH_BASE: u64 = 0;
+/// Size of one flash bank (64 MiB): the most firmware a VM may have.
+pub const FLASH_BANK_SIZE: u64 = 0x400_0000;
+/// Size of the whole flash region: two banks, up to the GIC.
+pub const FLASH_SIZE: u64 = 2 * FLASH_BANK_SIZE;
+/// What erased flash reads as, as a 64-bit fill pattern.
+pub const FLASH_ERASED: u64 = u64::MAX;
+
 /// IPA of the distributor (GICD), for either GIC version.
 pub const GICD_BASE: u64 = 0x0800_0000;
 /// Size of a GICv3 distributor (one 64 KiB frame).
@@ -63,6 +75,8 @@ const _: () = {
     assert!(crate::platform::Config::MAX_VCPUS as u32 <= GICV2_MAX_CPUS);
     assert!(GICC_BASE + GICC_SIZE <= GICR_BASE);
     assert!(GICD_BASE + GICV3_GICD_SIZE <= GICR_BASE);
+    // The flash ends where the devices start.
+    assert!(FLASH_BASE + FLASH_SIZE <= GICD_BASE);
 };
 
 #[cfg(test)]

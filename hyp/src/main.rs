@@ -66,6 +66,7 @@ mod hyp_main {
     use crate::cpu::{self, cpu_index, Exit};
     use crate::el2::El2;
     use crate::fdt_writer::{GuestArch, GuestGic};
+    use crate::layout::{FLASH_BANK_SIZE, FLASH_BASE};
     use crate::mm::{self, TablePool};
     use crate::platform::Board;
     use crate::platform::{self, Config, Platform};
@@ -294,15 +295,16 @@ mod hyp_main {
         let specs: Vec<vm::VmSpec> = plans
             .iter()
             .enumerate()
-            .map(|(i, p)| vm::VmSpec {
+            .map(|(i, plan)| vm::VmSpec {
                 id: i + 1,
                 geo,
-                vcpus: p.vcpus,
-                ram_size: p.mem,
+                vcpus: plan.vcpus,
+                ram_size: plan.mem,
                 policy,
                 lock,
                 gic: vgic_version,
                 gicv: gic::v2_virt().map(|v| v.gicv),
+                flash: plan.image.kind == image::ImageKind::Firmware,
             })
             .collect();
         let vms = guests.create(&specs).map_err(|e| format!("creating the VMs: {e}"))?;
@@ -312,6 +314,13 @@ mod hyp_main {
             if cfg.premap {
                 // Before the image, so the blocks policy can use blocks.
                 vm.premap().map_err(|e| format!("vm{id}: premap: {e}"))?;
+            }
+            if let Some(k) = &plan.payload {
+                log::info!(
+                    "vm{id}: {:?} kernel loaded at {:#x} for the firmware to boot",
+                    k.kind,
+                    k.entry
+                );
             }
             log::info!(
                 "vm{id}: {:?} image, entry {:#x}, {} vCPU(s), {} MiB, initrd {} KiB, VMID {}, VTTBR {:#x}",
@@ -323,8 +332,11 @@ mod hyp_main {
                 id,
                 vm.s2.vttbr()
             );
+            // The firmware's kernel, if any, is loaded but not entered.
+            let segments =
+                plan.image.segments.iter().chain(plan.payload.iter().flat_map(|k| &k.segments));
             let boot = vm::Boot {
-                segments: plan.image.segments.iter().map(|s| (s.ipa, s.data, s.mem_size)).collect(),
+                segments: segments.map(|s| (s.ipa, s.data, s.mem_size)).collect(),
                 entry: plan.image.entry,
                 vcpus: plan.vcpus as u32,
                 bootargs: plan.cmdline,
@@ -343,7 +355,10 @@ mod hyp_main {
     struct VmPlan {
         vcpus: usize,
         mem: u64,
+        /// What the VM starts in: its kernel, or its firmware.
         image: image::GuestImage<'static>,
+        /// A firmware VM's kernel: loaded in RAM, for the firmware to boot.
+        payload: Option<image::GuestImage<'static>>,
         initrd: Option<&'static [u8]>,
         cmdline: alloc::string::String,
         /// The command line is the bundle's, passed as it is.
@@ -371,6 +386,7 @@ mod hyp_main {
                     vcpus: cfg.vcpus,
                     mem: cfg.mem,
                     image: img.clone(),
+                    payload: None,
                     initrd: None,
                     cmdline: cmdline.clone(),
                     exact_cmdline: false,
@@ -385,11 +401,25 @@ mod hyp_main {
             .enumerate()
             .map(|(i, b)| {
                 let mem = b.mem.unwrap_or(cfg.mem);
-                let image = parse(b.kernel, mem).map_err(|e| format!("vm{}: {e}", i + 1))?;
+                let vm_err = |e| format!("vm{}: {e}", i + 1);
+                let kernel = match b.kernel {
+                    [] => None,
+                    k => Some(parse(k, mem).map_err(vm_err)?),
+                };
+                let (image, payload) = match b.firmware {
+                    Some(fw) => {
+                        let fw = image::parse_firmware(fw, FLASH_BASE, FLASH_BANK_SIZE)
+                            .map_err(|e| vm_err(format!("firmware: {e}")))?;
+                        (fw, kernel)
+                    }
+                    // The bundle's parser saw to it: no firmware, a kernel.
+                    None => (kernel.ok_or_else(|| vm_err("no kernel".into()))?, None),
+                };
                 Ok(VmPlan {
                     vcpus: b.vcpus.unwrap_or(cfg.vcpus),
                     mem,
                     image,
+                    payload,
                     initrd: b.initrd,
                     cmdline: b.cmdline,
                     exact_cmdline: true,

@@ -303,6 +303,7 @@ pub fn boot_vms_with(
             lock: LockMode::Split,
             gic: Some(crate::vgic::Version::V3),
             gicv: None,
+            flash: false,
         })
         .collect();
     let vms = guests.create(&specs).expect("create");

@@ -166,6 +166,20 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
                 Err(e) => fault_failed(vcpu, st, ipa, far, data, write, e),
             }
         }
+        // The firmware's flash (firmware VMs only): erased pages on demand.
+        Fault::Translation if vm.in_flash(page, PAGE_SIZE) => {
+            VmStats::bump(&vm.stats.faults);
+            match vm.populate_flash(ipa) {
+                Ok(()) => Action::Resume,
+                Err(e) => fault_failed(vcpu, st, ipa, far, data, write, e),
+            }
+        }
+        // A write to the flash, which is read-only: ignored, as a device
+        // access.
+        Fault::Permission if write && vm.in_flash(page, PAGE_SIZE) => {
+            VmStats::bump(&vm.stats.mmio_exits);
+            flash_write(vcpu, st, syn, ipa)
+        }
         Fault::Translation if page == UART_IPA && data => {
             VmStats::bump(&vm.stats.mmio_exits);
             uart(vcpu, st, syn, ipa)
@@ -181,6 +195,20 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
         },
         _ => external_abort(vcpu, st, data, write, far),
     }
+}
+
+/// A store to the VM's flash: the flash is ROM to the guest (no CFI
+/// command set is emulated), so the store is dropped and the guest goes
+/// on after it, with a (rate-limited) warning. A store the syndrome does
+/// not describe cannot be stepped over: it takes an external abort.
+fn flash_write(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Action {
+    let far = cpu::fault_va(syn.ec());
+    if syn.access().is_none() {
+        return external_abort(vcpu, st, true, true, far);
+    }
+    vcpu.vm.warn(format_args!("write to the flash at IPA {ipa:#x} ignored (read-only)"));
+    st.regs.skip(syn.insn_len());
+    Action::Resume
 }
 
 /// A fault in RAM the hypervisor could not resolve (no memory left, no

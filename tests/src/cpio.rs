@@ -20,15 +20,17 @@
 //!
 //! The hypervisor's initrd, when it runs Linux guests: an uncompressed
 //! newc archive whose regular files are, for each VM `N` numbered from 1
-//! without gaps, `vmN/kernel` (required: an arm64 `Image`, an ARM
-//! `zImage`, or a raw or ELF test image), `vmN/initrd` (optional: the
+//! without gaps, `vmN/kernel` (an arm64 `Image`, an ARM `zImage`, or a
+//! raw or ELF test image), `vmN/firmware` (firmware for the VM's flash at
+//! IPA 0, where the VM then starts, such as U-Boot's `u-boot.bin`; a VM
+//! needs a kernel, firmware or both), `vmN/initrd` (optional: the
 //! guest's initramfs, in any format Linux accepts), `vmN/cmdline`
 //! (optional: the guest's command line, one line; a trailing newline is
 //! dropped) and `vmN/config` (optional: `key=value` words overriding the
 //! hypervisor's bootargs for that VM, such as `vcpus=2 mem=512M`).
 //! Directory entries `vmN` may be present and are ignored.
-//! [`write_bundle`] writes the directory entry, then kernel, initrd,
-//! cmdline and config, VM after VM.
+//! [`write_bundle`] writes the directory entry, then firmware, kernel,
+//! initrd, cmdline and config, VM after VM.
 
 use std::{
     fmt, fs,
@@ -321,8 +323,11 @@ pub fn write_tree<W: Write>(w: &mut Writer<W>, root: &Path) -> io::Result<()> {
 /// One VM of a bundle to write: the files and texts of its entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmSpec {
-    /// The guest kernel (`vmN/kernel`).
+    /// The guest kernel (`vmN/kernel`); empty for none (a firmware VM's
+    /// kernel is optional).
     pub kernel: PathBuf,
+    /// Firmware for the VM's flash (`vmN/firmware`).
+    pub firmware: Option<PathBuf>,
     /// The guest's initramfs (`vmN/initrd`).
     pub initrd: Option<PathBuf>,
     /// The guest's command line (`vmN/cmdline`), one line.
@@ -333,13 +338,14 @@ pub struct VmSpec {
 }
 
 /// The keys of a [`VmSpec`] in its text form.
-const VM_KEYS: [&str; 4] = ["kernel", "initrd", "cmdline", "config"];
+const VM_KEYS: [&str; 5] = ["kernel", "firmware", "initrd", "cmdline", "config"];
 
 impl VmSpec {
-    /// Parses `kernel=PATH[,initrd=PATH][,cmdline=TEXT][,config=TEXT]` (in
-    /// any order, `kernel` required, each key once). A comma separates
-    /// two items only where one of the four keys and `=` follow it, so a
-    /// command line such as `console=ttyAMA0,115200` keeps its comma.
+    /// Parses `kernel=PATH[,firmware=PATH][,initrd=PATH][,cmdline=TEXT]
+    /// [,config=TEXT]` (in any order, `kernel` or `firmware` required,
+    /// each key once). A comma separates two items only where one of the
+    /// five keys and `=` follow it, so a command line such as
+    /// `console=ttyAMA0,115200` keeps its comma.
     pub fn parse(spec: &str) -> Result<VmSpec, String> {
         // Where each `key=` item starts: at 0 or just after such a comma.
         let starts_item =
@@ -355,31 +361,31 @@ impl VmSpec {
         for (n, &start) in starts.iter().enumerate() {
             let end = starts.get(n + 1).map_or(spec.len(), |&next| next - 1);
             let item = &spec[start..end];
-            let (key, value) = item
-                .split_once('=')
-                .filter(|(k, _)| VM_KEYS.contains(k))
-                .ok_or(format!("{item:?}: expected kernel=, initrd=, cmdline= or config="))?;
+            let (key, value) = item.split_once('=').filter(|(k, _)| VM_KEYS.contains(k)).ok_or(
+                format!("{item:?}: expected kernel=, firmware=, initrd=, cmdline= or config="),
+            )?;
             if seen.contains(&key) {
                 return Err(format!("{key}= given twice in {spec:?}"));
             }
             seen.push(key);
             match key {
                 "kernel" => vm.kernel = PathBuf::from(value),
+                "firmware" => vm.firmware = Some(PathBuf::from(value)),
                 "initrd" => vm.initrd = Some(PathBuf::from(value)),
                 "cmdline" => vm.cmdline = Some(value.to_string()),
                 _ => vm.config = Some(value.to_string()),
             }
         }
-        if vm.kernel.as_os_str().is_empty() {
-            return Err(format!("{spec:?}: no kernel=PATH"));
+        if vm.kernel.as_os_str().is_empty() && vm.firmware.is_none() {
+            return Err(format!("{spec:?}: no kernel=PATH (nor firmware=PATH)"));
         }
         Ok(vm)
     }
 }
 
 /// Writes the bundle of `vms` (VM `i + 1` is `vms[i]`) to `out`: for each
-/// VM its directory entry, `kernel`, then `initrd`, `cmdline` and `config`
-/// where given, then the trailer. The texts are written as given (no
+/// VM its directory entry, `firmware` and `kernel`, then `initrd`,
+/// `cmdline` and `config` where given, then the trailer. The texts are written as given (no
 /// newline added). Errors: no VM, a file that cannot be read or is empty,
 /// a command line or config of more than one line.
 pub fn write_bundle<W: Write>(out: W, vms: &[VmSpec]) -> io::Result<W> {
@@ -400,7 +406,12 @@ pub fn write_bundle<W: Write>(out: W, vms: &[VmSpec]) -> io::Result<W> {
             }
             Ok(data)
         };
-        w.file(&format!("{dir}/kernel"), 0o644, &read(&vm.kernel, "kernel")?)?;
+        if let Some(firmware) = &vm.firmware {
+            w.file(&format!("{dir}/firmware"), 0o644, &read(firmware, "firmware")?)?;
+        }
+        if vm.firmware.is_none() || !vm.kernel.as_os_str().is_empty() {
+            w.file(&format!("{dir}/kernel"), 0o644, &read(&vm.kernel, "kernel")?)?;
+        }
         if let Some(initrd) = &vm.initrd {
             w.file(&format!("{dir}/initrd"), 0o644, &read(initrd, "initrd")?)?;
         }
@@ -460,8 +471,10 @@ impl fmt::Display for KernelKind {
 pub struct BundleVm {
     /// The VM's number (`vmN`).
     pub vm: u32,
-    /// Its kernel.
+    /// Its kernel (empty for a firmware VM without one).
     pub kernel: Vec<u8>,
+    /// Its firmware.
+    pub firmware: Option<Vec<u8>>,
     /// Its initramfs.
     pub initrd: Option<Vec<u8>>,
     /// Its command line, a trailing newline dropped.
@@ -472,9 +485,10 @@ pub struct BundleVm {
 
 /// Checks `entries` ([`parse`]'s) against the bundle contract (see the
 /// module's documentation) and returns the VMs in order. Errors: an entry
-/// other than `vmN` directories and `vmN/{kernel,initrd,cmdline,config}`
-/// regular files, `N` not a number from 1 without leading zeros, a VM
-/// without a kernel, a gap in the numbering, no VM, a command line or
+/// other than `vmN` directories and
+/// `vmN/{kernel,firmware,initrd,cmdline,config}` regular files, `N` not a
+/// number from 1 without leading zeros, a VM without a kernel or
+/// firmware, a gap in the numbering, no VM, a command line or
 /// config that is not one line of UTF-8, a config word that is not
 /// `key=value`.
 pub fn check_bundle(entries: &[Entry]) -> Result<Vec<BundleVm>, String> {
@@ -507,6 +521,7 @@ pub fn check_bundle(entries: &[Entry]) -> Result<Vec<BundleVm>, String> {
         let vm = vms[index].get_or_insert_with(|| BundleVm {
             vm: n,
             kernel: Vec::new(),
+            firmware: None,
             initrd: None,
             cmdline: None,
             config: None,
@@ -522,6 +537,7 @@ pub fn check_bundle(entries: &[Entry]) -> Result<Vec<BundleVm>, String> {
         };
         match file {
             "kernel" => vm.kernel = e.data.clone(),
+            "firmware" => vm.firmware = Some(e.data.clone()),
             "initrd" => vm.initrd = Some(e.data.clone()),
             "cmdline" => vm.cmdline = Some(line()?),
             "config" => {
@@ -534,7 +550,10 @@ pub fn check_bundle(entries: &[Entry]) -> Result<Vec<BundleVm>, String> {
                 vm.config = Some(text);
             }
             _ => {
-                return Err(format!("{}: unknown entry (kernel, initrd, cmdline, config)", e.name))
+                return Err(format!(
+                    "{}: unknown entry (kernel, firmware, initrd, cmdline, config)",
+                    e.name
+                ))
             }
         }
     }
@@ -545,8 +564,11 @@ pub fn check_bundle(entries: &[Entry]) -> Result<Vec<BundleVm>, String> {
         .enumerate()
         .map(|(i, vm)| {
             let vm = vm.ok_or(format!("vm{} is missing (VMs are numbered without gaps)", i + 1))?;
-            if vm.kernel.is_empty() {
-                return Err(format!("vm{}/kernel is missing or empty", vm.vm));
+            if vm.firmware.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!("vm{}/firmware is empty", vm.vm));
+            }
+            if vm.kernel.is_empty() && vm.firmware.is_none() {
+                return Err(format!("vm{}/kernel is missing or empty (and no firmware)", vm.vm));
             }
             Ok(vm)
         })
@@ -718,6 +740,7 @@ mod tests {
             vm,
             VmSpec {
                 kernel: "/k".into(),
+                firmware: None,
                 initrd: None,
                 cmdline: Some("console=ttyAMA0,115200 quiet".into()),
                 config: Some("vcpus=2 mem=512M".into()),
@@ -727,6 +750,8 @@ mod tests {
         assert_eq!(vm.initrd, Some("/i.gz".into()));
         assert_eq!(VmSpec::parse("kernel=/k,cmdline=").unwrap().cmdline, Some(String::new()));
         assert!(VmSpec::parse("initrd=/i").unwrap_err().contains("no kernel"));
+        let fw = VmSpec::parse("firmware=/u-boot.bin,config=mem=256M").unwrap();
+        assert_eq!((fw.firmware, fw.kernel), (Some("/u-boot.bin".into()), PathBuf::new()));
         assert!(VmSpec::parse("kernel=/a,kernel=/b").unwrap_err().contains("twice"));
         assert!(VmSpec::parse("/k").is_err());
         assert!(VmSpec::parse("kernel=/k,foo=1").is_ok(), "foo=1 is part of the path");
@@ -745,6 +770,7 @@ mod tests {
         let vms = [
             VmSpec {
                 kernel: kernel.clone(),
+                firmware: None,
                 initrd: Some(initrd.clone()),
                 cmdline: Some("console=ttyAMA0 earlycon".into()),
                 config: Some("vcpus=2 mem=512M".into()),
@@ -774,8 +800,27 @@ mod tests {
         assert!(write_bundle(Vec::new(), &[]).is_err());
         let empty = dir.join("empty");
         fs::write(&empty, b"").unwrap();
-        let no_kernel = VmSpec { kernel: empty, ..VmSpec::default() };
+        let no_kernel = VmSpec { kernel: empty.clone(), ..VmSpec::default() };
         assert!(write_bundle(Vec::new(), &[no_kernel]).unwrap_err().to_string().contains("empty"));
+
+        // Firmware VMs: alone, and with a kernel for it to boot.
+        let fw = dir.join("u-boot.bin");
+        fs::write(&fw, b"FIRMWARE").unwrap();
+        let vms = [
+            VmSpec { firmware: Some(fw.clone()), ..VmSpec::default() },
+            VmSpec { firmware: Some(fw.clone()), kernel: kernel.clone(), ..VmSpec::default() },
+        ];
+        let entries = parse(&write_bundle(Vec::new(), &vms).unwrap()).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["vm1", "vm1/firmware", "vm2", "vm2/firmware", "vm2/kernel"]);
+        let read = check_bundle(&entries).unwrap();
+        assert_eq!(
+            (read[0].firmware.as_deref(), read[0].kernel.len()),
+            (Some(&b"FIRMWARE"[..]), 0)
+        );
+        assert_eq!(KernelKind::of(&read[1].kernel), KernelKind::Arm64Image);
+        let empty_fw = VmSpec { firmware: Some(empty), ..VmSpec::default() };
+        assert!(write_bundle(Vec::new(), &[empty_fw]).unwrap_err().to_string().contains("empty"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -796,6 +841,11 @@ mod tests {
         assert!(err(&[dir("vm1")]).contains("no VM"));
         assert!(err(&[file("vm2/kernel", b"k")]).contains("vm1 is missing"));
         assert!(err(&[file("vm1/initrd", b"i")]).contains("vm1/kernel is missing"));
+        assert!(err(&[file("vm1/firmware", b"")]).contains("vm1/firmware is empty"));
+        assert_eq!(
+            check_bundle(&[file("vm1/firmware", b"f")]).unwrap()[0].firmware,
+            Some(b"f".into())
+        );
         assert!(err(&[file("vm01/kernel", b"k")]).contains("not under a vmN"));
         assert!(err(&[file("kernel", b"k")]).contains("not under a vmN"));
         assert!(err(&[file("vm1/kernel", b"k"), file("vm1/extra", b"")]).contains("unknown entry"));

@@ -1133,6 +1133,64 @@ pub fn check_psci(run: &Run, resets: usize, extra: &[&str]) {
     assert_eq!(n, resets, "{n} warm resets logged, want {resets}\n{run}");
 }
 
+/// U-Boot's prompt (`scripts/uboot.sh`'s guests), which it prints before
+/// it reads each command line.
+pub const UBOOT_PROMPT: &str = "=> ";
+
+/// What U-Boot prints while it counts down to its boot command: a key
+/// typed then stops it at its prompt.
+pub const UBOOT_AUTOBOOT: &str = "Hit any key to stop autoboot";
+
+/// Runs `scripts/uboot.sh` for `arch` and returns the bundle it wrote,
+/// `out/uboot/<arch>/bundle.cpio` (with `linux`,
+/// `bundle-linux.cpio`: U-Boot and the Linux kernel and initramfs of
+/// `scripts/linux.sh` in RAM for it to boot): one VM of one vCPU and
+/// 256 MiB whose firmware is Debian's U-Boot for QEMU `virt`, the
+/// hypervisor's initrd. The first call may fetch `u-boot-qemu` (see the
+/// script). Each bundle is built once per process; the calls are
+/// serialised. Panics with the script's output if it fails.
+pub fn uboot_bundle(arch: Arch, linux: bool) -> PathBuf {
+    type Key = (Arch, bool);
+    static BUNDLES: OnceLock<Mutex<HashMap<Key, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut bundles =
+        BUNDLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let result = bundles.entry((arch, linux)).or_insert_with(|| {
+        let name = if linux { "bundle-linux.cpio" } else { "bundle.cpio" };
+        let out = out_dir().join("uboot").join(arch.name()).join(name);
+        let script = repo_root().join("scripts/uboot.sh");
+        let started = Instant::now();
+        let mut command = Command::new(&script);
+        command.args(["--arch", arch.name(), "--out"]).arg(&out);
+        if linux {
+            command.arg("--linux");
+        }
+        let output = command
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() && out.is_file() {
+            eprintln!(
+                "harness: scripts/uboot.sh ok ({:.1} s): {}",
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(out)
+        } else {
+            Err(format!("scripts/uboot.sh failed ({}); its output:\n{text}", output.status))
+        }
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,7 @@ use spin::Mutex;
 use crate::conmux::{self, Routed};
 use crate::fdt_writer::GuestGic;
 use crate::hypercall::Stat;
+use crate::layout;
 use crate::machine::{EntryArg, Machine};
 use crate::platform::Coherency;
 use crate::ratelimit::RateLimit;
@@ -128,6 +129,10 @@ pub struct VmSpec {
     /// GICv2: the host's virtual CPU interface (`GICV`), mapped at the
     /// guest's GICC address.
     pub gicv: Option<u64>,
+    /// The VM has QEMU `virt`'s flash at IPA 0 ([`layout::FLASH_BASE`],
+    /// [`layout::FLASH_SIZE`]): read-only memory, erased (`0xff`) but for
+    /// the firmware loaded there (a bundle's `vmN/firmware`).
+    pub flash: bool,
 }
 
 /// Per-VM counters the hypervisor keeps itself (stage-2 table and TLB
@@ -497,6 +502,12 @@ pub struct Vm<M: Machine> {
     ram: mmu::PageProt,
     /// Guest RAM size in bytes.
     pub ram_size: u64,
+    /// Size of its flash at [`layout::FLASH_BASE`]: 0 (none) or
+    /// [`layout::FLASH_SIZE`].
+    pub flash_size: u64,
+    /// The flash's page attributes: readable and executable, not
+    /// writable.
+    flash_prot: mmu::PageProt,
     policy: AtomicU8,
     /// Counters.
     pub stats: VmStats,
@@ -547,6 +558,11 @@ pub struct Vm<M: Machine> {
     pub cntvoff: u64,
 }
 
+/// The attributes of a VM's flash pages: normal memory the guest reads
+/// and runs code from but cannot write (it is ROM to the guest: the
+/// hypervisor emulates no CFI flash commands).
+const FLASH_ATTRS: mmu::Attrs = mmu::Attrs { write: false, ..mmu::Attrs::RAM };
+
 /// Bytes of a guest console line the hypervisor buffers before it prints
 /// them anyway (the line goes on).
 const CONSOLE_LINE: usize = 1024;
@@ -567,7 +583,7 @@ impl<M: Machine> Vm<M> {
     /// Creates a VM as `spec` says, in `guests`.
     fn create(guests: &'static Guests<M>, spec: &VmSpec) -> Result<&'static Vm<M>, Error> {
         let m = guests.m;
-        let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic, gicv } = *spec;
+        let VmSpec { id, geo, vcpus, ram_size, policy, lock, gic, gicv, flash } = *spec;
         let vmid = Vmid(u16::try_from(id).map_err(|_| Error::BadSpec("VM id beyond 16 bits"))?);
         let s2 = Stage2::new(geo, vmid, lock, m.tables(), m.tlb(), m.rcu())?.with_rmap(guests.rmap);
         if let (Some(crate::vgic::Version::V2), Some(pa)) = (gic, gicv) {
@@ -579,8 +595,10 @@ impl<M: Machine> Vm<M> {
             id,
             guests,
             ram: s2.page_prot(&mmu::Attrs::RAM)?,
+            flash_prot: s2.page_prot(&FLASH_ATTRS)?,
             s2,
             ram_size,
+            flash_size: if flash { layout::FLASH_SIZE } else { 0 },
             policy: AtomicU8::new(policy as u8),
             stats: VmStats::default(),
             vcpus: spin::Once::new(),
@@ -652,6 +670,13 @@ impl<M: Machine> Vm<M> {
     /// Whether `[ipa, ipa + len)` lies in guest RAM.
     pub fn in_ram(&self, ipa: u64, len: u64) -> bool {
         ipa >= RAM_BASE && len <= self.ram_size && ipa - RAM_BASE <= self.ram_size - len
+    }
+
+    /// Whether `[ipa, ipa + len)` lies in the VM's flash (none unless
+    /// [`VmSpec::flash`]).
+    pub fn in_flash(&self, ipa: u64, len: u64) -> bool {
+        let base = layout::FLASH_BASE;
+        ipa >= base && len <= self.flash_size && ipa - base <= self.flash_size - len
     }
 
     // ---- power ---------------------------------------------------------
@@ -832,7 +857,10 @@ impl<M: Machine> Vm<M> {
     /// Where an initramfs of `len` bytes goes: page-aligned at the top of
     /// RAM (ARMv7: of its first 512 MiB, the guest's low memory), above
     /// every image segment (a zImage decompresses itself above its end,
-    /// so the higher the better).
+    /// so the higher the better). A firmware VM's goes at the top of the
+    /// lower half of that instead: firmware takes the top of RAM for
+    /// itself (U-Boot relocates itself there, with its heap and stack),
+    /// and would overwrite it.
     fn initrd_ipa(
         &self,
         arch: crate::fdt_writer::GuestArch,
@@ -844,6 +872,7 @@ impl<M: Machine> Vm<M> {
             crate::fdt_writer::GuestArch::Armv7 => self.ram_size.min(LOWMEM),
             crate::fdt_writer::GuestArch::Armv8 => self.ram_size,
         };
+        let top = if self.flash_size > 0 { top / 2 } else { top };
         let image_end =
             segments.iter().map(|&(ipa, d, m)| ipa + m.max(d.len() as u64)).max().unwrap_or(0);
         let ipa = (RAM_BASE + top).checked_sub(len).map(|a| a & !(mmu::PAGE_SIZE - 1));

@@ -13,27 +13,34 @@ use mmu::{Attrs, CollapseKind, ErrorKind, Granularity, Ipa, Leaf, PhysAddr};
 
 use super::share::Sharing;
 use super::{Error, Policy, Vm, VmStats, BLOCK, HUGE, PAGE, RAM_BASE};
+use crate::layout::{FLASH_BASE, FLASH_ERASED};
 use crate::machine::Machine;
 
 impl<M: Machine> Vm<M> {
     /// Places `data` at `ipa` in guest RAM, followed by zeros up to
     /// `mem_size` bytes, mapping fresh pages where nothing is mapped yet
     /// (or using the page already there), with the cache maintenance code
-    /// needs.
+    /// needs. In the VM's flash the same, but the fresh pages read as
+    /// erased (`0xff`) around `data` and are mapped read-only.
     pub fn load(&self, ipa: u64, data: &[u8], mem_size: u64) -> Result<(), Error> {
         let m = self.machine();
         let end = ipa + mem_size.max(data.len() as u64);
         let (start, size) = (ipa & !(PAGE - 1), end.next_multiple_of(PAGE) - (ipa & !(PAGE - 1)));
-        if !self.in_ram(start, size) {
+        let flash = self.in_flash(start, size);
+        if !flash && !self.in_ram(start, size) {
             return Err(Error::OutsideRam { ipa: start, size });
         }
+        let prot = if flash { self.flash_prot } else { self.ram };
         let mut page = ipa & !(PAGE - 1);
         while page < end {
             let pa = match self.s2.translate(Ipa(page)) {
                 Some(t) => t.pa,
                 None => {
                     let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
-                    if let Err(e) = self.s2.map_page_prot(Ipa(page), pa, self.ram) {
+                    if flash {
+                        m.fill_page(pa, FLASH_ERASED);
+                    }
+                    if let Err(e) = self.s2.map_page_prot(Ipa(page), pa, prot) {
                         m.free_frames(pa, 1);
                         return Err(e.into());
                     }
@@ -117,6 +124,36 @@ impl<M: Machine> Vm<M> {
             }
         }
         Ok(())
+    }
+
+    /// Populates the VM's flash at `ipa` after a translation fault: a
+    /// fresh page that reads as erased (`0xff`), mapped read-only (the
+    /// firmware's own pages are mapped when it is loaded). A racing vCPU
+    /// that mapped it first wins.
+    pub fn populate_flash(&self, ipa: u64) -> Result<(), Error> {
+        let page = ipa & !(PAGE - 1);
+        if !self.in_flash(page, PAGE) {
+            return Err(Error::OutsideRam { ipa: page, size: PAGE });
+        }
+        let m = self.machine();
+        let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
+        m.fill_page(pa, FLASH_ERASED);
+        m.clean_inval_poc(pa, PAGE);
+        match self.s2.map_page_prot(Ipa(page), pa, self.flash_prot) {
+            Ok(()) => {
+                VmStats::bump(&self.stats.pages);
+                Ok(())
+            }
+            Err(e) => {
+                m.free_frames(pa, 1);
+                // Another vCPU faulted on the same page first.
+                if e.kind() == ErrorKind::AlreadyMapped {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
     }
 
     /// Maps a fresh block unless an alias lies in its range: under the
@@ -207,10 +244,14 @@ impl<M: Machine> Vm<M> {
         Ok(())
     }
 
-    /// For a reset: all of guest RAM unmapped and freed, every alias entry
-    /// and offer dropped.
+    /// For a reset: all of guest RAM (and flash) unmapped and freed, every
+    /// alias entry and offer dropped.
     pub(super) fn forget_everything(&self, t: &mut Sharing) -> Result<(), Error> {
         self.unmap_locked(t, RAM_BASE, self.ram_size)?;
+        if self.flash_size > 0 {
+            // Its pages are never aliased nor shared: plain frames.
+            self.unmap_frames(t, FLASH_BASE, self.flash_size)?;
+        }
         while let Some(o) = t.offers.take_any() {
             self.drop_hold(o.pa);
         }

@@ -242,6 +242,7 @@ fn an_initrd_that_does_not_fit_is_refused() {
         lock: LockMode::Split,
         gic: None,
         gicv: None,
+        flash: false,
     };
     let vm = guests.create(&[spec]).unwrap()[0];
     static IMAGE: [u8; 64] = [0x5a; 64];
@@ -255,6 +256,136 @@ fn an_initrd_that_does_not_fit_is_refused() {
         gic: crate::fdt_writer::GuestGic::None,
     };
     assert!(matches!(vm.boot(boot), Err(Error::BadSpec(_))));
+}
+
+/// A firmware VM's initramfs (a bundle's `vmN/initrd` beside its
+/// `firmware` and `kernel`) goes at the top of the lower half of its RAM,
+/// out of the way of firmware that relocates itself to the top (U-Boot),
+/// and is named in the DTB for the firmware to hand on.
+#[test]
+fn a_firmware_vms_initrd_is_below_the_firmwares_part_of_ram() {
+    static FIRMWARE: [u8; 64] = [0x42; 64];
+    static INITRD: [u8; 10_000] = [0x1d; 10_000];
+    let m = machine();
+    let rmap = Box::leak(Box::new(mmu::Rmap::with_quota(crate::vm::RMAP_QUOTA)));
+    let guests: &'static Guests<HostMachine> =
+        Box::leak(Box::new(Guests::new(m, Coherency::Nc, rmap)));
+    let spec = VmSpec {
+        id: 1,
+        geo: crate::testing::geometry(),
+        vcpus: 1,
+        ram_size: 8 * MB,
+        policy: Policy::Pages,
+        lock: LockMode::Split,
+        gic: None,
+        gicv: None,
+        flash: true,
+    };
+    let vm = guests.create(&[spec]).unwrap()[0];
+    let boot = Boot {
+        segments: alloc::vec![(layout::FLASH_BASE, &FIRMWARE[..], 64)],
+        entry: layout::FLASH_BASE,
+        vcpus: 1,
+        bootargs: "console=ttyAMA0".into(),
+        exact_cmdline: true,
+        initrd: Some(&INITRD),
+        gic: crate::fdt_writer::GuestGic::None,
+    };
+    vm.boot(boot).unwrap();
+    let bytes = booted_dtb(m, vm);
+    let fdt = fdt::Fdt::new(&bytes).unwrap();
+    let chosen = fdt.find_node("/chosen").unwrap();
+    let start = chosen.property("linux,initrd-start").unwrap().value;
+    let start = u64::from_be_bytes(start.try_into().unwrap());
+    assert_eq!(start, (RAM_BASE + 4 * MB - 10_000) & !0xfff);
+    assert_eq!(peek(m, vm, start), 0x1d1d_1d1d_1d1d_1d1d);
+}
+
+/// A firmware VM (a bundle's `vmN/firmware`): the image at the start of
+/// its flash at IPA 0, where vCPU 0 starts with the DTB (still at the RAM
+/// base) in its first register; the rest of the flash reads as erased,
+/// page by page on demand, read-only; the same after a reset, with the
+/// pages it had faulted in freed. A VM without flash has none.
+#[test]
+fn firmware_runs_from_erased_read_only_flash_at_ipa_0() {
+    static FIRMWARE: [u8; 5000] = [0x42; 5000];
+    let m = machine();
+    let rmap = Box::leak(Box::new(mmu::Rmap::with_quota(crate::vm::RMAP_QUOTA)));
+    let guests: &'static Guests<HostMachine> =
+        Box::leak(Box::new(Guests::new(m, Coherency::Nc, rmap)));
+    let spec = |id, flash| VmSpec {
+        id,
+        geo: crate::testing::geometry(),
+        vcpus: 1,
+        ram_size: 4 * MB,
+        policy: Policy::Blocks,
+        lock: LockMode::Split,
+        gic: None,
+        gicv: None,
+        flash,
+    };
+    let vms = guests.create(&[spec(1, true), spec(2, false)]).unwrap();
+    let (vm, plain) = (vms[0], vms[1]);
+    let before = m.frames_in_use();
+    let boot = || Boot {
+        segments: alloc::vec![(layout::FLASH_BASE, &FIRMWARE[..], 5000)],
+        entry: layout::FLASH_BASE,
+        vcpus: 1,
+        bootargs: String::new(),
+        exact_cmdline: true,
+        initrd: None,
+        gic: crate::fdt_writer::GuestGic::None,
+    };
+    vm.boot(boot()).unwrap();
+    let v0 = guests.next_runnable().unwrap();
+    assert_eq!(
+        *v0.regs.lock(),
+        crate::testing::HostRegs { entry: 0, arg: EntryArg::Dtb(RAM_BASE) }
+    );
+    let erased = u64::MAX;
+    let check = |what: &str| {
+        // The image, then erased flash to the end of its last page.
+        assert_eq!(peek(m, vm, 0), 0x4242_4242_4242_4242, "{what}");
+        assert_eq!(peek(m, vm, 4992), 0x4242_4242_4242_4242, "{what}");
+        assert_eq!(peek(m, vm, 5000), erased, "{what}");
+        assert_eq!(peek(m, vm, 8184), erased, "{what}");
+        // Mapped read-only and executable.
+        let t = vm.s2.translate(Ipa(0)).unwrap();
+        assert!(t.attrs.read && !t.attrs.write && t.attrs.exec != mmu::Exec::Never, "{what}");
+        // The DTB at the RAM base, as ever.
+        assert!(fdt::Fdt::new(&booted_dtb(m, vm)).is_ok(), "{what}");
+        // The second bank (where U-Boot looks for its environment):
+        // nothing until the guest reads it, then an erased page, only
+        // one (the blocks policy is RAM's), read-only.
+        let env = layout::FLASH_BANK_SIZE;
+        assert!(vm.s2.translate(Ipa(env)).is_none(), "{what}");
+        assert!(vm.in_flash(env, PAGE) && !vm.in_ram(env, PAGE));
+        vm.populate_flash(env + 0x10).unwrap();
+        let t = vm.s2.translate(Ipa(env)).unwrap();
+        assert_eq!((t.level, t.attrs.write), (3, false), "{what}");
+        assert_eq!(m.read_u64(t.pa.get() + 4088), erased, "{what}");
+        assert!(vm.s2.translate(Ipa(env + PAGE)).is_none(), "{what}");
+        // A second fault on the same page (a racing vCPU) is fine.
+        vm.populate_flash(env).unwrap();
+    };
+    check("boot");
+    // The flash ends at 128 MiB, below the GIC.
+    let end = layout::FLASH_SIZE;
+    assert!(vm.in_flash(end - PAGE, PAGE) && !vm.in_flash(end, PAGE));
+    assert!(matches!(vm.populate_flash(end), Err(Error::OutsideRam { .. })));
+    // A reset frees what the flash held and loads the image again.
+    assert_eq!(psci(v0, psci::SYSTEM_RESET, [0; 3]), psci::Outcome::Stop);
+    v0.stop();
+    assert_eq!(vm.power(), VmPower::Running);
+    check("after a reset");
+    // Unmapped, everything the VM had goes back: no frame leaked.
+    vm.power_off();
+    vm.forget_everything(&mut vm.sharing.lock()).unwrap();
+    assert_eq!(m.frames_in_use(), before);
+    // A VM without flash: IPA 0 is nothing.
+    assert!(!plain.in_flash(0, PAGE));
+    assert!(matches!(plain.populate_flash(0), Err(Error::OutsideRam { .. })));
+    assert!(matches!(plain.load(0, &FIRMWARE, 5000), Err(Error::OutsideRam { .. })));
 }
 
 // ---- PSCI: no self-deadlock, no waiting for a running vCPU ------------------

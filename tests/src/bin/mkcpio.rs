@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! mkcpio bundle -o OUT --vm kernel=PATH[,initrd=PATH][,cmdline=TEXT][,config=TEXT] [--vm ...]
+//! mkcpio bundle -o OUT --vm firmware=PATH[,kernel=PATH][,...] # a firmware VM (U-Boot)
 //! mkcpio tree -o OUT DIR       # DIR's contents, sorted, uid/gid 0, mtime 0
 //! mkcpio list FILE|-           # one `ls -l`-like line per entry
 //! mkcpio check FILE|-          # checks the bundle contract, one line per VM
@@ -11,8 +12,8 @@
 //!
 //! `bundle` writes `vm1/...` for the first `--vm`, `vm2/...` for the
 //! second and so on (the format is in `harness::cpio`'s documentation). A
-//! comma separates two items of `--vm` only before `kernel=`, `initrd=`,
-//! `cmdline=` or `config=`, so `cmdline=console=ttyAMA0,115200` keeps its
+//! comma separates two items of `--vm` only before `kernel=`, `firmware=`,
+//! `initrd=`, `cmdline=` or `config=`, so `cmdline=console=ttyAMA0,115200` keeps its
 //! comma; quote the whole `--vm` value when it holds spaces. Output files
 //! are written next to OUT and renamed into place, so OUT is never seen
 //! half written.
@@ -31,6 +32,7 @@ use harness::cpio::{self, KernelKind, VmSpec, Writer};
 
 const USAGE: &str = "\
 usage: mkcpio bundle -o OUT --vm kernel=PATH[,initrd=PATH][,cmdline=TEXT][,config=TEXT] [--vm ...]
+       mkcpio bundle -o OUT --vm firmware=PATH[,kernel=PATH][,...] [--vm ...]
        mkcpio tree -o OUT DIR
        mkcpio list FILE|-
        mkcpio check FILE|-
@@ -112,8 +114,17 @@ fn read_input(file: &Path) -> io::Result<Vec<u8>> {
 
 /// One line about a bundle's VM, for `check`.
 fn describe_vm(vm: &cpio::BundleVm) -> String {
-    let mut line =
-        format!("vm{}: kernel {} ({} bytes)", vm.vm, KernelKind::of(&vm.kernel), vm.kernel.len());
+    let mut line = format!("vm{}: ", vm.vm);
+    if let Some(firmware) = &vm.firmware {
+        line.push_str(&format!("firmware ({} bytes)", firmware.len()));
+        if !vm.kernel.is_empty() {
+            line.push_str(", ");
+        }
+    }
+    if !vm.kernel.is_empty() {
+        let kind = KernelKind::of(&vm.kernel);
+        line.push_str(&format!("kernel {kind} ({} bytes)", vm.kernel.len()));
+    }
     if let Some(initrd) = &vm.initrd {
         let kind = if initrd.starts_with(&[0x1f, 0x8b]) {
             "gzip"
@@ -273,7 +284,8 @@ mod tests {
         fs::write(&kernel, &image).unwrap();
         let bundle = dir.join("bundle.cpio");
         let vm = VmSpec {
-            kernel,
+            kernel: kernel.clone(),
+            firmware: None,
             initrd: Some(initrd),
             cmdline: Some("console=ttyAMA0 earlycon".into()),
             config: Some("vcpus=4 mem=512M".into()),
@@ -289,6 +301,13 @@ mod tests {
                 vms[1].initrd.as_ref().unwrap().len()
             )
         );
+        // A firmware VM, and one with a kernel beside its firmware.
+        let fw = VmSpec { firmware: Some(kernel.clone()), ..VmSpec::default() };
+        let both = VmSpec { kernel: kernel.clone(), ..fw.clone() };
+        run(Command::Bundle { out: bundle.clone(), vms: vec![fw, both] }).unwrap();
+        let vms = cpio::check_bundle(&cpio::parse(&fs::read(&bundle).unwrap()).unwrap()).unwrap();
+        assert_eq!(describe_vm(&vms[0]), "vm1: firmware (64 bytes)");
+        assert_eq!(describe_vm(&vms[1]), "vm2: firmware (64 bytes), kernel ARM zImage (64 bytes)");
         // No temporary file is left beside the output.
         let mut left: Vec<String> = fs::read_dir(&dir)
             .unwrap()
