@@ -50,8 +50,9 @@ Options:
 Options taking a value also accept the --option=VALUE form.
 
 The cache is ${XDG_CACHE_HOME:-$HOME/.cache}/s2hyp/linux/ARCH/ (or
-$S2HYP_LINUX_CACHE/ARCH/): vmlinuz, config, busybox and versions (what
-was fetched). The initramfs is out/linux/ARCH/initramfs.cpio.gz.
+$S2HYP_LINUX_CACHE/ARCH/): vmlinuz, config, busybox, versions (what
+was fetched) and, for aarch64, bcm2711-rpi-4-b.dtb (the Pi 4's device
+tree). The initramfs is out/linux/ARCH/initramfs.cpio.gz.
 Set MKCPIO to a built mkcpio binary to skip `cargo run -p harness --bin
 mkcpio`.
 Exit status: 0 on success, 1 when fetching or building fails, 2 on
@@ -134,6 +135,10 @@ while (($#)); do
         ;;
     esac
 done
+
+# The Raspberry Pi 4's device tree, from the arm64 kernel package: QEMU's
+# raspi4b passes it to the Pi 4 image (with the bundle as its initrd).
+PI4_DTB=bcm2711-rpi-4-b.dtb
 
 case $arch in
 aarch64)
@@ -232,7 +237,8 @@ pick_kernel() {
 
 # Fetch the kernel and busybox into $cache unless they are there.
 fetch() {
-    if [[ -s $cache/vmlinuz && -s $cache/busybox && -s $cache/versions ]]; then
+    if [[ -s $cache/vmlinuz && -s $cache/busybox && -s $cache/versions ]] &&
+        [[ $arch != aarch64 || -s $cache/$PI4_DTB ]]; then
         return 0
     fi
     if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
@@ -259,8 +265,9 @@ fetch() {
         return 1
     }
 
-    dpkg-deb --fsys-tarfile "$kdeb" |
-        tar -x -C "$x/root" --wildcards './boot/vmlinuz-*' './boot/config-*'
+    local members=('./boot/vmlinuz-*' './boot/config-*')
+    [[ $arch == aarch64 ]] && members+=("./usr/lib/linux-image-*/broadcom/$PI4_DTB")
+    dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$x/root" --wildcards "${members[@]}"
     dpkg-deb --fsys-tarfile "$bdeb" | tar -x -C "$x/root" ./bin/busybox
     local images=("$x"/root/boot/vmlinuz-*) release image=$x/Image
     ((${#images[@]} == 1)) || {
@@ -294,6 +301,9 @@ fetch() {
     rm -f "$cache/versions"
     install -m 0644 "$image" "$cache/vmlinuz"
     install -m 0644 "$x/root/boot/config-$release" "$cache/config"
+    if [[ $arch == aarch64 ]]; then
+        install -m 0644 "$x"/root/usr/lib/linux-image-*/broadcom/"$PI4_DTB" "$cache/$PI4_DTB"
+    fi
     install -m 0755 "$bb" "$cache/busybox"
     {
         printf 'kernel %s %s (release %s)\n' "$kpkg" "$(dpkg-deb -f "$kdeb" Version)" "$release"

@@ -215,6 +215,20 @@ pub fn linux_prompt(vm: u32) -> String {
     format!("s2hyp-vm{vm}:")
 }
 
+/// The Raspberry Pi 4's device tree that `scripts/linux.sh` keeps beside
+/// the arm64 kernel it fetched (call [`linux_bundle`] for
+/// [`Arch::Aarch64`] first, which fills the cache).
+pub fn linux_pi4_dtb() -> PathBuf {
+    let root = match (std::env::var_os("S2HYP_LINUX_CACHE"), std::env::var_os("XDG_CACHE_HOME")) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(cache)) => PathBuf::from(cache).join("s2hyp/linux"),
+        (None, None) => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/s2hyp/linux")
+        }
+    };
+    root.join("aarch64/bcm2711-rpi-4-b.dtb")
+}
+
 /// Runs `scripts/linux.sh` for `vms` Linux VMs of `vcpus` vCPUs and `mem`
 /// RAM each (`512M`) on `arch`, and returns the bundle it wrote,
 /// `out/linux/<arch>/bundle-<vms>x<vcpus>-<mem>.cpio`: the hypervisor's

@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use harness::{out_dir, prepare, Qemu, Run};
+use harness::{
+    linux_bundle, linux_pi4_dtb, linux_prompt, out_dir, prepare, Arch, Qemu, Run, LINUX_INIT_LINE,
+};
 
 const HALTED: &str = "no PSCI on this machine: halted";
 
@@ -53,6 +55,48 @@ fn rpi4_on_qemu_raspi4b() {
 fn rpi3_on_qemu_raspi3b() {
     let run = boot_pi("raspi3b", "rpi3");
     run.assert_contains("board: Raspberry Pi 3 Model B (BCM2837) (built in: no DTB)");
+}
+
+/// Debian's arm64 Linux as a guest of the Pi 4 image on QEMU's `raspi4b`
+/// (its GIC-400, the BCM2711's four Cortex-A72s), started as the Pi's
+/// firmware would start a kernel with a device tree: QEMU passes Debian's
+/// `bcm2711-rpi-4-b.dtb` with the bundle as its initrd and the
+/// hypervisor's bootargs, so the hypervisor finds its board, RAM and
+/// bundle in the DTB. Linux gets four vCPUs on the four CPUs, reaches its
+/// shell, answers typed commands, and powers off through PSCI (the
+/// hypervisor's, since the Pi has no firmware PSCI it halts after that).
+#[test]
+fn linux_on_rpi4_raspi4b() {
+    prepare();
+    let bundle = linux_bundle(Arch::Aarch64, 4, "512M", 1);
+    let dtb = linux_pi4_dtb();
+    let kernel = out_dir().join("rpi4/kernel8.img");
+    let prompt = linux_prompt(1);
+    let run = Qemu::raspi("raspi4b", kernel)
+        .extra_args(["-dtb".into(), dtb.display().to_string(), "-initrd".into()])
+        .extra_args([bundle.display().to_string()])
+        .stop_when(HALTED)
+        .timeout(Duration::from_secs(300))
+        .input_after(&prompt, "grep -c ^proc /proc/cpuinfo\r")
+        .input_after(&prompt, "echo hello-$((6*7))\r")
+        .input_after(&prompt, "poweroff -f\r")
+        .run();
+    for text in [
+        "board: Raspberry Pi 4 Model B (BCM2711) (from the DTB)",
+        "host GIC: V2",
+        "cpu3 up",
+        &format!("[vm1] {LINUX_INIT_LINE}, 4 CPUs (vm1,"),
+        "[vm1] 4\n",
+        "[vm1] hello-42",
+        "all VMs stopped",
+        HALTED,
+    ] {
+        run.assert_contains(text);
+    }
+    for bad in ["Kernel panic", "Internal error: Oops", "PANIC", "hyp: BUG:"] {
+        run.assert_lacks(bad);
+    }
+    assert!(run.stopped_early, "the run did not reach {HALTED:?}\n{run}");
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
