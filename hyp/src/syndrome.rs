@@ -345,6 +345,19 @@ impl Syndrome {
         self.abort().is_set(ISS_ABORT::WNR)
     }
 
+    /// A data abort on a cache maintenance instruction (`CM`; `WnR` is
+    /// set on those, `ISV` clear).
+    pub fn cache_maintenance(self) -> bool {
+        self.abort().is_set(ISS_ABORT::CM)
+    }
+
+    /// An abort on the stage-2 translation of a stage-1 table walk
+    /// (`S1PTW`): not on the access the instruction made, so it cannot be
+    /// emulated or stepped over.
+    pub fn s1ptw(self) -> bool {
+        self.abort().is_set(ISS_ABORT::S1PTW)
+    }
+
     /// A data abort's size and register, if the syndrome holds them
     /// (`ISV`).
     pub fn access(self) -> Option<Access> {
@@ -445,6 +458,21 @@ mod tests {
         for dfsc in 0x0c..=0x0e {
             assert_eq!(Syndrome(0x9200_0040 | dfsc).fault(), Fault::Permission);
         }
+    }
+
+    #[test]
+    fn cache_maintenance_and_table_walk_aborts() {
+        // DC IVAC on a write-protected page: CM, WnR, no ISV, DFSC 0x0f.
+        let s = Syndrome(0x9200_014f);
+        assert!(s.cache_maintenance() && s.write() && !s.s1ptw());
+        assert_eq!((s.access(), s.fault()), (None, Fault::Permission));
+        // A stage-1 walk's descriptor update in a read-only page: S1PTW,
+        // WnR, DFSC 0x0f.
+        let s = Syndrome(0x9200_00cf);
+        assert!(s.s1ptw() && s.write() && !s.cache_maintenance());
+        // A plain store: neither.
+        let s = Syndrome(0x9381_004f);
+        assert!(!s.s1ptw() && !s.cache_maintenance());
     }
 
     #[test]

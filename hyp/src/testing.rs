@@ -61,6 +61,9 @@ pub struct HostMachine {
     dirty: Mutex<BTreeSet<u64>>,
     /// Frames handed out now.
     live: AtomicU64,
+    /// A bit per frame, set while it is handed out: freeing a frame that
+    /// is not (twice, or never allocated) fails the test at once.
+    allocated: &'static [AtomicU64],
     clock: AtomicU64,
     /// CPUs kicked (`Machine::kick_cpu`), in order.
     pub kicks: Mutex<Vec<usize>>,
@@ -106,6 +109,9 @@ impl HostMachine {
             frames: Mutex::new(frames),
             dirty: Mutex::new(BTreeSet::new()),
             live: AtomicU64::new(0),
+            allocated: Box::leak(
+                (0..(mem / PAGE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>(),
+            ),
             clock: AtomicU64::new(0),
             kicks: Mutex::new(Vec::new()),
             out: Mutex::new((Captured::default(), Output::new())),
@@ -134,6 +140,29 @@ impl HostMachine {
     /// What was printed so far, taken.
     pub fn take_output(&self) -> String {
         core::mem::take(&mut self.out.lock().unwrap().0 .0)
+    }
+
+    /// Marks `count` frames from frame number `first` handed out (`on`)
+    /// or free; panics on a frame that already was (a double free, a free
+    /// of a frame never handed out, or an allocator handing one out
+    /// twice).
+    fn mark(&self, first: u64, count: usize, on: bool) {
+        let base = FRAMES_BASE / PAGE;
+        for f in first..first + count as u64 {
+            let (i, bit) = (((f - base) / 64) as usize, 1u64 << ((f - base) % 64));
+            let was = if on {
+                self.allocated[i].fetch_or(bit, Ordering::Relaxed)
+            } else {
+                self.allocated[i].fetch_and(!bit, Ordering::Relaxed)
+            };
+            assert_eq!(
+                was & bit != 0,
+                !on,
+                "frame {:#x} {}",
+                f * PAGE,
+                if on { "handed out twice" } else { "freed twice, or never allocated" }
+            );
+        }
     }
 
     fn word(&self, pa: u64) -> &AtomicU64 {
@@ -193,12 +222,14 @@ impl Machine for HostMachine {
             }
             self.dirty.lock().unwrap().remove(&f);
         }
+        self.mark(frame, count, true);
         self.live.fetch_add(count as u64, Ordering::Relaxed);
         Some(PhysAddr(start))
     }
 
     fn free_frames(&self, pa: PhysAddr, count: usize) {
         let first = pa.get() / PAGE;
+        self.mark(first, count, false);
         let written: Vec<u64> =
             self.dirty.lock().unwrap().range(first..first + count as u64).copied().collect();
         for f in written {

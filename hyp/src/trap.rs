@@ -197,18 +197,16 @@ fn abort(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome) -> Action {
     }
 }
 
-/// A store to the VM's flash: the flash is ROM to the guest (no CFI
-/// command set is emulated), so the store is dropped and the guest goes
-/// on after it, with a (rate-limited) warning. A store the syndrome does
-/// not describe cannot be stepped over: it takes an external abort.
+/// A store to the VM's flash: dropped and stepped over, or an external
+/// abort, as [`vm::Vm::flash_store`] decides.
 fn flash_write(vcpu: &'static Vcpu, st: &mut VcpuRegs, syn: Syndrome, ipa: u64) -> Action {
-    let far = cpu::fault_va(syn.ec());
-    if syn.access().is_none() {
-        return external_abort(vcpu, st, true, true, far);
+    match vcpu.vm.flash_store(syn, ipa) {
+        vm::FlashStore::Skip => {
+            st.regs.skip(syn.insn_len());
+            Action::Resume
+        }
+        vm::FlashStore::Abort => external_abort(vcpu, st, true, true, cpu::fault_va(syn.ec())),
     }
-    vcpu.vm.warn(format_args!("write to the flash at IPA {ipa:#x} ignored (read-only)"));
-    st.regs.skip(syn.insn_len());
-    Action::Resume
 }
 
 /// A fault in RAM the hypervisor could not resolve (no memory left, no

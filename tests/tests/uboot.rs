@@ -10,7 +10,8 @@
 //! Each boot stops U-Boot's autoboot with a key, then types at its prompt
 //! (`=> `): `version`, `bdinfo` (the VM's RAM as the DTB describes it),
 //! `md` of the erased flash, of U-Boot's own first instruction in flash
-//! and of the DTB's magic at the RAM base, and `poweroff`, which is PSCI
+//! and of the DTB's magic at the RAM base, `crc32` of the whole second
+//! flash bank (64 MiB read, all erased), and `poweroff`, which is PSCI
 //! `SYSTEM_OFF`: the VM stops, the hypervisor prints its power-off line
 //! and QEMU exits with status 0.
 //!
@@ -119,7 +120,10 @@ fn uboot(qemu: Qemu) {
     // U-Boot's own first instruction (in flash at 0) and the DTB's magic
     // at the start of RAM.
     let (erased, start, dtb) = ("md.l 0x4000000 4", "md.l 0 1", "md.l 0x40000000 1");
-    let commands = ["version", "bdinfo", erased, start, dtb, "poweroff"];
+    // All of the second bank: 16384 erased pages, each faulted in to the
+    // VM's one erased frame.
+    let bank = "crc32 4000000 4000000";
+    let commands = ["version", "bdinfo", erased, start, dtb, bank, "poweroff"];
     let mut qemu =
         qemu.mem("1G").initrd(bundle).timeout(UBOOT_TIMEOUT).input_after(UBOOT_AUTOBOOT, " ");
     for c in commands {
@@ -160,6 +164,12 @@ fn uboot(qemu: Qemu) {
     // The FDT header's magic 0xd00dfeed, big-endian in memory, read as a
     // little-endian word.
     assert_eq!(md_words(&run, dtb, 0x4000_0000), [0xedfe_0dd0], "{run}");
+    // The CRC-32 of 64 MiB of 0xff (zlib's `crc32`), and a page mapped
+    // for each page read.
+    let crc = answer(&run, bank);
+    assert!(crc.iter().any(|l| l.ends_with("==> e709dfcc")), "{bank}: {crc:?}\n{run}");
+    let pages = run.counter("pages mapped").unwrap_or_default();
+    assert!(pages.first().is_some_and(|&p| p >= 16384), "pages mapped: {pages:?}\n{run}");
     eprintln!("{}", run.summary());
 }
 

@@ -508,6 +508,13 @@ pub struct Vm<M: Machine> {
     /// The flash's page attributes: readable and executable, not
     /// writable.
     flash_prot: mmu::PageProt,
+    /// The erased flash page (firmware VMs only): one frame of `0xff`
+    /// that every flash page the firmware's image does not cover maps,
+    /// read-only, so that a guest reading all of its flash costs stage-2
+    /// tables and no frames. Allocated when the VM is created and never
+    /// freed (a VM lives as long as the hypervisor): [`Vm::put_leaf`]
+    /// keeps the unmaps of a reset from handing it to the allocator.
+    erased: Option<mmu::PhysAddr>,
     policy: AtomicU8,
     /// Counters.
     pub stats: VmStats,
@@ -563,6 +570,26 @@ pub struct Vm<M: Machine> {
 /// hypervisor emulates no CFI flash commands).
 const FLASH_ATTRS: mmu::Attrs = mmu::Attrs { write: false, ..mmu::Attrs::RAM };
 
+/// What the trap handler does with a guest's store to its flash
+/// ([`Vm::flash_store`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FlashStore {
+    /// Nothing is written: the guest goes on after the instruction.
+    Skip,
+    /// The guest takes a synchronous external abort.
+    Abort,
+}
+
+/// A frame of erased flash for a new firmware VM ([`Vm::erased`]):
+/// filled with `0xff` and cleaned to the PoC, since the guest may read it
+/// with its caches off.
+fn erased_page<M: Machine>(m: &M) -> Result<mmu::PhysAddr, Error> {
+    let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
+    m.fill_page(pa, layout::FLASH_ERASED);
+    m.clean_inval_poc(pa, PAGE);
+    Ok(pa)
+}
+
 /// Bytes of a guest console line the hypervisor buffers before it prints
 /// them anyway (the line goes on).
 const CONSOLE_LINE: usize = 1024;
@@ -591,11 +618,15 @@ impl<M: Machine> Vm<M> {
             let (ipa, pa) = (mmu::Ipa(GICC_BASE), mmu::PhysAddr(pa));
             s2.map(ipa, pa, GICC_SIZE, &mmu::Attrs::DEVICE, mmu::Granularity::Pages)?;
         }
+        let (ram, flash_prot) = (s2.page_prot(&mmu::Attrs::RAM)?, s2.page_prot(&FLASH_ATTRS)?);
+        // The last step that can fail: nothing is left to free after it.
+        let erased = if flash { Some(erased_page(m)?) } else { None };
         let vm: &'static Vm<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Vm {
             id,
             guests,
-            ram: s2.page_prot(&mmu::Attrs::RAM)?,
-            flash_prot: s2.page_prot(&FLASH_ATTRS)?,
+            ram,
+            flash_prot,
+            erased,
             s2,
             ram_size,
             flash_size: if flash { layout::FLASH_SIZE } else { 0 },
@@ -677,6 +708,37 @@ impl<M: Machine> Vm<M> {
     pub fn in_flash(&self, ipa: u64, len: u64) -> bool {
         let base = layout::FLASH_BASE;
         ipa >= base && len <= self.flash_size && ipa - base <= self.flash_size - len
+    }
+
+    /// What becomes of a store the guest made to its flash, which is ROM
+    /// to it (no CFI command set is emulated): `syn` is the data abort's
+    /// syndrome, a stage-2 permission fault on a write at `ipa`. A store
+    /// the syndrome describes is dropped, with a warning that the VM's
+    /// limiter rate-limits (a guest storing in a loop cannot flood the
+    /// console); so is a cache maintenance instruction (`DC IVAC` needs
+    /// write permission), silently: the flash holds nothing the guest
+    /// could have written. Anything else takes an external abort: a store
+    /// without a valid syndrome (`STP`, an atomic, `DC ZVA`...) cannot be
+    /// stepped over without knowing what it did, nor can a stage-1 table
+    /// walk that wanted to update a descriptor in the flash.
+    pub fn flash_store(&self, syn: crate::syndrome::Syndrome, ipa: u64) -> FlashStore {
+        if syn.s1ptw() {
+            return FlashStore::Abort;
+        }
+        if syn.cache_maintenance() {
+            return FlashStore::Skip;
+        }
+        if syn.access().is_none() {
+            return FlashStore::Abort;
+        }
+        self.warn(format_args!("write to the flash at IPA {ipa:#x} ignored (read-only)"));
+        FlashStore::Skip
+    }
+
+    /// Whether `pa` is the VM's erased flash page ([`Vm::erased`]), which
+    /// is mapped at many IPAs and belongs to none of them.
+    pub fn is_erased_page(&self, pa: mmu::PhysAddr) -> bool {
+        self.erased == Some(pa)
     }
 
     // ---- power ---------------------------------------------------------

@@ -2,7 +2,8 @@
 //! (pages, 2 MiB or 1 GiB blocks by policy), premapping, unmap and remap,
 //! collapse and split.
 //!
-//! Nothing here allocates in proportion to guest memory: unmap and reset
+//! Nothing here allocates in proportion to guest memory: the flash maps
+//! one erased frame wherever the firmware is not, unmap and reset
 //! free each frame as `mmu` hands it back (`Stage2::unmap_with`, a bounded
 //! gather), premap asks `mmu` for the next hole instead of looking at
 //! every page, and collapse decisions are `mmu`'s (`collapse_check`).
@@ -21,7 +22,10 @@ impl<M: Machine> Vm<M> {
     /// `mem_size` bytes, mapping fresh pages where nothing is mapped yet
     /// (or using the page already there), with the cache maintenance code
     /// needs. In the VM's flash the same, but the fresh pages read as
-    /// erased (`0xff`) around `data` and are mapped read-only.
+    /// erased (`0xff`) around `data` and are mapped read-only; a flash page
+    /// `data` does not reach maps the erased page ([`Vm::erased`]), and one
+    /// it does is never written in the erased page, but in a fresh frame
+    /// that replaces it.
     pub fn load(&self, ipa: u64, data: &[u8], mem_size: u64) -> Result<(), Error> {
         let m = self.machine();
         let end = ipa + mem_size.max(data.len() as u64);
@@ -33,9 +37,22 @@ impl<M: Machine> Vm<M> {
         let prot = if flash { self.flash_prot } else { self.ram };
         let mut page = ipa & !(PAGE - 1);
         while page < end {
+            // The part of `data` that falls in this page.
+            let lo = page.max(ipa);
+            let hi = (page + PAGE).min(ipa + data.len() as u64);
+            if flash && lo >= hi {
+                self.populate_flash(page)?;
+                page += PAGE;
+                continue;
+            }
             let pa = match self.s2.translate(Ipa(page)) {
-                Some(t) => t.pa,
-                None => {
+                Some(t) if !self.is_erased_page(t.pa) => t.pa,
+                mapped => {
+                    if mapped.is_some() {
+                        // The erased page: out of the way first (never
+                        // aliased, so a plain unmap; it is not freed).
+                        self.s2.unmap(Ipa(page), PAGE)?;
+                    }
                     let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
                     if flash {
                         m.fill_page(pa, FLASH_ERASED);
@@ -48,9 +65,6 @@ impl<M: Machine> Vm<M> {
                     pa
                 }
             };
-            // The part of `data` that falls in this page.
-            let lo = page.max(ipa);
-            let hi = (page + PAGE).min(ipa + data.len() as u64);
             if lo < hi {
                 let bytes = &data[(lo - ipa) as usize..(hi - ipa) as usize];
                 m.write_phys(PhysAddr(pa.get() + (lo - page)), bytes);
@@ -126,33 +140,25 @@ impl<M: Machine> Vm<M> {
         Ok(())
     }
 
-    /// Populates the VM's flash at `ipa` after a translation fault: a
-    /// fresh page that reads as erased (`0xff`), mapped read-only (the
-    /// firmware's own pages are mapped when it is loaded). A racing vCPU
-    /// that mapped it first wins.
+    /// Populates the VM's flash at `ipa` after a translation fault: the
+    /// VM's erased page ([`Vm::erased`], all `0xff`), mapped read-only
+    /// and executable (the firmware's own pages are mapped when it is
+    /// loaded). Allocates no frame, only the stage-2 tables that the page
+    /// needs (at most a level-3 table per 2 MiB of flash, 64 in all). A
+    /// racing vCPU that mapped it first wins.
     pub fn populate_flash(&self, ipa: u64) -> Result<(), Error> {
         let page = ipa & !(PAGE - 1);
-        if !self.in_flash(page, PAGE) {
+        let Some(erased) = self.erased.filter(|_| self.in_flash(page, PAGE)) else {
             return Err(Error::OutsideRam { ipa: page, size: PAGE });
-        }
-        let m = self.machine();
-        let pa = m.alloc_frames(1).ok_or(Error::NoFrames { frames: 1 })?;
-        m.fill_page(pa, FLASH_ERASED);
-        m.clean_inval_poc(pa, PAGE);
-        match self.s2.map_page_prot(Ipa(page), pa, self.flash_prot) {
+        };
+        match self.s2.map_page_prot(Ipa(page), erased, self.flash_prot) {
             Ok(()) => {
                 VmStats::bump(&self.stats.pages);
                 Ok(())
             }
-            Err(e) => {
-                m.free_frames(pa, 1);
-                // Another vCPU faulted on the same page first.
-                if e.kind() == ErrorKind::AlreadyMapped {
-                    Ok(())
-                } else {
-                    Err(e.into())
-                }
-            }
+            // Another vCPU faulted on the same page first.
+            Err(e) if e.kind() == ErrorKind::AlreadyMapped => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -204,8 +210,16 @@ impl<M: Machine> Vm<M> {
         }
     }
 
-    /// Frees what an unmap handed back, if it is this VM's to free.
+    /// Frees what an unmap handed back, if it is this VM's to free: not
+    /// a tracked frame something else still maps or holds (`owned`
+    /// false), nor the erased flash page, which every erased page of the
+    /// flash maps and which lives as long as the VM ([`Vm::erased`]).
     pub(super) fn put_leaf(&self, leaf: Leaf) {
+        if self.is_erased_page(leaf.pa) {
+            // Only ever mapped as a page, in the flash.
+            debug_assert_eq!(leaf.level, 3, "the erased page in a block");
+            return;
+        }
         if leaf.owned {
             self.machine().free_frames(leaf.pa, (leaf.size() / PAGE) as usize);
         }
@@ -249,7 +263,9 @@ impl<M: Machine> Vm<M> {
     pub(super) fn forget_everything(&self, t: &mut Sharing) -> Result<(), Error> {
         self.unmap_locked(t, RAM_BASE, self.ram_size)?;
         if self.flash_size > 0 {
-            // Its pages are never aliased nor shared: plain frames.
+            // Its pages are never aliased nor shared: the firmware's are
+            // plain frames, freed; the others map the erased page, which
+            // stays (`put_leaf`).
             self.unmap_frames(t, FLASH_BASE, self.flash_size)?;
         }
         while let Some(o) = t.offers.take_any() {

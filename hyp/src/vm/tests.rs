@@ -304,8 +304,10 @@ fn a_firmware_vms_initrd_is_below_the_firmwares_part_of_ram() {
 /// A firmware VM (a bundle's `vmN/firmware`): the image at the start of
 /// its flash at IPA 0, where vCPU 0 starts with the DTB (still at the RAM
 /// base) in its first register; the rest of the flash reads as erased,
-/// page by page on demand, read-only; the same after a reset, with the
-/// pages it had faulted in freed. A VM without flash has none.
+/// page by page on demand, read-only; the same after a reset, which frees
+/// the firmware's pages and reloads them (the erased frame stays: see
+/// `reading_all_of_the_flash_allocates_no_frames`). A VM without flash
+/// has none.
 #[test]
 fn firmware_runs_from_erased_read_only_flash_at_ipa_0() {
     static FIRMWARE: [u8; 5000] = [0x42; 5000];
@@ -386,6 +388,198 @@ fn firmware_runs_from_erased_read_only_flash_at_ipa_0() {
     assert!(!plain.in_flash(0, PAGE));
     assert!(matches!(plain.populate_flash(0), Err(Error::OutsideRam { .. })));
     assert!(matches!(plain.load(0, &FIRMWARE, 5000), Err(Error::OutsideRam { .. })));
+}
+
+/// A firmware VM of `ram_size` bytes of RAM (flash at IPA 0), created
+/// but not booted; and what booting it loads: [`FIRMWARE`] at the start
+/// of its flash.
+fn firmware_vm(m: &'static HostMachine) -> (&'static Guests<HostMachine>, V) {
+    let rmap = Box::leak(Box::new(mmu::Rmap::with_quota(crate::vm::RMAP_QUOTA)));
+    let guests: &'static Guests<HostMachine> =
+        Box::leak(Box::new(Guests::new(m, Coherency::Nc, rmap)));
+    let spec = VmSpec {
+        id: 1,
+        geo: crate::testing::geometry(),
+        vcpus: 1,
+        ram_size: 4 * MB,
+        policy: Policy::Blocks,
+        lock: LockMode::Split,
+        gic: None,
+        gicv: None,
+        flash: true,
+    };
+    (guests, guests.create(&[spec]).unwrap()[0])
+}
+
+/// The firmware [`firmware_vm`] boots: two pages and a bit.
+static FIRMWARE: [u8; 9000] = [0x42; 9000];
+/// Pages [`FIRMWARE`] covers.
+const FIRMWARE_PAGES: u64 = 3;
+
+fn firmware_boot() -> Boot {
+    Boot {
+        segments: alloc::vec![(layout::FLASH_BASE, &FIRMWARE[..], FIRMWARE.len() as u64)],
+        entry: layout::FLASH_BASE,
+        vcpus: 1,
+        bootargs: String::new(),
+        exact_cmdline: true,
+        initrd: None,
+        gic: crate::fdt_writer::GuestGic::None,
+    }
+}
+
+/// Faults in every page of `vm`'s flash, as a guest reading all of it
+/// would, from two CPUs at once (the second racing the first for each
+/// page); returns the frames the flash maps, each with the number of its
+/// pages that map it.
+fn touch_all_flash(m: &'static HostMachine, vm: V) -> std::collections::BTreeMap<u64, u64> {
+    let pages = layout::FLASH_SIZE / PAGE;
+    let racer = std::thread::spawn(move || {
+        m.as_cpu(1, || {
+            for p in (0..pages).rev() {
+                vm.populate_flash(layout::FLASH_BASE + p * PAGE + 8).unwrap();
+            }
+        })
+    });
+    for p in 0..pages {
+        vm.populate_flash(layout::FLASH_BASE + p * PAGE).unwrap();
+    }
+    racer.join().unwrap();
+    let mut frames = std::collections::BTreeMap::new();
+    for p in 0..pages {
+        let t = vm.s2.translate(Ipa(layout::FLASH_BASE + p * PAGE)).expect("flash mapped");
+        assert_eq!((t.level, t.attrs.write), (3, false), "page {p}: a read-only page");
+        assert_ne!(t.attrs.exec, mmu::Exec::Never, "page {p}: executable");
+        *frames.entry(t.pa.get()).or_insert(0) += 1;
+    }
+    frames
+}
+
+/// The hostile-guest rule for the flash: a guest that reads all of its
+/// 128 MiB of flash costs the hypervisor stage-2 tables (at most a
+/// level-3 table per 2 MiB) and no frame. Every erased page maps the
+/// VM's one erased frame (allocated with the VM), which reads `0xff`; the
+/// firmware's pages are its own. Resets and the final unmap never free
+/// the erased frame (the test machine fails a double free at once) and
+/// free everything else the flash held.
+#[test]
+fn reading_all_of_the_flash_allocates_no_frames() {
+    let m = machine();
+    let at_start = m.frames_in_use();
+    let (guests, vm) = firmware_vm(m);
+    // The erased frame, and nothing else, comes with the VM.
+    assert_eq!(m.frames_in_use(), at_start + 1);
+    let erased = vm.erased.unwrap();
+    assert!(vm.is_erased_page(erased));
+    vm.boot(firmware_boot()).unwrap();
+    let booted = m.frames_in_use();
+    let tables = m.tables().live();
+    let check = |what: &str| {
+        let frames = touch_all_flash(m, vm);
+        assert_eq!(m.frames_in_use(), booted, "{what}: no frame for the erased pages");
+        let new_tables = m.tables().live() - tables;
+        assert!(new_tables <= 64 + 2, "{what}: {new_tables} table pages for the flash");
+        // The firmware's pages, each its own frame, then one frame for
+        // every other page.
+        let pages = layout::FLASH_SIZE / PAGE;
+        assert_eq!(frames.get(&erased.get()), Some(&(pages - FIRMWARE_PAGES)), "{what}");
+        assert_eq!(frames.len() as u64, FIRMWARE_PAGES + 1, "{what}");
+        for p in 0..FIRMWARE_PAGES {
+            assert_ne!(frame(vm, p * PAGE), erased.get(), "{what}: firmware page {p}");
+        }
+        // The image, erased flash after it in its last page, and erased
+        // flash everywhere else, to the last word.
+        assert_eq!(peek(m, vm, 0), 0x4242_4242_4242_4242, "{what}");
+        assert_eq!(peek(m, vm, 8992), 0x4242_4242_4242_4242, "{what}");
+        assert_eq!(peek(m, vm, 9000), u64::MAX, "{what}");
+        for w in 0..PAGE / 8 {
+            assert_eq!(m.read_u64(erased.get() + 8 * w), u64::MAX, "{what}: word {w}");
+        }
+        assert_eq!(peek(m, vm, layout::FLASH_SIZE - 8), u64::MAX, "{what}");
+        assert!(vm.stat(Stat::PagesMapped) >= pages, "{what}");
+    };
+    check("boot");
+    // A reset unmaps the flash (32768 mappings of the erased frame) and
+    // loads the firmware again: the same frames in use, the erased frame
+    // neither freed nor poisoned.
+    let v0 = guests.next_runnable().unwrap();
+    assert_eq!(psci(v0, psci::SYSTEM_RESET, [0; 3]), psci::Outcome::Stop);
+    v0.stop();
+    assert_eq!(vm.power(), VmPower::Running);
+    assert_eq!(m.frames_in_use(), booted, "the reset freed what it reloaded, no more");
+    check("after a reset");
+    // Off, and everything unmapped: all that is left is the erased frame,
+    // which lives as long as the VM does (for ever: VMs are never
+    // removed).
+    let v0 = guests.next_runnable().unwrap();
+    assert_eq!(psci(v0, psci::SYSTEM_OFF, [0; 3]), psci::Outcome::Stop);
+    v0.stop();
+    assert!(guests.all_stopped());
+    vm.forget_everything(&mut vm.sharing.lock()).unwrap();
+    vm.s2.rcu_barrier();
+    assert_eq!(m.frames_in_use(), at_start + 1);
+    assert!(m.tables().live() <= tables, "the flash's tables freed");
+    assert_eq!(m.read_u64(erased.get()), u64::MAX);
+}
+
+/// Loading the firmware over flash pages the guest had faulted in (the
+/// erased frame mapped there) writes it to fresh frames, never to the
+/// erased frame the other pages share.
+#[test]
+fn the_firmware_is_never_written_into_the_erased_frame() {
+    let m = machine();
+    let (_guests, vm) = firmware_vm(m);
+    let erased = vm.erased.unwrap();
+    for p in 0..FIRMWARE_PAGES + 1 {
+        vm.populate_flash(p * PAGE).unwrap();
+        assert_eq!(frame(vm, p * PAGE), erased.get());
+    }
+    vm.boot(firmware_boot()).unwrap();
+    for p in 0..FIRMWARE_PAGES {
+        assert_ne!(frame(vm, p * PAGE), erased.get(), "firmware page {p}");
+        let t = vm.s2.translate(Ipa(p * PAGE)).unwrap();
+        assert!(!t.attrs.write, "firmware page {p}: read-only");
+    }
+    assert_eq!(peek(m, vm, 0), 0x4242_4242_4242_4242);
+    assert_eq!(frame(vm, FIRMWARE_PAGES * PAGE), erased.get(), "the page after it");
+    for w in 0..PAGE / 8 {
+        assert_eq!(m.read_u64(erased.get() + 8 * w), u64::MAX, "word {w}");
+    }
+}
+
+/// Stores to the flash (`Vm::flash_store`, what the trap handler asks on
+/// a write permission fault there): one the syndrome describes is
+/// dropped and stepped over, with warnings the VM's limiter holds to a
+/// burst however many the guest makes; a cache maintenance instruction
+/// is stepped over silently; a store without a valid syndrome, or a
+/// stage-1 walk's descriptor update, takes an external abort.
+#[test]
+fn flash_stores_are_dropped_rate_limited_or_aborted() {
+    use crate::syndrome::Syndrome;
+    let m = machine();
+    let (_guests, vm) = firmware_vm(m);
+    // STR w1, [x0], permission fault at level 3: ISV, SAS word, SRT 1, WnR.
+    let store = Syndrome(0x9381_004f);
+    m.take_output();
+    for i in 0..10_000 {
+        assert_eq!(vm.flash_store(store, 0x400_0000 + 4 * i), FlashStore::Skip);
+    }
+    let out = m.take_output();
+    let lines = out.matches("write to the flash").count();
+    assert!((1..=8).contains(&lines), "{lines} warnings for 10000 stores:\n{out}");
+    // A second later one more, saying how many were left out.
+    m.advance_ms(1000);
+    assert_eq!(vm.flash_store(store, 0x400_0000), FlashStore::Skip);
+    let out = m.take_output();
+    assert!(out.contains("warnings about this VM suppressed"), "{out}");
+    // DC IVAC: CM, WnR, no ISV. Skipped without a word.
+    m.advance_ms(10_000);
+    assert_eq!(vm.flash_store(Syndrome(0x9200_014f), 0x1000), FlashStore::Skip);
+    assert_eq!(m.take_output(), "");
+    // STP: no ISV. A stage-1 walk: S1PTW.
+    assert_eq!(vm.flash_store(Syndrome(0x9200_004f), 0x1000), FlashStore::Abort);
+    assert_eq!(vm.flash_store(Syndrome(0x9200_00cf), 0x1000), FlashStore::Abort);
+    assert_eq!(m.take_output(), "");
 }
 
 // ---- PSCI: no self-deadlock, no waiting for a running vCPU ------------------
