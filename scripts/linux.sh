@@ -56,6 +56,9 @@ Options:
                    for out/guest-hostile.bin or out/arm/guest-hostile.bin of
                    scripts/build.sh, or a file) with the command line "vm=1";
                    the Linux VMs become VMs 2 and up
+  --test-vm-args TEXT
+                   more of that VM's command line, after "vm=1" (e.g.
+                   "start=input": hostile waits for a byte on its console)
   --test-vm-config TEXT
                    that VM's config (default: "vcpus=1 mem=64M")
   --out FILE       the bundle to write (default: out/linux/ARCH/bundle.cpio)
@@ -95,6 +98,7 @@ fetch_only=0
 memstress=0
 test_vm=""
 test_vm_config="vcpus=1 mem=64M"
+test_vm_args=""
 
 while (($#)); do
     opt=$1
@@ -116,7 +120,7 @@ while (($#)); do
         memstress=1
         shift
         ;;
-    --arch | --vcpus | --mem | --vms | --cmdline | --out | --test-vm | --test-vm-config)
+    --arch | --vcpus | --mem | --vms | --cmdline | --out | --test-vm | --test-vm-config | --test-vm-args)
         (($# >= 2)) || usage_error "option $opt needs a value"
         value=$2
         shift 2
@@ -157,6 +161,11 @@ while (($#)); do
             if [[ $value == */* ]]; then
                 [[ $test_vm == /* ]] || test_vm=$caller_dir/$test_vm
             fi
+            ;;
+        --test-vm-args)
+            [[ $value != *$'\n'* && $value != *,* ]] ||
+                usage_error "--test-vm-args must be one line without commas"
+            test_vm_args=$value
             ;;
         --test-vm-config)
             [[ $value =~ ^[a-z]+=[0-9A-Za-z]+( [a-z]+=[0-9A-Za-z]+)*$ ]] ||
@@ -432,19 +441,18 @@ build_initramfs() {
 }
 
 # Build tests/memstress for $user_target into $memstress_bin: a static
-# executable of $elf_machine, stripped (the guest's RAM holds the initramfs).
+# executable of $elf_machine, stripped by the linker (the guest's RAM holds
+# the initramfs; llvm-objcopy cannot strip a static glibc executable).
 build_memstress() {
     local built=target/$user_target/release/memstress
     log "building tests/memstress for $user_target"
-    if ! cargo build -q --release -p memstress --target "$user_target"; then
+    if ! CARGO_PROFILE_RELEASE_STRIP=symbols cargo build -q --release -p memstress \
+        --target "$user_target"; then
         err "cargo build -p memstress --target $user_target failed: run scripts/setup.sh"
         err "(it installs the Rust target and, for arm, Debian's gcc-arm-linux-gnueabihf)"
         return 1
     fi
-    local host sysroot
-    host=$(rustc -vV | sed -n 's/^host: //p')
-    sysroot=$(rustc --print sysroot)
-    "$sysroot/lib/rustlib/$host/bin/llvm-objcopy" --strip-all "$built" "$memstress_bin"
+    install -m 0755 "$built" "$memstress_bin"
     if (($(le 4 "$memstress_bin" 0) != 0x464c457f || $(le 2 "$memstress_bin" 18) != elf_machine)); then
         err "$built is not an ELF executable for $debarch"
         return 1
@@ -487,7 +495,7 @@ if [[ -n $test_vm ]]; then
         err "no test image $image (scripts/build.sh builds out/guest-NAME.bin and out/arm/guest-NAME.bin)"
         exit 1
     }
-    vm_args+=(--vm "kernel=$image,cmdline=vm=1,config=$test_vm_config")
+    vm_args+=(--vm "kernel=$image,cmdline=vm=1${test_vm_args:+ $test_vm_args},config=$test_vm_config")
     first=2
 fi
 for ((n = first; n < first + vms; n++)); do

@@ -235,10 +235,22 @@ pub struct LinuxExtras {
     /// `/bin/memstress` in the initramfs (`scripts/linux.sh --memstress`:
     /// the memory workload of `tests/memstress`, built for the guests).
     pub memstress: bool,
-    /// VM 1 runs this guest test image (`hostile` for
-    /// `out/guest-hostile.bin`) with this config (`vcpus=2 mem=64M`), and
-    /// the Linux VMs are VMs 2 and up (`--test-vm`, `--test-vm-config`).
-    pub test_vm: Option<(String, String)>,
+    /// VM 1 runs a guest test image and the Linux VMs are VMs 2 and up.
+    pub test_vm: Option<TestVm>,
+}
+
+/// A VM running a guest test image before the Linux VMs of a bundle
+/// (`scripts/linux.sh --test-vm`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TestVm {
+    /// The image's name: `hostile` for `out/guest-hostile.bin`
+    /// (`out/arm/` on ARM32).
+    pub image: String,
+    /// Its config, e.g. `vcpus=2 mem=64M` (`--test-vm-config`).
+    pub config: String,
+    /// Its command line after `vm=1`, e.g. `start=input`
+    /// (`--test-vm-args`); may be empty.
+    pub args: String,
 }
 
 impl LinuxExtras {
@@ -249,10 +261,10 @@ impl LinuxExtras {
         if self.memstress {
             s.push_str("-memstress");
         }
-        if let Some((image, config)) = &self.test_vm {
+        if let Some(vm) = &self.test_vm {
             s.push('-');
-            s.push_str(image);
-            for word in config.split_whitespace() {
+            s.push_str(&vm.image);
+            for word in vm.config.split_whitespace().chain(vm.args.split_whitespace()) {
                 s.push('-');
                 s.push_str(&word.replace('=', ""));
             }
@@ -288,8 +300,9 @@ pub fn linux_bundle_with(
         if extras.memstress {
             command.arg("--memstress");
         }
-        if let Some((image, config)) = &extras.test_vm {
-            command.args(["--test-vm", image, "--test-vm-config", config]);
+        if let Some(vm) = &extras.test_vm {
+            command.args(["--test-vm", &vm.image, "--test-vm-config", &vm.config]);
+            command.args(["--test-vm-args", &vm.args]);
         }
         let output = command
             .args(["--arch", arch.name(), "--vcpus", &vcpus.to_string(), "--mem", mem])
@@ -1312,9 +1325,13 @@ mod tests {
         assert_eq!(LinuxExtras::default().file_suffix(), "");
         let e = LinuxExtras {
             memstress: true,
-            test_vm: Some(("hostile".into(), "vcpus=2 mem=64M".into())),
+            test_vm: Some(TestVm {
+                image: "hostile".into(),
+                config: "vcpus=2 mem=64M".into(),
+                args: "start=input".into(),
+            }),
         };
-        assert_eq!(e.file_suffix(), "-memstress-hostile-vcpus2-mem64M");
+        assert_eq!(e.file_suffix(), "-memstress-hostile-vcpus2-mem64M-startinput");
     }
 
     #[test]
