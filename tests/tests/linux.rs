@@ -434,6 +434,20 @@ fn memstress_arm_a15_2_vcpus_collapse() {
     assert!(counter(&run, "collapses", 1) > 0, "no collapse\n{run}");
 }
 
+/// The memory workload on ARM32 with 2 MiB blocks (`policy=blocks`).
+#[test]
+fn memstress_arm_a15_2_vcpus_blocks() {
+    let (run, bytes) = Memstress {
+        qemu: Qemu::arm().cpu("cortex-a15"),
+        smp: 2,
+        vcpus: 2,
+        append: "policy=blocks",
+        hostile: false,
+    }
+    .run();
+    assert_mapped(&run, 1, "2M blocks mapped", 2 << 20, bytes);
+}
+
 // --- the bundles themselves (no QEMU) -----------------------------------------
 
 /// `scripts/linux.sh` writes bundles that follow the contract: for each VM
