@@ -11,10 +11,14 @@
 #            busybox-static:armhf
 #
 # Then builds the guests' initramfs (busybox, its applets installed at boot
-# by /init, an interactive shell on the console) and writes the hypervisor's
-# bundle (docs in tests/src/cpio.rs): a cpio newc archive holding, for each
-# VM N, vmN/kernel, vmN/initrd, vmN/cmdline and vmN/config. The bundle is the
-# hypervisor's -initrd (scripts/run.sh --linux does all of it).
+# by /init, an interactive shell on the console; with --memstress also the
+# memory workload tests/memstress as /bin/memstress, built here for the
+# guests' architecture) and writes the hypervisor's bundle (docs in
+# tests/src/cpio.rs): a cpio newc archive holding, for each VM N,
+# vmN/kernel, vmN/initrd, vmN/cmdline and vmN/config. With --test-vm, VM 1
+# runs a guest test image of scripts/build.sh instead and the Linux VMs
+# follow it. The bundle is the hypervisor's -initrd (scripts/run.sh --linux
+# does all of it).
 #
 # Needs dpkg and APT (Debian, Ubuntu). The foreign architecture (arm64 or
 # armhf) must be known to dpkg: as root the script adds it itself
@@ -43,6 +47,20 @@ Options:
   --vms N          number of identical Linux VMs (default: 1)
   --cmdline TEXT   more kernel command line, after the default
                    "console=ttyAMA0 earlycon s2hyp.vm=N"
+  --memstress      build tests/memstress for ARCH (a static binary: Rust's
+                   aarch64-unknown-linux-musl, or armv7-unknown-linux-gnueabihf
+                   with a static glibc and Debian's arm-linux-gnueabihf-gcc,
+                   both set up by scripts/setup.sh) and install it as
+                   /bin/memstress in the initramfs
+  --test-vm IMAGE  make VM 1 run a guest test image (a name such as hostile,
+                   for out/guest-hostile.bin or out/arm/guest-hostile.bin of
+                   scripts/build.sh, or a file) with the command line "vm=1";
+                   the Linux VMs become VMs 2 and up
+  --test-vm-args TEXT
+                   more of that VM's command line, after "vm=1" (e.g.
+                   "start=input": hostile waits for a byte on its console)
+  --test-vm-config TEXT
+                   that VM's config (default: "vcpus=1 mem=64M")
   --out FILE       the bundle to write (default: out/linux/ARCH/bundle.cpio)
   --fetch-only     fetch into the cache and stop
   -h, --help       show this help and exit
@@ -52,7 +70,8 @@ Options taking a value also accept the --option=VALUE form.
 The cache is ${XDG_CACHE_HOME:-$HOME/.cache}/s2hyp/linux/ARCH/ (or
 $S2HYP_LINUX_CACHE/ARCH/): vmlinuz, config, busybox, versions (what
 was fetched) and, for aarch64, bcm2711-rpi-4-b.dtb (the Pi 4's device
-tree). The initramfs is out/linux/ARCH/initramfs.cpio.gz.
+tree). The initramfs is out/linux/ARCH/initramfs.cpio.gz
+(initramfs-memstress.cpio.gz with --memstress).
 Set MKCPIO to a built mkcpio binary to skip `cargo run -p harness --bin
 mkcpio`.
 Exit status: 0 on success, 1 when fetching or building fails, 2 on
@@ -77,6 +96,10 @@ vms=1
 cmdline=""
 out=""
 fetch_only=0
+memstress=0
+test_vm=""
+test_vm_config="vcpus=1 mem=64M"
+test_vm_args=""
 
 while (($#)); do
     opt=$1
@@ -94,7 +117,11 @@ while (($#)); do
         fetch_only=1
         shift
         ;;
-    --arch | --vcpus | --mem | --vms | --cmdline | --out)
+    --memstress)
+        memstress=1
+        shift
+        ;;
+    --arch | --vcpus | --mem | --vms | --cmdline | --out | --test-vm | --test-vm-config | --test-vm-args)
         (($# >= 2)) || usage_error "option $opt needs a value"
         value=$2
         shift 2
@@ -128,6 +155,24 @@ while (($#)); do
             out=$value
             [[ $out == /* ]] || out=$caller_dir/$out
             ;;
+        --test-vm)
+            [[ -n $value && $value != *,* ]] ||
+                usage_error "invalid --test-vm '$value' (expected an image name or file, without commas)"
+            test_vm=$value
+            if [[ $value == */* ]]; then
+                [[ $test_vm == /* ]] || test_vm=$caller_dir/$test_vm
+            fi
+            ;;
+        --test-vm-args)
+            [[ $value != *$'\n'* && $value != *,* ]] ||
+                usage_error "--test-vm-args must be one line without commas"
+            test_vm_args=$value
+            ;;
+        --test-vm-config)
+            [[ $value =~ ^[a-z]+=[0-9A-Za-z]+( [a-z]+=[0-9A-Za-z]+)*$ ]] ||
+                usage_error "invalid --test-vm-config '$value' (expected e.g. \"vcpus=2 mem=64M\")"
+            test_vm_config=$value
+            ;;
         esac
         ;;
     *)
@@ -146,11 +191,16 @@ aarch64)
     # linux-image-6.12.95+deb12-arm64-unsigned; not -cloud- or -rt-.
     kernel_re='^linux-image-[0-9][^ ]*-arm64-unsigned$'
     elf_machine=0xb7 # EM_AARCH64
+    # The Rust target of tests/memstress (linkers: .cargo/config.toml).
+    user_target=aarch64-unknown-linux-musl
+    images=out
     ;;
 arm)
     debarch=armhf
     kernel_re='^linux-image-[0-9][^ ]*-armmp-lpae$'
     elf_machine=0x28 # EM_ARM
+    user_target=armv7-unknown-linux-gnueabihf
+    images=out/arm
     ;;
 esac
 
@@ -387,6 +437,9 @@ build_initramfs() {
     chmod 1777 "$root/tmp"
     install -m 0755 "$cache/busybox" "$root/bin/busybox"
     ln -s busybox "$root/bin/sh"
+    if ((memstress)); then
+        install -m 0755 "$memstress_bin" "$root/bin/memstress"
+    fi
     write_init >"$root/init"
     chmod 0755 "$root/init"
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
@@ -397,6 +450,36 @@ build_initramfs() {
     mv "$initrd.tmp$$" "$initrd"
 }
 
+# Build tests/memstress for $user_target into $memstress_bin: a static
+# executable of $elf_machine, stripped by the linker (the guest's RAM holds
+# the initramfs; llvm-objcopy cannot strip a static glibc executable).
+build_memstress() {
+    local built=target/$user_target/release/memstress
+    log "building tests/memstress for $user_target"
+    if ! CARGO_PROFILE_RELEASE_STRIP=symbols cargo build -q --release -p memstress \
+        --target "$user_target"; then
+        err "cargo build -p memstress --target $user_target failed: run scripts/setup.sh"
+        err "(it installs the Rust target and, for arm, Debian's gcc-arm-linux-gnueabihf)"
+        return 1
+    fi
+    install -m 0755 "$built" "$memstress_bin"
+    if (($(le 4 "$memstress_bin" 0) != 0x464c457f || $(le 2 "$memstress_bin" 18) != elf_machine)); then
+        err "$built is not an ELF executable for $debarch"
+        return 1
+    fi
+    # A static executable has no program interpreter (PT_INTERP, type 3).
+    local phoff phentsize phnum i
+    phoff=$(le "$((elf_machine == 0xb7 ? 8 : 4))" "$memstress_bin" "$((elf_machine == 0xb7 ? 32 : 28))")
+    phentsize=$(le 2 "$memstress_bin" "$((elf_machine == 0xb7 ? 54 : 42))")
+    phnum=$(le 2 "$memstress_bin" "$((elf_machine == 0xb7 ? 56 : 44))")
+    for ((i = 0; i < phnum; i++)); do
+        if (($(le 4 "$memstress_bin" "$((phoff + i * phentsize))") == 3)); then
+            err "$built is dynamically linked (it has a PT_INTERP): the initramfs has no libc"
+            return 1
+        fi
+    done
+}
+
 fetch
 log "cache: $cache"
 sed 's/^/    /' "$cache/versions"
@@ -404,11 +487,28 @@ if ((fetch_only)); then
     exit 0
 fi
 
-initrd=$PWD/$outdir/initramfs.cpio.gz
+if ((memstress)); then
+    memstress_bin=$work/memstress
+    build_memstress
+    initrd=$PWD/$outdir/initramfs-memstress.cpio.gz
+else
+    initrd=$PWD/$outdir/initramfs.cpio.gz
+fi
 build_initramfs
 
 vm_args=()
-for ((n = 1; n <= vms; n++)); do
+first=1
+if [[ -n $test_vm ]]; then
+    image=$test_vm
+    [[ $image == */* ]] || image=$PWD/$images/guest-$image.bin
+    [[ -s $image ]] || {
+        err "no test image $image (scripts/build.sh builds out/guest-NAME.bin and out/arm/guest-NAME.bin)"
+        exit 1
+    }
+    vm_args+=(--vm "kernel=$image,cmdline=vm=1${test_vm_args:+ $test_vm_args},config=$test_vm_config")
+    first=2
+fi
+for ((n = first; n < first + vms; n++)); do
     line="console=ttyAMA0 earlycon s2hyp.vm=$n${cmdline:+ $cmdline}"
     vm_args+=(--vm "kernel=$cache/vmlinuz,initrd=$initrd,cmdline=$line,config=vcpus=$vcpus mem=$mem")
 done
@@ -417,7 +517,7 @@ mkcpio bundle -o "$out" "${vm_args[@]}"
 log "kernel:    $cache/vmlinuz"
 log "busybox:   $cache/busybox"
 log "initramfs: $initrd ($(wc -c <"$initrd") bytes)"
-log "bundle:    $out ($(wc -c <"$out") bytes), $vms VM(s):"
+log "bundle:    $out ($(wc -c <"$out") bytes), $((${#vm_args[@]} / 2)) VM(s):"
 mkcpio check "$out" | sed 's/^/    /'
 if [[ $arch == arm ]]; then
     log "boot it:   scripts/run.sh --arch arm --linux (or pass the bundle as the hypervisor's -initrd)"

@@ -44,6 +44,8 @@ Options:
   --vms N         with --linux: number of Linux VMs (default: 1)
   --mem SIZE      with --linux: RAM of each VM (default: 512M)
   --cmdline TEXT  with --linux: more kernel command line
+  --memstress     with --linux: /bin/memstress in the initramfs, the memory
+                  workload of tests/memstress (try `memstress -p 4`)
   --gdb           start QEMU halted with a GDB server on localhost:1234
   --board BOARD   emulated board: rpi4 (QEMU raspi4b, aarch64 only) or
                   rpi3 (QEMU raspi3b) (default: QEMU's generic "virt")
@@ -72,6 +74,7 @@ arch=aarch64
 smp=""
 guest=""
 linux=0
+memstress=0
 vcpus=""
 vms=""
 lmem=""
@@ -99,6 +102,10 @@ while (($#)); do
         ;;
     --linux)
         linux=1
+        shift
+        ;;
+    --memstress)
+        memstress=1
         shift
         ;;
     --arch | --smp | --guest | --board | --append | --cpu | --vcpus | --vms | --mem | --cmdline)
@@ -168,8 +175,9 @@ if ((linux)); then
     [[ -n $smp ]] || smp=4
     [[ -n $vcpus ]] || vcpus=$smp
 else
-    [[ -z $vcpus$vms$lmem$cmdline ]] ||
-        usage_error "--vcpus, --vms, --mem and --cmdline go with --linux"
+    if [[ -n $vcpus$vms$lmem$cmdline ]] || ((memstress)); then
+        usage_error "--vcpus, --vms, --mem, --cmdline and --memstress go with --linux"
+    fi
     [[ -n $smp ]] || smp=1
 fi
 if [[ $arch == arm ]]; then
@@ -208,6 +216,7 @@ if ((linux)); then
     guest=$PWD/out/linux/$arch/bundle.cpio
     linux_args=(--arch "$arch" --vcpus "$vcpus" --vms "${vms:-1}" --mem "${lmem:-512M}" --out "$guest")
     [[ -n $cmdline ]] && linux_args+=(--cmdline "$cmdline")
+    ((memstress)) && linux_args+=(--memstress)
     scripts/linux.sh "${linux_args[@]}"
 fi
 

@@ -8,14 +8,20 @@
 #     derived from the machine's own APT configuration (same mirror, same
 #     keyring), and installs QEMU from it.
 #   * The Rust toolchain pinned in rust-toolchain.toml (channel, bare-metal
-#     targets, clippy and rustfmt), installed through rustup.
+#     targets, the Linux user-space targets of tests/memstress, clippy and
+#     rustfmt), installed through rustup.
+#   * Debian's cross compiler for 32-bit ARM Linux (gcc-arm-linux-gnueabihf
+#     and libc6-dev-armhf-cross): it links tests/memstress statically for
+#     the ARM32 Linux guests (scripts/linux.sh --memstress; Rust ships no
+#     32-bit ARM musl target to link it by itself, as it does for AArch64).
 #
 # Idempotent: when everything is already there it makes no APT calls and no
 # network access and finishes in well under a second. Needs root only when it
 # has something to install with APT; otherwise it prints what to run as root.
 # Non-interactive (works with CI=true and no stdin).
 #
-# Exit status: 0 when QEMU >= 9 and the Rust toolchain are ready, 1 otherwise.
+# Exit status: 0 when QEMU >= 9, the Rust toolchain and the ARM cross linker
+# are ready, 1 otherwise.
 set -euo pipefail
 
 readonly QEMU_MIN_MAJOR=9
@@ -362,10 +368,50 @@ ensure_rust() {
 }
 
 # ---------------------------------------------------------------------------
+# The ARM Linux cross linker (tests/memstress for the ARM32 guests)
+# ---------------------------------------------------------------------------
+
+readonly CROSS_GCC=arm-linux-gnueabihf-gcc
+readonly CROSS_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+
+# Succeed when the cross compiler is there with a static C library.
+cross_ok() {
+    command -v "$CROSS_GCC" >/dev/null &&
+        [[ -f $("$CROSS_GCC" -print-file-name=libc.a 2>/dev/null) ]]
+}
+
+ensure_cross() {
+    if cross_ok; then
+        log "ARM cross linker ok: $(first_line "$CROSS_GCC" --version)"
+        return 0
+    fi
+    read_os_release
+    if ((EUID != 0)) || ! command -v apt-get >/dev/null || ! is_debian_like; then
+        err "$CROSS_GCC with a static glibc is required (tests/memstress for ARM32 guests)."
+        if is_debian_like; then
+            err "As root, run:  $SELF"
+            err "or by hand:  apt-get update && apt-get install -y --no-install-recommends ${CROSS_PKGS[*]}"
+        else
+            err "Install your distribution's cross compiler for arm-linux-gnueabihf with its glibc."
+        fi
+        return 1
+    fi
+    log "installing ${CROSS_PKGS[*]}"
+    apt_get update
+    apt_get install -y --no-install-recommends "${CROSS_PKGS[@]}" || return 1
+    if ! cross_ok; then
+        err "installed ${CROSS_PKGS[*]} but $CROSS_GCC has no libc.a"
+        return 1
+    fi
+    log "ARM cross linker ok: $(first_line "$CROSS_GCC" --version)"
+}
+
+# ---------------------------------------------------------------------------
 
 status=0
 ensure_qemu || status=1
 ensure_rust || status=1
+ensure_cross || status=1
 if ((status)); then
     err "setup incomplete (see above)"
 fi

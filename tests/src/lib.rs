@@ -18,7 +18,9 @@
 //!   hypervisor's escape that gives the input to another VM.
 //! * [`linux_bundle`] runs `scripts/linux.sh` (once per process and
 //!   configuration) and returns the bundle that boots Debian's Linux under
-//!   the hypervisor (`tests/linux.rs`).
+//!   the hypervisor (`tests/linux.rs`); [`linux_bundle_with`] adds the
+//!   memory workload (`tests/memstress`) or a VM running a guest test image
+//!   ([`LinuxExtras`]).
 //!
 //! At most [`max_parallel`] QEMU instances run at once in a process (a
 //! global semaphore), whatever `--test-threads` says: QEMU's TCG is CPU
@@ -237,18 +239,86 @@ pub fn linux_pi4_dtb() -> PathBuf {
 /// process; the calls are serialised. Panics with the script's output if
 /// it fails.
 pub fn linux_bundle(arch: Arch, vcpus: u32, mem: &str, vms: u32) -> PathBuf {
-    type Key = (Arch, u32, String, u32);
+    linux_bundle_with(arch, vcpus, mem, vms, &LinuxExtras::default())
+}
+
+/// What a Linux bundle may hold beyond its Linux VMs
+/// ([`linux_bundle_with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LinuxExtras {
+    /// `/bin/memstress` in the initramfs (`scripts/linux.sh --memstress`:
+    /// the memory workload of `tests/memstress`, built for the guests).
+    pub memstress: bool,
+    /// VM 1 runs a guest test image and the Linux VMs are VMs 2 and up.
+    pub test_vm: Option<TestVm>,
+}
+
+/// A VM running a guest test image before the Linux VMs of a bundle
+/// (`scripts/linux.sh --test-vm`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TestVm {
+    /// The image's name: `hostile` for `out/guest-hostile.bin`
+    /// (`out/arm/` on ARM32).
+    pub image: String,
+    /// Its config, e.g. `vcpus=2 mem=64M` (`--test-vm-config`).
+    pub config: String,
+    /// Its command line after `vm=1`, e.g. `start=input`
+    /// (`--test-vm-args`); may be empty.
+    pub args: String,
+}
+
+impl LinuxExtras {
+    /// The part of the bundle's file name that tells these extras apart:
+    /// empty, `-memstress`, `-hostile-vcpus2-mem64M`...
+    fn file_suffix(&self) -> String {
+        let mut s = String::new();
+        if self.memstress {
+            s.push_str("-memstress");
+        }
+        if let Some(vm) = &self.test_vm {
+            s.push('-');
+            s.push_str(&vm.image);
+            for word in vm.config.split_whitespace().chain(vm.args.split_whitespace()) {
+                s.push('-');
+                s.push_str(&word.replace('=', ""));
+            }
+        }
+        s
+    }
+}
+
+/// [`linux_bundle`] with `extras`; the bundle is
+/// `out/linux/<arch>/bundle-<vms>x<vcpus>-<mem><suffix>.cpio`, the suffix
+/// naming the extras. The test image must have been built
+/// ([`prepare`]).
+pub fn linux_bundle_with(
+    arch: Arch,
+    vcpus: u32,
+    mem: &str,
+    vms: u32,
+    extras: &LinuxExtras,
+) -> PathBuf {
+    type Key = (Arch, u32, String, u32, LinuxExtras);
     static BUNDLES: OnceLock<Mutex<HashMap<Key, Result<PathBuf, String>>>> = OnceLock::new();
     let mut bundles =
         BUNDLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let result = bundles.entry((arch, vcpus, mem.to_string(), vms)).or_insert_with(|| {
+    let key = (arch, vcpus, mem.to_string(), vms, extras.clone());
+    let result = bundles.entry(key).or_insert_with(|| {
         let out = out_dir()
             .join("linux")
             .join(arch.name())
-            .join(format!("bundle-{vms}x{vcpus}-{mem}.cpio"));
+            .join(format!("bundle-{vms}x{vcpus}-{mem}{}.cpio", extras.file_suffix()));
         let script = repo_root().join("scripts/linux.sh");
         let started = Instant::now();
-        let output = Command::new(&script)
+        let mut command = Command::new(&script);
+        if extras.memstress {
+            command.arg("--memstress");
+        }
+        if let Some(vm) = &extras.test_vm {
+            command.args(["--test-vm", &vm.image, "--test-vm-config", &vm.config]);
+            command.args(["--test-vm-args", &vm.args]);
+        }
+        let output = command
             .args(["--arch", arch.name(), "--vcpus", &vcpus.to_string(), "--mem", mem])
             .args(["--vms", &vms.to_string(), "--out"])
             .arg(&out)
@@ -1320,6 +1390,20 @@ mod tests {
         assert_eq!(Qemu::new().input_after("x", "y").inputs, [("x".into(), "y".into())]);
         // Inputs do not show on the command line.
         assert_eq!(Qemu::new().input_after("x", "y").args(), Qemu::new().args());
+    }
+
+    #[test]
+    fn names_bundles_by_their_extras() {
+        assert_eq!(LinuxExtras::default().file_suffix(), "");
+        let e = LinuxExtras {
+            memstress: true,
+            test_vm: Some(TestVm {
+                image: "hostile".into(),
+                config: "vcpus=2 mem=64M".into(),
+                args: "start=input".into(),
+            }),
+        };
+        assert_eq!(e.file_suffix(), "-memstress-hostile-vcpus2-mem64M-startinput");
     }
 
     #[test]

@@ -44,6 +44,11 @@
 //! share named, and 4 MiB of data keep their contents to the end), 21
 //! `rmap_room`, 22 `offer_seen` (VM 1's real offer, accepted: VM 1's data
 //! visible), 23 `stale_writer`.
+//!
+//! With `start=input` in its bootargs, VM 1 waits for a byte on its
+//! console before it starts (giving its CPU away meanwhile): a harness
+//! running another guest as VM 2, such as Linux and its memory workload
+//! (`tests/linux.rs`), starts the attack while that guest is busy.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -108,6 +113,11 @@ mod image {
         let id = platform::vm_id().unwrap_or(0);
         if platform::bootarg("resets").is_some() {
             return after_reset();
+        }
+        if platform::bootarg("start") == Some("input") {
+            println!("hostile: waiting for a byte on the console");
+            smp::wait_until(|| guest::rt::console::try_getb().is_some());
+            println!("hostile: starting");
         }
         match id {
             1 => attacker(),
