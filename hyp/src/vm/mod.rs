@@ -766,14 +766,15 @@ impl<M: Machine> Vm<M> {
         self.power() == VmPower::Running
     }
 
-    /// Whether it has stopped for good: off, or running with every vCPU
+    /// Whether it has stopped for good: off or running, with every vCPU
     /// off. Both read at one moment: a VM being reset has its vCPUs off but
-    /// has not stopped.
+    /// has not stopped. A VM just powered off has not stopped either while
+    /// one of its vCPUs is still finishing an exit on some CPU (it stops
+    /// at the end of it): its counters are final only then.
     pub fn has_stopped(&self) -> bool {
         let s = self.state();
         match s.power() {
-            VmPower::Off => true,
-            VmPower::Running => s.running() == 0,
+            VmPower::Off | VmPower::Running => s.running() == 0,
             VmPower::Booting | VmPower::Resetting => false,
         }
     }

@@ -1175,6 +1175,23 @@ fn power_off_wakes_blocked_vcpus() {
     assert!(guests.next_runnable().is_some(), "woken to stop");
 }
 
+/// A VM powered off has stopped only once its last vCPU has (the
+/// hypervisor prints the counters and powers the machine off then, so a
+/// vCPU still finishing an exit elsewhere must be done with it).
+#[test]
+fn a_vm_powered_off_stops_with_its_last_vcpu() {
+    let m = HostMachine::new(16 << 20, 64);
+    let (guests, vms) = boot_vms(m, 1, 1, 4 << 20, Coherency::Nc);
+    let v0 = guests.next_runnable().expect("queued");
+    v0.running_on(0);
+    vms[0].power_off();
+    assert!(!vms[0].has_stopped(), "vCPU 0 is still on its CPU");
+    assert!(!guests.all_stopped());
+    v0.stop();
+    assert!(vms[0].has_stopped());
+    assert!(guests.all_stopped());
+}
+
 // ---- the emulated PL011 and the console --------------------------------------
 
 use crate::vuart::reg as uart_reg;
