@@ -414,7 +414,7 @@ impl<M: Machine> Guests<M> {
     pub fn requeue(&self, vcpu: &'static Vcpu<M>) {
         vcpu.queued();
         self.runq.lock().push_back(vcpu);
-        self.kick_idle();
+        self.kick_idle(vcpu);
     }
 
     /// vCPUs on the run queue.

@@ -206,19 +206,21 @@ impl<M: Machine> Guests<M> {
         self.idle.fetch_and(!(1 << cpu), Ordering::SeqCst);
     }
 
-    /// For a vCPU just queued: kicks one idle CPU other than this one
-    /// (this one looks at the queue itself before it idles), claiming its
-    /// bit so that the next vCPU queued wakes another.
-    pub(super) fn kick_idle(&self) {
+    /// For vCPU `vcpu` just queued: kicks one idle CPU other than this one
+    /// (this one looks at the queue itself before it idles), the one that
+    /// ran `vcpu` last if it is idle (its state and TLB entries are warm
+    /// there), claiming its bit so that the next vCPU queued wakes another.
+    pub(super) fn kick_idle(&self, vcpu: &Vcpu<M>) {
         fence(Ordering::SeqCst);
         let me = self.m.cpu();
+        let last = u32::from(vcpu.sched.cpu.load(Ordering::Relaxed));
         let mut idle = self.idle.load(Ordering::SeqCst);
         loop {
             let others = idle & !(1 << me);
             if others == 0 {
                 return;
             }
-            let cpu = others.trailing_zeros();
+            let cpu = if others & (1 << last) != 0 { last } else { others.trailing_zeros() };
             match self.idle.compare_exchange(
                 idle,
                 idle & !(1 << cpu),

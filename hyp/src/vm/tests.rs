@@ -1157,6 +1157,14 @@ fn queueing_a_vcpu_kicks_one_idle_cpu() {
     let v = guests.next_runnable().unwrap();
     guests.requeue(v);
     assert_eq!(m.kicks.lock().unwrap().len(), 2, "no idle CPU left to kick");
+    // The CPU that ran a vCPU last is preferred when it is idle.
+    while let Some(v) = guests.next_runnable() {
+        v.running_on(0);
+    }
+    assert!(guests.idle_enter(2) && guests.idle_enter(5));
+    v0.running_on(5);
+    guests.requeue(v0);
+    assert_eq!(m.kicks.lock().unwrap()[2..], [5], "vm1's vCPU ran on CPU 5 last");
     guests.idle_exit(0);
     guests.idle_exit(2);
     guests.idle_exit(5);
