@@ -93,6 +93,12 @@ for target in "${BARE_METAL_TARGETS[@]}"; do
     add "clippy-mmu-${target%%-*}" "clippy (mmu, $target)" \
         "cargo clippy -p mmu --target $target -- -D warnings"
 done
+# The Linux guests' memory workload, for the guests' targets (linkers in
+# .cargo/config.toml).
+for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
+    add "clippy-memstress-${target%%-*}" "clippy (memstress, $target)" \
+        "cargo clippy -p memstress --target $target -- -D warnings"
+done
 add doc "documentation (cargo doc, warnings denied)" \
     'RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items'
 add package "mmu as a crate (cargo package: the packaged crate builds alone)" \
