@@ -69,6 +69,8 @@ usage_error() {
     usage >&2
     exit 2
 }
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/options.sh"
 
 arch=aarch64
 smp=""
@@ -114,13 +116,11 @@ while (($#)); do
         shift 2
         case $opt in
         --arch)
-            [[ $value == aarch64 || $value == arm ]] ||
-                usage_error "invalid --arch '$value' (expected aarch64 or arm)"
+            check_arch "$value"
             arch=$value
             ;;
         --smp)
-            [[ $value =~ ^[1-9][0-9]*$ ]] ||
-                usage_error "invalid --smp '$value' (expected a number >= 1)"
+            check_count --smp "$value"
             smp=$value
             ;;
         --guest)
@@ -140,8 +140,7 @@ while (($#)); do
             if [[ $opt == --vcpus ]]; then vcpus=$value; else vms=$value; fi
             ;;
         --mem)
-            [[ $value =~ ^[1-9][0-9]*[KMG]?$ ]] ||
-                usage_error "invalid --mem '$value' (expected a size such as 512M or 1G)"
+            check_size --mem "$value"
             lmem=$value
             ;;
         --cmdline)

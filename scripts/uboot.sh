@@ -64,6 +64,8 @@ usage_error() {
     usage >&2
     exit 2
 }
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/options.sh"
 
 log() { printf 'uboot.sh: %s\n' "$*"; }
 err() { printf 'uboot.sh: error: %s\n' "$*" >&2; }
@@ -102,23 +104,19 @@ while (($#)); do
         shift 2
         case $opt in
         --arch)
-            [[ $value == aarch64 || $value == arm ]] ||
-                usage_error "invalid --arch '$value' (expected aarch64 or arm)"
+            check_arch "$value"
             arch=$value
             ;;
         --vcpus)
-            [[ $value =~ ^[1-9][0-9]*$ ]] ||
-                usage_error "invalid --vcpus '$value' (expected a number >= 1)"
+            check_count --vcpus "$value"
             vcpus=$value
             ;;
         --mem)
-            [[ $value =~ ^[1-9][0-9]*[KMG]?$ ]] ||
-                usage_error "invalid --mem '$value' (expected a size such as 256M or 1G)"
+            check_size --mem "$value"
             mem=$value
             ;;
         --vms)
-            [[ $value =~ ^[1-9][0-9]*$ ]] ||
-                usage_error "invalid --vms '$value' (expected a number >= 1)"
+            check_count --vms "$value"
             vms=$value
             ;;
         --out)
