@@ -7,7 +7,8 @@
 //!
 //! Every host interrupt is group 1 (group 0 on a GICv2 without security
 //! extensions, as `arm-gic` sets it up); end of interrupt both drops the
-//! priority and deactivates. Guests never see these registers: the
+//! priority and deactivates, with the value the acknowledge read (on a
+//! GICv2, an SGI's source CPU included: see `crate::hostirq`). Guests never see these registers: the
 //! distributor and redistributors they see are emulated (`crate::vgic`)
 //! and their CPU interface is the virtual one.
 
@@ -16,6 +17,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::{Mutex, Once};
 
+use crate::hostirq::Acked;
 use crate::platform;
 use crate::vgic::Version;
 
@@ -53,6 +55,8 @@ pub struct V2Virt {
 static V2_VIRT: Once<Option<V2Virt>> = Once::new();
 /// A GICv2 distributor's address.
 static V2_GICD: AtomicUsize = AtomicUsize::new(0);
+/// A GICv2 CPU interface's address.
+static V2_GICC: AtomicUsize = AtomicUsize::new(0);
 
 /// The host GIC's architecture, once [`init`] ran.
 pub fn version() -> Option<Version> {
@@ -96,6 +100,7 @@ pub fn init(gic: &platform::Gic, #[allow(unused)] cpus: usize) -> Result<(), &'s
                 _ => None,
             });
             V2_GICD.store(distributor.base as usize, Ordering::Relaxed);
+            V2_GICC.store(cpu_interface.base as usize, Ordering::Relaxed);
             // SAFETY: as above.
             let mut d = unsafe {
                 arm_gic::gicv2::GicV2::new(
@@ -165,16 +170,21 @@ pub fn set_private_enabled(intid: u32, on: bool) {
     }
 }
 
-/// The highest-priority interrupt signalled to this CPU, acknowledged.
-pub fn ack() -> Option<u32> {
+/// The highest-priority interrupt signalled to this CPU, acknowledged
+/// (`None`: none, a special INTID). To be ended with [`end`].
+pub fn ack() -> Option<Acked> {
     let gic = GIC.get()?;
     #[cfg(target_arch = "aarch64")]
     if IS_V3.load(Ordering::Relaxed) {
         use arm_gic::gicv3::GicCpuInterface as C;
-        return C::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from);
+        return C::get_and_acknowledge_interrupt(InterruptGroup::Group1)
+            .and_then(|id| Acked::from_v3_iar(id.into()));
     }
     match &mut *gic.lock() {
-        Driver::V2(d) => d.get_and_acknowledge_interrupt(InterruptGroup::Group0).map(u32::from),
+        // The whole `GICC_IAR`: an SGI's source CPU is part of it.
+        Driver::V2(d) => d
+            .get_and_acknowledge_interrupt(InterruptGroup::Group0)
+            .and_then(|iar| Acked::from_v2_iar(iar.into())),
         #[cfg(target_arch = "aarch64")]
         Driver::V3(_) => None,
     }
@@ -185,18 +195,25 @@ pub fn ack() -> Option<u32> {
 #[cfg(target_arch = "aarch64")]
 static IS_V3: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Ends interrupt `intid` (priority drop and deactivation).
-pub fn end(intid: u32) {
+/// Ends interrupt `irq`, which [`ack`] returned (priority drop and
+/// deactivation).
+pub fn end(irq: Acked) {
     let Some(gic) = GIC.get() else { return };
-    let id = intid_of(intid);
     #[cfg(target_arch = "aarch64")]
     if IS_V3.load(Ordering::Relaxed) {
+        let id = intid_of(irq.intid);
         arm_gic::gicv3::GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
         return;
     }
+    // `GICC_EOIR` written here rather than with `GicV2::end_interrupt`,
+    // whose `IntId` cannot carry an SGI's source CPU, which the write must
+    // repeat (`crate::hostirq`).
     #[allow(irrefutable_let_patterns)]
-    if let Driver::V2(d) = &mut *gic.lock() {
-        d.end_interrupt(id, InterruptGroup::Group0);
+    if let Driver::V2(_) = &mut *gic.lock() {
+        let eoir = (V2_GICC.load(Ordering::Relaxed) + 0x10) as *mut u32;
+        // SAFETY: GICC_EOIR of the host's CPU interface (banked per CPU),
+        // in the EL2 map; the lock serialises the driver's users.
+        unsafe { eoir.write_volatile(irq.eoi) };
     }
 }
 

@@ -84,22 +84,19 @@ pub fn handle(vcpu: &'static Vcpu, slice_end: &mut u64) -> Action {
     let mut tick = false;
     // Bounded: a level interrupt that stays asserted cannot hold the CPU.
     for _ in 0..32 {
-        let Some(id) = gic::ack() else { break };
-        if id >= 1020 {
-            break;
-        }
-        match id {
+        let Some(irq) = gic::ack() else { break };
+        match irq.intid {
             HYP_TIMER_PPI => {
                 cpu::hyp_timer_stop();
                 tick = true;
             }
             // Until the guest has handled it (see the module doc).
-            VTIMER_PPI | PTIMER_PPI => set_masked(id, true),
+            id @ (VTIMER_PPI | PTIMER_PPI) => set_masked(id, true),
             // The kick SGI and the maintenance interrupt only make the
             // vCPU exit: its list registers were folded back already.
             _ => {}
         }
-        gic::end(id);
+        gic::end(irq);
     }
     if tick {
         let (now, freq) = cpu::counter();
@@ -121,11 +118,8 @@ pub fn idle_wait(until: u64) {
     cpu::hyp_timer_arm(until);
     cpu::wait_for_interrupt();
     for _ in 0..32 {
-        let Some(id) = gic::ack() else { break };
-        if id >= 1020 {
-            break;
-        }
-        gic::end(id);
+        let Some(irq) = gic::ack() else { break };
+        gic::end(irq);
     }
     cpu::hyp_timer_stop();
 }

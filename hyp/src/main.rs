@@ -23,6 +23,7 @@ mod el2;
 pub mod fdt_writer;
 #[cfg(target_os = "none")]
 mod gic;
+pub mod hostirq;
 pub mod hypercall;
 pub mod idregs;
 pub mod image;
