@@ -7,8 +7,9 @@
 //! Each boot waits for the guests' `/init` line (`harness::LINUX_INIT_LINE`)
 //! and their shell prompt, then types commands on the console: the number
 //! of processors in `/proc/cpuinfo` must be the VM's vCPUs, shell
-//! arithmetic must answer (`hello-42`), and `poweroff -f` must power the
-//! VM off through PSCI, after which the hypervisor powers QEMU off.
+//! arithmetic must answer (`hello-42`), `sleep 1` must end (the timer
+//! ticks), and `poweroff -f` must power the VM off through PSCI, after
+//! which the hypervisor powers QEMU off.
 //!
 //! The first test to run builds the hypervisor (`scripts/build.sh`) and
 //! the bundles (`scripts/linux.sh`, which fetches Debian's kernel and
@@ -49,6 +50,10 @@ const QEMU_MEM: &str = "2G";
 /// Counts the processors the guest kernel lists; its answer is a line of
 /// its own holding the number.
 const COUNT_CPUS: &str = "grep -c ^proc /proc/cpuinfo";
+
+/// A second's sleep, which only the timer's interrupt ends; the answer is
+/// `slept`.
+const SLEEP: &str = "sleep 1 && echo slept";
 
 /// Shell arithmetic; the answer is `hello-42`.
 const HELLO: &str = "echo hello-$((6*7))";
@@ -173,11 +178,13 @@ fn linux_one_vm(qemu: Qemu, vcpus: u32) {
         .timeout(LINUX_TIMEOUT)
         .input_after(&prompt, &line(COUNT_CPUS))
         .input_after(&prompt, &line(HELLO))
+        .input_after(&prompt, &line(SLEEP))
         .input_after(&prompt, &line("poweroff -f"))
         .run();
     assert_linux_ok(&run, 1, vcpus);
     assert_vm_line(&run, 1, &vcpus.to_string());
     assert_vm_line(&run, 1, "hello-42");
+    assert_vm_line(&run, 1, "slept");
 }
 
 /// Passes of the memory workload (more beside `hostile`, so that the
@@ -326,6 +333,11 @@ fn linux_max_4_vcpus() {
 #[test]
 fn linux_a57_1_vcpu() {
     linux_one_vm(Qemu::new().cpu("cortex-a57"), 1);
+}
+
+#[test]
+fn linux_a57_4_vcpus() {
+    linux_one_vm(Qemu::new().cpu("cortex-a57"), 4);
 }
 
 /// Two Linux VMs of one vCPU each: each answers on its own console
