@@ -8,9 +8,10 @@
 //! Every host interrupt is group 1 (group 0 on a GICv2 without security
 //! extensions, as `arm-gic` sets it up); end of interrupt both drops the
 //! priority and deactivates, with the value the acknowledge read (on a
-//! GICv2, an SGI's source CPU included: see `crate::hostirq`). Guests never see these registers: the
-//! distributor and redistributors they see are emulated (`crate::vgic`)
-//! and their CPU interface is the virtual one.
+//! GICv2, an SGI's source CPU included: see `crate::hostirq`). Guests
+//! never see these registers: the distributor and redistributors they see
+//! are emulated (`crate::vgic`) and their CPU interface is the virtual
+//! one.
 
 use arm_gic::{IntId, InterruptGroup};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -215,6 +216,26 @@ pub fn end(irq: Acked) {
         // in the EL2 map; the lock serialises the driver's users.
         unsafe { eoir.write_volatile(irq.eoi) };
     }
+}
+
+/// This CPU interface's running priority: the priority of the
+/// highest-priority interrupt acknowledged and not yet ended on this CPU,
+/// [`IDLE_PRIORITY`](crate::hostirq::IDLE_PRIORITY) with none (`None`: no
+/// GIC). One register read (`GICC_RPR` or `ICC_RPR_EL1`), no side effects.
+pub fn running_priority() -> Option<u8> {
+    GIC.get()?;
+    #[cfg(target_arch = "aarch64")]
+    if IS_V3.load(Ordering::Relaxed) {
+        return Some(crate::cpu::gic_running_priority());
+    }
+    // `GicV2` has no accessor for `GICC_RPR`; it is read-only and reading
+    // it changes nothing, so the driver's lock is not needed either.
+    let offset = core::mem::offset_of!(arm_gic::gicv2::registers::Gicc, rpr);
+    let rpr = (V2_GICC.load(Ordering::Relaxed) + offset) as *const u32;
+    // SAFETY: GICC_RPR of the host's CPU interface (banked per CPU), in the
+    // EL2 map since `init`, which ran (`GIC` is set); a read-only register
+    // without side effects.
+    Some(unsafe { rpr.read_volatile() } as u8)
 }
 
 /// Sends the kick SGI to CPU `cpu` (its `MPIDR` Aff0).

@@ -19,6 +19,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::cpu::{self, GicCpu, VcpuRegs, MAX_CPUS, MAX_LRS};
 use crate::el2::El2;
 use crate::gic::{self, HYP_TIMER_PPI, PTIMER_PPI, VTIMER_PPI};
+use crate::hostirq::StuckPriority;
 use crate::trap::{Action, Vcpu};
 use crate::vgic::Kick;
 use crate::vm::Vm;
@@ -113,8 +114,10 @@ pub fn handle(vcpu: &'static Vcpu, slice_end: &mut u64) -> Action {
 
 /// A CPU with nothing to run: sleeps in WFI until an interrupt arrives
 /// (the kick of a vCPU queued for it, its EL2 timer at `until`), then
-/// takes what arrived. No vCPU is loaded: its timers are stopped.
+/// takes what arrived. No vCPU is loaded: its timers are stopped. First
+/// checks that nothing is left active at the host GIC.
 pub fn idle_wait(until: u64) {
+    check_idle_priority();
     cpu::hyp_timer_arm(until);
     cpu::wait_for_interrupt();
     for _ in 0..32 {
@@ -122,6 +125,25 @@ pub fn idle_wait(until: u64) {
         gic::end(irq);
     }
     cpu::hyp_timer_stop();
+}
+
+/// Per CPU: its raised running priority reported already.
+static STUCK_PRIORITY: StuckPriority<MAX_CPUS> = StuckPriority::new();
+
+/// An idle CPU has ended every interrupt it acknowledged, so its GIC CPU
+/// interface's running priority is the idle one. Anything else is an
+/// interrupt acknowledged and never ended, which holds back every
+/// interrupt of its priority or lower on this CPU for good (a bug, see
+/// `crate::hostirq`): reported once per CPU. One register read.
+fn check_idle_priority() {
+    let Some(rpr) = gic::running_priority() else { return };
+    let me = cpu::cpu_index();
+    if STUCK_PRIORITY.check(me, rpr) {
+        crate::println!(
+            "hyp: BUG: cpu{me}: GIC running priority {rpr:#04x} with nothing to handle \
+             (an interrupt acknowledged and never ended)"
+        );
+    }
 }
 
 /// Whether the loaded vCPU has an interrupt to take (WFI completes).

@@ -321,6 +321,14 @@ pub fn hyp_timer_stop() {
     unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
 }
 
+/// The GICv3 CPU interface's running priority, `ICC_RPR_EL1` bits [7:0]
+/// (op0 3, op1 0, CRn 12, CRm 11, op2 3; at EL2 the physical interface's,
+/// not the virtual one): the priority of the highest-priority active
+/// interrupt, 0xff with none. Only with a GICv3 (`ICC_SRE_EL2.SRE` set).
+pub fn gic_running_priority() -> u8 {
+    (read_sysreg!("icc_rpr_el1") & 0xff) as u8
+}
+
 /// The value a trapped write to `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or
 /// `ICC_SGI0R_EL1` (`HCR_EL2.IMO`) would have written, if that is what
 /// trapped.
