@@ -161,12 +161,8 @@ fi
 # Fetching
 # ---------------------------------------------------------------------------
 
-apt_get() {
-    local opts=(-o DPkg::Lock::Timeout=300)
-    # As root APT downloads as the user _apt, who cannot write here.
-    ((EUID == 0)) && opts+=(-o APT::Sandbox::User=root)
-    apt-get "${opts[@]}" "$@"
-}
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
 
 # Whether APT has a candidate for u-boot-qemu.
 apt_knows_uboot() {

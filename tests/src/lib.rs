@@ -231,6 +231,38 @@ pub fn linux_pi4_dtb() -> PathBuf {
     root.join("aarch64/bcm2711-rpi-4-b.dtb")
 }
 
+/// Runs a script that writes a bundle (`command`: `scripts/linux.sh` or
+/// `scripts/uboot.sh` with its options) with `--out out`, from the
+/// repository's root; `out` when it succeeded and wrote it, else the
+/// script's output.
+fn run_bundle_script(mut command: Command, out: PathBuf) -> Result<PathBuf, String> {
+    let script = PathBuf::from(command.get_program());
+    let name = script.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let started = Instant::now();
+    let output = command
+        .arg("--out")
+        .arg(&out)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if output.status.success() && out.is_file() {
+        eprintln!(
+            "harness: scripts/{name} ok ({:.1} s): {}",
+            started.elapsed().as_secs_f64(),
+            out.display()
+        );
+        Ok(out)
+    } else {
+        Err(format!(
+            "scripts/{name} failed ({}); its output:\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// Runs `scripts/linux.sh` for `vms` Linux VMs of `vcpus` vCPUs and `mem`
 /// RAM each (`512M`) on `arch`, and returns the bundle it wrote,
 /// `out/linux/<arch>/bundle-<vms>x<vcpus>-<mem>.cpio`: the hypervisor's
@@ -308,9 +340,7 @@ pub fn linux_bundle_with(
             .join("linux")
             .join(arch.name())
             .join(format!("bundle-{vms}x{vcpus}-{mem}{}.cpio", extras.file_suffix()));
-        let script = repo_root().join("scripts/linux.sh");
-        let started = Instant::now();
-        let mut command = Command::new(&script);
+        let mut command = Command::new(repo_root().join("scripts/linux.sh"));
         if extras.memstress {
             command.arg("--memstress");
         }
@@ -318,29 +348,10 @@ pub fn linux_bundle_with(
             command.args(["--test-vm", &vm.image, "--test-vm-config", &vm.config]);
             command.args(["--test-vm-args", &vm.args]);
         }
-        let output = command
+        command
             .args(["--arch", arch.name(), "--vcpus", &vcpus.to_string(), "--mem", mem])
-            .args(["--vms", &vms.to_string(), "--out"])
-            .arg(&out)
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() && out.is_file() {
-            eprintln!(
-                "harness: scripts/linux.sh ok ({:.1} s): {}",
-                started.elapsed().as_secs_f64(),
-                out.display()
-            );
-            Ok(out)
-        } else {
-            Err(format!("scripts/linux.sh failed ({}); its output:\n{text}", output.status))
-        }
+            .args(["--vms", &vms.to_string()]);
+        run_bundle_script(command, out)
     });
     match result {
         Ok(path) => path.clone(),
@@ -1241,33 +1252,12 @@ pub fn uboot_bundle(arch: Arch, linux: bool) -> PathBuf {
     let result = bundles.entry((arch, linux)).or_insert_with(|| {
         let name = if linux { "bundle-linux.cpio" } else { "bundle.cpio" };
         let out = out_dir().join("uboot").join(arch.name()).join(name);
-        let script = repo_root().join("scripts/uboot.sh");
-        let started = Instant::now();
-        let mut command = Command::new(&script);
-        command.args(["--arch", arch.name(), "--out"]).arg(&out);
+        let mut command = Command::new(repo_root().join("scripts/uboot.sh"));
+        command.args(["--arch", arch.name()]);
         if linux {
             command.arg("--linux");
         }
-        let output = command
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() && out.is_file() {
-            eprintln!(
-                "harness: scripts/uboot.sh ok ({:.1} s): {}",
-                started.elapsed().as_secs_f64(),
-                out.display()
-            );
-            Ok(out)
-        } else {
-            Err(format!("scripts/uboot.sh failed ({}); its output:\n{text}", output.status))
-        }
+        run_bundle_script(command, out)
     });
     match result {
         Ok(path) => path.clone(),
